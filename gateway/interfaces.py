@@ -1,0 +1,94 @@
+"""The seams between Yihu's parts.
+
+The domain (orders, feedback, escalation) talks to the transports only through these
+interfaces, so that each side can be tested alone and swapped (real modem bank or emulator,
+real Asterisk or the AMI emulator).  Every method that does I/O returns a Deferred.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from zope.interface import Attribute, Interface
+
+
+# --- values crossing the seams -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class InboundSms:
+    """A received SMS (multi-part already reassembled), committed raw before it is passed on."""
+    raw_id: int              # inbound_raw.id of the committed raw record
+    sender: str              # E.164 where the number parsed, else as received
+    text: str
+    received_at: datetime    # timezone-aware UTC
+    modem: str               # port or name of the modem that received it
+
+
+@dataclass(frozen=True)
+class KeypadAnswer:
+    """A keypress that matters (an answer to an order), committed raw before it is passed on."""
+    raw_id: int
+    caller: str              # E.164 of the phone on the call
+    digit: str               # "1", "2", "3", "4", ... as pressed
+    call_id: str             # Asterisk Uniqueid / our ChannelId
+    received_at: datetime
+    order_code: str | None = None   # known on an order call; keyed first on the feedback line
+
+
+@dataclass(frozen=True)
+class FeedbackOutcome:
+    """What the feedback engine made of an answer; `message` is what to tell the person."""
+    accepted: bool
+    message: str                   # e.g. "已记录 0427 到达 10:32" or why it was refused
+    order_code: str | None = None
+    status: str | None = None      # received / assembled / arrived / finished / ...
+    needs_code: bool = False       # ambiguous: the sender must name the order code
+
+
+@dataclass(frozen=True)
+class OriginateResult:
+    """How an AMI Originate ended (from OriginateResponse)."""
+    success: bool
+    reason: int                    # Asterisk reason: 4 answered, 5 busy, 3 no answer, 1/8 congested, 0 failed
+    channel: str | None = None
+    uniqueid: str | None = None
+    action_id: str | None = None
+    headers: dict = field(default_factory=dict)
+
+
+# --- interfaces -------------------------------------------------------------------------------
+
+class IInboundSmsSink(Interface):
+    def sms_received(sms: InboundSms):
+        """Handle a received SMS; returns Deferred[FeedbackOutcome | None]."""
+
+
+class IKeypadSink(Interface):
+    def keypad_answer(answer: KeypadAnswer):
+        """Record a keypad answer; returns Deferred[FeedbackOutcome]."""
+
+    def open_orders_for(caller: str):
+        """Open order codes for the team(s) of this phone; Deferred[list[str]]."""
+
+
+class ISmsOutbox(Interface):
+    def enqueue(phone: str, text: str, *, purpose: str, order_id: int | None = None,
+                delivery_id: int | None = None):
+        """Commit a message to the persistent outbox; Deferred[message id] once committed."""
+
+
+class IOriginator(Interface):
+    def originate(channel: str, *, context: str, exten: str, priority: int = 1,
+                  variables: dict | None = None, channel_id: str | None = None,
+                  caller_id: str | None = None, timeout_ms: int = 30000):
+        """Async Originate; Deferred[OriginateResult] fired by the matching OriginateResponse."""
+
+
+class IEventSink(Interface):
+    """Where domain events go (the adapter layer: webhooks, event stream, status board)."""
+    def publish(kind: str, payload: dict):
+        """Publish an event; kind like 'hotline.arrived', 'order.escalated'. Never raises."""
+
+
+class IClock(Interface):
+    seconds = Attribute("IReactorTime.seconds")

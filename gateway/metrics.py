@@ -1,0 +1,50 @@
+"""Every Prometheus metric Yihu exposes, in one place so that names stay consistent.
+
+Parts fill them; `/metrics` renders the default registry.  Labels name the thing involved
+(modem port, line, team) and never carry secrets.
+"""
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+from gateway import __version__
+
+BUILD_INFO = Info("yihu_build", "Build information of the Yihu gateway")
+BUILD_INFO.info({"version": __version__})
+
+# --- storage -------------------------------------------------------------------------------
+DB_QUERY_SECONDS = Histogram("yihu_db_query_seconds", "Time of one database unit of work",
+                             buckets=(.001, .005, .01, .05, .1, .5, 1, 5))
+DB_ERRORS = Counter("yihu_db_errors_total", "Database units of work that raised")
+
+# --- SMS modem bank ---------------------------------------------------------------------------
+SMS_SEGMENTS_SENT = Counter("yihu_sms_segments_sent_total", "SMS segments accepted by a modem (+CMGS)", ["modem"])
+SMS_SEGMENTS_FAILED = Counter("yihu_sms_segments_failed_total", "SMS segments refused or lost", ["modem", "reason"])
+SMS_QUEUE_DEPTH = Gauge("yihu_sms_queue_depth", "Segments waiting in the outbox")
+SMS_MODEM_QUEUE = Gauge("yihu_sms_modem_queue_depth", "Segments assigned to a modem, not yet settled", ["modem"])
+SMS_MODEM_SIGNAL_DBM = Gauge("yihu_sms_modem_signal_dbm", "Modem signal strength (from +CSQ)", ["modem"])
+SMS_MODEM_STATE = Gauge("yihu_sms_modem_state", "1 for the modem's current state", ["modem", "state"])
+SMS_INBOUND = Counter("yihu_sms_inbound_total", "SMS received and committed", ["modem"])
+
+# --- AMI and hotlines -------------------------------------------------------------------------
+AMI_CONNECTED = Gauge("yihu_ami_connected", "1 while the AMI link is logged in")
+AMI_EVENTS = Counter("yihu_ami_events_total", "AMI events received")
+AMI_RECONNECTS = Counter("yihu_ami_reconnects_total", "AMI reconnections")
+AMI_GARBAGE = Counter("yihu_ami_garbage_total", "AMI input that could not be parsed")
+HOTLINE_CALLS = Counter("yihu_hotline_calls_total", "Hotline calls by outcome", ["line", "outcome"])
+HOTLINE_ACTIVE = Gauge("yihu_hotline_calls_active", "Hotline calls in progress", ["line"])
+HOTLINE_ANSWER_SECONDS = Histogram("yihu_hotline_answer_seconds", "Arrival to answer", ["line"],
+                                   buckets=(5, 10, 15, 20, 30, 45, 60, 90, 120, 300))
+
+# --- IVR -------------------------------------------------------------------------------------
+AGI_SESSIONS = Counter("yihu_agi_sessions_total", "FastAGI sessions by script", ["script"])
+AGI_ACTIVE = Gauge("yihu_agi_sessions_active", "FastAGI sessions in progress")
+AGI_ERRORS = Counter("yihu_agi_errors_total", "FastAGI sessions that ended in error", ["script"])
+ORDER_CALLS = Counter("yihu_order_calls_total", "Voice order calls by outcome", ["outcome"])
+
+# --- orders, feedback, escalation -------------------------------------------------------------
+ORDERS_CREATED = Counter("yihu_orders_created_total", "Orders created")
+FEEDBACK_RECORDED = Counter("yihu_feedback_total", "Feedback recorded", ["status", "channel"])
+FEEDBACK_REFUSED = Counter("yihu_feedback_refused_total", "Replies refused", ["reason"])
+ESCALATION_STEPS = Counter("yihu_escalation_steps_total", "Escalation steps fired", ["stage", "action"])
+ESCALATION_PENDING = Gauge("yihu_escalation_pending", "Escalation steps waiting")
+ESCALATION_LATENESS = Histogram("yihu_escalation_lateness_seconds", "How late an escalation step fired",
+                                buckets=(.01, .05, .1, .2, .5, 1, 5, 60))

@@ -1,0 +1,62 @@
+"""Schema migrations (Alembic), run programmatically: `yihu db upgrade` and at gateway start."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from gateway.storage.pool import make_engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _config(connection=None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(_config(conn), revision)
+    finally:
+        engine.dispose()
+
+
+def downgrade(url: str, revision: str = "base") -> None:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            command.downgrade(_config(conn), revision)
+    finally:
+        engine.dispose()
+
+
+def current(url: str) -> str | None:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def head() -> str:
+    return ScriptDirectory.from_config(_config()).get_current_head()
+
+
+def revision(url: str, message: str) -> None:
+    """Developer helper: autogenerate a new migration against a database at head."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            command.revision(_config(conn), message=message, autogenerate=True)
+    finally:
+        engine.dispose()

@@ -1,0 +1,241 @@
+"""The database schema (SQLAlchemy Core).  Alembic migrations in migrations/ create it.
+
+Times are stored as timezone-aware UTC.  Every raw inbound message and keypress is kept in
+`inbound_raw` whatever became of it; `audit_log` is append-only.
+"""
+from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Column, DateTime, Float,
+                        ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
+                        UniqueConstraint)
+
+# Stable constraint names so that migrations work the same on SQLite and PostgreSQL.
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+TS = DateTime(timezone=True)
+# BigInteger ids on PostgreSQL, but INTEGER on SQLite so that it stays the rowid alias.
+ID = BigInteger().with_variant(Integer(), "sqlite")
+
+# --- directory ------------------------------------------------------------------------------
+
+teams = Table(
+    "teams", metadata,
+    Column("id", ID, primary_key=True),
+    Column("code", String(32), nullable=False, unique=True),     # e.g. PUB-01, PRO-04, EXPERT
+    Column("name", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),                  # public / professional / expert
+    Column("township", String(100)),                             # for township/street sub-teams
+    Column("township_class", Integer),                           # 1-3 where it applies
+    Column("min_size", Integer),
+    Column("created_at", TS, nullable=False),
+    CheckConstraint("kind in ('public','professional','expert')", name="kind"),
+    CheckConstraint("township_class is null or township_class between 1 and 3", name="township_class"),
+)
+
+members = Table(
+    "members", metadata,
+    Column("id", ID, primary_key=True),
+    Column("team_id", ID, ForeignKey("teams.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", String(100), nullable=False),
+    Column("role", String(16), nullable=False),        # commander / deputy / member / expert / liaison
+    Column("specialty", String(200)),
+    Column("category", String(100)),                   # expert category
+    CheckConstraint("role in ('commander','deputy','member','expert','liaison')", name="role"),
+)
+
+member_phones = Table(
+    "member_phones", metadata,
+    Column("id", ID, primary_key=True),
+    Column("member_id", ID, ForeignKey("members.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("e164", String(20), nullable=False, unique=True),
+    Column("rank", Integer, nullable=False, default=0),          # 0 = first number to use
+)
+
+duty_roster = Table(
+    "duty_roster", metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("e164", String(20), nullable=False),
+    Column("starts_at", TS, nullable=False),
+    Column("ends_at", TS, nullable=False),
+    Index("ix_duty_roster_window", "starts_at", "ends_at"),
+)
+
+# --- hotlines ---------------------------------------------------------------------------------
+
+hotline_calls = Table(
+    "hotline_calls", metadata,
+    Column("id", ID, primary_key=True),
+    Column("call_id", String(64), nullable=False, unique=True),  # Asterisk Linkedid of the caller's channel
+    Column("line", String(8), nullable=False),                   # 110 / 119 / 122
+    Column("caller", String(40)),
+    Column("channel", String(200)),
+    Column("arrived_at", TS, nullable=False),
+    Column("ivr_at", TS),
+    Column("queue_joined_at", TS),
+    Column("queue", String(80)),
+    Column("answered_at", TS),
+    Column("call_taker", String(200)),
+    Column("hold_seconds", Float),
+    Column("ended_at", TS),
+    Column("hangup_cause", Integer),
+    Column("hangup_text", String(80)),
+    Column("outcome", String(24)),    # answered / abandoned_ivr / abandoned_queue / failed / (null while live)
+    Column("valid", Boolean),
+    Column("category", String(80)),
+    Column("marked_by", String(100)),
+    Column("callback_state", String(16)),    # pending / done, for abandoned calls
+    Column("updated_at", TS, nullable=False),
+    Index("ix_hotline_calls_line_arrived", "line", "arrived_at"),
+)
+
+# --- orders -----------------------------------------------------------------------------------
+
+orders = Table(
+    "orders", metadata,
+    Column("id", ID, primary_key=True),
+    Column("code", String(8), nullable=False, index=True),        # short code people type, e.g. 0427
+    Column("incident_ref", String(100), nullable=False),
+    Column("kind", String(24), nullable=False),                   # stability / rescue / ordinary
+    Column("onscene_commander", String(200)),
+    Column("text", Text, nullable=False),
+    Column("rule", String(24), nullable=False),                   # same_township / leaving_city
+    Column("voice", Boolean, nullable=False, default=False),
+    Column("state", String(16), nullable=False, default="open"),  # open / closed / cancelled
+    Column("created_at", TS, nullable=False),
+    Column("created_by", String(100)),
+    Column("closed_at", TS),
+    Column("idempotency_key", String(100), unique=True),
+)
+
+order_teams = Table(
+    "order_teams", metadata,
+    Column("id", ID, primary_key=True),
+    Column("order_id", ID, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("team_id", ID, ForeignKey("teams.id"), nullable=False, index=True),
+    Column("state", String(16), nullable=False),   # sent delivered received assembled arrived finished unreachable declined
+    Column("state_at", TS, nullable=False),
+    Column("sent_at", TS),
+    Column("delivered_at", TS),
+    Column("received_at", TS),
+    Column("assembled_at", TS),
+    Column("arrived_at", TS),
+    Column("finished_at", TS),
+    Column("answered_by", ID, ForeignKey("members.id")),
+    Column("reason", Text),
+    Column("report", Text),
+    UniqueConstraint("order_id", "team_id", name="uq_order_teams_order_team"),
+)
+
+deliveries = Table(
+    "deliveries", metadata,
+    Column("id", ID, primary_key=True),
+    Column("order_id", ID, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("team_id", ID, ForeignKey("teams.id"), nullable=False),
+    Column("member_id", ID, ForeignKey("members.id")),
+    Column("phone", String(20), nullable=False),
+    Column("channel", String(8), nullable=False),     # sms / voice
+    Column("state", String(16), nullable=False),      # queued sent delivered failed answered no_answer busy
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("detail", Text),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+# --- SMS --------------------------------------------------------------------------------------
+
+sms_messages = Table(
+    "sms_messages", metadata,
+    Column("id", ID, primary_key=True),
+    Column("phone", String(20), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("purpose", String(24), nullable=False),    # order / reminder / confirmation / supervisor / ...
+    Column("order_id", ID, ForeignKey("orders.id")),
+    Column("delivery_id", ID, ForeignKey("deliveries.id")),
+    Column("encoding", String(8)),                     # gsm7 / ucs2
+    Column("concat_ref", Integer),
+    Column("parts", Integer),
+    Column("modem", String(100)),                      # all parts go out on one modem
+    Column("state", String(16), nullable=False),       # queued sending sent delivered failed unknown
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Index("ix_sms_messages_state", "state"),
+)
+
+sms_segments = Table(
+    "sms_segments", metadata,
+    Column("id", ID, primary_key=True),
+    Column("message_id", ID, ForeignKey("sms_messages.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("seq", Integer, nullable=False),            # 1-based part number
+    Column("pdu", Text, nullable=False),               # hex, SMSC octet included
+    Column("tpdu_length", Integer, nullable=False),
+    Column("state", String(16), nullable=False),       # queued submitting sent delivered failed unknown
+    Column("modem", String(100)),
+    Column("mr", Integer),                             # +CMGS message reference
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", String(200)),
+    Column("submitted_at", TS),
+    Column("reported_at", TS),
+    Column("updated_at", TS, nullable=False),
+    UniqueConstraint("message_id", "seq", name="uq_sms_segments_message_seq"),
+    Index("ix_sms_segments_state", "state"),
+)
+
+# --- inbound, feedback, escalation ------------------------------------------------------------
+
+inbound_raw = Table(
+    "inbound_raw", metadata,
+    Column("id", ID, primary_key=True),
+    Column("channel", String(16), nullable=False),    # sms / sms_part / status_report / keypad / ami / agi
+    Column("source", String(200)),                    # modem port, call id, ...
+    Column("sender", String(40)),
+    Column("raw", LargeBinary),                       # bytes exactly as received
+    Column("text", Text),                             # decoded text where it could be decoded
+    Column("received_at", TS, nullable=False),
+    Column("state", String(16), nullable=False),      # new / parsed / refused / garbage / part
+    Column("note", Text),
+    Column("meta", JSON),
+    Index("ix_inbound_raw_state", "state"),
+)
+
+feedback = Table(
+    "feedback", metadata,
+    Column("id", ID, primary_key=True),
+    Column("order_team_id", ID, ForeignKey("order_teams.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("member_id", ID, ForeignKey("members.id")),
+    Column("phone", String(40)),
+    Column("channel", String(8), nullable=False),     # sms / keypad / api
+    Column("status", String(16), nullable=False),
+    Column("report", Text),
+    Column("raw_id", ID, ForeignKey("inbound_raw.id")),
+    Column("recorded_at", TS, nullable=False),
+)
+
+escalation_steps = Table(
+    "escalation_steps", metadata,
+    Column("id", ID, primary_key=True),
+    Column("order_team_id", ID, ForeignKey("order_teams.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("stage", String(16), nullable=False),      # receipt / assembly / arrival / finish / report
+    Column("step", Integer, nullable=False),
+    Column("action", String(32), nullable=False),     # sms_again / call_commander / call_deputy / supervisor
+    Column("due_at", TS, nullable=False),
+    Column("state", String(16), nullable=False),      # pending / fired / cancelled
+    Column("fired_at", TS),
+    Column("late", Boolean, nullable=False, default=False),
+    Column("reason", Text),
+    Index("ix_escalation_steps_pending", "state", "due_at"),
+)
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("id", ID, primary_key=True),
+    Column("at", TS, nullable=False),
+    Column("actor", String(100), nullable=False),     # cli:<user>, api:<client>, sms:<phone>, system
+    Column("action", String(64), nullable=False),
+    Column("subject", String(200)),
+    Column("detail", JSON),
+)
