@@ -92,3 +92,13 @@ class IEventSink(Interface):
 
 class IClock(Interface):
     seconds = Attribute("IReactorTime.seconds")
+
+
+class IOrderCaller(Interface):
+    def call_order(order_code: str, phone: str, *, order_id: int, team_id: int,
+                   member_id: int | None = None, purpose: str = "order"):
+        """Place a voice call that reads the order and takes a keypad answer.
+
+        Returns Deferred[str] with the call's outcome: answered / busy / no_answer / failed.
+        The keypad answer itself reaches IKeypadSink.
+        """
