@@ -3,9 +3,11 @@
 Times are stored as timezone-aware UTC.  Every raw inbound message and keypress is kept in
 `inbound_raw` whatever became of it; `audit_log` is append-only.
 """
+from datetime import timezone
+
 from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Column, DateTime, Float,
                         ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
-                        UniqueConstraint)
+                        TypeDecorator, UniqueConstraint)
 
 # Stable constraint names so that migrations work the same on SQLite and PostgreSQL.
 metadata = MetaData(naming_convention={
@@ -16,7 +18,33 @@ metadata = MetaData(naming_convention={
     "pk": "pk_%(table_name)s",
 })
 
-TS = DateTime(timezone=True)
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC in and out, on every backend.
+
+    SQLite keeps no offset, so without this a value would come back naive; a naive value
+    given to the database is taken to be UTC already.
+    """
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+TS = UTCDateTime()
 # BigInteger ids on PostgreSQL, but INTEGER on SQLite so that it stays the rowid alias.
 ID = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -31,6 +59,7 @@ teams = Table(
     Column("township", String(100)),                             # for township/street sub-teams
     Column("township_class", Integer),                           # 1-3 where it applies
     Column("min_size", Integer),
+    Column("active", Boolean, nullable=False, default=True),     # false: no longer in the roster
     Column("created_at", TS, nullable=False),
     CheckConstraint("kind in ('public','professional','expert')", name="kind"),
     CheckConstraint("township_class is null or township_class between 1 and 3", name="township_class"),
@@ -44,6 +73,7 @@ members = Table(
     Column("role", String(16), nullable=False),        # commander / deputy / member / expert / liaison
     Column("specialty", String(200)),
     Column("category", String(100)),                   # expert category
+    Column("active", Boolean, nullable=False, default=True),   # false: left the roster (kept for history)
     CheckConstraint("role in ('commander','deputy','member','expert','liaison')", name="role"),
 )
 

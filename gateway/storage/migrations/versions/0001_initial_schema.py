@@ -108,6 +108,7 @@ def upgrade() -> None:
     sa.Column('township', sa.String(length=100), nullable=True),
     sa.Column('township_class', sa.Integer(), nullable=True),
     sa.Column('min_size', sa.Integer(), nullable=True),
+    sa.Column('active', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint("kind in ('public','professional','expert')", name=op.f('ck_teams_kind')),
     sa.CheckConstraint('township_class is null or township_class between 1 and 3', name=op.f('ck_teams_township_class')),
@@ -121,6 +122,7 @@ def upgrade() -> None:
     sa.Column('role', sa.String(length=16), nullable=False),
     sa.Column('specialty', sa.String(length=200), nullable=True),
     sa.Column('category', sa.String(length=100), nullable=True),
+    sa.Column('active', sa.Boolean(), nullable=False),
     sa.CheckConstraint("role in ('commander','deputy','member','expert','liaison')", name=op.f('ck_members_role')),
     sa.ForeignKeyConstraint(['team_id'], ['teams.id'], name=op.f('fk_members_team_id_teams'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_members'))

@@ -1,0 +1,242 @@
+"""Configuration: one TOML file, validated as a whole before anything starts.
+
+Each section is a frozen dataclass owned by the part it configures; this module only knows how
+to check a TOML table against a dataclass (unknown keys, wrong types) and gathers every problem
+into one ConfigError whose lines each name the key involved.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; str() is one line per problem, each naming its key."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+# --- the gateway's own sections ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GatewaySection:
+    node_name: str = "yihu-1"
+    data_dir: str = "var"                  # created on first run; the SQLite file lives here
+    database_url: str = ""                 # empty: SQLite in data_dir; postgresql+psycopg://... for production
+    db_threads: int = 0                    # 0: 1 for SQLite, 4 for PostgreSQL
+    time_zone: str = "Asia/Shanghai"
+    embedded: bool = True                  # run on the built-in emulators (drill / demo) instead of hardware
+
+
+@dataclass(frozen=True)
+class HttpSection:
+    interface: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class LogSection:
+    format: str = "text"                   # text / json
+    level: str = "info"                    # debug / info / warn / error
+
+
+def _sections() -> dict[str, type]:
+    """Section name -> dataclass.  Parts register here; imported lazily to keep start-up light."""
+    sections: dict[str, type] = {"gateway": GatewaySection, "http": HttpSection, "log": LogSection}
+    for name, dotted in _PART_SECTIONS.items():
+        module, _, cls = dotted.rpartition(".")
+        try:
+            mod = __import__(module, fromlist=[cls])
+        except ImportError:
+            continue
+        sections[name] = getattr(mod, cls)
+    return sections
+
+
+# Sections whose dataclass lives with the part it configures.
+_PART_SECTIONS: dict[str, str] = {}
+
+
+def register_section(name: str, dotted_class: str) -> None:
+    _PART_SECTIONS[name] = dotted_class
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str | None
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.sections[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def database_url(self) -> str:
+        gw = self.sections["gateway"]
+        if gw.database_url:
+            return gw.database_url
+        from gateway.storage import default_sqlite_url
+        return default_sqlite_url(self.data_dir)
+
+    @property
+    def data_dir(self) -> Path:
+        gw = self.sections["gateway"]
+        p = Path(gw.data_dir)
+        if not p.is_absolute() and self.path:
+            p = Path(self.path).resolve().parent / p
+        return p
+
+
+# --- validation -------------------------------------------------------------------------------
+
+def _type_name(t: Any) -> str:
+    origin = typing.get_origin(t)
+    if origin in (list, tuple):
+        args = typing.get_args(t)
+        return f"list of {_type_name(args[0])}" if args else "list"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(t) if a is not type(None))
+    if dataclasses.is_dataclass(t):
+        return "table"
+    return {str: "string", int: "integer", float: "number", bool: "true/false", dict: "table"}.get(t, str(t))
+
+
+def _coerce(value: Any, t: Any, key: str, problems: list[str]) -> Any:
+    origin = typing.get_origin(t)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(t) if a is not type(None)]
+        if value is None:
+            return None
+        for a in args:
+            sub: list[str] = []
+            out = _coerce(value, a, key, sub)
+            if not sub:
+                return out
+        problems.append(f"{key}: expected {_type_name(t)}, got {type(value).__name__} {value!r}")
+        return None
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            problems.append(f"{key}: expected {_type_name(t)}, got {type(value).__name__} {value!r}")
+            return ()
+        (inner,) = typing.get_args(t)[:1] or (Any,)
+        items = [_coerce(v, inner, f"{key}[{i}]", problems) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if dataclasses.is_dataclass(t):
+        if not isinstance(value, dict):
+            problems.append(f"{key}: expected a table, got {type(value).__name__} {value!r}")
+            return t()
+        return build_section(t, value, key, problems)
+    if t is Any:
+        return value
+    if t is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if t is dict:
+        if isinstance(value, dict):
+            return value
+    elif isinstance(value, t) and not (t is int and isinstance(value, bool)):
+        return value
+    problems.append(f"{key}: expected {_type_name(t)}, got {type(value).__name__} {value!r}")
+    return None
+
+
+def build_section(cls: type, table: dict, prefix: str, problems: list[str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in table.items():
+        full = f"{prefix}.{key}"
+        if key not in fields:
+            known = ", ".join(sorted(fields)) or "none"
+            problems.append(f"{full}: unknown key (known keys in [{prefix}]: {known})")
+            continue
+        before = len(problems)
+        coerced = _coerce(value, hints[key], full, problems)
+        if len(problems) == before:
+            kwargs[key] = coerced
+    try:
+        obj = cls(**kwargs)
+    except (TypeError, ValueError) as e:   # a section's own __post_init__ checks
+        problems.append(f"{prefix}: {e}")
+        return cls()
+    return obj
+
+
+def _check_values(cfg: Config, problems: list[str]) -> None:
+    log = cfg.sections["log"]
+    if log.format not in ("text", "json"):
+        problems.append(f"log.format: must be 'text' or 'json', got {log.format!r}")
+    if log.level not in ("debug", "info", "warn", "error"):
+        problems.append(f"log.level: must be debug, info, warn or error, got {log.level!r}")
+    http = cfg.sections["http"]
+    if not 0 <= http.port <= 65535:
+        problems.append(f"http.port: must be 0-65535, got {http.port}")
+    gw = cfg.sections["gateway"]
+    try:
+        from zoneinfo import ZoneInfo
+        ZoneInfo(gw.time_zone)
+    except Exception:  # noqa: BLE001 - any failure means the name is unusable
+        problems.append(f"gateway.time_zone: unknown time zone {gw.time_zone!r}")
+    if gw.database_url:
+        from sqlalchemy.engine import make_url
+        try:
+            u = make_url(gw.database_url)
+            if u.get_backend_name() not in ("sqlite", "postgresql"):
+                problems.append(f"gateway.database_url: only sqlite and postgresql are supported, got {u.get_backend_name()!r}")
+        except Exception:  # noqa: BLE001
+            problems.append("gateway.database_url: not a database URL")
+
+
+def load_config(path: str | os.PathLike | None, overrides: dict | None = None) -> Config:
+    """Read and validate; raise ConfigError listing every problem.  path=None: the embedded default."""
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            raw = p.read_bytes()
+        except OSError as e:
+            raise ConfigError([f"{p}: cannot read the configuration file ({e.strerror})"]) from None
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ConfigError([f"{p}: not UTF-8 text"]) from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError([f"{p}: not valid TOML: {e}"]) from None
+    for section, values in (overrides or {}).items():
+        data.setdefault(section, {}).update(values)
+    problems: list[str] = []
+    known = _sections()
+    built: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in known:
+            problems.append(f"{name}: unknown section (known: {', '.join(sorted(known))})")
+            continue
+        if not isinstance(value, dict):
+            problems.append(f"{name}: must be a table ([{name}])")
+            continue
+        built[name] = build_section(known[name], value, name, problems)
+    for name, cls in known.items():
+        built.setdefault(name, cls())
+    cfg = Config(path=str(path) if path is not None else None, sections=built)
+    _check_values(cfg, problems)
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def redact_url(url: str) -> str:
+    """A database URL fit for logs and errors: the password never appears."""
+    from sqlalchemy.engine import make_url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001
+        return "<unparseable database URL>"

@@ -1,0 +1,1 @@
+"""The center's directory: teams, their members and phones, and the duty supervisors' roster."""
