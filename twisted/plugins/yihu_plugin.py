@@ -1,0 +1,37 @@
+"""`twist yihu --config FILE`: the gateway as a twist plugin (run from the repository root with
+`python -m twisted yihu --config FILE`, or anywhere once this folder is on the plugin path)."""
+from twisted.application.service import IServiceMaker
+from twisted.plugin import IPlugin
+from twisted.python import usage
+from zope.interface import implementer
+
+
+class Options(usage.Options):
+    optParameters = [["config", "c", None, "TOML configuration file (default: the embedded default)"]]
+
+
+@implementer(IServiceMaker, IPlugin)
+class YihuServiceMaker:
+    tapname = "yihu"
+    description = "Yihu emergency telephony, SMS and IVR gateway"
+    options = Options
+
+    def makeService(self, options):
+        from twisted.internet import reactor
+
+        from gateway.cli import Fatal, _load, _open_database
+        from gateway.wiring import build_service
+
+        class Args:
+            config = options["config"]
+            database_url = None
+            log_format = None
+        try:
+            cfg = _load(Args)
+            _open_database(cfg)
+        except Fatal as e:
+            raise SystemExit("\n".join(f"yihu: {line}" for line in e.lines)) from None
+        return build_service(cfg, reactor)
+
+
+yihu = YihuServiceMaker()
