@@ -53,20 +53,15 @@ def _sections() -> dict[str, type]:
     sections: dict[str, type] = {"gateway": GatewaySection, "http": HttpSection, "log": LogSection}
     for name, dotted in _PART_SECTIONS.items():
         module, _, cls = dotted.rpartition(".")
-        try:
-            mod = __import__(module, fromlist=[cls])
-        except ImportError:
-            continue
+        mod = __import__(module, fromlist=[cls])
         sections[name] = getattr(mod, cls)
     return sections
 
 
 # Sections whose dataclass lives with the part it configures.
-_PART_SECTIONS: dict[str, str] = {}
-
-
-def register_section(name: str, dotted_class: str) -> None:
-    _PART_SECTIONS[name] = dotted_class
+_PART_SECTIONS: dict[str, str] = {
+    "webhooks": "adapters.webhooks.WebhookSection",
+}
 
 
 @dataclass(frozen=True)
