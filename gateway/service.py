@@ -84,6 +84,11 @@ class Gateway(service.MultiService):
         self.health_checks: list = []
         site, self.root = build_site(reactor, self.database, gw.node_name, reactor.seconds(), self.health_checks)
         self.root.putChild(b"events", EventStreamResource(self.events, reactor))
+        from adapters.api import ApiResource, Router
+        from adapters.directory_api import add_directory_routes
+        self.api = Router()
+        add_directory_routes(self.api, self.database)
+        self.root.putChild(b"api", ApiResource(self.api))
         http = config.http
         endpoint = serverFromString(reactor, f"tcp:{http.port}:interface={http.interface}")
         self.http_service = ListeningService(endpoint, site, "http")
