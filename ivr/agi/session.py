@@ -1,0 +1,149 @@
+"""The command API a flow uses: one method per AGI command, results as Python values.
+
+Every method returns a Deferred, so flows are `async def` coroutines that `await` them.  A
+media command cut by the caller hanging up raises ChannelHungUp; 511 raises AgiDeadChannel.
+Arguments are never allowed to carry a line break (that would inject commands).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted.logger import Logger
+
+from ivr.agi.errors import AgiCommandFailed, AgiDeadChannel, ChannelHungUp
+from ivr.agi.reply import AgiReply
+from ivr.agi.request import AgiRequest
+
+log = Logger()
+
+DTMF = set("0123456789*#ABCD")
+
+
+def quote(arg: str) -> str:
+    """Quote an argument the way Asterisk's AGI argument parser reads it back."""
+    if any(c in arg for c in "\r\n\0"):
+        raise ValueError("line break in an AGI argument")
+    if arg and not any(c.isspace() or c in '"\\' for c in arg):
+        return arg
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _digit(reply: AgiReply, command: str) -> str | None:
+    """A DTMF digit from `result=<ASCII code>`; 0 means none; -1 means the caller hung up."""
+    n = reply.result_int
+    if n is None:
+        raise AgiCommandFailed(f"unreadable result {reply.raw!r} on {command}")
+    if n < 0:
+        raise ChannelHungUp(f"{command}: result=-1")
+    if n == 0:
+        return None
+    ch = chr(n) if n < 0x110000 else "?"
+    if ch not in DTMF:
+        log.warn("FastAGI: {command} returned a non-DTMF result {raw!r}; ignored", command=command,
+                 raw=reply.raw)
+        return None
+    return ch
+
+
+@dataclass(frozen=True)
+class Played:
+    digit: str | None        # the escape digit that interrupted the prompt, if any
+    endpos: int | None
+
+
+@dataclass(frozen=True)
+class Collected:
+    digits: str              # without the terminating '#'
+    timed_out: bool
+
+
+class AgiSession:
+    """One channel's AGI session, over an AgiServerProtocol."""
+
+    def __init__(self, protocol, request: AgiRequest, *, media_timeout: float = 120.0):
+        self.protocol = protocol
+        self.request = request
+        self.reactor = protocol.reactor
+        self.media_timeout = media_timeout      # a prompt may play this long before we give up
+
+    # --- what the flow knows ---------------------------------------------------------------------
+    @property
+    def call_id(self) -> str:
+        return self.request.call_id
+
+    @property
+    def hung_up(self) -> bool:
+        return self.protocol.hung_up
+
+    @property
+    def closed(self) -> bool:
+        return self.protocol.state == "closed"
+
+    def close(self) -> None:
+        self.protocol.close()
+
+    # --- commands ----------------------------------------------------------------------------------
+    async def command(self, line: str, timeout: float | None = None) -> AgiReply:
+        return await self.protocol.send_command(line, timeout)
+
+    async def answer(self) -> None:
+        r = await self.command("ANSWER")
+        if r.result_int != 0:
+            raise ChannelHungUp(f"ANSWER: {r.raw}")
+
+    async def get_variable(self, name: str) -> str | None:
+        r = await self.command(f"GET VARIABLE {quote(name)}")
+        return r.data if r.result == "1" else None
+
+    async def get_full_variable(self, expression: str) -> str | None:
+        r = await self.command(f"GET FULL VARIABLE {quote(expression)}")
+        return r.data if r.result == "1" else None
+
+    async def set_variable(self, name: str, value: str) -> None:
+        await self.command(f"SET VARIABLE {quote(name)} {quote(str(value))}")
+
+    async def verbose(self, message: str, level: int = 1) -> None:
+        await self.command(f"VERBOSE {quote(message)} {int(level)}")
+
+    async def stream_file(self, name: str, escape: str = "") -> Played:
+        cmd = f'STREAM FILE {quote(name)} "{_escape(escape)}"'
+        r = await self.command(cmd, self.media_timeout)
+        return Played(_digit(r, "STREAM FILE"), r.endpos)
+
+    async def say_digits(self, digits: str, escape: str = "") -> str | None:
+        if not digits or not all(c in DTMF for c in digits):
+            raise ValueError(f"not digits: {digits!r}")
+        r = await self.command(f'SAY DIGITS {digits} "{_escape(escape)}"', self.media_timeout)
+        return _digit(r, "SAY DIGITS")
+
+    async def get_data(self, prompt: str, timeout_ms: int, max_digits: int) -> Collected:
+        cmd = f"GET DATA {quote(prompt)} {int(timeout_ms)} {int(max_digits)}"
+        r = await self.command(cmd, self.media_timeout + timeout_ms / 1000.0 * (max_digits + 1))
+        if r.result == "-1":
+            raise ChannelHungUp("GET DATA: result=-1")
+        digits = r.result
+        if not all(c in DTMF for c in digits):
+            log.warn("FastAGI call {call_id}: GET DATA returned {raw!r}; taken as nothing",
+                     call_id=self.call_id, raw=r.raw)
+            digits = ""
+        return Collected(digits, r.data == "timeout")
+
+    async def wait_for_digit(self, timeout_ms: int) -> str | None:
+        if timeout_ms < 0:
+            raise ValueError("an endless WAIT FOR DIGIT would hold the channel")
+        r = await self.command(f"WAIT FOR DIGIT {int(timeout_ms)}",
+                               self.protocol.command_timeout + timeout_ms / 1000.0)
+        return _digit(r, "WAIT FOR DIGIT")
+
+    async def hangup(self) -> None:
+        """Hang the channel up; a channel already gone (511) is not an error here."""
+        try:
+            await self.command("HANGUP")
+        except AgiDeadChannel:
+            pass
+
+
+def _escape(escape: str) -> str:
+    if not all(c in DTMF for c in escape):
+        raise ValueError(f"escape digits {escape!r}")
+    return escape

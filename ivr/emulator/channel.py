@@ -1,0 +1,207 @@
+"""Asterisk's side of one AGI session, as pure logic: a command line in, reply lines out.
+
+Reply formats are those of the Asterisk 22 transcripts: `200 result=1 (value)`,
+`200 result=49 endpos=9760`, `200 result= (timeout)`, `200 result=-1` on hang-up followed by the
+unsolicited `HANGUP` line before the next reply, then `511 Command Not Permitted on a dead channel
+or intercept routine` for commands that need a live channel; `510 Invalid or unknown command`;
+the multi-line `520-Invalid command syntax.  Proper usage follows:` ... `520 End of proper usage.`
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ivr.emulator.caller import HangUp, Press, ScriptedCaller
+
+DEAD = "511 Command Not Permitted on a dead channel or intercept routine"
+INVALID = "510 Invalid or unknown command"
+SAMPLES_PER_PROMPT = 8000          # 1 s at 8 kHz: what endpos says after a whole prompt
+
+# verb -> (min args, max args, allowed on a dead channel, usage)
+COMMANDS = {
+    "ANSWER": (0, 0, False, "ANSWER"),
+    "HANGUP": (0, 1, False, "HANGUP [<channelname>]"),
+    "GET VARIABLE": (1, 1, True, "GET VARIABLE <variablename>"),
+    "GET FULL VARIABLE": (1, 2, True, "GET FULL VARIABLE <expression> [<channelname>]"),
+    "SET VARIABLE": (2, 2, True, "SET VARIABLE <variablename> <value>"),
+    "VERBOSE": (1, 2, True, "VERBOSE <message> <level>"),
+    "NOOP": (0, 99, True, "NOOP"),
+    "STREAM FILE": (2, 3, False, "STREAM FILE <filename> <escape_digits> [<sample offset>]"),
+    "SAY DIGITS": (2, 2, False, "SAY DIGITS <number> <escape_digits>"),
+    "GET DATA": (1, 3, False, "GET DATA <file to be streamed> [<timeout>] [<maxdigits>]"),
+    "WAIT FOR DIGIT": (1, 1, False, "WAIT FOR DIGIT <timeout>"),
+    "CHANNEL STATUS": (0, 1, False, "CHANNEL STATUS [<channelname>]"),
+}
+_VERBS = [(v, v.split()) for v in sorted(COMMANDS, key=len, reverse=True)]
+
+
+def split_args(line: str) -> list[str]:
+    """Asterisk's AGI argument splitting: whitespace separates, double quotes group, backslash
+    escapes the next character."""
+    if '"' not in line and "\\" not in line:
+        return line.split()
+    args, cur, quoted, escaped, started = [], [], False, False, False
+    for ch in line:
+        if escaped:
+            cur.append(ch)
+            escaped, started = False, True
+        elif ch == "\\":
+            escaped = True
+        elif ch == '"':
+            quoted, started = not quoted, True
+        elif ch.isspace() and not quoted:
+            if started:
+                args.append("".join(cur))
+                cur, started = [], False
+        else:
+            cur.append(ch)
+            started = True
+    if started:
+        args.append("".join(cur))
+    return args
+
+
+@dataclass
+class Reply:
+    lines: list[str]
+    delay: float = 0.0
+
+
+@dataclass
+class EmulatedChannel:
+    caller: ScriptedCaller = field(default_factory=ScriptedCaller)
+    variables: dict[str, str] = field(default_factory=dict)
+    callerid: str = "unknown"
+    alive: bool = True
+    answered: bool = False
+    hangup_to_announce: bool = False      # the HANGUP line goes out before the next reply
+    commands: list[str] = field(default_factory=list)
+    played: list[str] = field(default_factory=list)     # prompts and digits the caller heard
+    hung_up_by: str | None = None                       # "caller" / "gateway"
+
+    def handle(self, line: str) -> Reply:
+        self.commands.append(line)
+        reply = self._handle(line)
+        if self.hangup_to_announce and not self.alive:
+            # As in the transcripts: Asterisk notices the dead channel and says so, out of band,
+            # ahead of the reply to whatever the gateway sent next.
+            if not (reply.lines and reply.lines[0].startswith("200 result=-1")):
+                reply.lines.insert(0, "HANGUP")
+                self.hangup_to_announce = False
+        return reply
+
+    def _handle(self, line: str) -> Reply:
+        words = line.split()
+        verb = next((v for v, vw in _VERBS if words[:len(vw)] == vw), None)
+        if verb is None:
+            return Reply([INVALID])
+        lo, hi, dead_ok, usage = COMMANDS[verb]
+        args = split_args(line)[len(verb.split()):]
+        if not lo <= len(args) <= hi or not self._args_ok(verb, args):
+            return Reply(["520-Invalid command syntax.  Proper usage follows:",
+                          f" Usage: {usage}", "", "520 End of proper usage."])
+        if not self.alive and not dead_ok:
+            return Reply([DEAD])
+        return getattr(self, "_" + verb.lower().replace(" ", "_"))(args)
+
+    @staticmethod
+    def _args_ok(verb, args) -> bool:
+        numeric = {"GET DATA": args[1:], "WAIT FOR DIGIT": args[:1], "SAY DIGITS": args[:1]}.get(verb, [])
+        return all(re.fullmatch(r"-?\d+", a) for a in numeric)
+
+    # --- caller-independent ------------------------------------------------------------------------
+    def _answer(self, args):
+        self.answered = True
+        return Reply(["200 result=0"])
+
+    def _hangup(self, args):
+        self.alive = False
+        self.hung_up_by = self.hung_up_by or "gateway"
+        # Asterisk's AGI loop notices the hang-up right after replying, and says so.
+        return Reply(["200 result=1", "HANGUP"])
+
+    def _get_variable(self, args):
+        value = self.variables.get(args[0])
+        return Reply([f"200 result=1 ({value})" if value is not None else "200 result=0"])
+
+    def _get_full_variable(self, args):
+        def sub(m):
+            name = m.group(1)
+            if name == "CALLERID(num)":
+                return self.callerid
+            return self.variables.get(name, "")
+        value = re.sub(r"\$\{([^}]*)\}", sub, args[0])
+        return Reply([f"200 result=1 ({value})"])
+
+    def _set_variable(self, args):
+        self.variables[args[0]] = args[1]
+        return Reply(["200 result=1"])
+
+    def _verbose(self, args):
+        return Reply(["200 result=1"])
+
+    def _noop(self, args):
+        return Reply(["200 result=0"])
+
+    def _channel_status(self, args):
+        return Reply(["200 result=6" if self.answered else "200 result=4"])
+
+    # --- where the caller acts -------------------------------------------------------------------
+    def _caller_hangs_up(self, move) -> bool:
+        if isinstance(move, HangUp):
+            self.caller.take()
+            self.alive = False
+            self.hung_up_by = "caller"
+            self.hangup_to_announce = True
+            return True
+        return False
+
+    def _stream_file(self, args):
+        name, escape = args[0], args[1]
+        move = self.caller.peek()
+        if self._caller_hangs_up(move):
+            return Reply(["200 result=-1 endpos=1760"], move.after)
+        self.played.append(name)
+        if isinstance(move, Press) and move.barge_in and move.digits[:1] in escape:
+            self.caller.take()
+            return Reply([f"200 result={ord(move.digits[0])} endpos=1760"], move.after)
+        return Reply([f"200 result=0 endpos={SAMPLES_PER_PROMPT}"])
+
+    def _say_digits(self, args):
+        digits, escape = args
+        move = self.caller.peek()
+        if self._caller_hangs_up(move):
+            return Reply(["200 result=-1"], move.after)
+        self.played.append(f"digits:{digits}")
+        if isinstance(move, Press) and move.barge_in and move.digits[:1] in escape:
+            self.caller.take()
+            return Reply([f"200 result={ord(move.digits[0])}"], move.after)
+        return Reply(["200 result=0"])
+
+    def _get_data(self, args):
+        prompt = args[0]
+        max_digits = int(args[2]) if len(args) > 2 else 1024
+        move = self.caller.peek()
+        if self._caller_hangs_up(move):
+            return Reply(["200 result=-1"], move.after)
+        self.played.append(prompt)
+        self.caller.take()
+        if isinstance(move, Press):
+            keyed = move.digits.split("#", 1)[0]
+            terminated = "#" in move.digits or len(keyed) >= max_digits
+            keyed = keyed[:max_digits]
+            return Reply([f"200 result={keyed}" if terminated else f"200 result={keyed} (timeout)"],
+                         move.after)
+        return Reply(["200 result= (timeout)"], getattr(move, "after", 0.0))
+
+    def _wait_for_digit(self, args):
+        move = self.caller.peek()
+        if self._caller_hangs_up(move):
+            return Reply(["200 result=-1"], move.after)
+        self.caller.take()
+        if isinstance(move, Press):
+            return Reply([f"200 result={ord(move.digits[0])}"], move.after)
+        return Reply(["200 result=0"], getattr(move, "after", 0.0))
+
+
+__all__ = ["EmulatedChannel", "Reply", "split_args", "COMMANDS", "DEAD", "INVALID"]

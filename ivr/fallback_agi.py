@@ -1,0 +1,108 @@
+"""Classic-AGI fallback for the order call, for when the gateway (FastAGI) is down.
+
+Asterisk runs it as a child process when `AGI(agi://gateway/order)` fails (AGISTATUS=FAILURE):
+
+    same => n,AGI(agi://127.0.0.1:4573/order?order=${ORDER_CODE})
+    same => n,GotoIf($["${AGISTATUS}" = "FAILURE"]?fallback)
+    ...
+    same => n(fallback),AGI(/opt/yihu/.venv/bin/python,-m,ivr.fallback_agi,--spool,/var/spool/yihu/keypad)
+
+It reads the order the same way (recorded prompts + digits), takes one key, and spools the answer
+to disk (written, fsync'd and renamed into spool/new/ BEFORE it is confirmed to the commander).
+The gateway takes the spool in on restart (ivr.spool.SpoolIntake).  Uses pyst2's AGI class; it
+runs outside the gateway process, so it is plain blocking code.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+import uuid
+
+from ivr.prompts import STATUS_BY_DIGIT, STATUS_PROMPT, sound
+
+ANSWER_KEYS = "01234"
+_SAFE = re.compile(r"[^0-9A-Za-z._-]")
+
+
+def spool_answer(spool_dir: str, record: dict) -> str:
+    """Write one record durably: tmp file, fsync, rename into new/, fsync the directory."""
+    tmp_dir, new_dir = os.path.join(spool_dir, "tmp"), os.path.join(spool_dir, "new")
+    os.makedirs(tmp_dir, exist_ok=True)
+    os.makedirs(new_dir, exist_ok=True)
+    name = f"{time.time_ns()}-{_SAFE.sub('_', record.get('call_id', ''))[:60]}-{uuid.uuid4().hex[:8]}.json"
+    tmp = os.path.join(tmp_dir, name)
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(record, f, ensure_ascii=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, os.path.join(new_dir, name))
+    fd = os.open(new_dir, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return name
+
+
+def order_call(agi, spool_dir: str, *, menu_timeout_ms: int = 5000) -> str:
+    from asterisk.agi import AGIException
+    env = agi.env
+    record = {"call_id": env.get("agi_uniqueid", ""), "script": "order-fallback", "digits": "",
+              "order_code": None, "phone": None, "delivery_id": None, "spooled_at": None}
+    try:
+        agi.answer()
+        code = agi.get_variable("ORDER_CODE") or ""
+        if not re.fullmatch(r"[0-9A-Za-z]{1,8}", code):
+            agi.stream_file(sound("system_error"))
+            agi.hangup()
+            return "error"
+        record.update(order_code=code, phone=agi.get_variable("YIHU_PHONE") or None,
+                      delivery_id=agi.get_variable("YIHU_DELIVERY") or None)
+        menu = sound("order_menu")
+        no_input = plays = 0
+        while no_input < 2 and plays < 4:
+            plays += 1
+            digit = (agi.stream_file(sound("order_intro"), ANSWER_KEYS) or agi.say_digits(code, ANSWER_KEYS)
+                     or agi.get_data(menu, menu_timeout_ms, 1)[:1])
+            if digit == "0":
+                continue
+            if digit in STATUS_BY_DIGIT:
+                record.update(digits=digit, spooled_at=time.time())
+                spool_answer(spool_dir, record)          # durable before it is confirmed
+                agi.stream_file(sound("recorded"))
+                agi.stream_file(sound(STATUS_PROMPT[STATUS_BY_DIGIT[digit]]))
+                agi.stream_file(sound("goodbye"))
+                agi.hangup()
+                return "recorded"
+            no_input += 1
+        record.update(note="no answer: no key pressed", spooled_at=time.time())
+        spool_answer(spool_dir, record)
+        agi.stream_file(sound("no_input_goodbye"))
+        agi.hangup()
+        return "no_answer"
+    except AGIException:
+        # Hung up (or Asterisk said something pyst2 cannot read): keep what we know.
+        if not record["digits"] and record["order_code"]:
+            record.update(note="no answer: hung up before keying an answer", spooled_at=time.time())
+            spool_answer(spool_dir, record)
+        return "hung_up"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Yihu classic-AGI fallback: spool keypad answers to disk")
+    ap.add_argument("--spool", default=os.environ.get("YIHU_KEYPAD_SPOOL", "/var/spool/yihu/keypad"))
+    ap.add_argument("--menu-timeout-ms", type=int, default=5000)
+    args = ap.parse_args(argv)
+    from asterisk.agi import AGI
+    with open(os.devnull, "w") as quiet:      # pyst2 traces every line to stderr
+        agi = AGI(stdin=sys.stdin, stdout=sys.stdout, stderr=quiet)
+        order_call(agi, args.spool, menu_timeout_ms=args.menu_timeout_ms)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The keypad answer to an order, shared by the order call and the feedback line.
+
+    play the order ──► menu (GET DATA, one digit) ──► 1/2/3/4: store raw, commit, hand to the
+         ▲                 │ 0: repeat                    feedback engine, say what was recorded
+         └─────────────────┘ nothing twice: recorded as no answer, goodbye
+
+A digit pressed while the order is still being read (barge-in) counts as pressed at the menu.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from twisted.logger import Logger
+
+from gateway.interfaces import FeedbackOutcome, KeypadAnswer
+from ivr.agi.session import AgiSession
+from ivr.journal import KeypadEntry, utc
+from ivr.prompts import STATUS_BY_DIGIT, STATUS_PROMPT, sound
+
+log = Logger()
+
+ANSWER_KEYS = "01234"          # what may interrupt the reading of the order
+
+
+@dataclass(frozen=True)
+class MenuSettings:
+    timeout_ms: int = 5000     # per menu prompt, after it has played
+    max_no_input: int = 2      # "no input twice" = no answer
+    max_invalid: int = 3
+    max_plays: int = 4         # the order read at most this often (0 = repeat)
+
+
+@dataclass
+class AnswerCall:
+    """Who and what the answer is about."""
+    script: str
+    caller: str | None
+    order_code: str
+    offer_assembled: bool = False        # say "4 = assembled" (leaving-the-city teams)
+    delivery_id: int | None = None
+    keyed: bool = False                  # an answer key was stored (a hang-up after it is no "no answer")
+
+
+async def take_answer(session: AgiSession, call: AnswerCall, *, sink, journal, reactor,
+                      play_order: Callable[[], Awaitable[str | None]],
+                      settings: MenuSettings = MenuSettings(), speech=None) -> str:
+    """Run the menu; returns recorded / refused / no_answer / error.  Hang-ups propagate."""
+    menu = sound("order_menu_assembled" if call.offer_assembled else "order_menu")
+    no_input = invalid = plays = 0
+    replay = True
+    while True:
+        digit = None
+        if replay:
+            if plays >= settings.max_plays:
+                return await _no_answer(session, call, journal, "order replayed too often; no answer keyed")
+            plays += 1
+            replay = False
+            digit = await play_order()
+        if digit is None:
+            got = await session.get_data(menu, settings.timeout_ms, 1)
+            digit = got.digits[:1] or None
+        if digit is None:
+            no_input += 1
+            if no_input >= settings.max_no_input:
+                return await _no_answer(session, call, journal, f"no key pressed {no_input} times")
+            continue
+        if digit == "0":
+            await journal.record(_entry(session, call, digit, "parsed", "repeat the order"))
+            replay = True
+            continue
+        if digit not in STATUS_BY_DIGIT:
+            await journal.record(_entry(session, call, digit, "garbage", "not a menu key"))
+            invalid += 1
+            if invalid >= settings.max_invalid:
+                return await _no_answer(session, call, journal, f"{invalid} invalid keys; no answer")
+            await session.stream_file(sound("invalid_key"))
+            continue
+        return await _answer(session, call, digit, sink=sink, journal=journal, reactor=reactor,
+                             speech=speech)
+
+
+async def _answer(session, call: AnswerCall, digit: str, *, sink, journal, reactor, speech) -> str:
+    # Durable before acknowledged: committed here, before anything is said to the caller.
+    raw_id = await journal.record(_entry(session, call, digit, "new", None))
+    call.keyed = True
+    answer = KeypadAnswer(raw_id=raw_id, caller=call.caller or "", digit=digit, call_id=session.call_id,
+                          received_at=utc(reactor), order_code=call.order_code)
+    try:
+        outcome: FeedbackOutcome = await sink.keypad_answer(answer)
+    except Exception:  # noqa: BLE001 - the engine failing must not go unheard by the caller
+        log.failure("keypad answer {digit} for order {code} (call {call_id}, raw {raw_id}) not taken "
+                    "by the feedback engine", digit=digit, code=call.order_code, call_id=session.call_id,
+                    raw_id=raw_id)
+        await session.stream_file(sound("system_error"))
+        await _goodbye(session)
+        return "error"
+    log.info("call {call_id} ({script}): order {code} key {digit} -> {status} accepted={ok}",
+             call_id=session.call_id, script=call.script, code=call.order_code, digit=digit,
+             status=outcome.status, ok=outcome.accepted)
+    if outcome.accepted:
+        status = outcome.status or STATUS_BY_DIGIT[digit]
+        await session.stream_file(sound("recorded"))
+        if status in STATUS_PROMPT:
+            await session.stream_file(sound(STATUS_PROMPT[status]))
+        await session.stream_file(sound("for_order"))
+        await session.say_digits(outcome.order_code or call.order_code)
+        await _goodbye(session)
+        return "recorded"
+    # Refused: the engine's own words where they can be spoken, the fixed prompt otherwise.
+    spoken = await speech.render(outcome.message) if speech is not None and outcome.message else None
+    await session.stream_file(spoken or sound("not_recorded"))
+    await _goodbye(session)
+    return "refused"
+
+
+async def _no_answer(session, call: AnswerCall, journal, note: str) -> str:
+    await journal.no_answer(_entry(session, call, "", "parsed", f"no answer: {note}"))
+    log.info("call {call_id} ({script}): order {code}: {note}", call_id=session.call_id,
+             script=call.script, code=call.order_code, note=note)
+    await session.stream_file(sound("no_input_goodbye"))
+    await session.hangup()
+    return "no_answer"
+
+
+async def _goodbye(session):
+    await session.stream_file(sound("goodbye"))
+    await session.hangup()
+
+
+def _entry(session, call: AnswerCall, digits: str, state: str, note: str | None) -> KeypadEntry:
+    return KeypadEntry(call_id=session.call_id, caller=call.caller, digits=digits, script=call.script,
+                       state=state, order_code=call.order_code, note=note, delivery_id=call.delivery_id)

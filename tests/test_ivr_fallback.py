@@ -1,0 +1,94 @@
+"""The classic-AGI fallback (pyst2): answers spooled to disk while the gateway is down, run as
+Asterisk runs it (a child process on stdin/stdout, answered by the emulator), then taken in."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest_twisted
+from twisted.internet.defer import fail
+
+from ivr.drill import DrillKeypadSink
+from ivr.emulator import HangUp, Press, ScriptedCaller
+from ivr.emulator.classic import run_classic_agi
+from ivr.journal import MemoryJournal
+from ivr.spool import SpoolIntake
+
+REPO = Path(__file__).resolve().parent.parent
+PHONE = "+8613805761234"
+VARS = {"ORDER_CODE": "0427", "YIHU_PHONE": PHONE, "YIHU_DELIVERY": "12"}
+
+
+def fallback(reactor, spool, moves):
+    argv = [sys.executable, "-m", "ivr.fallback_agi", "--spool", str(spool), "--menu-timeout-ms", "100"]
+    return run_classic_agi(reactor, argv, caller=ScriptedCaller(moves), variables=VARS,
+                           uniqueid="yihu-order-0427-12-1").addTimeout(30, reactor)
+
+
+def spooled(spool):
+    return [json.loads(p.read_text()) for p in sorted((spool / "new").glob("*.json"))]
+
+
+@pytest_twisted.ensureDeferred
+async def test_answer_spooled_before_confirmation_then_taken_in(tmp_path):
+    from twisted.internet import reactor
+    spool = tmp_path / "spool"
+    record = await fallback(reactor, spool, [Press("2")])
+    assert record.exit_code == 0
+    [rec] = spooled(spool)
+    assert (rec["order_code"], rec["digits"], rec["phone"], rec["call_id"]) == ("0427", "2", PHONE,
+                                                                                 "yihu-order-0427-12-1")
+    assert record.played[-3:] == ["yihu/recorded", "yihu/status-arrived", "yihu/goodbye"]
+    assert not list((spool / "tmp").iterdir())
+
+    # the gateway comes back
+    journal, sink = MemoryJournal(reactor), DrillKeypadSink({})
+    counts = await SpoolIntake(reactor, spool, journal, sink).take_in()
+    assert counts == {"answers": 1, "no_answer": 0, "bad": 0, "failed": 0}
+    [a] = sink.answers
+    assert (a.order_code, a.digit, a.caller, a.raw_id) == ("0427", "2", PHONE, 1)
+    assert journal.entries[0].delivery_id == 12 and journal.entries[0].state == "new"
+    assert not list((spool / "new").iterdir()) and len(list((spool / "done").iterdir())) == 1
+    # taken in once only
+    assert await SpoolIntake(reactor, spool, journal, sink).take_in() == {"answers": 0, "no_answer": 0,
+                                                                          "bad": 0, "failed": 0}
+
+
+@pytest_twisted.ensureDeferred
+async def test_silent_and_hung_up_calls_are_spooled_as_no_answer(tmp_path):
+    from twisted.internet import reactor
+    spool = tmp_path / "spool"
+    await fallback(reactor, spool, [])
+    await fallback(reactor, spool, [HangUp()])
+    notes = sorted(r["note"] for r in spooled(spool))
+    assert notes == ["no answer: hung up before keying an answer", "no answer: no key pressed"]
+    journal = MemoryJournal(reactor)
+    counts = await SpoolIntake(reactor, spool, journal, DrillKeypadSink({})).take_in()
+    assert counts["no_answer"] == 2 and len(journal.no_answers) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_garbage_in_the_spool_is_set_aside(tmp_path):
+    from twisted.internet import reactor
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "1-x.json").write_bytes(b"\xff\xfe not json")
+    (tmp_path / "new" / "2-y.json").write_text(json.dumps({"digits": "9", "order_code": "1", "spooled_at": 1}))
+    counts = await SpoolIntake(reactor, tmp_path, MemoryJournal(reactor), DrillKeypadSink({})).take_in()
+    assert counts["bad"] == 2 and len(list((tmp_path / "bad").iterdir())) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_engine_refusing_to_take_it_keeps_the_file_for_a_person(tmp_path):
+    from twisted.internet import reactor
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "1-x.json").write_text(json.dumps(
+        {"digits": "1", "order_code": "0427", "spooled_at": 1764468000.0, "phone": PHONE, "call_id": "c"}))
+
+    class Down(DrillKeypadSink):
+        def keypad_answer(self, answer):
+            return fail(RuntimeError("engine down"))
+    journal = MemoryJournal(reactor)
+    counts = await SpoolIntake(reactor, tmp_path, journal, Down({})).take_in()
+    assert counts["failed"] == 1 and len(journal.entries) == 1      # the raw key is kept anyway
+    assert (tmp_path / "failed" / "1-x.json").exists()
