@@ -120,7 +120,12 @@ hotline_calls = Table(
     Column("marked_by", String(100)),
     Column("callback_state", String(16)),    # pending / done, for abandoned calls
     Column("updated_at", TS, nullable=False),
+    Column("uniqueid", String(64)),           # Uniqueid of the caller's channel (joins FastAGI)
+    Column("note", String(200)),              # e.g. closed by resync: times approximate
+    Column("callback_at", TS),
+    Column("callback_by", String(100)),
     Index("ix_hotline_calls_line_arrived", "line", "arrived_at"),
+    Index("ix_hotline_calls_callback_state", "callback_state"),
 )
 
 # --- orders -----------------------------------------------------------------------------------
@@ -170,10 +175,12 @@ deliveries = Table(
     Column("phone", String(20), nullable=False),
     Column("channel", String(8), nullable=False),     # sms / voice
     Column("state", String(16), nullable=False),      # queued sent delivered failed answered no_answer busy
+                                                      # (+ requested/handing: an order call not yet handed on)
     Column("attempts", Integer, nullable=False, default=0),
     Column("detail", Text),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
+    Index("ix_deliveries_state", "state"),           # the fan-out's sweep for rows not yet handed on
 )
 
 # --- SMS --------------------------------------------------------------------------------------
@@ -207,6 +214,7 @@ sms_segments = Table(
     Column("modem", String(100)),
     Column("mr", Integer),                             # +CMGS message reference
     Column("attempts", Integer, nullable=False, default=0),
+    Column("outcome_unknown", Integer, nullable=False, default=0),   # times its fate was unknown
     Column("last_error", String(200)),
     Column("submitted_at", TS),
     Column("reported_at", TS),
@@ -257,7 +265,10 @@ escalation_steps = Table(
     Column("fired_at", TS),
     Column("late", Boolean, nullable=False, default=False),
     Column("reason", Text),
+    Column("outcome", String(16)),                    # of a call step: answered / busy / no_answer / failed
     Index("ix_escalation_steps_pending", "state", "due_at"),
+    # A team's next pending step (after every answer): without it SQLite walks the pending index.
+    Index("ix_escalation_steps_team_pending", "order_team_id", "state", "due_at"),
 )
 
 audit_log = Table(

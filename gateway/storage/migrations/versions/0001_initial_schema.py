@@ -58,11 +58,16 @@ def upgrade() -> None:
     sa.Column('marked_by', sa.String(length=100), nullable=True),
     sa.Column('callback_state', sa.String(length=16), nullable=True),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('uniqueid', sa.String(length=64), nullable=True),
+    sa.Column('note', sa.String(length=200), nullable=True),
+    sa.Column('callback_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('callback_by', sa.String(length=100), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_hotline_calls')),
     sa.UniqueConstraint('call_id', name=op.f('uq_hotline_calls_call_id'))
     )
     with op.batch_alter_table('hotline_calls', schema=None) as batch_op:
         batch_op.create_index('ix_hotline_calls_line_arrived', ['line', 'arrived_at'], unique=False)
+        batch_op.create_index('ix_hotline_calls_callback_state', ['callback_state'], unique=False)
 
     op.create_table('inbound_raw',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -149,6 +154,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_deliveries_order_id'), ['order_id'], unique=False)
+        batch_op.create_index('ix_deliveries_state', ['state'], unique=False)
 
     op.create_table('member_phones',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -198,12 +204,14 @@ def upgrade() -> None:
     sa.Column('fired_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('late', sa.Boolean(), nullable=False),
     sa.Column('reason', sa.Text(), nullable=True),
+    sa.Column('outcome', sa.String(length=16), nullable=True),
     sa.ForeignKeyConstraint(['order_team_id'], ['order_teams.id'], name=op.f('fk_escalation_steps_order_team_id_order_teams'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_escalation_steps'))
     )
     with op.batch_alter_table('escalation_steps', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_escalation_steps_order_team_id'), ['order_team_id'], unique=False)
         batch_op.create_index('ix_escalation_steps_pending', ['state', 'due_at'], unique=False)
+        batch_op.create_index('ix_escalation_steps_team_pending', ['order_team_id', 'state', 'due_at'], unique=False)
 
     op.create_table('feedback',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -254,6 +262,7 @@ def upgrade() -> None:
     sa.Column('modem', sa.String(length=100), nullable=True),
     sa.Column('mr', sa.Integer(), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('outcome_unknown', sa.Integer(), nullable=False),
     sa.Column('last_error', sa.String(length=200), nullable=True),
     sa.Column('submitted_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('reported_at', sa.DateTime(timezone=True), nullable=True),
@@ -285,6 +294,7 @@ def downgrade() -> None:
 
     op.drop_table('feedback')
     with op.batch_alter_table('escalation_steps', schema=None) as batch_op:
+        batch_op.drop_index('ix_escalation_steps_team_pending')
         batch_op.drop_index('ix_escalation_steps_pending')
         batch_op.drop_index(batch_op.f('ix_escalation_steps_order_team_id'))
 
@@ -299,6 +309,7 @@ def downgrade() -> None:
 
     op.drop_table('member_phones')
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        batch_op.drop_index('ix_deliveries_state')
         batch_op.drop_index(batch_op.f('ix_deliveries_order_id'))
 
     op.drop_table('deliveries')
@@ -316,6 +327,7 @@ def downgrade() -> None:
 
     op.drop_table('inbound_raw')
     with op.batch_alter_table('hotline_calls', schema=None) as batch_op:
+        batch_op.drop_index('ix_hotline_calls_callback_state')
         batch_op.drop_index('ix_hotline_calls_line_arrived')
 
     op.drop_table('hotline_calls')
