@@ -17,6 +17,8 @@ import os
 import sys
 from typing import Sequence
 
+from sqlalchemy.exc import DatabaseError
+
 from gateway import __version__
 from gateway.config import Config, ConfigError, load_config, redact_url
 
@@ -219,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.set_defaults(func=cmd_directory_import)
     dsub.add_parser("show", parents=[common], help="teams with their commanders").set_defaults(func=cmd_directory_show)
 
-    for module, fn in (("gateway.orders.cli", "add_order_commands"), ("gateway.hotline.cli", "add_hotline_commands")):
+    for module, fn in (("gateway.orders.cli", "add_order_commands"), ("gateway.hotline.cli", "add_hotline_commands"),
+                       ("gateway.ami.cli", "add_ami_commands")):
         try:
             mod = __import__(module, fromlist=[fn])
         except ImportError:
@@ -243,13 +246,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if getattr(args.func, "__module__", __name__) != __name__:
+        if getattr(args.func, "__module__", __name__) != __name__ and hasattr(args, "config"):
             _prepare_part_command(args)
         return args.func(args) or 0
     except Fatal as e:
         for line in e.lines:
             print(f"yihu: {line}", file=sys.stderr)
         return EXIT_USAGE
+    except DatabaseError as e:
+        reason = str(getattr(e, "orig", e)).strip().splitlines()
+        print(f"yihu: database error: {reason[0] if reason else e.__class__.__name__}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
