@@ -61,6 +61,8 @@ def _sections() -> dict[str, type]:
 # Sections whose dataclass lives with the part it configures.
 _PART_SECTIONS: dict[str, str] = {
     "webhooks": "adapters.webhooks.WebhookSection",
+    "ami": "gateway.ami.config.AmiSection",
+    "ivr": "ivr.config.IvrSection",
 }
 
 
@@ -106,6 +108,17 @@ def _type_name(t: Any) -> str:
     return {str: "string", int: "integer", float: "number", bool: "true/false", dict: "table"}.get(t, str(t))
 
 
+_SECRET_WORDS = ("secret", "password", "token", "pin")
+
+
+def _shown(key: str, value: Any) -> str:
+    """A value as it may appear in an error: secrets are never echoed."""
+    leaf = key.rsplit(".", 1)[-1].lower()
+    if any(w in leaf for w in _SECRET_WORDS):
+        return f"{type(value).__name__} (value hidden)"
+    return f"{type(value).__name__} {value!r}"
+
+
 def _coerce(value: Any, t: Any, key: str, problems: list[str]) -> Any:
     origin = typing.get_origin(t)
     if origin in (typing.Union, types.UnionType):
@@ -117,18 +130,18 @@ def _coerce(value: Any, t: Any, key: str, problems: list[str]) -> Any:
             out = _coerce(value, a, key, sub)
             if not sub:
                 return out
-        problems.append(f"{key}: expected {_type_name(t)}, got {type(value).__name__} {value!r}")
+        problems.append(f"{key}: expected {_type_name(t)}, got {_shown(key, value)}")
         return None
     if origin in (list, tuple):
         if not isinstance(value, list):
-            problems.append(f"{key}: expected {_type_name(t)}, got {type(value).__name__} {value!r}")
+            problems.append(f"{key}: expected {_type_name(t)}, got {_shown(key, value)}")
             return ()
         (inner,) = typing.get_args(t)[:1] or (Any,)
         items = [_coerce(v, inner, f"{key}[{i}]", problems) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if dataclasses.is_dataclass(t):
         if not isinstance(value, dict):
-            problems.append(f"{key}: expected a table, got {type(value).__name__} {value!r}")
+            problems.append(f"{key}: expected a table, got {_shown(key, value)}")
             return t()
         return build_section(t, value, key, problems)
     if t is Any:
@@ -140,7 +153,7 @@ def _coerce(value: Any, t: Any, key: str, problems: list[str]) -> Any:
             return value
     elif isinstance(value, t) and not (t is int and isinstance(value, bool)):
         return value
-    problems.append(f"{key}: expected {_type_name(t)}, got {type(value).__name__} {value!r}")
+    problems.append(f"{key}: expected {_type_name(t)}, got {_shown(key, value)}")
     return None
 
 
@@ -161,7 +174,11 @@ def build_section(cls: type, table: dict, prefix: str, problems: list[str]) -> A
     try:
         obj = cls(**kwargs)
     except (TypeError, ValueError) as e:   # a section's own __post_init__ checks
-        problems.append(f"{prefix}: {e}")
+        first, _, rest = str(e).partition(" ")
+        if first.rstrip(":") in fields and rest:    # "auth must be ..." -> "ami.auth: must be ..."
+            problems.append(f"{prefix}.{first.rstrip(':')}: {rest}")
+        else:
+            problems.append(f"{prefix}: {e}")
         return cls()
     return obj
 

@@ -74,3 +74,22 @@ def test_missing_config_file_is_named(tmp_path):
     assert r.returncode == 2
     assert "absent.toml: cannot read the configuration file" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_secrets_are_never_echoed_in_config_errors(tmp_path):
+    p = write(tmp_path, '[ami]\nsecret = 918273645\nauth = "rot13"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    text = "\n".join(e.value.problems)
+    assert "ami.secret: expected string, got int (value hidden)" in text
+    assert "918273645" not in text
+    assert "ami.auth: must be 'md5' or 'plain'" in text
+
+
+def test_part_sections_are_checked_too(tmp_path):
+    p = write(tmp_path, '[ivr]\nport = 4573\ncall_attempts = 0\n[webhooks]\nurls = ["ftp://x"]\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    text = "\n".join(e.value.problems)
+    assert "ivr.call_attempts: must be at least 1" in text
+    assert "webhooks.urls: 'ftp://x' is not an http(s) URL" in text
