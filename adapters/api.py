@@ -116,8 +116,17 @@ class ApiResource(Resource):
             return
         request.setResponseCode(status)
         request.setHeader(b"content-type", b"application/json; charset=utf-8")
-        request.write(json.dumps(body, ensure_ascii=False, default=str).encode())
+        request.write(json.dumps(body, ensure_ascii=False, default=_json_default).encode())
         request.finish()
+
+
+def _json_default(value):
+    """Datetimes as ISO 8601 (with their UTC offset); anything else as text."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
 
 
 def require(body: dict, key: str, kind: type | tuple, what: str | None = None):

@@ -26,7 +26,7 @@ class HealthResource(Resource):
     def __init__(self, reactor, database, node_name: str, started_at: float, checks=()):
         super().__init__()
         self.reactor, self.database, self.node_name, self.started_at = reactor, database, node_name, started_at
-        self.checks = list(checks)    # callables returning (name, ok, detail) for parts that plug in
+        self.checks = checks    # a list the parts append to: callables returning (name, ok, detail)
 
     def render_GET(self, request):
         d: Deferred = self.database.run(_ping)

@@ -37,6 +37,20 @@ class GatewaySection:
 
 
 @dataclass(frozen=True)
+class EmbeddedSection:
+    """The built-in emulators the embedded default (and drills) run on."""
+    modems: int = 4                        # emulated GSM modems on pseudo-terminals
+    segment_seconds: float = 3.0           # how long an emulated modem takes per SMS segment
+    ami_port: int = 15038                  # the emulated Asterisk's AMI port (loopback only)
+
+    def __post_init__(self):
+        if not 1 <= self.modems <= 64:
+            raise ValueError(f"modems must be 1-64, got {self.modems}")
+        if self.segment_seconds < 0:
+            raise ValueError("segment_seconds must not be negative")
+
+
+@dataclass(frozen=True)
 class HttpSection:
     interface: str = "127.0.0.1"
     port: int = 8080
@@ -50,7 +64,8 @@ class LogSection:
 
 def _sections() -> dict[str, type]:
     """Section name -> dataclass.  Parts register here; imported lazily to keep start-up light."""
-    sections: dict[str, type] = {"gateway": GatewaySection, "http": HttpSection, "log": LogSection}
+    sections: dict[str, type] = {"gateway": GatewaySection, "http": HttpSection, "log": LogSection,
+                                 "embedded": EmbeddedSection}
     for name, dotted in _PART_SECTIONS.items():
         module, _, cls = dotted.rpartition(".")
         mod = __import__(module, fromlist=[cls])
@@ -63,6 +78,8 @@ _PART_SECTIONS: dict[str, str] = {
     "webhooks": "adapters.webhooks.WebhookSection",
     "ami": "gateway.ami.config.AmiSection",
     "ivr": "ivr.config.IvrSection",
+    "sms": "sms.config.SmsConfig",
+    "escalation": "gateway.escalation.config.EscalationConfig",
 }
 
 
