@@ -61,7 +61,7 @@ def add_order_routes(router: Router, database, orders, clock) -> None:
             return (200 if created.existing else 201), body
 
         def no_teams(f):
-            f.trap(NoTeams)
+            f.trap(NoTeams, LookupError)
             raise ApiError(422, f"no team matches target {order.target.describe()}: {f.getErrorMessage()}")
         return orders.send(order).addCallbacks(done, no_teams)
 
