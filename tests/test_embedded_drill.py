@@ -114,6 +114,11 @@ def test_drill_order_by_api_reaches_teams_by_sms_and_voice_and_takes_replies(mig
             return team if team["state"] == "arrived" else None
         team = yield eventually(arrived, "PUB-07 arrived by SMS")
         assert team["channel"] == "sms"
+        # The wall's status board shows the order and where each team stands.
+        resp = yield treq.get(f"http://127.0.0.1:{http_port}/board")
+        page = (yield resp.text("utf-8"))
+        assert resp.code == 200 and code in page and "白塔镇综合应急救援分队" in page
+        assert "已到达" in page and "已收到" in page and "4/4" not in page and "2/2 modems healthy" in page
         yield eventually(lambda: any(f"已记录 {code} 到达" in t for t in network.complete_messages("+447700900019")),
                          "the confirmation SMS to the deputy")
     finally:
