@@ -52,8 +52,9 @@ def test_database_refuses_work_on_the_reactor_thread(migrated_url):
 
 @pytest_twisted.inlineCallbacks
 def test_health_and_metrics_over_http(migrated_url):
+    # Real hardware mode with no modems configured and Asterisk and FastAGI switched off.
     cfg = load_config(None, {"gateway": {"database_url": migrated_url, "embedded": False},
-                             "http": {"port": 0}})
+                             "http": {"port": 0}, "ami": {"enabled": False}, "ivr": {"enabled": False}})
     gw = build_service(cfg, reactor)
     gw.startService()
     try:

@@ -108,11 +108,13 @@ async def place_call(reactor, host: str, port: int, script: str, *, caller: Scri
                      variables: dict[str, str] | None = None, callerid: str = "unknown",
                      env: dict[str, str] | None = None, idle_timeout: float = 30.0,
                      pace: Callable[[str], float] | None = None,
-                     on_turnaround: Callable[[float], None] | None = None) -> CallRecord:
+                     on_turnaround: Callable[[float], None] | None = None,
+                     started: Callable[[AgiClientProtocol], None] | None = None) -> CallRecord:
     """One emulated call into the gateway; returns when the gateway closes the session.
 
     pace(command) -> extra seconds before the reply (how long a prompt plays, say);
-    on_turnaround(seconds) is told how long the gateway took from each reply to its next command.
+    on_turnaround(seconds) is told how long the gateway took from each reply to its next command;
+    started(protocol) is given the protocol before it connects.
     """
     channel = EmulatedChannel(caller=caller or ScriptedCaller(), variables=dict(variables or {}),
                               callerid=callerid)
@@ -129,5 +131,7 @@ async def place_call(reactor, host: str, port: int, script: str, *, caller: Scri
             return reply
     proto = AgiClientProtocol(reactor, environment_bytes(pairs), respond, record,
                               idle_timeout=idle_timeout, on_turnaround=on_turnaround)
+    if started is not None:       # the caller may abort the session (the PBX stopping)
+        started(proto)
     await connectProtocol(TCP4ClientEndpoint(reactor, host, port, timeout=5), proto)
     return await proto.done

@@ -250,11 +250,12 @@ class OrderCall:
         ev = [_ev("Newstate", c), _ev("DialEnd", None, [("DialStatus", "ANSWER")], dest=c)]
         c.priority = 1
         ev.append(_newexten(c, "Answer", ""))
-        if self.is_async:
-            ev.append(self._originate_response(True, 4, c, requested))
         c.priority = 2
         order = variables.get("ORDER_CODE", "")
         ev.append(_newexten(c, "AGI", f"agi://{em.gateway_host}:4573/order?order={order}"))
+        # As recorded (order-call-press1): the AGI starts before the OriginateResponse goes out.
+        if self.is_async:
+            ev.append(self._originate_response(True, 4, c, requested))
         yield self.ring_seconds * s, ev
         yield self.talk_seconds * s, [_ev("HangupRequest", c, [("Cause", "16")]),
                                       _ev("SoftHangupRequest", c, [("Cause", "16")]), _hangup(c)]

@@ -164,6 +164,7 @@ class AmiEmulator:
         self.stall_new_sessions = False
         self._originate_script: deque[Segment] = deque()
         self._running: list = []
+        self._plays: set = set()
         self.restarts = 0
         self.sent_events = 0
 
@@ -184,6 +185,7 @@ class AmiEmulator:
             if call.active():
                 call.cancel()
         self._running.clear()
+        self._plays.clear()
         for s in list(self.sessions):
             if s.transport is not None:
                 s.transport.abortConnection()
@@ -224,6 +226,10 @@ class AmiEmulator:
             except Exception as e:   # a broken scenario must not hang a test
                 done.errback(e)
                 return
+            if isinstance(delay, defer.Deferred):
+                # Wait for something outside the script (the PBX's FastAGI session) to end.
+                delay.addBoth(lambda _: fire(items) if self._steps_live(done) else None)
+                return
             call = self.clock.callLater(max(0.0, delay * factor), fire, items)
             self._running.append(call)
 
@@ -238,8 +244,22 @@ class AmiEmulator:
                     item(self)
             advance()
 
+        self._plays.add(done)
+        done.addBoth(self._play_over, done)
         advance()
         return done
+
+    def _play_over(self, result, done):
+        self._plays.discard(done)
+        return result
+
+    def _steps_live(self, done) -> bool:
+        """A play waiting on a Deferred step is dropped by stop() and restart()."""
+        return done in self._plays
+
+    def order_call(self, headers: dict, action_id, outcome: str, is_async: bool) -> OrderCall:
+        """The scenario an Originate plays (the PBX returns one that runs the FastAGI)."""
+        return OrderCall(headers, action_id, outcome=outcome, is_async=is_async)
 
     # --- actions -----------------------------------------------------------------------------
     def handle_action(self, s: AmiServerSession, msg: AmiMessage) -> None:
@@ -399,7 +419,7 @@ class AmiEmulator:
             self._replay_segment(s, seg, aid)
             return
         outcome = self.originate_outcome(headers)
-        call = OrderCall(headers, aid if is_async else None, outcome=outcome, is_async=is_async)
+        call = self.order_call(headers, aid if is_async else None, outcome, is_async)
         if is_async:
             s.send(response(aid, "Success", ("Message", "Originate successfully queued")))
             self.play(call)
@@ -471,6 +491,7 @@ class AmiEmulator:
             if call.active():
                 call.cancel()
         self._running.clear()
+        self._plays.clear()
         for s in list(self.sessions):
             s.closing = True
             if s.transport is not None:
