@@ -1,33 +1,42 @@
 """Structured logs through twisted.logger: human text, or one JSON object per line."""
 from __future__ import annotations
 
-import io
 import json
 import sys
+from datetime import datetime, timezone
 from typing import IO
 
-from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate,
-                            eventAsJSON, formatEventAsClassicLogText, globalLogBeginner,
-                            textFileLogObserver)
+from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate, formatEvent,
+                            globalLogBeginner, textFileLogObserver)
 from zope.interface import provider
 from twisted.logger import ILogObserver
 
 LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn, "error": LogLevel.error}
 
 
+_SKIP = {"message", "format", "time", "system", "isError", "why", "failure"}
+
+
 def json_lines_observer(out: IO[str]):
-    """One JSON object per line: twisted's event serialisation, with the rendered text added."""
+    """One JSON object per line: time, level, namespace, the rendered message, and the event's
+    own plain fields (the modem, the order code, the call id ...) so that logs can be queried."""
     @provider(ILogObserver)
     def observe(event):
-        text = formatEventAsClassicLogText(event)
-        try:
-            record = json.loads(eventAsJSON(event))
-        except (TypeError, ValueError):
-            record = {}
-        record = {k: v for k, v in record.items() if not k.startswith("log_") or k in
-                  ("log_namespace", "log_time", "log_format")}
-        record["level"] = event.get("log_level", LogLevel.info).name
-        record["message"] = text.rstrip("\n").split(" ", 2)[-1] if text else ""
+        level = event.get("log_level", LogLevel.info)
+        record = {
+            "time": datetime.fromtimestamp(event.get("log_time", 0), timezone.utc).isoformat(timespec="milliseconds"),
+            "level": level.name,
+            "namespace": event.get("log_namespace", "-"),
+            "message": formatEvent(event),
+        }
+        for key, value in event.items():
+            if key.startswith("log_") or key in _SKIP or key in record:
+                continue
+            if isinstance(value, (str, int, float, bool)) or value is None:
+                record[key] = value
+        failure = event.get("log_failure")
+        if failure is not None:
+            record["failure"] = failure.getTraceback()
         out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
         out.flush()
     return observe
@@ -43,4 +52,4 @@ def start_logging(fmt: str = "text", level: str = "info", out: IO[str] | None = 
     globalLogBeginner.beginLoggingTo([make_observer(fmt, level, out)], redirectStandardIO=False)
 
 
-__all__ = ["make_observer", "start_logging", "json_lines_observer", "io"]
+__all__ = ["make_observer", "start_logging", "json_lines_observer"]

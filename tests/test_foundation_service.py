@@ -93,13 +93,18 @@ def _free_port():
 def test_gateway_process_answers_health_then_stops_cleanly_on_signal(tmp_path, sig):
     port = _free_port()
     cfg = tmp_path / "yihu.toml"
-    cfg.write_text(f'[gateway]\ndata_dir = "data"\n[http]\nport = {port}\n[log]\nformat = "json"\n')
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(cfg)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cfg.write_text(f'[gateway]\ndata_dir = "data"\n[http]\nport = {port}\n[log]\nformat = "json"\n'
+                   f'[ivr]\nport = {_free_port()}\n[embedded]\nami_port = {_free_port()}\n')
+    # Logs go to a file: a pipe nobody reads would fill up and stall the gateway's writes.
+    out_path, err_path = tmp_path / "out.log", tmp_path / "err.log"
+    with out_path.open("w") as out_f, err_path.open("w") as err_f:
+        proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(cfg)],
+                                stdout=out_f, stderr=err_f, text=True)
     try:
         body = None
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and body is None:
+        # /health is 503 while the emulated modems initialise, then 200.
+        while time.monotonic() < deadline and (body is None or b"200 OK" not in body):
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
                     s.sendall(b"GET /health HTTP/1.0\r\nHost: x\r\n\r\n")
@@ -108,11 +113,12 @@ def test_gateway_process_answers_health_then_stops_cleanly_on_signal(tmp_path, s
                         data += chunk
                 body = data
             except OSError:
-                assert proc.poll() is None, proc.communicate()
+                assert proc.poll() is None, err_path.read_text()
                 threading.Event().wait(0.2)   # a subprocess start-up, not a unit of our own time
         assert body is not None and b"200 OK" in body and b'"status": "ok"' in body
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        out, err = out_path.read_text(), err_path.read_text()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -121,4 +127,6 @@ def test_gateway_process_answers_health_then_stops_cleanly_on_signal(tmp_path, s
     records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert records, out
     assert any("Main loop terminated" in r["message"] for r in records)
+    assert all({"time", "level", "namespace", "message"} <= set(r) for r in records)
+    assert any(r.get("modem", "").endswith("modem0") for r in records)    # fields stay queryable
     assert "Traceback" not in out + err
