@@ -33,12 +33,12 @@ WEBHOOK_QUEUE = Gauge("yihu_webhook_queue_depth", "Events waiting for a webhook"
 
 @dataclass(frozen=True)
 class WebhookSection:
-    urls: list[str] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)    # dispatch software's endpoints; every event POSTed to each
     secret: str = ""                      # HMAC key; empty: unsigned
-    timeout_s: float = 10.0
-    max_queue: int = 10000
-    retry_initial_s: float = 1.0
-    retry_max_s: float = 60.0
+    timeout_s: float = 10.0               # a POST slower than this is retried
+    max_queue: int = 10000                # events kept per URL while it is down; the oldest dropped past it
+    retry_initial_s: float = 1.0          # first retry delay, doubled each time
+    retry_max_s: float = 60.0             # longest retry delay
 
     def __post_init__(self):
         for url in self.urls:

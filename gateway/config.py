@@ -28,11 +28,11 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class GatewaySection:
-    node_name: str = "yihu-1"
+    node_name: str = "yihu-1"              # this node in logs, /health and AMI ActionIDs
     data_dir: str = "var"                  # created on first run; the SQLite file lives here
     database_url: str = ""                 # empty: SQLite in data_dir; postgresql+psycopg://... for production
     db_threads: int = 0                    # 0: 1 for SQLite, 4 for PostgreSQL
-    time_zone: str = "Asia/Shanghai"
+    time_zone: str = "Asia/Shanghai"       # the center's: day/night rules, daily figures, messages
     embedded: bool = True                  # run on the built-in emulators (drill / demo) instead of hardware
 
 
@@ -52,8 +52,8 @@ class EmbeddedSection:
 
 @dataclass(frozen=True)
 class HttpSection:
-    interface: str = "127.0.0.1"
-    port: int = 8080
+    interface: str = "127.0.0.1"           # where /health, /metrics, /board and the API listen
+    port: int = 8080                       # 0: any free port
 
 
 @dataclass(frozen=True)
@@ -255,6 +255,10 @@ def load_config(path: str | os.PathLike | None, overrides: dict | None = None) -
         built[name] = build_section(known[name], value, name, problems)
     for name, cls in known.items():
         built.setdefault(name, cls())
+    # One time zone for the center unless [escalation] names its own.
+    esc = built.get("escalation")
+    if esc is not None and "timezone" not in data.get("escalation", {}) and hasattr(esc, "timezone"):
+        built["escalation"] = dataclasses.replace(esc, timezone=built["gateway"].time_zone)
     cfg = Config(path=str(path) if path is not None else None, sections=built)
     _check_values(cfg, problems)
     if problems:
@@ -269,3 +273,75 @@ def redact_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001
         return "<unparseable database URL>"
+
+
+def _field_comments(cls) -> dict[str, str]:
+    """The trailing '# ...' comment of each field in the class source: its meaning."""
+    import inspect
+    import re
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    out: dict[str, str] = {}
+    last = None
+    for line in source.splitlines():
+        m = re.match(r"\s{4}(\w+)\s*:[^#]*?(?:#\s*(.*))?$", line)
+        if m and not line.strip().startswith(("def ", "return", "#")):
+            last = m.group(1)
+            out[last] = (m.group(2) or "").strip()
+        elif last and re.match(r"\s+#\s*(.*)$", line) and out.get(last):
+            out[last] += " " + re.match(r"\s+#\s*(.*)$", line).group(1).strip()
+        else:
+            last = None
+    return out
+
+
+def reference_rows() -> list[tuple[str, str, str, str]]:
+    """(key, type, default, meaning) for every key of every section: the README's reference is
+    checked against this, so documentation and code cannot drift apart."""
+    rows = []
+    for name, cls in _sections().items():
+        hints = typing.get_type_hints(cls)
+        comments = _field_comments(cls)
+        for f in dataclasses.fields(cls):
+            if not f.init:
+                continue
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+                default = f.default_factory()  # type: ignore[misc]
+            else:
+                default = None
+            if dataclasses.is_dataclass(default) or (isinstance(default, (list, tuple)) and default
+                                                     and dataclasses.is_dataclass(default[0])):
+                shown = "(see below)"
+            elif not f.repr:
+                shown = '""' if default in ("", None) else "(hidden)"
+            else:
+                shown = json_literal(default)
+            rows.append((f"{name}.{f.name}", _type_name(hints[f.name]), shown, comments.get(f.name, "")))
+    return rows
+
+
+def reference_markdown() -> str:
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for key, kind, default, meaning in reference_rows():
+        lines.append(f"| `{key}` | {kind} | `{default}` | {meaning.replace('|', '/')} |")
+    return "\n".join(lines)
+
+
+def json_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "(none)"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(json_literal(v) for v in value) + "]"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
+
+if __name__ == "__main__":     # python -m gateway.config: the README's configuration table
+    print(reference_markdown())

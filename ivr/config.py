@@ -6,15 +6,15 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class IvrSection:
-    enabled: bool = True
+    enabled: bool = True                  # run the FastAGI server
     interface: str = "127.0.0.1"          # where Asterisk connects (agi://HOST:PORT/...)
-    port: int = 4573
+    port: int = 4573                      # FastAGI's usual port
     channel_template: str = "PJSIP/{national}@trunk"    # how to dial a commander's phone
-    caller_id: str = '"Command Center" <057687770110>'
+    caller_id: str = '"Command Center" <057687770110>'   # shown on commanders' phones
     call_attempts: int = 3                # voice calls per commander, the first included
-    call_retry_delay_s: float = 60.0
-    ring_timeout_s: float = 30.0
-    menu_timeout_ms: int = 5000
+    call_retry_delay_s: float = 60.0      # between attempts (busy, no answer, failed)
+    ring_timeout_s: float = 30.0          # how long a commander's phone rings
+    menu_timeout_ms: int = 5000           # wait for a key after the menu; no key twice = no answer
     speech: bool = True                   # read the order text aloud where espeak-ng and sox exist
     spool_dir: str = ""                   # classic-AGI fallback spool; empty: DATA_DIR/spool/keypad
 
