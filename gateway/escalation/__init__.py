@@ -1,0 +1,1 @@
+"""Escalation on silence: ladders of reminders, calls and the duty supervisor's alert."""

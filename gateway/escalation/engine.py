@@ -1,0 +1,238 @@
+"""The escalation engine: fires the ladder's steps when they fall due, durably.
+
+Every step lives in `escalation_steps` from the moment the order is committed.  In memory only
+one due time per order-team is kept (TimerQueue).  When a team's time comes, its due steps are
+claimed in one transaction (pending -> firing), then acted on (SMS again, calls, one alert to
+the duty supervisor per order and stage, events), then marked fired.  After a restart the
+pending steps are loaded again: those overdue fire at once, marked late.  An auditor looks
+periodically for steps overdue and not fired, and fires them.
+"""
+from __future__ import annotations
+
+import itertools
+from datetime import datetime
+
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from gateway import metrics
+from gateway.escalation import store
+from gateway.escalation.config import EscalationConfig
+from gateway.escalation.timers import TimerQueue
+from gateway.orders import messages
+from gateway.orders.team_state import STATE_WORD
+from gateway.orders.times import from_seconds, now
+
+log = Logger()
+
+
+class EscalationEngine:
+    def __init__(self, db, clock, outbox, caller, events, cfg: EscalationConfig = EscalationConfig()):
+        self.db, self.clock, self.outbox, self.caller, self.events, self.cfg = db, clock, outbox, caller, events, cfg
+        self.timers = TimerQueue(clock, self._on_due)
+        self._watermark = 0
+        self._loops: list[task.LoopingCall] = []
+        self._inflight: set[defer.Deferred] = set()
+        self._due_keys: dict[int, None] = {}      # woken, not yet claimed (an ordered set)
+        self._claiming = False
+        self._claiming_keys: frozenset = frozenset()
+        self.fired_lateness: list[float] = []    # seconds late of the last steps (bench, tests)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    @defer.inlineCallbacks
+    def start(self):
+        pending, self._watermark = yield self.db.run(store.load_pending_tx, now(self.clock))
+        for ot, due in pending:
+            self.timers.set(ot, due.timestamp())
+        metrics.ESCALATION_PENDING.set(len(self.timers))
+        log.info("escalation: {n} team timers rebuilt from the database", n=len(pending))
+        for every, fn in ((self.cfg.refresh_seconds, self.refresh), (self.cfg.auditor_seconds, self.audit)):
+            loop = task.LoopingCall(self._guard, fn)
+            loop.clock = self.clock
+            loop.start(every, now=False)
+            self._loops.append(loop)
+
+    def stop(self):
+        for loop in self._loops:
+            if loop.running:
+                loop.stop()
+        self._loops = []
+        self.timers.stop()
+
+    def _guard(self, fn):
+        d = defer.maybeDeferred(fn)
+        d.addErrback(lambda f: log.failure("escalation: {fn} failed", f, fn=fn.__name__))
+        return self._track(d)
+
+    def _track(self, d):
+        self._inflight.add(d)
+        d.addBoth(lambda r: (self._inflight.discard(d), r)[1])
+        return d
+
+    @defer.inlineCallbacks
+    def settle(self):
+        """Wait until nothing is in flight (tests drive a Clock, the database runs for real)."""
+        while self._inflight:
+            yield defer.DeferredList(list(self._inflight))
+
+    # --- what other parts tell us ------------------------------------------------------------
+    def schedule(self, order_team_id: int, due: datetime | float | None) -> None:
+        """The next pending step of this team is due at `due` (None: no step left)."""
+        if due is None:
+            self.timers.discard(order_team_id)
+        else:
+            self.timers.set(order_team_id, due if isinstance(due, float) else due.timestamp())
+        metrics.ESCALATION_PENDING.set(len(self.timers))
+
+    def schedule_many(self, pairs) -> None:
+        for ot, due in pairs:
+            self.timers.set_earlier(ot, due if isinstance(due, float) else due.timestamp())
+        metrics.ESCALATION_PENDING.set(len(self.timers))
+
+    @defer.inlineCallbacks
+    def refresh(self):
+        pairs, self._watermark = yield self.db.run(store.new_steps_tx, self._watermark)
+        self.schedule_many(pairs)
+
+    @defer.inlineCallbacks
+    def audit(self):
+        busy = frozenset(self._due_keys) | self._claiming_keys
+        missed = yield self.db.run(store.audit_tx, now(self.clock), self.cfg, busy)
+        if missed:
+            log.error("escalation auditor: {n} steps of {t} teams overdue and not fired; firing now",
+                      n=sum(c for _, c in missed), t=len(missed))
+            t = self.clock.seconds()
+            for ot, _ in missed:
+                self.timers.set_earlier(ot, t)
+        return missed
+
+    # --- firing -------------------------------------------------------------------------------
+    # One claim transaction at a time: due teams that wake while it runs wait for the next one,
+    # which takes them all (up to MAX_CLAIM).  A slow database then means bigger, later claims,
+    # never an unbounded queue of transactions (the reply burst shares the database).
+    MAX_CLAIM = 200
+
+    def _on_due(self, items, t: float) -> None:
+        self.fired_lateness.extend(t - due for _, due in items)
+        if len(self.fired_lateness) > 100_000:
+            del self.fired_lateness[:50_000]
+        for k, _ in items:
+            self._due_keys[k] = None
+        self._claim_next()
+
+    def _claim_next(self, _=None):
+        if self._claiming or not self._due_keys:
+            return
+        self._claiming = True
+        keys = list(itertools.islice(self._due_keys, self.MAX_CLAIM))
+        for k in keys:
+            del self._due_keys[k]
+        self._claiming_keys = frozenset(keys)
+
+        def failed(f):
+            # The database refused the claim: look again shortly (the auditor backs this up).
+            log.failure("escalation: claiming due steps of {n} teams failed; retrying in 5 s", f, n=len(keys))
+            for k in keys:
+                self.timers.set_earlier(k, self.clock.seconds() + 5.0)
+
+        def next_claim(_):
+            self._claiming, self._claiming_keys = False, frozenset()
+            self._claim_next()
+        d = self._fire(keys, self.clock.seconds())
+        d.addErrback(failed)
+        d.addBoth(next_claim)
+        self._track(d)
+
+    @defer.inlineCallbacks
+    def _fire(self, order_team_ids, t: float):
+        at = from_seconds(t)
+        claim = yield self.db.run(store.claim_due_tx, order_team_ids, at, self.cfg)
+        for ot, due in claim.next_due.items():
+            if due is not None and due.timestamp() <= t:
+                due = from_seconds(t + 1.0)   # claimed by someone else in flight: look again shortly
+            self.schedule(ot, due)
+        acts, ids = [], []
+        for f in claim.fired:
+            metrics.ESCALATION_STEPS.labels(stage=f.stage, action=f.action).inc()
+            metrics.ESCALATION_LATENESS.observe(max(0.0, t - f.due_at.timestamp()))
+            log.warn("escalation order {code} team {team}: {stage} step {step} {action}: {reason}",
+                     code=f.order_code, team=f.team_code, stage=f.stage, step=f.step, action=f.action,
+                     reason=f.reason)
+            self.events.publish("order.escalated", {
+                "order_code": f.order_code, "order_id": f.order_id, "team": f.team_code, "stage": f.stage,
+                "step": f.step, "action": f.action, "late": f.late, "reason": f.reason,
+                "due_at": f.due_at.isoformat(), "fired_at": at.isoformat()})
+            if f.action != "supervisor":          # one alert per order and stage, below
+                acts.append(self._act(f))
+                ids.append([f.step_id])
+        for a in claim.alerts:
+            acts.append(self._alert_supervisor(a))
+            ids.append(a.step_ids)
+        results = yield defer.DeferredList(acts, consumeErrors=True)
+        done = [i for (ok, handed), step_ids in zip(results, ids) if ok and handed for i in step_ids]
+        yield self.db.run(store.finish_steps_tx, done, now(self.clock))
+        return claim
+
+    @defer.inlineCallbacks
+    def _act(self, f: store.FiredStep):
+        """Returns True when the step's SMS/calls were handed on; False leaves it `firing`, for the
+        auditor to fire again."""
+        try:
+            if f.action == "sms_again":
+                text = messages.reminder_sms(f.order_code, f.stage, STATE_WORD.get(f.team_state, f.team_state),
+                                             f.finished_without_report)
+                phones = list(dict.fromkeys(m.phone for m in f.contacts))
+                if not phones:
+                    log.error("escalation order {code} team {team}: nobody to send the reminder to",
+                              code=f.order_code, team=f.team_code)
+                for p in phones:
+                    yield self.outbox.enqueue(p, text, purpose="reminder", order_id=f.order_id)
+            elif f.action in ("call_commander", "call_deputy"):
+                if f.call_to is not None:
+                    d = defer.maybeDeferred(self.caller.call_order, f.order_code, f.call_to.phone,
+                                            order_id=f.order_id, team_id=f.team_id, member_id=f.call_to.id,
+                                            purpose="escalation")
+                    self._record_call(d, f.step_id, f.order_code, f.call_to.phone)
+            return True
+        except Exception as e:   # noqa: BLE001
+            log.error("escalation order {code} team {team}: {action} not handed on: {e}",
+                      code=f.order_code, team=f.team_code, action=f.action, e=e)
+            return False
+
+    def _record_call(self, d, step_id, code, phone):
+        def outcome(result):
+            return self.db.run(store.record_call_outcome_tx, step_id, str(result), now(self.clock))
+
+        def failed(fail):
+            log.error("escalation order {code}: call to {phone} failed: {e}", code=code, phone=phone,
+                      e=fail.getErrorMessage())
+            return self.db.run(store.record_call_outcome_tx, step_id, "failed", now(self.clock))
+        d.addCallbacks(outcome, failed)
+        d.addErrback(lambda fail: log.failure("escalation order {code}: recording call outcome", fail, code=code))
+        self._track(d)
+
+    @defer.inlineCallbacks
+    def _alert_supervisor(self, a: store.SupervisorAlert):
+        """ONE SMS and ONE call to the duty supervisor naming every silent team; one event."""
+        names = [name for _, _, name, _ in a.teams]
+        payload = {"order_code": a.order_code, "order_id": a.order_id, "incident_ref": a.incident_ref,
+                   "stage": a.stage,
+                   "teams": [{"code": c, "name": n, "state": s} for _, c, n, s in a.teams],
+                   "supervisor": a.supervisor.name if a.supervisor else None}
+        self.events.publish("order.supervisor_alert", payload)
+        if a.supervisor is None:
+            log.critical("escalation order {code}: {n} silent teams and NO duty supervisor on the roster now",
+                         code=a.order_code, n=len(names))
+            return True       # the event went to dispatch; nobody else to tell
+        try:
+            yield self.outbox.enqueue(a.supervisor.phone, messages.supervisor_sms(a.order_code, a.stage, names),
+                                      purpose="supervisor", order_id=a.order_id)
+            d = defer.maybeDeferred(self.caller.call_order, a.order_code, a.supervisor.phone, order_id=a.order_id,
+                                    team_id=a.teams[0][0], member_id=None, purpose="supervisor")
+            d.addErrback(lambda fail: log.error("escalation order {code}: call to duty supervisor failed: {e}",
+                                                code=a.order_code, e=fail.getErrorMessage()))
+            self._track(d)
+            return True
+        except Exception as e:   # noqa: BLE001
+            log.error("escalation order {code}: duty supervisor alert not handed on: {e}", code=a.order_code, e=e)
+            return False

@@ -1,0 +1,256 @@
+"""Escalation units of work (run inside Database.run).
+
+A step goes pending -> firing (claimed, committed) -> fired (its SMS/calls handed on).  A step
+left `firing` by a crash is fired again: a reminder sent twice costs little, a reminder lost
+may cost a life (at least once, never at most once).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, insert, select, update
+
+from gateway.escalation.config import EscalationConfig
+from gateway.escalation.deadlines import RECEIPT, local_hhmm, stage_deadlines
+from gateway.orders import directory_queries as dq
+from gateway.orders import store as ostore
+from gateway.orders import team_state as ts
+from gateway.orders.times import utc
+from gateway.storage.schema import audit_log, escalation_steps, order_teams, orders, teams
+
+# A timer may wake a hair before the stored due time (float seconds vs. microseconds).
+TOLERANCE = timedelta(milliseconds=5)
+
+STAGE_EN = {"receipt": "receipt", "assembly": "assembled", "arrival": "arrived", "report": "finished report"}
+
+
+@dataclass
+class FiredStep:
+    step_id: int
+    order_team_id: int
+    order_id: int
+    order_code: str
+    team_id: int
+    team_code: str
+    team_name: str
+    stage: str
+    step: int
+    action: str
+    due_at: datetime
+    late: bool
+    reason: str
+    team_state: str
+    finished_without_report: bool
+    contacts: list = field(default_factory=list)      # commanders then deputies (dq.Member)
+    call_to: dq.Member | None = None      # the IVR's order caller keeps the call's deliveries row
+
+
+@dataclass
+class SupervisorAlert:
+    order_id: int
+    order_code: str
+    incident_ref: str
+    stage: str
+    teams: list                      # [(team_id, code, name, state)]
+    supervisor: dq.Supervisor | None
+    step_ids: list
+
+
+@dataclass
+class Claim:
+    fired: list
+    alerts: list
+    next_due: dict                   # order_team_id -> datetime | None
+    cancelled: int = 0
+
+
+def load_pending_tx(conn, now: datetime):
+    """At start: nothing is in flight, so `firing` steps go back to pending (they fire at once,
+    marked late).  Returns ([(order_team_id, earliest due)], watermark)."""
+    conn.execute(update(escalation_steps).where(escalation_steps.c.state == "firing")
+                 .values(state="pending", fired_at=None))
+    rows = conn.execute(select(escalation_steps.c.order_team_id, func.min(escalation_steps.c.due_at))
+                        .where(escalation_steps.c.state == "pending")
+                        .group_by(escalation_steps.c.order_team_id)).all()
+    top = conn.execute(select(func.max(escalation_steps.c.id))).scalar() or 0
+    return [(r[0], utc(r[1])) for r in rows], top
+
+
+def new_steps_tx(conn, watermark: int):
+    """Steps committed since `watermark` (orders sent from the CLI or another process).
+
+    Selected by id range alone (the primary key) and folded here: with a state filter in SQL the
+    planner may walk every pending step instead."""
+    rows = conn.execute(select(escalation_steps.c.id, escalation_steps.c.order_team_id,
+                               escalation_steps.c.due_at, escalation_steps.c.state)
+                        .where(escalation_steps.c.id > watermark)).all()
+    earliest: dict[int, datetime] = {}
+    for r in rows:
+        watermark = max(watermark, r.id)
+        if r.state == "pending":
+            due = utc(r.due_at)
+            if r.order_team_id not in earliest or due < earliest[r.order_team_id]:
+                earliest[r.order_team_id] = due
+    return list(earliest.items()), watermark
+
+
+def _step_query():
+    return (select(escalation_steps, order_teams.c.team_id, order_teams.c.order_id, orders.c.code,
+                   orders.c.rule, orders.c.incident_ref, orders.c.created_at.label("order_created_at"),
+                   orders.c.state.label("order_state"), teams.c.code.label("team_code"),
+                   teams.c.name.label("team_name"))
+            .join(order_teams, order_teams.c.id == escalation_steps.c.order_team_id)
+            .join(orders, orders.c.id == order_teams.c.order_id)
+            .join(teams, teams.c.id == order_teams.c.team_id))
+
+
+def claim_due_tx(conn, order_team_ids, now: datetime, cfg: EscalationConfig) -> Claim:
+    cutoff = now + TOLERANCE
+    rows = conn.execute(_step_query().where(escalation_steps.c.order_team_id.in_(list(order_team_ids)),
+                                            escalation_steps.c.state == "pending",
+                                            escalation_steps.c.due_at <= cutoff)
+                        .order_by(escalation_steps.c.due_at, escalation_steps.c.id)).all()
+    # The duty supervisor gets ONE alert per order and stage: take the sibling teams' due
+    # supervisor steps along, even if their timers have not woken yet.
+    groups = {(r.order_id, r.stage) for r in rows if r.action == "supervisor"}
+    if groups:
+        seen = {r.id for r in rows}
+        for order_id, stage in groups:
+            more = conn.execute(_step_query().where(order_teams.c.order_id == order_id,
+                                                    escalation_steps.c.stage == stage,
+                                                    escalation_steps.c.action == "supervisor",
+                                                    escalation_steps.c.state == "pending",
+                                                    escalation_steps.c.due_at <= cutoff)).all()
+            rows += [r for r in more if r.id not in seen]
+    claim = Claim([], [], {})
+    states = ostore.load_team_states(conn, {r.order_team_id for r in rows})
+    contacts = dq.team_commanders(conn, {r.team_id for r in rows})
+    alerts: dict[tuple, SupervisorAlert] = {}
+    audits = []
+    for r in rows:
+        st = states[r.order_team_id]
+        if r.order_state != "open" or r.stage in ts.satisfied_stages(st):
+            why = f"order {r.order_state}" if r.order_state != "open" else f"team answered ({st.state})"
+            conn.execute(update(escalation_steps).where(escalation_steps.c.id == r.id,
+                                                        escalation_steps.c.state == "pending")
+                         .values(state="cancelled", fired_at=now, reason=why))
+            claim.cancelled += 1
+            continue
+        due = utc(r.due_at)
+        late_by = (now - due).total_seconds()
+        late = late_by > cfg.late_after_seconds
+        reason = _reason(r, st, cfg, due)
+        if late:
+            reason += f"; fired {late_by:.0f} s late"
+        res = conn.execute(update(escalation_steps).where(escalation_steps.c.id == r.id,
+                                                          escalation_steps.c.state == "pending")
+                           .values(state="firing", fired_at=now, late=late, reason=reason))
+        if res.rowcount != 1:
+            continue        # another claim (the auditor's) got it first
+        f = FiredStep(r.id, r.order_team_id, r.order_id, r.code, r.team_id, r.team_code, r.team_name, r.stage,
+                      r.step, r.action, due, late, reason, st.state,
+                      st.finished_at is not None and not st.report, contacts.get(r.team_id, []))
+        if r.action in ("call_commander", "call_deputy"):
+            f.call_to, note = _who_to_call(f.contacts, r.action)
+            if note:
+                f.reason += f"; {note}"
+                conn.execute(update(escalation_steps).where(escalation_steps.c.id == r.id).values(reason=f.reason))
+        if r.action == "supervisor":
+            key = (r.order_id, r.stage)
+            if key not in alerts:
+                alerts[key] = SupervisorAlert(r.order_id, r.code, r.incident_ref, r.stage, [],
+                                              dq.duty_supervisor(conn, now), [])
+            alerts[key].teams.append((r.team_id, r.team_code, r.team_name, st.state))
+            alerts[key].step_ids.append(r.id)
+        claim.fired.append(f)
+        audits.append(dict(at=now, actor="system", action="escalation.step", subject=f"order {r.code} team {r.team_code}",
+                           detail={"step_id": r.id, "stage": r.stage, "step": r.step, "action": r.action,
+                                   "late": late, "reason": f.reason}))
+    if audits:
+        conn.execute(insert(audit_log), audits)
+    for a in alerts.values():
+        if a.supervisor is None:
+            conn.execute(insert(audit_log).values(
+                at=now, actor="system", action="escalation.no_supervisor", subject=f"order {a.order_code}",
+                detail={"stage": a.stage, "teams": [t[1] for t in a.teams]}))
+    claim.alerts = list(alerts.values())
+    claim.next_due = ostore.next_due_many_tx(conn, set(order_team_ids) | {r.order_team_id for r in rows})
+    return claim
+
+
+def _reason(r, st: ts.TeamOrderState, cfg: EscalationConfig, due: datetime) -> str:
+    sent = utc(r.order_created_at)
+    if r.stage == RECEIPT:
+        mins = (due - sent).total_seconds() / 60
+        return (f"no receipt from team {r.team_code} {mins:g} min after the order was sent at "
+                f"{local_hhmm(sent, cfg)}; team {st.state}")
+    deadline = stage_deadlines(r.rule, sent, cfg).get(r.stage)
+    past = (due - deadline).total_seconds() / 60 if deadline else 0
+    what = STAGE_EN.get(r.stage, r.stage)
+    if r.stage == "report" and st.finished_at and not st.report:
+        what = "finished report (follow-up, responsible person and unit)"
+    return (f"no '{what}' from team {r.team_code}: deadline {local_hhmm(deadline, cfg) if deadline else '?'} "
+            f"passed {past:g} min ago; team {st.state}")
+
+
+def _who_to_call(contacts, action):
+    want, other = ("commander", "deputy") if action == "call_commander" else ("deputy", "commander")
+    m = dq.first_phone(contacts, want)
+    if m:
+        return m, None
+    m = dq.first_phone(contacts, other)
+    if m:
+        return m, f"no {want} phone on the roster: called the {other}"
+    return None, f"no {want} or {other} phone on the roster: nobody to call"
+
+
+def finish_steps_tx(conn, step_ids, now: datetime) -> None:
+    if step_ids:
+        conn.execute(update(escalation_steps).where(escalation_steps.c.id.in_(list(step_ids)),
+                                                    escalation_steps.c.state == "firing")
+                     .values(state="fired"))
+
+
+def audit_tx(conn, now: datetime, cfg: EscalationConfig, busy=frozenset()):
+    """The auditor: every step overdue beyond the grace is a step the engine missed; a step stuck
+    in `firing` (its SMS never handed on) is put back.  `busy`: teams the engine is claiming right
+    now (late under load, not missed).  Returns [(order_team_id, step count)]."""
+    grace = timedelta(seconds=max(cfg.late_after_seconds, 2 * cfg.refresh_seconds, 1.0))
+    stuck = conn.execute(update(escalation_steps)
+                         .where(escalation_steps.c.state == "firing",
+                                escalation_steps.c.fired_at < now - timedelta(seconds=cfg.stuck_after_seconds))
+                         .values(state="pending", fired_at=None)).rowcount
+    rows = conn.execute(select(escalation_steps.c.order_team_id, func.count())
+                        .join(order_teams, order_teams.c.id == escalation_steps.c.order_team_id)
+                        .join(orders, orders.c.id == order_teams.c.order_id)
+                        .where(escalation_steps.c.state == "pending", escalation_steps.c.due_at < now - grace,
+                               orders.c.state == "open")
+                        .group_by(escalation_steps.c.order_team_id)).all()
+    rows = [r for r in rows if r[0] not in busy]
+    if rows or stuck:
+        conn.execute(insert(audit_log).values(
+            at=now, actor="system", action="escalation.missed", subject="auditor",
+            detail={"order_teams": [r[0] for r in rows][:200], "steps": sum(r[1] for r in rows),
+                    "stuck_refired": stuck}))
+    return [(r[0], r[1]) for r in rows]
+
+
+def record_call_outcome_tx(conn, step_id: int, outcome: str, now: datetime) -> None:
+    """An escalation call ended.  If the calls of this stage to commander AND deputy both went
+    unanswered and the team has said nothing, the team is `unreachable` (the dispatcher sees it;
+    the ladder goes on to the duty supervisor regardless)."""
+    conn.execute(update(escalation_steps).where(escalation_steps.c.id == step_id).values(outcome=outcome))
+    step = conn.execute(select(escalation_steps.c.order_team_id, escalation_steps.c.stage)
+                        .where(escalation_steps.c.id == step_id)).first()
+    if step is None or outcome == "answered":
+        return
+    calls = conn.execute(select(escalation_steps.c.action, escalation_steps.c.outcome)
+                         .where(escalation_steps.c.order_team_id == step.order_team_id,
+                                escalation_steps.c.stage == step.stage,
+                                escalation_steps.c.action.in_(("call_commander", "call_deputy")))).all()
+    if len(calls) >= 2 and all(c.outcome in ("no_answer", "busy", "failed") for c in calls):
+        _row, old = ostore.load_team_state(conn, step.order_team_id)
+        new = ts.on_unreachable(old, "calls unanswered: " + ", ".join(
+            f"{c.action.removeprefix('call_')} {c.outcome}" for c in calls))
+        ostore.save_team_state(conn, step.order_team_id, old, new, now)

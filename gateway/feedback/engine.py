@@ -1,0 +1,113 @@
+"""The feedback engine: IInboundSmsSink and IKeypadSink.
+
+Parse (pure), judge and record (one transaction), then, only after the commit, answer the
+sender, stop the team's escalation and publish the event.  A reply that does not parse, comes
+from a number not on the roster, or names an order the team does not have, is kept raw with
+the reason (inbound_raw.state refused/garbage), audited, and the engine carries on.
+"""
+from __future__ import annotations
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from gateway import metrics
+from gateway.escalation.config import EscalationConfig
+from gateway.feedback import store
+from gateway.interfaces import FeedbackOutcome, IInboundSmsSink, IKeypadSink, InboundSms, KeypadAnswer
+from gateway.orders import messages
+from gateway.orders.grammar import DIGIT_STATUS, Refusal, Reply, parse_reply
+from gateway.orders.times import utc
+
+log = Logger()
+
+
+@implementer(IInboundSmsSink, IKeypadSink)
+class FeedbackEngine:
+    # Answers arriving while a transaction is in flight are recorded together in the next one
+    # (group commit): one commit for many answers during a burst, and the escalation engine's
+    # claims wait behind at most one batch, not behind thousands of queued transactions.
+    MAX_BATCH = 100
+
+    def __init__(self, db, outbox, events, escalation=None, cfg: EscalationConfig = EscalationConfig()):
+        self.db, self.outbox, self.events, self.escalation, self.cfg = db, outbox, events, escalation, cfg
+        self._queue: list[tuple[store.Answer, defer.Deferred]] = []
+        self._busy = False
+
+    # --- IInboundSmsSink ---------------------------------------------------------------------
+    def sms_received(self, sms: InboundSms):
+        answer = store.Answer("sms", sms.sender, parse_reply(sms.text), utc(sms.received_at), sms.raw_id, sms.text)
+        return self._handle(answer)
+
+    # --- IKeypadSink -------------------------------------------------------------------------
+    def keypad_answer(self, answer: KeypadAnswer):
+        status = DIGIT_STATUS.get(answer.digit)
+        parsed = Reply(status, answer.order_code) if status else Refusal("unrecognised")
+        return self._handle(store.Answer("keypad", answer.caller, parsed, utc(answer.received_at), answer.raw_id,
+                                         f"keypad {answer.digit} call {answer.call_id}"))
+
+    def open_orders_for(self, caller: str):
+        return self.db.run(store.open_codes_for_phone_tx, caller)
+
+    # --- the one path for both channels --------------------------------------------------------
+    def _record(self, a: store.Answer):
+        d = defer.Deferred()
+        self._queue.append((a, d))
+        if not self._busy:
+            self._next_batch()
+        return d
+
+    def _next_batch(self, _=None):
+        if not self._queue:
+            self._busy = False
+            return
+        self._busy = True
+        batch, self._queue = self._queue[:self.MAX_BATCH], self._queue[self.MAX_BATCH:]
+
+        def recorded(verdicts):
+            for (_, d), v in zip(batch, verdicts):
+                d.callback(v)
+
+        def failed(f):
+            # The whole batch rolled back: each answer alone, so one cannot sink the others.
+            log.warn("feedback batch of {n} failed ({e}); recording one by one", n=len(batch), e=f.getErrorMessage())
+            for a, d in batch:
+                self.db.run(store.record_answer_tx, a, self.cfg).chainDeferred(d)
+        self.db.run(store.record_batch_tx, [a for a, _ in batch], self.cfg).addCallbacks(
+            recorded, failed).addBoth(self._next_batch)
+
+    @defer.inlineCallbacks
+    def _handle(self, a: store.Answer):
+        v: store.Verdict = yield self._record(a)
+        if v.outcome == store.DUPLICATE:
+            log.info("feedback from {phone}: {reason}; ignored", phone=a.phone, reason=v.reason)
+            return FeedbackOutcome(False, "", status=None)
+        if v.outcome == store.RECORDED:
+            metrics.FEEDBACK_RECORDED.labels(status=v.status, channel=a.channel).inc()
+            log.info("feedback order {code} team {team} from {phone}: {status} ({channel})", code=v.order_code,
+                     team=v.team_code, phone=a.phone, status=v.status, channel=a.channel)
+            if self.escalation is not None:
+                self.escalation.schedule(v.order_team_id, v.next_due)
+            self.events.publish("order.feedback", v.event)
+        else:
+            metrics.FEEDBACK_REFUSED.labels(reason=v.outcome).inc()
+            log.warn("reply from {phone} {outcome}: {reason}", phone=a.phone, outcome=v.outcome, reason=v.reason)
+        yield self._tell(v, a)
+        return FeedbackOutcome(v.outcome == store.RECORDED, v.message, v.order_code, v.status,
+                               needs_code=v.outcome == store.NEEDS_CODE)
+
+    @defer.inlineCallbacks
+    def _tell(self, v: store.Verdict, a: store.Answer):
+        """Answer the sender (never a number not on the roster); a failure here loses nothing:
+        the feedback is committed already."""
+        try:
+            if v.reply_to and v.message:
+                purpose = "confirmation" if v.outcome == store.RECORDED else "reply_help"
+                yield self.outbox.enqueue(v.reply_to, v.message, purpose=purpose, order_id=v.order_id)
+            if v.supervisor_phone:
+                yield self.outbox.enqueue(v.supervisor_phone,
+                                          messages.supervisor_late_answer_sms(v.order_code, v.event.get("team_name", v.team_code), v.status,
+                                                                              v.hhmm),
+                                          purpose="supervisor", order_id=v.order_id)
+        except Exception as e:   # noqa: BLE001
+            log.error("reply to {phone} about order {code} not queued: {e}", phone=a.phone, code=v.order_code, e=e)

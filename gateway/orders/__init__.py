@@ -1,0 +1,1 @@
+"""Orders: created by dispatchers, sent to teams' commanders and deputies."""

@@ -1,0 +1,36 @@
+"""The order domain wired together, for the gateway service to start and stop.
+
+    domain = OrderDomain(reactor, db, outbox, caller, events, cfg)
+    yield domain.start()                 # timers rebuilt from the database, fan-out sweep running
+    domain.orders.send(OrderRequest(...))   # dispatch API / in-process senders
+    domain.feedback                      # IInboundSmsSink for the SMS layer, IKeypadSink for the IVR
+    domain.stop()
+"""
+from __future__ import annotations
+
+from twisted.internet import defer
+
+from gateway.escalation.config import EscalationConfig
+from gateway.escalation.engine import EscalationEngine
+from gateway.feedback.engine import FeedbackEngine
+from gateway.orders.fanout import FanOut
+from gateway.orders.service import OrderService
+
+
+class OrderDomain:
+    def __init__(self, clock, db, outbox, caller, events, cfg: EscalationConfig | None = None):
+        cfg = cfg or EscalationConfig()
+        self.cfg = cfg
+        self.escalation = EscalationEngine(db, clock, outbox, caller, events, cfg)
+        self.fanout = FanOut(db, clock, outbox, caller, cfg)
+        self.orders = OrderService(db, clock, self.fanout, self.escalation, events, cfg)
+        self.feedback = FeedbackEngine(db, outbox, events, self.escalation, cfg)
+
+    @defer.inlineCallbacks
+    def start(self):
+        yield self.escalation.start()
+        yield self.fanout.start()
+
+    def stop(self):
+        self.fanout.stop()
+        self.escalation.stop()

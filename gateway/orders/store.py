@@ -1,0 +1,250 @@
+"""Order units of work (run inside Database.run): create, fan-out bookkeeping, open orders."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, func, insert, or_, select, update
+
+from gateway.escalation.config import EscalationConfig
+from gateway.escalation.deadlines import plan_steps, response_minutes
+from gateway.orders import directory_queries as dq
+from gateway.orders import team_state as ts
+from gateway.orders.codes import choose_code
+from gateway.orders.messages import order_sms
+from gateway.orders.order import CreatedOrder, OrderRequest
+from gateway.orders.times import utc
+from gateway.storage.schema import audit_log, deliveries, escalation_steps, order_teams, orders, sms_messages
+
+
+class NoTeams(LookupError):
+    pass
+
+
+def create_order_tx(conn, req: OrderRequest, now: datetime, cfg: EscalationConfig,
+                    rng: random.Random) -> CreatedOrder:
+    """The order, its per-team rows, its deliveries (queued) and every escalation step: one commit."""
+    if req.idempotency_key:
+        row = conn.execute(select(orders.c.id, orders.c.code, orders.c.created_at)
+                           .where(orders.c.idempotency_key == req.idempotency_key)).first()
+        if row:
+            tids = conn.execute(select(order_teams.c.team_id).where(order_teams.c.order_id == row.id)).scalars()
+            return CreatedOrder(row.id, row.code, utc(row.created_at).timestamp(), tuple(tids), existing=True)
+    found = dq.teams_by_target(conn, req.target.how, req.target.values)
+    if not found:
+        raise NoTeams(f"no team matches {req.target.describe()}")
+    code = choose_code(conn, rng)
+    order_id = conn.execute(insert(orders).values(
+        code=code, incident_ref=req.incident_ref, kind=req.kind, onscene_commander=req.onscene_commander(),
+        text=req.text, rule=req.rule, voice=req.voice, state="open", created_at=now,
+        created_by=req.created_by, idempotency_key=req.idempotency_key)).inserted_primary_key[0]
+    contacts = dq.team_commanders(conn, [t.id for t in found])
+    plan = plan_steps(req.rule, now, cfg)
+    timers, step_rows, delivery_rows = [], [], []
+    for team in found:
+        people = contacts[team.id]
+        state, reason = (ts.SENT, None) if people else (ts.UNREACHABLE, "no commander or deputy phone on the roster")
+        ot_id = conn.execute(insert(order_teams).values(
+            order_id=order_id, team_id=team.id, state=state, state_at=now, sent_at=now,
+            reason=reason)).inserted_primary_key[0]
+        timers.append((ot_id, plan[0].due_at.timestamp()))
+        step_rows += [dict(order_team_id=ot_id, stage=p.stage, step=p.step, action=p.action, due_at=p.due_at,
+                           state="pending", late=False) for p in plan]
+        for m in people:
+            delivery_rows.append(dict(order_id=order_id, team_id=team.id, member_id=m.id, phone=m.phone,
+                                      channel="sms", state="queued", attempts=0, created_at=now, updated_at=now))
+        if req.voice:
+            # The call reads the order out and takes a keypad answer: commander and deputy both.
+            for role in dq.COMMAND_ROLES:
+                m = dq.first_phone(people, role)
+                if m:
+                    # Our request row ("requested", never "queued": the IVR's order caller writes its
+                    # own voice row per call, starting "queued", which the sweep must not call again).
+                    delivery_rows.append(dict(order_id=order_id, team_id=team.id, member_id=m.id, phone=m.phone,
+                                              channel="voice", state="requested", attempts=0,
+                                              detail="order call request (attempts: the IVR's row)",
+                                              created_at=now, updated_at=now))
+    conn.execute(insert(escalation_steps), step_rows)
+    if delivery_rows:
+        conn.execute(insert(deliveries), delivery_rows)
+    conn.execute(insert(audit_log).values(
+        at=now, actor=req.created_by, action="order.created", subject=f"order {code}",
+        detail={"order_id": order_id, "incident_ref": req.incident_ref, "kind": req.kind, "rule": req.rule,
+                "target": req.target.describe(), "teams": [t.code for t in found], "voice": req.voice}))
+    return CreatedOrder(order_id, code, now.timestamp(), tuple(t.id for t in found), tuple(timers))
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """A delivery claimed for handing to the SMS outbox or the order caller."""
+    delivery_id: int
+    order_id: int
+    order_code: str
+    team_id: int
+    member_id: int | None
+    phone: str
+    channel: str
+    text: str
+
+
+def claim_queued_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: EscalationConfig,
+                               limit: int = 2000) -> list[Handoff]:
+    q = (select(deliveries.c.id, deliveries.c.order_id, deliveries.c.team_id, deliveries.c.member_id,
+                deliveries.c.phone, deliveries.c.channel, orders.c.code, orders.c.incident_ref, orders.c.text,
+                orders.c.onscene_commander, orders.c.rule, orders.c.created_at)
+         .join(orders, orders.c.id == deliveries.c.order_id)
+         .where(or_(and_(deliveries.c.channel == "sms", deliveries.c.state == "queued"),
+                    and_(deliveries.c.channel == "voice", deliveries.c.state == "requested")),
+                orders.c.state == "open")
+         .order_by(deliveries.c.id).limit(limit))
+    if order_id is not None:
+        q = q.where(deliveries.c.order_id == order_id)
+    rows = conn.execute(q).all()
+    if not rows:
+        return []
+    conn.execute(update(deliveries).where(deliveries.c.id.in_([r.id for r in rows]))
+                 .values(state="handing", attempts=deliveries.c.attempts + 1, updated_at=now))
+    out = []
+    for r in rows:
+        minutes = response_minutes(r.rule, utc(r.created_at), cfg)
+        text = order_sms(r.code, r.incident_ref, r.text, r.onscene_commander or "", r.rule, minutes)
+        out.append(Handoff(r.id, r.order_id, r.code, r.team_id, r.member_id, r.phone, r.channel, text))
+    return out
+
+
+def mark_delivery_tx(conn, delivery_id: int, state: str, now: datetime, detail: str | None = None) -> None:
+    values = dict(state=state, updated_at=now)
+    if detail is not None:
+        values["detail"] = detail
+    conn.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
+
+
+def delivered_by_sms_tx(conn, now: datetime) -> int:
+    """Teams still `sent` whose order SMS the network reports delivered (status report, kept by the
+    SMS layer in sms_messages against our delivery row) become `delivered`."""
+    rows = conn.execute(
+        select(order_teams.c.id, func.min(sms_messages.c.updated_at))
+        .join(orders, orders.c.id == order_teams.c.order_id)
+        .join(deliveries, and_(deliveries.c.order_id == order_teams.c.order_id,
+                               deliveries.c.team_id == order_teams.c.team_id, deliveries.c.channel == "sms"))
+        .join(sms_messages, sms_messages.c.delivery_id == deliveries.c.id)
+        .where(order_teams.c.state == "sent", orders.c.state == "open", sms_messages.c.state == "delivered")
+        .group_by(order_teams.c.id)).all()
+    for ot, at in rows:
+        _row, old = load_team_state(conn, ot)
+        save_team_state(conn, ot, old, ts.on_delivered(old, utc(at) or now), now)
+    return len(rows)
+
+
+def requeue_handing_tx(conn, now: datetime) -> int:
+    """After a restart nothing is in flight: hand again what was being handed (at least once)."""
+    n = conn.execute(update(deliveries).where(deliveries.c.state == "handing", deliveries.c.channel == "sms")
+                     .values(state="queued", updated_at=now)).rowcount
+    return n + conn.execute(update(deliveries).where(deliveries.c.state == "handing", deliveries.c.channel == "voice")
+                            .values(state="requested", updated_at=now)).rowcount
+
+
+def open_order_teams_for_team(conn, team_id: int, code: str | None = None, limit: int | None = None) -> list:
+    """(order_team id, order_id, order code, rule) of the team's open orders, newest first; with
+    `code`, only that order.  Indexed lookups: a team may have hundreds of open orders."""
+    q = (select(order_teams.c.id, order_teams.c.order_id, orders.c.code, orders.c.rule)
+         .join(orders, orders.c.id == order_teams.c.order_id)
+         .where(and_(order_teams.c.team_id == team_id, orders.c.state == "open"))
+         .order_by(orders.c.created_at.desc(), orders.c.id.desc()))
+    if code is not None:
+        q = q.where(orders.c.code == code)
+    if limit is not None:
+        q = q.limit(limit)
+    return conn.execute(q).all()
+
+
+# --- the per-team state, loaded and saved -----------------------------------------------------
+
+_STATE_FIELDS = ("state", "delivered_at", "received_at", "assembled_at", "arrived_at", "finished_at",
+                 "answered_by", "reason", "report")
+
+
+def team_state_from_row(row, rule: str) -> ts.TeamOrderState:
+    return ts.TeamOrderState(
+        rule=rule, state=row.state, delivered_at=utc(row.delivered_at), received_at=utc(row.received_at),
+        assembled_at=utc(row.assembled_at), arrived_at=utc(row.arrived_at), finished_at=utc(row.finished_at),
+        answered_by=row.answered_by, reason=row.reason, report=row.report)
+
+
+def load_team_state(conn, order_team_id: int):
+    """(order_teams row, order row, TeamOrderState); the row is locked on PostgreSQL."""
+    q = (select(order_teams, orders.c.code, orders.c.rule, orders.c.state.label("order_state"),
+                orders.c.created_at.label("order_created_at"), orders.c.incident_ref)
+         .join(orders, orders.c.id == order_teams.c.order_id).where(order_teams.c.id == order_team_id))
+    if conn.dialect.name == "postgresql":
+        # Two answers for one team (commander and deputy at once) must not both read the old state.
+        q = q.with_for_update(of=order_teams)
+    row = conn.execute(q).first()
+    return row, team_state_from_row(row, row.rule)
+
+
+def load_team_states(conn, order_team_ids) -> dict[int, ts.TeamOrderState]:
+    """Many at once (the escalation engine's claims); locked on PostgreSQL like load_team_state."""
+    ids = sorted(order_team_ids)      # one lock order for everyone: no deadlock between claims
+    if not ids:
+        return {}
+    q = (select(order_teams, orders.c.rule).join(orders, orders.c.id == order_teams.c.order_id)
+         .where(order_teams.c.id.in_(ids)).order_by(order_teams.c.id))
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(of=order_teams)
+    return {r.id: team_state_from_row(r, r.rule) for r in conn.execute(q)}
+
+
+def save_team_state(conn, order_team_id: int, old: ts.TeamOrderState, new: ts.TeamOrderState,
+                    now: datetime) -> None:
+    changes = {f: getattr(new, f) for f in _STATE_FIELDS if getattr(new, f) != getattr(old, f)}
+    if not changes:
+        return
+    if "state" in changes:
+        changes["state_at"] = now
+    conn.execute(update(order_teams).where(order_teams.c.id == order_team_id).values(**changes))
+
+
+def cancel_satisfied_steps_tx(conn, order_team_id: int, state: ts.TeamOrderState, why: str,
+                              now: datetime) -> datetime | None:
+    """Stop the ladders of the stages the team has answered; return the next pending due time."""
+    done = ts.satisfied_stages(state)
+    if done:
+        conn.execute(update(escalation_steps)
+                     .where(escalation_steps.c.order_team_id == order_team_id,
+                            escalation_steps.c.state == "pending", escalation_steps.c.stage.in_(done))
+                     .values(state="cancelled", fired_at=now, reason=why))
+    return next_due_tx(conn, order_team_id)
+
+
+def next_due_many_tx(conn, order_team_ids) -> dict[int, datetime | None]:
+    ids = list(order_team_ids)
+    out: dict[int, datetime | None] = dict.fromkeys(ids)
+    if ids:
+        for ot, due in conn.execute(select(escalation_steps.c.order_team_id, func.min(escalation_steps.c.due_at))
+                                    .where(escalation_steps.c.order_team_id.in_(ids),
+                                           escalation_steps.c.state == "pending")
+                                    .group_by(escalation_steps.c.order_team_id)):
+            out[ot] = utc(due)
+    return out
+
+
+def next_due_tx(conn, order_team_id: int) -> datetime | None:
+    return utc(conn.execute(select(func.min(escalation_steps.c.due_at))
+                            .where(escalation_steps.c.order_team_id == order_team_id,
+                                   escalation_steps.c.state == "pending")).scalar())
+
+
+def record_call_outcome_tx(conn, delivery_id: int, outcome: str, now: datetime) -> None:
+    """The order call (our request row) ended; answered means the team has the order (delivered).
+    The IVR's order caller keeps its own row with each attempt."""
+    conn.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(state=outcome, updated_at=now))
+    if outcome != "answered":
+        return
+    d = conn.execute(select(deliveries.c.order_id, deliveries.c.team_id).where(deliveries.c.id == delivery_id)).first()
+    ot = conn.execute(select(order_teams.c.id).where(order_teams.c.order_id == d.order_id,
+                                                     order_teams.c.team_id == d.team_id)).scalar()
+    if ot is not None:
+        _row, old = load_team_state(conn, ot)
+        save_team_state(conn, ot, old, ts.on_delivered(old, now), now)

@@ -1,0 +1,145 @@
+"""The order summary a dispatcher reads at a glance: per team, where it stands and what was done."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+
+from gateway.escalation.config import EscalationConfig
+from zoneinfo import ZoneInfo
+
+from gateway.escalation.deadlines import STAGE_WORD, stage_deadlines
+from gateway.orders.grammar import STATUS_WORD
+from gateway.orders.team_state import STATE_WORD
+from gateway.orders.times import utc
+from gateway.storage.schema import escalation_steps, feedback, members, order_teams, orders, teams
+
+OUTCOME_WORD = {"answered": "接通", "no_answer": "未接", "busy": "占线", "failed": "失败"}
+ACTION_WORD = {"sms_again": "催办短信", "call_commander": "电话指挥", "call_deputy": "电话副指挥",
+               "supervisor": "报值班长"}
+
+
+@dataclass
+class StepTaken:
+    stage: str
+    action: str
+    at: datetime
+    late: bool
+    reason: str
+    outcome: str | None = None       # of a call
+
+
+@dataclass
+class TeamLine:
+    team_code: str
+    team_name: str
+    state: str
+    answered_by: str | None          # "指挥1 (commander)"
+    channel: str | None              # sms / keypad, of the last answer
+    took: dict                       # status -> seconds after the order was sent
+    report: str | None
+    reason: str | None
+    steps: list = field(default_factory=list)
+    next_step: tuple | None = None   # (stage, action, due)
+
+
+@dataclass
+class OrderSummary:
+    code: str
+    order_id: int
+    incident_ref: str
+    kind: str
+    onscene_commander: str
+    rule: str
+    state: str
+    text: str
+    sent_at: datetime
+    deadlines: dict
+    teams: list
+
+
+def load_summary_tx(conn, code: str, cfg: EscalationConfig) -> OrderSummary | None:
+    o = conn.execute(select(orders).where(orders.c.code == code)
+                     .order_by((orders.c.state == "open").desc(), orders.c.created_at.desc())).first()
+    if o is None:
+        return None
+    sent = utc(o.created_at)
+    rows = conn.execute(select(order_teams, teams.c.code.label("team_code"), teams.c.name.label("team_name"),
+                               members.c.name.label("member_name"), members.c.role.label("member_role"))
+                        .join(teams, teams.c.id == order_teams.c.team_id)
+                        .outerjoin(members, members.c.id == order_teams.c.answered_by)
+                        .where(order_teams.c.order_id == o.id).order_by(teams.c.code)).all()
+    ot_ids = [r.id for r in rows]
+    steps = conn.execute(select(escalation_steps).where(escalation_steps.c.order_team_id.in_(ot_ids))
+                         .order_by(escalation_steps.c.due_at, escalation_steps.c.id)).all()
+    last_channel = {}
+    for f in conn.execute(select(feedback.c.order_team_id, feedback.c.channel)
+                          .where(feedback.c.order_team_id.in_(ot_ids)).order_by(feedback.c.id)):
+        last_channel[f.order_team_id] = f.channel
+    lines = []
+    for r in rows:
+        took = {}
+        for st in ("received", "assembled", "arrived", "finished"):
+            t = utc(getattr(r, f"{st}_at"))
+            if t:
+                took[st] = (t - sent).total_seconds()
+        line = TeamLine(r.team_code, r.team_name, r.state,
+                        f"{r.member_name} ({r.member_role})" if r.member_name else None,
+                        last_channel.get(r.id), took, r.report, r.reason)
+        for s in steps:
+            if s.order_team_id != r.id:
+                continue
+            if s.state in ("fired", "firing"):
+                line.steps.append(StepTaken(s.stage, s.action, utc(s.fired_at), s.late, s.reason or "", s.outcome))
+            elif s.state == "pending" and line.next_step is None:
+                line.next_step = (s.stage, s.action, utc(s.due_at))
+        lines.append(line)
+    return OrderSummary(o.code, o.id, o.incident_ref, o.kind, o.onscene_commander or "", o.rule, o.state, o.text,
+                        sent, stage_deadlines(o.rule, sent, cfg), lines)
+
+
+def _dur(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def render(s: OrderSummary, cfg: EscalationConfig, now: datetime | None = None) -> str:
+    zone = ZoneInfo(cfg.timezone)
+    day0 = s.sent_at.astimezone(zone).date()
+
+    def hh(t: datetime) -> str:
+        """HH:MM on the order's day, MM-DD HH:MM after it (the 24-hour report)."""
+        lt = t.astimezone(zone)
+        return lt.strftime("%H:%M") if lt.date() == day0 else lt.strftime("%m-%d %H:%M")
+    out = [f"指令 {s.code}  {s.incident_ref}  [{s.kind} / {s.rule}]  {s.state}  下达 {hh(s.sent_at)}",
+           f"  现场指挥：{s.onscene_commander}",
+           f"  {s.text}",
+           "  时限：" + "  ".join(f"{STAGE_WORD[k]} {hh(v)}" for k, v in s.deadlines.items() if k != "receipt")]
+    counts: dict[str, int] = {}
+    for t in s.teams:
+        counts[t.state] = counts.get(t.state, 0) + 1
+    out.append("  队伍：" + "  ".join(f"{STATE_WORD.get(k, k)} {v}" for k, v in sorted(counts.items())))
+    out.append("")
+    for t in s.teams:
+        took = "  ".join(f"{STATUS_WORD.get(k, k)} +{_dur(v)}" for k, v in t.took.items()) or "无回复"
+        who = f"{t.answered_by} via {t.channel}" if t.answered_by else "—"
+        # "!!": being chased now (the last step's stage is still open), or declined.
+        chased = bool(t.steps and t.next_step and t.next_step[0] == t.steps[-1].stage)
+        flag = "!!" if chased or t.state == "declined" else "  "
+        out.append(f"{flag}{t.team_code:<8} {t.team_name:<12} {STATE_WORD.get(t.state, t.state):<6} "
+                   f"{took:<40} {who}")
+        if t.reason:
+            out.append(f"            原因：{t.reason}")
+        if t.report:
+            out.append(f"            报告：{t.report}")
+        if t.steps:
+            out.append("            催办：" + "，".join(
+                f"{hh(st.at)} {STAGE_WORD.get(st.stage, st.stage)}{ACTION_WORD.get(st.action, st.action)}"
+                + (f"({OUTCOME_WORD.get(st.outcome, st.outcome)})" if st.outcome else "")
+                + ("(迟)" if st.late else "") for st in t.steps))
+        if t.next_step and t.state not in ("finished", "declined"):
+            stage, action, due = t.next_step
+            out.append(f"            下一步：{hh(due)} {STAGE_WORD.get(stage, stage)}{ACTION_WORD.get(action, action)}")
+    return "\n".join(out)
