@@ -96,8 +96,11 @@ class IClock(Interface):
 
 class IOrderCaller(Interface):
     def call_order(order_code: str, phone: str, *, order_id: int, team_id: int,
-                   member_id: int | None = None, purpose: str = "order"):
+                   member_id: int | None = None, purpose: str = "order", delivery_id: int | None = None):
         """Place a voice call that reads the order and takes a keypad answer.
+
+        delivery_id: the deliveries row the caller already committed for this call (the order's
+        fan-out does); the attempts are recorded on it.  None: the order caller makes its own.
 
         Returns Deferred[str] with the call's outcome: answered / busy / no_answer / failed.
         The keypad answer itself reaches IKeypadSink.

@@ -60,12 +60,14 @@ class OrderCaller:
         self.caller_id = caller_id
 
     def call_order(self, order_code: str, phone: str, *, order_id: int, team_id: int,
-                   member_id: int | None = None, purpose: str = "order") -> Deferred:
-        return Deferred.fromCoroutine(self._call(order_code, phone, order_id, team_id, member_id, purpose))
+                   member_id: int | None = None, purpose: str = "order",
+                   delivery_id: int | None = None) -> Deferred:
+        return Deferred.fromCoroutine(self._call(order_code, phone, order_id, team_id, member_id, purpose,
+                                                 delivery_id))
 
-    async def _call(self, code, phone, order_id, team_id, member_id, purpose) -> str:
-        now = self._now()
-        delivery_id = await self.db.run(_new_delivery, order_id, team_id, member_id, phone, now)
+    async def _call(self, code, phone, order_id, team_id, member_id, purpose, delivery_id=None) -> str:
+        if delivery_id is None:       # no row of the caller's: one of our own, so every attempt is on record
+            delivery_id = await self.db.run(_new_delivery, order_id, team_id, member_id, phone, self._now())
         outcome = "failed"
         for attempt in range(1, self.policy.attempts + 1):
             channel_id = f"yihu-{purpose}-{code}-{delivery_id}-{attempt}"

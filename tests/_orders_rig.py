@@ -48,7 +48,8 @@ class FakeCaller:
         self.calls = []
         self.outcome = outcome
 
-    def call_order(self, order_code, phone, *, order_id, team_id, member_id=None, purpose="order"):
+    def call_order(self, order_code, phone, *, order_id, team_id, member_id=None, purpose="order",
+                   delivery_id=None):
         self.calls.append(dict(code=order_code, phone=phone, team_id=team_id, member_id=member_id, purpose=purpose))
         return defer.succeed(self.outcome)
 

@@ -90,6 +90,17 @@ def test_drill_order_by_api_reaches_teams_by_sms_and_voice_and_takes_replies(mig
             return s if all(t["state"] == "received" for t in s["teams"]) else None
         s = yield eventually(all_received, "both teams received by keypad")
         assert {t["channel"] for t in s["teams"]} == {"keypad"}
+
+        def voice_rows(conn):
+            from sqlalchemy import select
+            from gateway.storage.schema import deliveries
+            return conn.execute(select(deliveries.c.phone, deliveries.c.state, deliveries.c.attempts)
+                                .where(deliveries.c.order_id == created["order_id"], deliveries.c.channel == "voice")).all()
+        rows = yield eventually(lambda: gw.database.run(voice_rows).addCallback(
+            lambda rs: rs if rs and all(r.state == "answered" for r in rs) else None), "voice deliveries answered")
+        # One row per phone called, with its attempts on it: nothing recorded twice.
+        assert sorted(r.phone for r in rows) == ["+447700900018", "+447700900019", "+447700900081", "+447700900082"]
+        assert all(r.attempts == 1 for r in rows)
         assert all("commander" in t["answered_by"] or "deputy" in t["answered_by"] for t in s["teams"])
 
         # The order SMS reached the commander and the deputy of both teams, whole, once.

@@ -69,7 +69,8 @@ class FanOut:
             yield self.db.run(store.mark_delivery_tx, h.delivery_id, "sent", now(self.clock), f"sms {msg_id}")
         else:
             d = defer.maybeDeferred(self.caller.call_order, h.order_code, h.phone, order_id=h.order_id,
-                                    team_id=h.team_id, member_id=h.member_id, purpose="order")
+                                    team_id=h.team_id, member_id=h.member_id, purpose="order",
+                                    delivery_id=h.delivery_id)
             yield self.db.run(store.mark_delivery_tx, h.delivery_id, "calling", now(self.clock))
             self._track(d, h.delivery_id, h.order_code, h.phone)
 

@@ -237,8 +237,8 @@ def next_due_tx(conn, order_team_id: int) -> datetime | None:
 
 
 def record_call_outcome_tx(conn, delivery_id: int, outcome: str, now: datetime) -> None:
-    """The order call (our request row) ended; answered means the team has the order (delivered).
-    The IVR's order caller keeps its own row with each attempt."""
+    """The order call ended (the order caller recorded each attempt on this same row); answered
+    means the team has the order (delivered)."""
     conn.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(state=outcome, updated_at=now))
     if outcome != "answered":
         return
