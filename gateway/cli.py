@@ -85,6 +85,10 @@ def cmd_run(args) -> int:
     from gateway.wiring import build_service
     root = build_service(cfg, reactor)
     root.startService()
+    # Start-up objects live as long as the process: keep them out of the collector's full
+    # passes, which otherwise stall the reactor (seen in the FastAGI and escalation benches).
+    import gc
+    gc.freeze()
     reactor.addSystemEventTrigger("before", "shutdown", root.stopService)
     # reactor.run installs SIGINT/SIGTERM handlers that stop the reactor, which stops the
     # services (flushing what they accepted) before the database pool drains.
