@@ -36,9 +36,15 @@ def is_fictional(e164: str) -> bool:
     return e164.startswith(FICTIONAL_PREFIXES)
 
 
-def try_normalise(raw: str, region: str = DEFAULT_REGION) -> str:
-    """For untrusted senders (an SMS From:, a caller id): E.164 where it parses, else as given."""
+def sender_e164(raw: str, region: str = DEFAULT_REGION) -> str:
+    """For untrusted senders (an SMS originator, a caller id): E.164 where the number is at least
+    possible, so that it matches the roster's form; otherwise the text as received (at most 40
+    characters), which then matches no one."""
+    text = str(raw).strip()
     try:
-        return normalise(raw, region)
-    except PhoneError:
-        return str(raw).strip()
+        number = phonenumbers.parse(text, region)
+        if phonenumbers.is_possible_number(number):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    except phonenumbers.NumberParseException:
+        pass
+    return text[:40]

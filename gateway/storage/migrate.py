@@ -21,22 +21,22 @@ def _config(connection=None) -> Config:
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def _in_transaction(url: str, fn) -> None:
+    """Run an Alembic command on its own engine, in one transaction."""
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
-            command.upgrade(_config(conn), revision)
+            fn(_config(conn))
     finally:
         engine.dispose()
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    _in_transaction(url, lambda cfg: command.upgrade(cfg, revision))
 
 
 def downgrade(url: str, revision: str = "base") -> None:
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            command.downgrade(_config(conn), revision)
-    finally:
-        engine.dispose()
+    _in_transaction(url, lambda cfg: command.downgrade(cfg, revision))
 
 
 def current(url: str) -> str | None:
@@ -54,9 +54,4 @@ def head() -> str:
 
 def revision(url: str, message: str) -> None:
     """Developer helper: autogenerate a new migration against a database at head."""
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            command.revision(_config(conn), message=message, autogenerate=True)
-    finally:
-        engine.dispose()
+    _in_transaction(url, lambda cfg: command.revision(cfg, message=message, autogenerate=True))
