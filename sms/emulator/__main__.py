@@ -1,0 +1,58 @@
+"""Standalone modem bank: `python -m sms.emulator --modems 4` prints the pty paths and runs.
+
+Type `sms <modem> <sender> <text>` on stdin to script an inbound SMS (a commander's reply).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m sms.emulator")
+    ap.add_argument("--modems", type=int, default=4)
+    ap.add_argument("--dir", default=None, help="where the port links go (default: a temp dir)")
+    ap.add_argument("--segment-time", type=float, default=3.0, help="seconds per submitted segment")
+    ap.add_argument("--report-delay", type=float, default=0.5, help="seconds before a status report")
+    ap.add_argument("--boot-time", type=float, default=2.0)
+    args = ap.parse_args(argv)
+
+    from twisted.internet import reactor, stdio
+    from twisted.protocols.basic import LineReceiver
+
+    from sms.emulator import EmulatorBank
+
+    directory = args.dir or tempfile.mkdtemp(prefix="yihu-modems-")
+    bank = EmulatorBank(reactor, args.modems, directory, segment_time=args.segment_time,
+                        report_delay=args.report_delay, boot_time=args.boot_time)
+    bank.start()
+    for m, p in zip(bank.modems, bank.paths):
+        print(f"{m.name} {p} {m.sim_number}", flush=True)
+    print("READY", flush=True)
+
+    class Console(LineReceiver):
+        delimiter = os.linesep.encode()
+
+        def lineReceived(self, line):
+            parts = line.decode("utf-8", "replace").split(" ", 3)
+            if len(parts) == 4 and parts[0] == "sms":
+                bank.modems[int(parts[1])].receive_sms(parts[2], parts[3])
+            elif parts and parts[0] == "stats":
+                print(f"submitted {bank.network.submitted}", flush=True)
+            elif parts and parts[0] == "quit":
+                reactor.stop()
+
+        def connectionLost(self, reason):
+            if reactor.running:
+                reactor.stop()
+
+    if not sys.stdin.isatty() or True:
+        stdio.StandardIO(Console())
+    reactor.addSystemEventTrigger("before", "shutdown", bank.stop)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,386 @@
+"""One emulated GSM modem speaking TS 27.005 in PDU mode, the way real modems do.
+
+Bytes in (`feed`), bytes out (through the writer given to `attach`); time from the reactor.
+Faithful points: echo on at power-up (ATE0 turns it off), "\\r\\n> " prompt with no line end,
+"+CMGS: <mr>" after a configurable time per segment, +CMS ERROR codes, +CMTI then
+CMGR/CMGD, +CDS status reports, unsolicited lines in the middle of a response, a response late
+after the client's timeout, silence (hang), a reboot (echo back on, indications reset, "RDY"),
+power loss (the port layer makes the port disappear).
+"""
+from __future__ import annotations
+
+import re
+from collections import deque
+
+from twisted.logger import Logger
+
+from sms.emulator.network import Network, deliver_pdus, status_report_pdu
+from sms.pdu import decode_submit
+
+log = Logger()
+
+DEFAULT_CNMI_RANGES = "(0-2),(0,1,3),(0),(0,1),(0,1)"
+
+
+class EmulatedModem:
+    def __init__(self, reactor, name: str, sim_number: str, network: Network, *,
+                 segment_time: float = 3.0, report_delay: float = 0.5, boot_time: float = 2.0,
+                 latency: float = 0.0, status_reports: bool = True, pin: str | None = None,
+                 cnmi_ranges: str = DEFAULT_CNMI_RANGES, rssi: int = 20, creg_stat: int = 1):
+        self.reactor = reactor
+        self.name = name
+        self.sim_number = sim_number
+        self.network = network
+        self.segment_time = segment_time
+        self.report_delay = report_delay
+        self.boot_time = boot_time
+        self.latency = latency
+        self.status_reports = status_reports
+        self.pin = pin
+        self.cnmi_ranges = cnmi_ranges
+        self.rssi = rssi
+        self.creg_stat = creg_stat
+        self.sim: dict[int, tuple[int, str, int]] = {}     # index → (stat, pdu hex, tpdu length)
+        self.sim_size = 30
+        self._write = None
+        self._buf = b""
+        self._pdu_len: int | None = None       # in PDU entry after AT+CMGS=<n>
+        self._calls: list = []
+        self._mr = 0
+        self._inbound_ref = 0
+        # faults
+        self._fail_codes: deque[int] = deque()
+        self._extra_delay = 0.0
+        self._inside: list[tuple[str, str]] = []
+        self._network_gets_inflight = True
+        self.hung = False
+        self.powered = True
+        self.submits_accepted = 0
+        self.commands_seen: list[str] = []
+        self._power_on_state()
+
+    # --- link -----------------------------------------------------------------------------------
+    def attach(self, write):
+        self._write = write
+
+    def detach(self):
+        self._write = None
+
+    def _out(self, data: bytes):
+        if self._write is not None and self.powered and not self.hung:
+            self._write(data)
+
+    def _later(self, delay: float, fn, *args):
+        call = self.reactor.callLater(delay, self._run_call, fn, args)
+        self._calls.append(call)
+        return call
+
+    def _run_call(self, fn, args):
+        self._calls = [c for c in self._calls if c.active()]
+        fn(*args)
+
+    def _cancel_all(self):
+        for c in self._calls:
+            if c.active():
+                c.cancel()
+        self._calls = []
+
+    def _power_on_state(self):
+        self.echo = True
+        self.cmee = 0
+        self.cmgf = 0
+        self.cnmi = (0, 0, 0, 0, 0)
+        self.pin_ok = self.pin is None
+        self._pdu_len = None
+        self._buf = b""
+        self._inflight = None
+
+    # --- scripted traffic and faults (the public API) ------------------------------------------
+    def receive_sms(self, sender: str, text: str, ref_bits: int = 8) -> list[int]:
+        """A phone sends this text to our SIM: stored, then announced with +CMTI."""
+        self._inbound_ref = (self._inbound_ref + 1) % 256
+        indexes = []
+        for pdu_hex, length in deliver_pdus(sender, text, self.reactor.seconds(), ref=self._inbound_ref,
+                                            ref_bits=ref_bits):
+            indexes.append(self.store_pdu(pdu_hex, length))
+        return indexes
+
+    def store_pdu(self, pdu_hex: str, length: int, stat: int = 0) -> int:
+        """Put a PDU (possibly malformed, from the reference dumps) on the SIM and announce it."""
+        idx = next(i for i in range(self.sim_size) if i not in self.sim)
+        self.sim[idx] = (stat, pdu_hex, length)
+        if self.cnmi[0] in (1, 2, 3) and self.cnmi[1] == 1:
+            self.unsolicited(f'+CMTI: "SM",{idx}')
+        return idx
+
+    def unsolicited(self, line: str):
+        self._out(b"\r\n" + line.encode("latin-1") + b"\r\n")
+
+    def send_raw(self, data: bytes):
+        """Whatever bytes a broken modem might send (garbage tests)."""
+        self._out(data)
+
+    def fail_next_submits(self, code: int, count: int = 1):
+        self._fail_codes.extend([code] * count)
+
+    def delay_next_response(self, extra: float):
+        """The next answer comes `extra` seconds late (after the client's timeout)."""
+        self._extra_delay = extra
+
+    def inject_inside_next_response(self, command_prefix: str, line: str):
+        """Put an unsolicited line between the information lines and the final result of the
+        next command starting with command_prefix (e.g. +CMTI inside the +CSQ answer)."""
+        self._inside.append((command_prefix.upper(), line))
+
+    def hang(self, duration: float | None = None, network_gets_inflight: bool = True):
+        """Silent: no answers, input ignored.  A segment in flight reaches the network or not."""
+        self.hung = True
+        self._network_gets_inflight = network_gets_inflight
+        if not network_gets_inflight:
+            self._drop_inflight()
+        if duration is not None:
+            self.reactor.callLater(duration, self.unhang)
+
+    def unhang(self):
+        self.hung = False
+        self._buf = b""
+        self._pdu_len = None
+
+    def power_off(self, network_gets_inflight: bool = False):
+        if network_gets_inflight and self._inflight is not None:
+            self._deliver_inflight()
+        self._drop_inflight()
+        self._cancel_all()
+        self.powered = False
+
+    def power_on(self, boot_time: float | None = None):
+        self._cancel_all()
+        self.powered = False
+        self.hung = False
+        self._power_on_state()
+        self.reactor.callLater(self.boot_time if boot_time is None else boot_time, self._booted)
+
+    def reboot(self, boot_time: float | None = None, network_gets_inflight: bool = False):
+        self.power_off(network_gets_inflight)
+        self.power_on(boot_time)
+
+    def _booted(self):
+        self.powered = True
+        self.unsolicited("RDY")
+
+    # --- input ----------------------------------------------------------------------------------
+    def feed(self, data: bytes):
+        if not self.powered or self.hung:
+            return
+        self._buf += data
+        while self._buf:
+            if self._pdu_len is not None:
+                end = min([i for i in (self._buf.find(b"\x1a"), self._buf.find(b"\x1b")) if i >= 0], default=-1)
+                if end < 0:
+                    if self.echo:
+                        self._out(self._buf)
+                        self._buf_echoed = True
+                    return
+                body, term, self._buf = self._buf[:end], self._buf[end:end + 1], self._buf[end + 1:]
+                length, self._pdu_len = self._pdu_len, None
+                if term == b"\x1b":
+                    self._final("OK")       # the command is abandoned
+                    continue
+                self._submit(body.decode("latin-1").strip(), length)
+                continue
+            i = self._buf.find(b"\r")
+            if i < 0:
+                if len(self._buf) > 1024:
+                    self._buf = b""
+                return
+            raw, self._buf = self._buf[:i], self._buf[i + 1:]
+            if self.echo:
+                self._out(raw + b"\r")
+            line = raw.replace(b"\x1b", b"").strip(b"\n \x1a").decode("latin-1")   # ESC outside a prompt: ignored
+            if line:
+                self._command(line)
+
+    # --- responses ------------------------------------------------------------------------------
+    def _respond(self, info: list[str], final: str, cmd: str = "", delay: float | None = None):
+        d = self.latency if delay is None else delay
+        if self._extra_delay:
+            d += self._extra_delay
+            self._extra_delay = 0.0
+        inside = None
+        for k, (prefix, line) in enumerate(self._inside):
+            if cmd.upper().startswith(prefix):
+                inside = line
+                del self._inside[k]
+                break
+        data = b"".join(b"\r\n" + ln.encode("latin-1") + b"\r\n" for ln in info)
+        if inside is not None:
+            data += b"\r\n" + inside.encode("latin-1") + b"\r\n"
+        data += b"\r\n" + final.encode("latin-1") + b"\r\n"
+        if d <= 0:
+            self._out(data)
+        else:
+            self._later(d, self._out, data)
+
+    def _final(self, final: str, cmd: str = ""):
+        self._respond([], final, cmd)
+
+    def _error(self, kind: str, code: int, cmd: str = ""):
+        self._respond([], f"+{kind} ERROR: {code}" if self.cmee else "ERROR", cmd)
+
+    def _command(self, line: str):
+        self.commands_seen.append(line if not line.upper().startswith("AT+CPIN=") else "AT+CPIN=****")
+        u = line.upper()
+        if not u.startswith("AT"):
+            self._final("ERROR")
+            return
+        body = u[2:]
+        if body in ("", "Z", "&F"):
+            if body:
+                self.echo = True
+                self.cnmi = (0, 0, 0, 0, 0)
+            self._final("OK", u)
+        elif body in ("E0", "E1", "E"):
+            self.echo = body == "E1"
+            self._final("OK", u)
+        elif body.startswith("+CMEE="):
+            self.cmee = int(body[6:] or 0)
+            self._final("OK", u)
+        elif body == "+CPIN?":
+            self._respond(["+CPIN: READY" if self.pin_ok else "+CPIN: SIM PIN"], "OK", u)
+        elif body.startswith("+CPIN="):
+            given = line[8:].strip().strip('"')
+            if self.pin is not None and given == self.pin:
+                self.pin_ok = True
+                self._final("OK", u)
+            else:
+                self._error("CME", 16, u)
+        elif body.startswith("+CMGF="):
+            self.cmgf = int(body[6:] or 0)
+            self._final("OK", u)
+        elif body == "+CNMI=?":
+            self._respond([f"+CNMI: {self.cnmi_ranges}"], "OK", u)
+        elif body.startswith("+CNMI="):
+            self._set_cnmi(body[6:], u)
+        elif body == "+CPMS=?":
+            self._respond(['+CPMS: ("SM","ME"),("SM","ME"),("SM","ME")'], "OK", u)
+        elif body.startswith("+CPMS="):
+            n = len(self.sim)
+            self._respond([f"+CPMS: {n},{self.sim_size},{n},{self.sim_size},{n},{self.sim_size}"], "OK", u)
+        elif body == "+CSQ":
+            self._respond([f"+CSQ: {self.rssi},99"], "OK", u)
+        elif body == "+CREG?":
+            self._respond([f"+CREG: 0,{self.creg_stat}"], "OK", u)
+        elif body.startswith("+CREG="):
+            self._final("OK", u)
+        elif body.startswith("+CMGS="):
+            if not self.pin_ok or self.cmgf != 0:
+                self._error("CMS", 302 if self.cmgf else 311, u)
+                return
+            self._pdu_len = int(body[6:] or 0)
+            self._out(b"\r\n> ")
+        elif body.startswith("+CMGR="):
+            idx = int(body[6:] or -1)
+            if idx not in self.sim:
+                self._error("CMS", 321, u)
+                return
+            stat, pdu, length = self.sim[idx]
+            if stat == 0:
+                self.sim[idx] = (1, pdu, length)
+            self._respond([f"+CMGR: {stat},,{length}", pdu], "OK", u)
+        elif body.startswith("+CMGD="):
+            idx = int(body[6:].split(",")[0] or -1)
+            self.sim.pop(idx, None)
+            self._final("OK", u)
+        elif body.startswith("+CMGL="):
+            want = int(body[6:] or 4)
+            info = []
+            for idx in sorted(self.sim):
+                stat, pdu, length = self.sim[idx]
+                if want == 4 or stat == want:
+                    info += [f"+CMGL: {idx},{stat},,{length}", pdu]
+                    if stat == 0:
+                        self.sim[idx] = (1, pdu, length)
+            self._respond(info, "OK", u)
+        elif body.startswith(("+CGMI", "+CGMM", "+CGMR", "I")):
+            self._respond(["Yihu emulated modem"], "OK", u)
+        else:
+            self._final("ERROR", u)
+
+    def _set_cnmi(self, args: str, cmd: str):
+        ranges = [set() for _ in range(5)]
+        for k, g in enumerate(re.findall(r"\(([^)]*)\)", self.cnmi_ranges)[:5]):
+            for item in g.split(","):
+                if "-" in item:
+                    a, b = item.split("-")
+                    ranges[k].update(range(int(a), int(b) + 1))
+                elif item.strip():
+                    ranges[k].add(int(item))
+        try:
+            vals = [int(v) for v in args.split(",")]
+        except ValueError:
+            self._error("CMS", 303, cmd)
+            return
+        vals = (vals + [0] * 5)[:5]
+        if any(v not in ranges[k] for k, v in enumerate(vals) if ranges[k]):
+            self._error("CMS", 303, cmd)
+            return
+        self.cnmi = tuple(vals)
+        self._final("OK", cmd)
+
+    # --- sending ---------------------------------------------------------------------------------
+    def _submit(self, pdu_hex: str, length: int):
+        try:
+            raw = bytes.fromhex(pdu_hex)
+            smsc_len = raw[0]
+            if len(raw) - 1 - smsc_len != length:
+                raise ValueError("length")
+            decode_submit(pdu_hex)
+        except (ValueError, IndexError):
+            self._error("CMS", 304, "AT+CMGS")
+            return
+        if self._fail_codes:
+            code = self._fail_codes.popleft()
+            self._later(self.segment_time, self._respond, [], f"+CMS ERROR: {code}", "AT+CMGS", 0)
+            return
+        self._inflight = pdu_hex
+        self._inflight_call = self._later(self.segment_time, self._submitted, pdu_hex)
+
+    def _deliver_inflight(self):
+        pdu_hex, self._inflight = self._inflight, None
+        if pdu_hex is not None:
+            self._to_network(pdu_hex)
+
+    def _drop_inflight(self):
+        self._inflight = None
+
+    def _to_network(self, pdu_hex: str) -> int:
+        self._mr = (self._mr + 1) % 256
+        d = self.network.submit(self.sim_number, pdu_hex, self.reactor.seconds())
+        self.submits_accepted += 1
+        if d["status_report"] and self.status_reports:
+            mr = self._mr
+            self.reactor.callLater(self.report_delay, self._status_report, mr, d["phone"])
+        return self._mr
+
+    def _submitted(self, pdu_hex: str):
+        if self._inflight != pdu_hex:
+            return
+        self._inflight = None
+        if self.hung:
+            if self._network_gets_inflight:
+                self._to_network(pdu_hex)
+            return
+        mr = self._to_network(pdu_hex)
+        self._respond([f"+CMGS: {mr}"], "OK", "AT+CMGS", 0 if not self._extra_delay else None)
+
+    def _status_report(self, mr: int, phone: str):
+        if not self.powered or self.cnmi[3] == 0:
+            return
+        pdu, length = status_report_pdu(mr, phone, self.reactor.seconds())
+        if self.cnmi[3] == 1:
+            self._out(f"\r\n+CDS: {length}\r\n{pdu}\r\n".encode("ascii"))
+        else:
+            idx = next((i for i in range(self.sim_size) if i not in self.sim), None)
+            if idx is not None:
+                self.sim[idx] = (1, pdu, length)
+                self.unsolicited(f'+CDSI: "SM",{idx}')

@@ -1,0 +1,415 @@
+"""The driver of one modem: opening (and reopening) its port, initialisation, health, inbound.
+
+States: offline (port closed or vanished) → initialising → ready; benched after repeated errors
+(tried again after a cool-down).  The bank gives segments only to a `healthy` modem.
+
+Inbound: +CMTI → AT+CMGR → handed to `inbound(modem, pdu, length)` whose Deferred fires once the
+raw message is committed → only then AT+CMGD.  At every (re)initialisation and every few probes
+the whole SIM is listed (AT+CMGL=4), so a message whose +CMTI was lost is still read.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from gateway import metrics
+from sms import atparse
+from sms.at import AtError, AtTimeout, ATSession, CmeError, PortLost
+from sms.config import SmsConfig
+
+log = Logger()
+
+OFFLINE, INITIALISING, READY, BENCHED = "offline", "initialising", "ready", "benched"
+STATES = (OFFLINE, INITIALISING, READY, BENCHED)
+
+
+class ModemDriver:
+    def __init__(self, reactor, name: str, opener: Callable, config: SmsConfig, *,
+                 inbound: Callable | None = None, status_report: Callable | None = None,
+                 late_submit: Callable | None = None, state_changed: Callable | None = None,
+                 garbage: Callable | None = None):
+        """`opener(protocol)` connects the protocol to the port and returns the transport, or
+        raises when the port is absent (e.g. SerialPort(protocol, path, reactor, baudrate))."""
+        self.reactor = reactor
+        self.name = name
+        self.opener = opener
+        self.config = config
+        self.inbound = inbound or (lambda modem, pdu, length: defer.succeed(None))
+        self.status_report = status_report or (lambda modem, pdu, length: defer.succeed(None))
+        self.late_submit = late_submit or (lambda modem, mr: None)
+        self.state_changed = state_changed or (lambda modem: None)
+        self.garbage = garbage or (lambda modem, raw: None)
+        self.state = OFFLINE
+        self.session: ATSession | None = None
+        self.transport = None
+        self.signal_dbm: int | None = None
+        self.registration: atparse.Registration | None = None
+        self.errors = 0
+        self.seconds_per_segment = config.expected_segment_seconds
+        self.cnmi: tuple | None = None
+        self.storage: tuple | None = None
+        self._generation = 0
+        self._reopen_call = None
+        self._reopen_delay = config.reopen_interval
+        self._bench_call = None
+        self._probe = task.LoopingCall(self._probe_tick)
+        self._probe.clock = reactor
+        self._probe_count = 0
+        self._reading: set[int] = set()
+        self._stopped = True
+        self._quiet_call = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    @property
+    def healthy(self) -> bool:
+        return (self.state == READY and self.session is not None and self.session.connected
+                and (self.registration is None or self.registration.registered)
+                and self._quiet_call is None)
+
+    def quarantine(self, seconds: float):
+        """No new submissions for a while: an unanswered AT+CMGS may still answer late, and its
+        "+CMGS: <mr>" must not be taken for the answer to the next segment."""
+        self.end_quarantine(notify=False)
+        self._quiet_call = self.reactor.callLater(seconds, self.end_quarantine)
+
+    def end_quarantine(self, notify: bool = True):
+        c, self._quiet_call = self._quiet_call, None
+        if c is not None and c.active():
+            c.cancel()
+        if notify and c is not None:
+            self.state_changed(self)
+
+    def start(self):
+        self._stopped = False
+        self._open()
+        if not self._probe.running and self.config.probe_interval > 0:
+            self._probe.start(self.config.probe_interval, now=False)
+
+    def stop(self):
+        self._stopped = True
+        if self._probe.running:
+            self._probe.stop()
+        for c in (self._reopen_call, self._bench_call, self._quiet_call):
+            if c is not None and c.active():
+                c.cancel()
+        self._set_state(OFFLINE)
+        t, self.transport = self.transport, None
+        if t is not None:
+            try:
+                t.loseConnection()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _set_state(self, state: str):
+        if state == self.state:
+            return
+        log.info("{modem}: {old} → {new}", modem=self.name, old=self.state, new=state)
+        self.state = state
+        for s in STATES:
+            metrics.SMS_MODEM_STATE.labels(modem=self.name, state=s).set(1 if s == state else 0)
+        self.state_changed(self)
+
+    def _open(self):
+        self._reopen_call = None
+        if self._stopped:
+            return
+        self._generation += 1
+        gen = self._generation
+        session = ATSession(self.reactor, self.name,
+                            on_unsolicited=lambda line, pdu: self._urc(gen, line, pdu),
+                            on_garbage=lambda raw: self.garbage(self, raw),
+                            on_late_submit=lambda mr: self.late_submit(self, mr),
+                            on_echo=lambda line: self._echo(gen, line),
+                            on_lost=lambda reason: self._lost(gen, reason))
+        try:
+            self.transport = self.opener(session)
+        except Exception as e:  # noqa: BLE001 - absent device, permission, busy: try again later
+            log.info("{modem}: cannot open port ({err}); retrying in {delay:.1f}s", modem=self.name,
+                     err=f"{e.__class__.__name__}: {e}", delay=self._reopen_delay)
+            self._schedule_reopen()
+            return
+        self.session = session
+        self._reopen_delay = self.config.reopen_interval
+        self._initialise(gen)
+
+    def _schedule_reopen(self):
+        if self._stopped or (self._reopen_call is not None and self._reopen_call.active()):
+            return
+        self._reopen_call = self.reactor.callLater(self._reopen_delay, self._open)
+        self._reopen_delay = min(self._reopen_delay * 2, self.config.reopen_max_interval)
+
+    def _lost(self, gen: int, reason):
+        if gen != self._generation:
+            return
+        log.warn("{modem}: port lost", modem=self.name)
+        self.session = None
+        self.transport = None
+        self._set_state(OFFLINE)
+        self._schedule_reopen()
+
+    def reopen(self):
+        """Close and open the port again (after a hang that no command clears)."""
+        self._generation += 1
+        t, self.transport, self.session = self.transport, None, None
+        self._set_state(OFFLINE)
+        if t is not None:
+            try:
+                t.loseConnection()
+            except Exception:  # noqa: BLE001
+                pass
+        self._schedule_reopen()
+
+    def _echo(self, gen: int, line: str):
+        # Echo we turned off is back: the modem restarted and lost its settings.
+        if gen == self._generation and self.state == READY:
+            log.warn("{modem}: echo is on again ({line!r}): modem restarted, initialising", modem=self.name,
+                     line=line)
+            self._initialise(gen)
+
+    # --- initialisation ------------------------------------------------------------------------
+    @defer.inlineCallbacks
+    def _initialise(self, gen: int):
+        self._set_state(INITIALISING)
+        s = self.session
+        t = self.config.command_timeout
+        try:
+            # A previous life (ours or the modem's) may have left a half-typed SMS prompt or answers
+            # in flight: ESC, let stale answers drain, then check the modem answers at all.
+            for attempt in range(3):
+                self.transport.write(b"\x1b")
+                yield s.quiet(0.3)
+                try:
+                    yield s.command("AT", timeout=min(t, 3.0))
+                    break
+                except AtTimeout:
+                    if attempt == 2:
+                        raise
+            yield s.quiet(0.1)
+            yield s.command("ATE0", timeout=t)
+            yield s.command("AT+CMEE=1", timeout=t)
+            pin = yield s.command("AT+CPIN?", timeout=t)
+            if not any("READY" in ln.upper() for ln in pin):
+                if any("SIM PIN" in ln.upper() for ln in pin) and self.config.sim_pin:
+                    yield s.command(f"AT+CPIN={self.config.sim_pin}", timeout=t, secret=True)
+                else:
+                    raise AtError("AT+CPIN?", "SIM not ready: " + " ".join(pin))
+            yield s.command("AT+CMGF=0", timeout=t)
+            try:
+                ranges = atparse.parse_cnmi_ranges((yield s.command("AT+CNMI=?", timeout=t)))
+            except AtError:
+                ranges = None
+            self.cnmi = None
+            for choice in atparse.cnmi_fallbacks(atparse.choose_cnmi(ranges)):
+                try:
+                    yield s.command("AT+CNMI=" + ",".join(map(str, choice)), timeout=t)
+                    self.cnmi = choice
+                    break
+                except AtError:
+                    continue
+            if self.cnmi is None:
+                log.warn("{modem}: no AT+CNMI setting accepted; inbound SMS found by polling only",
+                         modem=self.name)
+            try:
+                storage = atparse.choose_cpms(atparse.parse_cpms_ranges((yield s.command("AT+CPMS=?", timeout=t))))
+                if storage:
+                    yield s.command("AT+CPMS=" + ",".join(f'"{m}"' for m in storage), timeout=t)
+                    self.storage = storage
+            except AtError as e:
+                log.info("{modem}: keeping default SMS storage ({err})", modem=self.name, err=str(e))
+            yield self._health(s)
+        except (AtError, AtTimeout, PortLost) as e:
+            if gen != self._generation:
+                return
+            log.warn("{modem}: initialisation failed: {err}", modem=self.name, err=str(e))
+            self.note_error()             # repeated failures bench it for a cool-down
+            if self.state != BENCHED:
+                self.reopen()
+            return
+        if gen != self._generation:
+            return
+        self.errors = 0
+        self._set_state(READY)
+        self.sweep()
+
+    # --- health --------------------------------------------------------------------------------
+    @defer.inlineCallbacks
+    def _health(self, s: ATSession):
+        t = self.config.command_timeout
+        csq = yield s.command("AT+CSQ", timeout=t)
+        for ln in csq:
+            dbm = atparse.csq_to_dbm(ln)
+            self.signal_dbm = dbm
+            if dbm is not None:
+                metrics.SMS_MODEM_SIGNAL_DBM.labels(modem=self.name).set(dbm)
+        reg = atparse.parse_creg((yield s.command("AT+CREG?", timeout=t)))
+        if reg is not None:
+            if self.registration is None or reg.registered != self.registration.registered:
+                log.info("{modem}: network registration {reg}", modem=self.name, reg=reg.name)
+            self.registration = reg
+
+    def _probe_tick(self):
+        if self.state != READY or self.session is None:
+            return
+        gen = self._generation
+        self._probe_count += 1
+        d = self._health(self.session)
+
+        def ok(_):
+            self.state_changed(self)       # registration may have changed
+            n = self.config.sim_sweep_probes
+            if n > 0 and self._probe_count % n == 0:
+                self.sweep()
+
+        def bad(f):
+            if gen != self._generation:
+                return
+            log.warn("{modem}: health probe failed: {err}", modem=self.name, err=f.getErrorMessage())
+            self.note_error()
+        d.addCallbacks(ok, bad)
+
+    def note_error(self):
+        """A failed command; repeated errors bench the modem for a cool-down."""
+        self.errors += 1
+        if self.errors >= self.config.errors_to_bench and self.state != BENCHED:
+            self._bench()
+
+    def note_success(self, seconds: float | None = None):
+        self.errors = 0
+        if seconds is not None and seconds > 0:
+            self.seconds_per_segment = 0.7 * self.seconds_per_segment + 0.3 * seconds
+
+    def bench(self, why: str):
+        log.warn("{modem}: benched: {why}", modem=self.name, why=why)
+        self._bench()
+
+    def _bench(self):
+        self._set_state(BENCHED)
+        if self._bench_call is not None and self._bench_call.active():
+            self._bench_call.cancel()
+        self._bench_call = self.reactor.callLater(self.config.bench_cooldown, self._unbench)
+
+    def _unbench(self):
+        self._bench_call = None
+        if self._stopped:
+            return
+        self.errors = 0
+        log.info("{modem}: cool-down over, trying again", modem=self.name)
+        # a fresh port, as after unplugging: clears a wedged driver or a half-typed command
+        self.reopen()
+
+    def check(self):
+        """After a timeout: is the modem still answering?  If not, reopen the port."""
+        s, gen = self.session, self._generation
+        if s is None:
+            return
+
+        def failed(f):
+            if gen == self._generation and f.check(AtTimeout):
+                log.warn("{modem}: not answering after a timeout; reopening the port", modem=self.name)
+                self.note_error()
+                if self.state != BENCHED:
+                    self.reopen()
+        s.command("AT", timeout=min(self.config.command_timeout, 5.0)).addErrback(failed)
+
+    # --- sending -------------------------------------------------------------------------------
+    def submit(self, tpdu_length: int, pdu_hex: str) -> defer.Deferred:
+        if self.session is None:
+            return defer.fail(PortLost(f"{self.name}: offline"))
+        return self.session.submit(tpdu_length, pdu_hex, prompt_timeout=self.config.prompt_timeout,
+                                   timeout=self.config.submit_timeout)
+
+    # --- inbound -------------------------------------------------------------------------------
+    def _urc(self, gen: int, line: str, pdu: str | None):
+        u = line.upper()
+        if u.startswith("+CMTI:") or u.startswith("+CDSI:"):
+            where = atparse.parse_cmti("+CMTI:" + line.split(":", 1)[1])
+            if where is not None:
+                self._read_stored(where[1])
+        elif u.startswith("+CDS:"):
+            try:
+                length = int(line.split(":", 1)[1].strip().split(",")[-1])
+            except ValueError:
+                length = None
+            self.status_report(self, pdu or "", length).addErrback(
+                lambda f: log.failure("{modem}: status report not stored", f, modem=self.name))
+        elif u.startswith("+CMT:"):
+            # delivered straight to us (mt=2) — not acknowledged with CNMA; kept as inbound anyway
+            try:
+                length = int(line.split(",")[-1])
+            except ValueError:
+                length = None
+            self.inbound(self, pdu or "", length).addErrback(
+                lambda f: log.failure("{modem}: inbound SMS not stored", f, modem=self.name))
+        elif u in ("RDY", "^SYSSTART", "+PBREADY") or u.startswith("+CFUN: 1"):
+            if gen == self._generation and self.state in (READY, INITIALISING):
+                log.warn("{modem}: modem announced a restart ({line})", modem=self.name, line=line)
+                self._initialise(gen)
+        elif u.startswith("+CREG:"):
+            reg = atparse.parse_creg([line])
+            if reg is not None:
+                self.registration = reg
+                self.state_changed(self)
+
+    @defer.inlineCallbacks
+    def _read_stored(self, index: int, report: bool = False):
+        if index in self._reading or self.session is None:
+            return
+        self._reading.add(index)
+        s = self.session
+        try:
+            lines = yield s.command(f"AT+CMGR={index}", timeout=self.config.command_timeout)
+            header, pdu = None, None
+            for ln in lines:
+                if ln.upper().startswith("+CMGR"):
+                    header = atparse.parse_cmgr_header(ln)
+                elif header is not None and pdu is None:
+                    pdu = ln
+            if pdu is None:
+                log.warn("{modem}: AT+CMGR={index} gave no PDU: {lines!r}", modem=self.name, index=index,
+                         lines=lines)
+                return
+            yield self._take(s, index, pdu, header.length if header else None, report)
+        except (AtError, AtTimeout, PortLost) as e:
+            log.warn("{modem}: reading SIM index {index} failed: {err} (kept on the SIM)", modem=self.name,
+                     index=index, err=str(e))
+        finally:
+            self._reading.discard(index)
+
+    @defer.inlineCallbacks
+    def _take(self, s: ATSession, index: int, pdu: str, length, report: bool):
+        """Commit, then delete from the SIM: durable before acknowledged."""
+        handler = self.status_report if report else self.inbound
+        yield handler(self, pdu, length)
+        yield s.command(f"AT+CMGD={index}", timeout=self.config.command_timeout)
+
+    @defer.inlineCallbacks
+    def sweep(self):
+        """Read everything left on the SIM (a lost +CMTI, messages stored while we were away)."""
+        s = self.session
+        if s is None or self.state != READY:
+            return
+        try:
+            lines = yield s.command("AT+CMGL=4", timeout=self.config.command_timeout)
+        except (AtError, AtTimeout, PortLost) as e:
+            if not isinstance(e, CmeError):
+                log.info("{modem}: SIM listing failed: {err}", modem=self.name, err=str(e))
+            return
+        entries, header = [], None
+        for ln in lines:
+            if ln.upper().startswith("+CMGL"):
+                header = atparse.parse_cmgl_header(ln)
+            elif header is not None:
+                entries.append((header, ln))
+                header = None
+        for h, pdu in entries:
+            if h.index is None or h.index in self._reading:
+                continue
+            self._reading.add(h.index)
+            try:
+                yield self._take(s, h.index, pdu, h.length, report=False)
+            except (AtError, AtTimeout, PortLost) as e:
+                log.warn("{modem}: SIM index {index}: {err}", modem=self.name, index=h.index, err=str(e))
+            finally:
+                self._reading.discard(h.index)

@@ -1,0 +1,322 @@
+"""Persistence of the outbox and of inbound SMS: SQL (the product) and memory (fast trials).
+
+Both stores offer the same Deferred-returning methods; each call is one transaction and its
+Deferred fires after COMMIT ("durable before acknowledged").  Records cross as plain dicts.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
+from gateway.storage import schema as t
+from sms import encoding
+
+OPEN_MESSAGE_STATES = ("queued", "sending")
+SETTLEABLE = ("sent", "unknown", "submitting")
+
+
+def message_state(seg_states: list[str]) -> str:
+    """A message's state from its segments' (superseded ones excluded)."""
+    s = [x for x in seg_states if x != "superseded"]
+    if any(x == "failed" for x in s):
+        return "failed"
+    if s and all(x == "delivered" for x in s):
+        return "delivered"
+    if s and all(x in ("sent", "delivered") for x in s):
+        return "sent"
+    if any(x == "lost" for x in s):
+        return "unknown"        # the unknown-outcome policy gave up on a segment
+    if all(x == "queued" for x in s):
+        return "queued"
+    return "sending"
+
+
+def same_phone(a: str, b: str) -> bool:
+    da = "".join(c for c in a or "" if c.isdigit())
+    db = "".join(c for c in b or "" if c.isdigit())
+    n = min(len(da), len(db), 9)
+    return n >= 5 and da[-n:] == db[-n:]
+
+
+def build_segments(message_id: int, phone: str, text: str, ref_bits: int, status_report: bool,
+                   validity_minutes: int):
+    ref = message_id % (256 if ref_bits == 8 else 65536)
+    enc, pdus = encoding.encode_submit(phone, text, ref=ref, ref_bits=ref_bits, status_report=status_report,
+                                       validity_minutes=validity_minutes)
+    return enc, ref, pdus
+
+
+def _now(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+class SqlStore:
+    def __init__(self, db):
+        self.db = db
+        self._batch: list = []
+        self._lazy: list = []
+        self._flushing = False
+        self.max_batch = 16
+
+    # --- outbox --------------------------------------------------------------------------------
+    def add_message(self, now: float, phone: str, text: str, purpose: str, order_id, delivery_id, *,
+                    ref_bits: int = 8, status_report: bool = True, validity_minutes: int = 1440):
+        encoding.split_text(text, ref_bits=ref_bits)        # refuse before touching the database
+        return self._unit(self._add, _now(now), phone, text, purpose, order_id, delivery_id, ref_bits,
+                          status_report, validity_minutes)
+
+    @staticmethod
+    def _add(conn, now, phone, text, purpose, order_id, delivery_id, ref_bits, status_report, validity):
+        mid = conn.execute(insert(t.sms_messages).values(
+            phone=phone, text=text, purpose=purpose, order_id=order_id, delivery_id=delivery_id,
+            state="queued", created_at=now, updated_at=now)).inserted_primary_key[0]
+        enc, ref, pdus = build_segments(mid, phone, text, ref_bits, status_report, validity)
+        conn.execute(update(t.sms_messages).where(t.sms_messages.c.id == mid).values(
+            encoding=enc, concat_ref=ref if len(pdus) > 1 else None, parts=len(pdus)))
+        segs = []
+        for p in pdus:
+            sid = conn.execute(insert(t.sms_segments).values(
+                message_id=mid, seq=p.seq, pdu=p.pdu_hex, tpdu_length=p.tpdu_length, state="queued",
+                attempts=0, outcome_unknown=0, updated_at=now)).inserted_primary_key[0]
+            segs.append(dict(id=sid, seq=p.seq, pdu=p.pdu_hex, tpdu_length=p.tpdu_length, state="queued",
+                             modem=None, mr=None, attempts=0, outcome_unknown=0))
+        return dict(id=mid, phone=phone, purpose=purpose, state="queued", modem=None, parts=len(pdus),
+                    segments=segs)
+
+    def save(self, now: float, changes: list[tuple[str, int, dict]]):
+        """Apply [("segment"|"message", id, {column: value})]; fires after COMMIT."""
+        return self._unit(self._save, _now(now), changes)
+
+    # Group commit: every write of the bank made while a transaction is in flight goes into the
+    # next one together (one fsync for all the modems waiting); each caller is told only after its
+    # own commit.  Two lanes: segment states and new messages (the modems wait on them) go
+    # first; status reports and inbound records go when no segment write is waiting.
+    def _unit(self, fn, *args, urgent: bool = True):
+        d = defer.Deferred()
+        (self._batch if urgent else self._lazy).append((fn, args, d))
+        if not self._flushing:
+            self._flush()
+        return d
+
+    def _flush(self):
+        if self._batch:
+            # bounded, so that a burst of new messages does not hold back the modems' first commits
+            batch, self._batch = self._batch[:self.max_batch], self._batch[self.max_batch:]
+        else:
+            batch, self._lazy = self._lazy, []
+        self._flushing = True
+
+        def finished(result):
+            for i, (_fn, _args, d) in enumerate(batch):
+                if isinstance(result, Failure):
+                    d.errback(result)
+                else:
+                    d.callback(result[i])
+            self._flushing = False            # after the callbacks: their next writes batch together
+            if self._batch or self._lazy:
+                self._flush()
+        self.db.run(self._run_batch, [(fn, args) for fn, args, _d in batch]).addBoth(finished)
+
+    @staticmethod
+    def _run_batch(conn, items):
+        return [fn(conn, *args) for fn, args in items]
+
+    @staticmethod
+    def _save(conn, now, changes):
+        for kind, rid, fields in changes:
+            table = t.sms_segments if kind == "segment" else t.sms_messages
+            if kind == "message" and "state" in fields:
+                # from the segments as committed (a status report may have settled one meanwhile)
+                states = conn.execute(select(t.sms_segments.c.state)
+                                      .where(t.sms_segments.c.message_id == rid)).scalars().all()
+                fields = dict(fields, state=message_state(states))
+            q = update(table).where(table.c.id == rid)
+            if kind == "segment" and fields.get("state") == "sent":
+                # a status report may have settled it first: "delivered"/"failed" stay
+                q = q.where(table.c.state.notin_(("delivered", "failed")))
+            conn.execute(q.values(updated_at=now, **fields))
+
+    def load_open(self):
+        return self.db.run(self._load_open)
+
+    @staticmethod
+    def _load_open(conn):
+        m = t.sms_messages
+        s = t.sms_segments
+        msgs = {}
+        for r in conn.execute(select(m).where(m.c.state.in_(OPEN_MESSAGE_STATES)).order_by(m.c.id)).mappings():
+            msgs[r["id"]] = dict(id=r["id"], phone=r["phone"], purpose=r["purpose"], state=r["state"],
+                                 modem=r["modem"], parts=r["parts"], segments=[])
+        if msgs:
+            ids = list(msgs)
+            for chunk in range(0, len(ids), 500):
+                for r in conn.execute(select(s).where(s.c.message_id.in_(ids[chunk:chunk + 500]))
+                                      .order_by(s.c.message_id, s.c.seq)).mappings():
+                    msgs[r["message_id"]]["segments"].append(dict(
+                        id=r["id"], seq=r["seq"], pdu=r["pdu"], tpdu_length=r["tpdu_length"], state=r["state"],
+                        modem=r["modem"], mr=r["mr"], attempts=r["attempts"],
+                        outcome_unknown=r["outcome_unknown"]))
+        return list(msgs.values())
+
+    def settle_report(self, now: float, modem: str, mr: int, recipient: str, outcome: str | None,
+                      raw_row: dict | None = None, dedup: bool = True):
+        """Store the report raw (raw_row) and, when final (outcome delivered/failed), mark the
+        segment (modem, MR, recipient) — one transaction.  Returns (message_id, segment_id, new
+        message state), or None when nothing matched (or the report was a duplicate)."""
+        return self._unit(self._settle, _now(now), modem, mr, recipient, outcome, raw_row, dedup, urgent=False)
+
+    @classmethod
+    def _settle(cls, conn, now, modem, mr, recipient, outcome, raw_row=None, dedup=True):
+        if raw_row is not None:
+            _rid, dup = cls._store_inbound(conn, now, raw_row, dedup)
+            if dup is not None:
+                return None
+        if outcome is None:
+            return None
+        m, s = t.sms_messages, t.sms_segments
+        q = (select(s.c.id, s.c.message_id, s.c.state, s.c.mr, m.c.phone)
+             .join(m, m.c.id == s.c.message_id)
+             .where(s.c.modem == modem, s.c.state.in_(SETTLEABLE),
+                    or_(s.c.mr == mr, and_(s.c.mr.is_(None), s.c.state.in_(("unknown", "submitting")))))
+             .order_by(s.c.submitted_at.desc(), s.c.id.desc()).limit(50))
+        rows = [r for r in conn.execute(q).mappings() if same_phone(r["phone"], recipient)]
+        exact = [r for r in rows if r["mr"] == mr]
+        row = (exact or rows or [None])[0]
+        if row is None:
+            return None
+        conn.execute(update(s).where(s.c.id == row["id"]).values(state=outcome, mr=mr, reported_at=now,
+                                                                  updated_at=now))
+        states = [r[0] for r in conn.execute(select(s.c.state).where(s.c.message_id == row["message_id"]))]
+        new = message_state(states)
+        conn.execute(update(m).where(m.c.id == row["message_id"]).values(state=new, updated_at=now))
+        return (row["message_id"], row["id"], new)
+
+    def counts(self):
+        return self.db.run(lambda conn: dict(conn.execute(
+            select(t.sms_messages.c.state, func.count()).group_by(t.sms_messages.c.state)).all()))
+
+    # --- inbound -------------------------------------------------------------------------------
+    def store_inbound(self, now: float, dedup: bool = True, **row):
+        """Insert a raw inbound record; returns (id, duplicate_of or None).  The same PDU from the
+        same modem (re-read after a crash before AT+CMGD) is recognised, not delivered twice."""
+        return self._unit(self._store_inbound, _now(now), row, dedup, urgent=False)
+
+    @staticmethod
+    def _store_inbound(conn, now, row, dedup=True):
+        ir = t.inbound_raw
+        if dedup and row.get("raw") is not None and row.get("channel") in ("sms", "sms_part", "status_report"):
+            dup = conn.execute(select(ir.c.id).where(ir.c.source == row.get("source"), ir.c.raw == row["raw"],
+                                                     ir.c.channel == row["channel"]).limit(1)).scalar()
+            if dup is not None:
+                return (dup, dup)
+        rid = conn.execute(insert(ir).values(received_at=now, **row)).inserted_primary_key[0]
+        return (rid, None)
+
+    def update_inbound(self, rid: int, **fields):
+        return self._unit(self._update_inbound, rid, fields, urgent=False)
+
+    @staticmethod
+    def _update_inbound(conn, rid, fields):
+        conn.execute(update(t.inbound_raw).where(t.inbound_raw.c.id == rid).values(**fields))
+
+    def load_parts(self):
+        ir = t.inbound_raw
+        return self.db.run(lambda conn: [dict(r) for r in conn.execute(
+            select(ir).where(ir.c.channel == "sms_part", ir.c.state == "part").order_by(ir.c.id)).mappings()])
+
+
+class MemoryStore:
+    """The same contract, in memory, synchronous: for randomised trials driven by a Clock."""
+
+    def __init__(self):
+        self.messages: dict[int, dict] = {}
+        self.segments: dict[int, dict] = {}
+        self.inbound: dict[int, dict] = {}
+        self._ids = 0
+
+    def _id(self):
+        self._ids += 1
+        return self._ids
+
+    def add_message(self, now, phone, text, purpose, order_id, delivery_id, *, ref_bits=8, status_report=True,
+                    validity_minutes=1440):
+        try:
+            mid = self._id()
+            enc, ref, pdus = build_segments(mid, phone, text, ref_bits, status_report, validity_minutes)
+        except ValueError as e:
+            return defer.fail(e)
+        segs = []
+        for p in pdus:
+            sid = self._id()
+            seg = dict(id=sid, message_id=mid, seq=p.seq, pdu=p.pdu_hex, tpdu_length=p.tpdu_length,
+                       state="queued", modem=None, mr=None, attempts=0, outcome_unknown=0, submitted_at=None)
+            self.segments[sid] = seg
+            segs.append({k: v for k, v in seg.items() if k not in ("message_id", "submitted_at")})
+        self.messages[mid] = dict(id=mid, phone=phone, text=text, purpose=purpose, state="queued", modem=None,
+                                  parts=len(pdus), encoding=enc)
+        return defer.succeed(dict(id=mid, phone=phone, purpose=purpose, state="queued", modem=None,
+                                  parts=len(pdus), segments=segs))
+
+    def save(self, now, changes):
+        for kind, rid, fields in changes:
+            rec = (self.segments if kind == "segment" else self.messages)[rid]
+            if kind == "segment" and fields.get("state") == "sent" and rec["state"] in ("delivered", "failed"):
+                continue
+            if kind == "message" and "state" in fields:
+                fields = dict(fields, state=message_state([x["state"] for x in self.segments.values()
+                                                           if x["message_id"] == rid]))
+            rec.update(fields)
+        return defer.succeed(None)
+
+    def load_open(self):
+        out = []
+        for m in self.messages.values():
+            if m["state"] in OPEN_MESSAGE_STATES:
+                segs = [{k: v for k, v in s.items() if k not in ("message_id", "submitted_at")}
+                        for s in sorted(self.segments.values(), key=lambda s: s["seq"]) if s["message_id"] == m["id"]]
+                out.append(dict(id=m["id"], phone=m["phone"], purpose=m["purpose"], state=m["state"],
+                                modem=m["modem"], parts=m["parts"], segments=segs))
+        return defer.succeed(out)
+
+    def settle_report(self, now, modem, mr, recipient, outcome, raw_row=None, dedup=True):
+        if raw_row is not None:
+            _rid, dup = self.store_inbound(now, dedup=dedup, **raw_row).result
+            if dup is not None:
+                return defer.succeed(None)
+        if outcome is None:
+            return defer.succeed(None)
+        cands = [s for s in self.segments.values()
+                 if s["modem"] == modem and s["state"] in SETTLEABLE
+                 and (s["mr"] == mr or (s["mr"] is None and s["state"] in ("unknown", "submitting")))
+                 and same_phone(self.messages[s["message_id"]]["phone"], recipient)]
+        cands.sort(key=lambda s: (s["mr"] == mr, s["submitted_at"].timestamp() if s.get("submitted_at") else 0,
+                                  s["id"]), reverse=True)
+        if not cands:
+            return defer.succeed(None)
+        seg = cands[0]
+        seg.update(state=outcome, mr=mr)
+        mid = seg["message_id"]
+        new = message_state([s["state"] for s in self.segments.values() if s["message_id"] == mid])
+        self.messages[mid]["state"] = new
+        return defer.succeed((mid, seg["id"], new))
+
+    def store_inbound(self, now, dedup=True, **row):
+        if dedup and row.get("raw") is not None:
+            for rid, r in self.inbound.items():
+                if r.get("source") == row.get("source") and r.get("raw") == row["raw"] \
+                        and r.get("channel") == row.get("channel"):
+                    return defer.succeed((rid, rid))
+        rid = self._id()
+        self.inbound[rid] = dict(row, id=rid, received_at=_now(now))
+        return defer.succeed((rid, None))
+
+    def update_inbound(self, rid, **fields):
+        self.inbound[rid].update(fields)
+        return defer.succeed(None)
+
+    def load_parts(self):
+        return defer.succeed([dict(r) for r in self.inbound.values()
+                              if r.get("channel") == "sms_part" and r.get("state") == "part"])
