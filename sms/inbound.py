@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import phonenumbers
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from gateway import metrics
+from gateway.directory.phones import sender_e164
 from gateway.interfaces import InboundSms
 from sms import pdu as pdumod
 
@@ -23,14 +23,7 @@ log = Logger()
 MISSING = "…"
 
 
-def e164(number: str, region: str = "CN") -> str:
-    try:
-        p = phonenumbers.parse(number, region)
-        if phonenumbers.is_possible_number(p):
-            return phonenumbers.format_number(p, phonenumbers.PhoneNumberFormat.E164)
-    except phonenumbers.NumberParseException:
-        pass
-    return number
+e164 = sender_e164
 
 
 class InboundProcessor:
@@ -49,7 +42,13 @@ class InboundProcessor:
 
     @defer.inlineCallbacks
     def start(self):
-        """Resume reassemblies interrupted by a restart."""
+        """Resume what a restart interrupted: replies committed but never judged go to the
+        feedback engine now (it ignores one it has judged already), and reassemblies go on."""
+        for r in (yield self.store.load_unjudged()):
+            at = r.get("received_at")
+            self._deliver(InboundSms(raw_id=r["id"], sender=r.get("sender") or "", text=r.get("text") or "",
+                                     received_at=at if at is not None else _utc(self.reactor.seconds()),
+                                     modem=r.get("source") or "?"))
         rows = yield self.store.load_parts()
         for r in rows:
             meta = r.get("meta") or {}

@@ -227,6 +227,12 @@ class SqlStore:
         return self.db.run(lambda conn: [dict(r) for r in conn.execute(
             select(ir).where(ir.c.channel == "sms_part", ir.c.state == "part").order_by(ir.c.id)).mappings()])
 
+    def load_unjudged(self):
+        """Whole SMS committed but never judged by the feedback engine (we stopped in between)."""
+        ir = t.inbound_raw
+        return self.db.run(lambda conn: [dict(r) for r in conn.execute(
+            select(ir).where(ir.c.channel == "sms", ir.c.state == "new").order_by(ir.c.id)).mappings()])
+
 
 class MemoryStore:
     """The same contract, in memory, synchronous: for randomised trials driven by a Clock."""
@@ -320,3 +326,7 @@ class MemoryStore:
     def load_parts(self):
         return defer.succeed([dict(r) for r in self.inbound.values()
                               if r.get("channel") == "sms_part" and r.get("state") == "part"])
+
+    def load_unjudged(self):
+        return defer.succeed([dict(r) for r in self.inbound.values()
+                              if r.get("channel") == "sms" and r.get("state") == "new"])
