@@ -258,7 +258,10 @@ def load_config(path: str | os.PathLike | None, overrides: dict | None = None) -
     # One time zone for the center unless [escalation] names its own.
     esc = built.get("escalation")
     if esc is not None and "timezone" not in data.get("escalation", {}) and hasattr(esc, "timezone"):
-        built["escalation"] = dataclasses.replace(esc, timezone=built["gateway"].time_zone)
+        try:
+            built["escalation"] = dataclasses.replace(esc, timezone=built["gateway"].time_zone)
+        except ValueError:
+            pass        # an unknown gateway.time_zone is reported below, once, by its own name
     cfg = Config(path=str(path) if path is not None else None, sections=built)
     _check_values(cfg, problems)
     if problems:
