@@ -356,6 +356,10 @@ def main(argv=None) -> int:
           f"parsing+tracking {r_track:.2f}x >= 1.0x: {'PASS' if r_track >= 1.0 else 'FAIL'}; "
           f"event counts agree: {'yes' if counts_ok else 'NO'}")
     print(f"like for like (every header materialised): {r_all:.2f}x asterisk-ami")
+    yihu_rate = rows["yihu parse"][0] / rows["yihu parse"][1]
+    print(f"RESULT ami_events_per_s {yihu_rate:.0f} events/s target >= {1.5 * base:.0f}")
+    print(f"RESULT ami_parse_vs_asterisk_ami {r_parse:.2f} ratio target >= 1.5")
+    print(f"RESULT ami_parse_track_vs_asterisk_ami {r_track:.2f} ratio target >= 1.0")
     return 0 if (ok and counts_ok) or not args.check else 1
 
 
