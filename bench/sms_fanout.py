@@ -85,13 +85,17 @@ def run_one(reactor, n: int, seg_time: float, workdir: str):
         result["cpu"] = time.process_time() - cpu0
         result["segments"] = sum(len(bank.messages[i].segments) for i in ids)
 
+    def stop():
+        if reactor.running:          # the guard and the finish may both come
+            reactor.stop()
+
     def finish(outcome):
         bank.stop()
-        reactor.callLater(0.2, reactor.stop)
+        reactor.callLater(0.2, stop)
         return outcome
 
     reactor.callWhenRunning(lambda: go().addBoth(finish).addBoth(lambda r: result.__setitem__("outcome", [r])))
-    guard = reactor.callLater(172, reactor.stop)
+    guard = reactor.callLater(172, stop)
     reactor.run()
     if guard.active():
         guard.cancel()
