@@ -120,6 +120,17 @@ def _alphabet(dcs: int) -> str:
     return {0: "gsm7", 1: "8bit", 2: "ucs2"}.get(a, "gsm7" if a == 3 else "8bit")
 
 
+def _split_udh(body: bytes) -> tuple[bytes, bytes]:
+    """(header, the rest) of user data whose header indicator is set."""
+    if not body:
+        raise PduError("user data header flagged but user data empty")
+    hl = body[0]
+    udh = body[1:1 + hl]
+    if len(udh) != hl:
+        raise PduError("user data header longer than the user data")
+    return udh, body[1 + hl:]
+
+
 def _parse_udh(udh: bytes) -> Concat | None:
     i = 0
     concat = None
@@ -148,13 +159,8 @@ def _user_data(r: _Reader, first: int, dcs: int) -> tuple[str, str, Concat | Non
         udh = b""
         skip = 0
         if udhi:
-            if not body:
-                raise PduError("user data header flagged but user data empty")
-            hl = body[0]
-            udh = body[1:1 + hl]
-            if len(udh) != hl:
-                raise PduError("user data header longer than the user data")
-            skip = ((hl + 1) * 8 + 6) // 7          # header septets, fill bits included
+            udh, _ = _split_udh(body)
+            skip = ((len(udh) + 1) * 8 + 6) // 7     # header septets, fill bits included
         septets = gp.unpackSeptets(bytearray(body), udl)[:udl]
         try:
             text = gp.decodeGsm7(bytearray(septets[skip:]))
@@ -164,13 +170,7 @@ def _user_data(r: _Reader, first: int, dcs: int) -> tuple[str, str, Concat | Non
     body = r.take(udl, "user data")
     udh = b""
     if udhi:
-        if not body:
-            raise PduError("user data header flagged but user data empty")
-        hl = body[0]
-        udh = body[1:1 + hl]
-        if len(udh) != hl:
-            raise PduError("user data header longer than the user data")
-        body = body[1 + hl:]
+        udh, body = _split_udh(body)
     concat = _parse_udh(udh) if udhi else None
     if enc == "ucs2":
         if len(body) % 2:

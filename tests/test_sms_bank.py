@@ -13,22 +13,10 @@ from sms.emulator.network import deliver_pdus
 from sms.modem import BENCHED, READY
 from sms.store import MemoryStore
 from tests._paths import MODEMS
-
-ORDER = "【县应急指挥中心】命令0427：请立即集合队伍，携带破拆与照明装备，30分钟内到达城关镇东街12号集结点，到达后回复“0427 到达”，指挥长张𠀀三。"
-assert 70 < len(ORDER) <= 134           # two UCS-2 parts
+from tests._sms_fixtures import ORDER, FakeSink, phone
 
 
-class FakeSink:
-    def __init__(self):
-        self.received = []
 
-    def sms_received(self, sms):
-        self.received.append(sms)
-        return defer.succeed(None)
-
-
-def phone(i):
-    return f"+86139{i:08d}"
 
 
 def make(n=2, sink=None, **cfg):
