@@ -133,6 +133,11 @@ def build_service(config: Config, reactor) -> Gateway:
                                        settings=MenuSettings(timeout_ms=ivr_cfg.menu_timeout_ms))
         endpoint = serverFromString(reactor, f"tcp:{ivr_cfg.port}:interface={ivr_cfg.interface}")
         ListeningService(endpoint, factory, "fastagi").setServiceParent(gw)
+        # Keypad answers the classic-AGI fallback spooled while the gateway was down.
+        from ivr.spool import SpoolIntake
+        intake = SpoolIntake(reactor, ivr_cfg.spool_dir or config.data_dir / "spool" / "keypad",
+                             KeypadJournal(reactor, db), feedback)
+        CallbackService("keypad-spool", lambda: defer.Deferred.fromCoroutine(intake.take_in())).setServiceParent(gw)
 
     # --- the API routes of the parts -------------------------------------------------------
     from adapters.orders_api import add_order_routes
