@@ -237,15 +237,15 @@ async def measure(reactor, url, args, logf_name):
         d.addCallback(ok)
         pending.append(d)
     tick = 0.01
-    per_tick = args.rate * tick
-    sent = {"i": 0, "credit": 0.0}
+    sent = {"i": 0}
 
     def pump():
-        sent["credit"] += per_tick
-        while sent["credit"] >= 1 and sent["i"] < n_replies:
+        # Offer what the rate owes by now (wall clock), so a late tick catches up instead of
+        # silently lowering the offered rate.
+        owed = min(n_replies, int(args.rate * (time.perf_counter() - t_burst)) + 1)
+        while sent["i"] < owed:
             one(sent["i"])
             sent["i"] += 1
-            sent["credit"] -= 1
         if sent["i"] >= n_replies:
             loop.stop()
     t_burst = time.perf_counter()
