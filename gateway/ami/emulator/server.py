@@ -179,18 +179,24 @@ class AmiEmulator:
     def port_number(self) -> int:
         return self._port_number
 
-    def stop(self) -> defer.Deferred:
-        """Stop listening and close every session (for test teardown)."""
+    def _go_silent(self, closing: bool = False) -> defer.Deferred:
+        """Cancel every scenario step, drop every session without a word, stop listening."""
         for call in self._running:
             if call.active():
                 call.cancel()
         self._running.clear()
         self._plays.clear()
         for s in list(self.sessions):
+            if closing:
+                s.closing = True
             if s.transport is not None:
                 s.transport.abortConnection()
         port, self.port = self.port, None
         return defer.maybeDeferred(port.stopListening) if port is not None else defer.succeed(None)
+
+    def stop(self) -> defer.Deferred:
+        """Stop listening and close every session (for test teardown)."""
+        return self._go_silent()
 
     # --- events out -------------------------------------------------------------------------------
     def emit(self, msg: AmiMessage) -> None:
@@ -487,20 +493,10 @@ class AmiEmulator:
         """Asterisk restarts: every session closed without a word, nothing listens for
         ``delay`` seconds, then a fresh Asterisk (no channels, uptime 0) with a new banner."""
         self.restarts += 1
-        for call in self._running:
-            if call.active():
-                call.cancel()
-        self._running.clear()
-        self._plays.clear()
-        for s in list(self.sessions):
-            s.closing = True
-            if s.transport is not None:
-                s.transport.abortConnection()
+        stopped = self._go_silent(closing=True)
         self.model.clear()
         if version is not None:
             self.version = version
-        port, self.port = self.port, None
-        stopped = defer.maybeDeferred(port.stopListening) if port is not None else defer.succeed(None)
         done = defer.Deferred()
 
         def relisten(_):
