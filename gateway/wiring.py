@@ -139,10 +139,11 @@ def build_service(config: Config, reactor) -> Gateway:
         from ivr.member_pins import MemberPins
         from ivr.peers import PeerGate
         from ivr.token_gate import CallTokenGate
+        token_gate = CallTokenGate(reactor, db, call_tokens, refusals)
         factory = make_fastagi_factory(reactor, sink=feedback, journal=KeypadJournal(reactor, db),
                                        orders=OrderBook(db), speech=speech,
                                        settings=MenuSettings(timeout_ms=ivr_cfg.menu_timeout_ms),
-                                       tokens=CallTokenGate(reactor, db, call_tokens, refusals),
+                                       tokens=token_gate,
                                        pins=MemberPins(db, refusals),
                                        peers=PeerGate(ivr_cfg.allowed_peers, refusals))
         gw.fastagi_factory = factory
@@ -153,7 +154,7 @@ def build_service(config: Config, reactor) -> Gateway:
         # Keypad answers the classic-AGI fallback spooled while the gateway was down.
         from ivr.spool import SpoolIntake
         intake = SpoolIntake(reactor, ivr_cfg.spool_dir or config.data_dir / "spool" / "keypad",
-                             KeypadJournal(reactor, db), feedback)
+                             KeypadJournal(reactor, db), feedback, tokens=token_gate)
         CallbackService("keypad-spool", lambda: defer.Deferred.fromCoroutine(intake.take_in())).setServiceParent(gw)
 
     # --- the API routes of the parts -------------------------------------------------------

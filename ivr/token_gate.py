@@ -30,9 +30,10 @@ class CallTokenGate:
         self._used: set[str] = set()
 
     async def admit(self, *, call_id: str, order_code: str, token: str | None, delivery: str | None,
-                    phone: str | None, peer: str = "") -> bool:
+                    phone: str | None, peer: str = "", at: float | None = None) -> bool:
+        """at: when the session began (a spooled answer's call start); default now."""
         now = self.reactor.seconds()
-        check = self.tokens.check(token, delivery, phone, now)
+        check = self.tokens.check(token, delivery, phone, now if at is None else at)
         reason = check.reason
         if check.ok and not await self._first_use(token, delivery, phone, check.expires, now, call_id):
             reason = "used"
