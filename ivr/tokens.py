@@ -26,7 +26,7 @@ MIN_SECRET_BYTES = 16
 
 
 def _mac(key: bytes, delivery_id, phone: str, expires: int, nonce: str) -> str:
-    msg = f"yihu-call-v1|{delivery_id}|{phone}|{expires}|{nonce}".encode()
+    msg = f"yihu-call-v1|{'' if delivery_id is None else delivery_id}|{phone or ''}|{expires}|{nonce}".encode()
     return hmac.new(key, msg, hashlib.sha256).hexdigest()
 
 

@@ -396,3 +396,22 @@ def test_roster_refuses_a_bad_pin_by_line_without_echoing_it(tmp_path, pin, prob
     [(line, msg)] = e.value.problems
     assert line == 6 and problem in msg and "甲" in msg
     assert pin.strip('"') not in msg and "279" not in msg     # YAML's octal reading of 0427 neither
+
+
+def test_the_gateway_wires_every_lock(migrated_url, tmp_path):
+    from gateway.config import load_config
+    from gateway.wiring import build_service
+    cfg = load_config(None, {"gateway": {"database_url": migrated_url, "data_dir": str(tmp_path), "embedded": False},
+                             "ivr": {"allowed_peers": ["10.20.0.7"], "speech": False}})
+    gw = build_service(cfg, reactor)
+    factory = gw.fastagi_factory
+    assert factory.peers.allows("10.20.0.7") and not factory.peers.allows("127.0.0.1")
+    assert factory.flows["order"].tokens is not None and factory.flows["feedback"].pins is not None
+    key = tmp_path / "ivr-token.key"
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    # The order caller signs with the same key the order flow checks with.
+    caller_tokens = gw.fanout.caller.tokens
+    token = caller_tokens.variables("5", COMMANDER, 1000.0, 30)["YIHU_TOKEN"]
+    expires, nonce, mac = token.split(".")
+    assert mac == their_mac(key.read_text().strip().encode(), "5", COMMANDER, int(expires), nonce)
+    assert factory.flows["order"].tokens.tokens.check(token, "5", COMMANDER, 1000.0).ok
