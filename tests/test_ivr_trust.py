@@ -59,6 +59,19 @@ def keypad_rows(conn):
     return [dict(r._mapping) for r in conn.execute(select(inbound_raw).order_by(inbound_raw.c.id))]
 
 
+@pytest.fixture
+def logged():
+    """Every log line the gateway writes during the test, formatted as an operator reads it."""
+    from twisted.logger import formatEvent, globalLogPublisher
+    lines = []
+
+    def observer(event):
+        lines.append(formatEvent(event))
+    globalLogPublisher.addObserver(observer)
+    yield lines
+    globalLogPublisher.removeObserver(observer)
+
+
 async def eventually(check, what, timeout=10.0):
     """Poll a real-transport outcome with a deadline (end to end over TCP only)."""
     deadline = reactor.seconds() + timeout
@@ -182,7 +195,7 @@ class Gateway:
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_peer_not_allowed_is_cut_off_before_any_command_and_audited(database):
+async def test_a_peer_not_allowed_is_cut_off_before_any_command_and_audited(database, logged):
     gw = Gateway(database)
     before = refused_count("peer_not_allowed")
     try:
@@ -194,6 +207,7 @@ async def test_a_peer_not_allowed_is_cut_off_before_any_command_and_audited(data
         assert row["detail"]["count"] == 1 and row["detail"]["allowed"] == ["127.0.0.1/32"]
         assert refused_count("peer_not_allowed") == before + 1
         assert gw.factory.active == set() and await database.run(keypad_rows) == []
+        assert any("refused connection from 127.0.0.2" in line for line in logged), logged
         # The allowed address on the same port gets the session (and its commands).
         record = await gw.order_call({"ORDER_CODE": "0427"}, moves=())
         assert record.commands[0] == "ANSWER"
@@ -245,7 +259,7 @@ async def refused_order_call(gw, variables, reason):
 
 
 @pytest_twisted.ensureDeferred
-async def test_forged_expired_missing_and_replayed_tokens_record_nothing_and_are_audited(database):
+async def test_forged_expired_missing_and_replayed_tokens_record_nothing_and_are_audited(database, logged):
     gw = Gateway(database)
     now = int(reactor.seconds())
     try:
@@ -275,8 +289,13 @@ async def test_forged_expired_missing_and_replayed_tokens_record_nothing_and_are
         assert len(gw.sink.answers) == 1
         [keyed] = [r for r in await database.run(keypad_rows) if r["state"] == "new"]
         assert keyed["meta"]["identified_by"] == "order_call_token"
-        secret_seen = [r for r in await database.run(audits) if KEY.decode() in str(r)]
+        secret_seen = [r for r in await database.run(audits) if KEY.decode() in str(r) or good in str(r)]
         assert secret_seen == []
+        # Each refusal is logged naming the call; neither the key nor a token is ever printed.
+        refusals = [line for line in logged if "call token" in line and "yihu-order-0427-12-1" in line]
+        assert [line.split("call token ")[1].split(";")[0] for line in refusals] == [
+            "forged", "forged", "expired", "missing", "used", "used"]
+        assert not any(KEY.decode() in line or good in line or forged in line for line in logged)
     finally:
         await gw.stop()
 
