@@ -96,8 +96,11 @@ def build_service(config: Config, reactor) -> Gateway:
     # directory (calls placed before a restart must still verify after it).
     from ivr.refusals import RefusalAudit
     from ivr.tokens import CallTokens, load_or_create_secret
-    call_tokens = CallTokens(load_or_create_secret(ivr_cfg.token_secret, config.data_dir / "ivr-token.key"),
-                             grace_s=ivr_cfg.token_grace_s)
+    key_file = config.data_dir / "ivr-token.key"
+    call_tokens = CallTokens(load_or_create_secret(ivr_cfg.token_secret, key_file), grace_s=ivr_cfg.token_grace_s)
+    log.info("FastAGI: sessions only from {peers}; order calls carry one-time tokens (key {where})",
+             peers=", ".join(ivr_cfg.allowed_peers),
+             where="from ivr.token_secret" if ivr_cfg.token_secret else f"in {key_file}")
     refusals = RefusalAudit(reactor, db, window=ivr_cfg.refusal_window_s)
     caller = OrderCaller(reactor, link, db,
                          policy=RetryPolicy(attempts=ivr_cfg.call_attempts, delay=ivr_cfg.call_retry_delay_s,

@@ -19,8 +19,8 @@ class IvrSection:
     menu_timeout_ms: int = 5000           # wait for a key after the menu; no key twice = no answer
     speech: bool = True                   # read the order text aloud where espeak-ng and sox exist
     spool_dir: str = ""                   # classic-AGI fallback spool; empty: DATA_DIR/spool/keypad
-    allowed_peers: tuple[str, ...] = DEFAULT_PEERS   # addresses or networks that may open FastAGI sessions (Asterisk); others are disconnected unread
-    token_secret: str = ""                # HMAC key of order-call tokens; never logged; empty: made once and kept in DATA_DIR/ivr-token.key (0600)
+    allowed_peers: tuple[str, ...] = DEFAULT_PEERS   # who may open FastAGI sessions (Asterisk): addresses or networks
+    token_secret: str = ""                # HMAC key of order-call tokens, never logged; empty: DATA_DIR/ivr-token.key
     token_grace_s: float = 120.0          # an order-call token is valid for the ring time plus this
     refusal_window_s: float = 60.0        # refused connections from one address: one log line and audit row per window
 
