@@ -434,3 +434,30 @@ def test_the_gateway_wires_every_lock(migrated_url, tmp_path):
     expires, nonce, mac = token.split(".")
     assert mac == their_mac(key.read_text().strip().encode(), "5", COMMANDER, int(expires), nonce)
     assert factory.flows["order"].tokens.tokens.check(token, "5", COMMANDER, 1000.0).ok
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_sessions_racing_with_one_token_let_one_through(database):
+    from twisted.internet.defer import gatherResults
+    gw = Gateway(database)
+    try:
+        good = gw.tokens.variables("12", COMMANDER, reactor.seconds(), 30)["YIHU_TOKEN"]
+        records = await gatherResults([Deferred.fromCoroutine(gw.order_call(order_vars(good))) for _ in range(4)])
+        assert len(gw.sink.answers) == 1
+        assert sum("yihu/not-recorded" in r.played for r in records) == 3
+        rows = await database.run(audits)
+        assert [r["action"] for r in rows] == ["auth.refused.call_token_used"] * 3
+    finally:
+        await gw.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_refusals_still_summing_are_written_at_shutdown(database):
+    clock = Clock()
+    refusals = RefusalAudit(clock, database, window=60.0)
+    for _ in range(3):
+        await refusals.refused_peer("192.0.2.9", "peer_not_allowed", {"port": 4000})
+    await refusals.flush()
+    rows = await database.run(audits)
+    assert [(r["actor"], r["detail"]["count"]) for r in rows] == [("peer:192.0.2.9", 1), ("peer:192.0.2.9", 2)]
+    assert clock.getDelayedCalls() == []            # the window's timer went with it
