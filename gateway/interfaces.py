@@ -33,6 +33,7 @@ class KeypadAnswer:
     call_id: str             # Asterisk Uniqueid / our ChannelId
     received_at: datetime
     order_code: str | None = None   # known on an order call; keyed first on the feedback line
+    identified_by: str = ""         # how the caller is known: order_call_token / caller_id / caller_id+pin
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,8 @@ def order_call(agi, spool_dir: str, *, menu_timeout_ms: int = 5000) -> str:
     from asterisk.agi import AGIException
     env = agi.env
     record = {"call_id": env.get("agi_uniqueid", ""), "script": "order-fallback", "digits": "",
-              "order_code": None, "phone": None, "delivery_id": None, "spooled_at": None}
+              "order_code": None, "phone": None, "delivery_id": None, "token": None,
+              "started_at": time.time(), "spooled_at": None}
     try:
         agi.answer()
         code = agi.get_variable("ORDER_CODE") or ""
@@ -60,8 +61,11 @@ def order_call(agi, spool_dir: str, *, menu_timeout_ms: int = 5000) -> str:
             agi.stream_file(sound("system_error"))
             agi.hangup()
             return "error"
+        # The call's one-time token goes into the record: the gateway checks it on intake, so a
+        # file dropped into the spool cannot answer for a team either.
         record.update(order_code=code, phone=agi.get_variable("YIHU_PHONE") or None,
-                      delivery_id=agi.get_variable("YIHU_DELIVERY") or None)
+                      delivery_id=agi.get_variable("YIHU_DELIVERY") or None,
+                      token=agi.get_variable("YIHU_TOKEN") or None)
         menu = sound("order_menu")
         no_input = plays = 0
         while no_input < 2 and plays < 4:

@@ -1,6 +1,8 @@
 """The emulated PBX against the real gateway parts, over loopback TCP: AmiLink logs in to its
 AMI face, the FastAGI server (the real flows) takes its AGI sessions, OrderCaller places order
 calls through it, and the hotline service records the citizens' calls it plays."""
+import hashlib
+import hmac
 from datetime import datetime, timezone
 
 import pytest
@@ -20,7 +22,10 @@ from ivr.drill import DrillKeypadSink
 from ivr.flows.answer_menu import MenuSettings
 from ivr.journal import MemoryJournal
 from ivr.order_caller import OrderCaller, RetryPolicy
+from ivr.refusals import RefusalAudit
 from ivr.service import make_fastagi_factory
+from ivr.token_gate import CallTokenGate
+from ivr.tokens import CallTokens
 from tests._paths import ASTERISK
 
 PRESSES_1 = "+447700900001"
@@ -32,6 +37,8 @@ HANGS_UP = "+447700900006"
 NO_ANSWER = "+447700900007"
 COMMANDER = "+447700900008"
 POLICY = RetryPolicy(attempts=2, delay=0.1, ring_timeout_ms=300)
+TOKEN_KEY = b"pbx-test-token-key-0123456789abc"
+TOKENS = CallTokens(TOKEN_KEY)       # the order caller mints, the order flow checks: as the gateway
 
 
 def bounded(d, seconds=8.0):
@@ -44,7 +51,8 @@ def gateway_side():
     sink = DrillKeypadSink({COMMANDER: ["0427"]})
     journal = MemoryJournal(reactor)
     factory = make_fastagi_factory(reactor, sink=sink, journal=journal,
-                                   settings=MenuSettings(timeout_ms=200), hotline_triage_ms=100)
+                                   settings=MenuSettings(timeout_ms=200), hotline_triage_ms=100,
+                                   tokens=CallTokenGate(reactor, None, TOKENS, RefusalAudit(reactor, None)))
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     yield sink, journal, port.getHost().port
     pytest_twisted.blockon(defer.maybeDeferred(port.stopListening))
@@ -83,7 +91,7 @@ def _seed(conn):
 @pytest.fixture
 def caller(link, database):
     pytest_twisted.blockon(database.run(_seed))
-    return OrderCaller(reactor, link, database, policy=POLICY)
+    return OrderCaller(reactor, link, database, policy=POLICY, tokens=TOKENS)
 
 
 def call_order(caller, phone):
@@ -112,6 +120,13 @@ def test_a_phone_that_presses_1_is_recorded_with_the_order_and_phone(caller, gat
     yield bounded(call.ended)
     assert call.agi_status == "HANGUP" and call.agi.channel.hung_up_by == "gateway"
     assert call.heard[:2] == ["yihu/order-intro", "digits:0427"] and "yihu/status-received" in call.heard
+    # The Originate's token reached the channel as Asterisk sets Variable: headers, and it is the
+    # HMAC the documentation states (computed here, not by the code under test).
+    variables = call.agi.variables
+    expires, nonce, mac = variables["YIHU_TOKEN"].split(".")
+    signed = f"yihu-call-v1|{variables['YIHU_DELIVERY']}|{PRESSES_1}|{expires}|{nonce}".encode()
+    assert mac == hmac.new(TOKEN_KEY, signed, hashlib.sha256).hexdigest()
+    assert variables["YIHU_PHONE"] == PRESSES_1 and "GET VARIABLE YIHU_TOKEN" in call.agi.commands
     # The AMI stream, as recorded (order-call-press1): the dial, the answer, the AGI, our
     # OriginateResponse, and the hang-up only after the FastAGI session is over.
     yield wait_for(reactor, lambda: any(m.name == "Hangup" and m["Uniqueid"] == call.uniqueid
@@ -372,8 +387,11 @@ def test_stopping_the_pbx_mid_call_drops_the_fastagi_session(gateway_side):
     lk.startService()
     try:
         yield bounded(lk.when_ready(), 5)
+        phone_ = "+447700900042"
+        variables = {"ORDER_CODE": "0427", "YIHU_PHONE": phone_, "YIHU_DELIVERY": "1",
+                     **TOKENS.variables("1", phone_, reactor.seconds(), 30)}
         r = yield bounded(lk.originate("PJSIP/07700900042@trunk", context="gateway-out",
-                                       exten="order", variables={"ORDER_CODE": "0427"}))
+                                       exten="order", variables=variables))
         assert (r.success, r.reason) == (True, 4)
         (call,) = pbx.order_calls()
         yield wait_for(reactor, lambda: call.agi is None and any(

@@ -44,7 +44,8 @@ class FeedbackEngine:
         status = DIGIT_STATUS.get(answer.digit)
         parsed = Reply(status, answer.order_code) if status else Refusal("unrecognised")
         return self._handle(store.Answer("keypad", answer.caller, parsed, utc(answer.received_at), answer.raw_id,
-                                         f"keypad {answer.digit} call {answer.call_id}"))
+                                         f"keypad {answer.digit} call {answer.call_id}"
+                                         + (f" identified by {answer.identified_by}" if answer.identified_by else "")))
 
     def open_orders_for(self, caller: str):
         return self.db.run(store.open_codes_for_phone_tx, caller)

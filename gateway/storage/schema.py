@@ -74,6 +74,7 @@ members = Table(
     Column("specialty", String(200)),
     Column("category", String(100)),                   # expert category
     Column("active", Boolean, nullable=False, default=True),   # false: left the roster (kept for history)
+    Column("pin_hash", String(200)),                   # the feedback line's optional PIN, hashed (gateway/directory/pins.py)
     CheckConstraint("role in ('commander','deputy','member','expert','liaison')", name="role"),
 )
 
@@ -279,4 +280,17 @@ audit_log = Table(
     Column("action", String(64), nullable=False),
     Column("subject", String(200)),
     Column("detail", JSON),
+)
+
+# One row per order-call token the order flow accepted (ivr/tokens.py): committed before the
+# call goes on, so the same token is refused the second time, also after a restart.
+call_tokens_used = Table(
+    "call_tokens_used", metadata,
+    Column("id", ID, primary_key=True),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("delivery_id", ID),                        # as the token says (not a foreign key: kept whatever happens to the row)
+    Column("phone", String(40)),
+    Column("expires_at", TS, nullable=False),
+    Column("used_at", TS, nullable=False),
+    Column("call_id", String(200)),                   # the AGI session that used it
 )

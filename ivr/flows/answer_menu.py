@@ -40,6 +40,7 @@ class AnswerCall:
     offer_assembled: bool = False        # say "4 = assembled" (leaving-the-city teams)
     delivery_id: int | None = None
     keyed: bool = False                  # an answer key was stored (a hang-up after it is no "no answer")
+    identified_by: str = ""              # order_call_token / caller_id / caller_id+pin: kept with the answer
 
 
 async def take_answer(session: AgiSession, call: AnswerCall, *, sink, journal, reactor,
@@ -85,7 +86,8 @@ async def _answer(session, call: AnswerCall, digit: str, *, sink, journal, react
     raw_id = await journal.record(_entry(session, call, digit, "new", None))
     call.keyed = True
     answer = KeypadAnswer(raw_id=raw_id, caller=call.caller or "", digit=digit, call_id=session.call_id,
-                          received_at=utc(reactor), order_code=call.order_code)
+                          received_at=utc(reactor), order_code=call.order_code,
+                          identified_by=call.identified_by)
     try:
         outcome: FeedbackOutcome = await sink.keypad_answer(answer)
     except Exception:  # noqa: BLE001 - the engine failing must not go unheard by the caller
@@ -130,4 +132,5 @@ async def _goodbye(session):
 
 def _entry(session, call: AnswerCall, digits: str, state: str, note: str | None) -> KeypadEntry:
     return KeypadEntry(call_id=session.call_id, caller=call.caller, digits=digits, script=call.script,
-                       state=state, order_code=call.order_code, note=note, delivery_id=call.delivery_id)
+                       state=state, order_code=call.order_code, note=note, delivery_id=call.delivery_id,
+                       meta={"identified_by": call.identified_by} if call.identified_by else {})

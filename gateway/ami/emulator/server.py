@@ -419,7 +419,7 @@ class AmiEmulator:
             return
         is_async = (msg.get("Async") or "").lower() in ("true", "yes", "1", "on")
         headers = dict(msg.first)
-        headers["Variable"] = msg.getall("Variable")
+        headers["Variable"] = originate_variables(msg.getall("Variable"))
         if self._originate_script:
             seg = self._originate_script.popleft()
             self._replay_segment(s, seg, aid)
@@ -520,3 +520,9 @@ def default_originate_outcome(headers: dict) -> str:
             return outcome
     return "answered"
 
+
+
+def originate_variables(values: list[str]) -> list[str]:
+    """As Asterisk's manager reads Originate `Variable:` headers (astman_get_variables_order):
+    every header, each split on commas, each item NAME=VALUE set on the new channel."""
+    return [item for value in values for item in value.split(",") if item.partition("=")[0].strip()]
