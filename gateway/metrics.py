@@ -48,3 +48,6 @@ ESCALATION_STEPS = Counter("yihu_escalation_steps_total", "Escalation steps fire
 ESCALATION_PENDING = Gauge("yihu_escalation_pending", "Escalation steps waiting")
 ESCALATION_LATENESS = Histogram("yihu_escalation_lateness_seconds", "How late an escalation step fired",
                                 buckets=(.01, .05, .1, .2, .5, 1, 5, 60))
+
+# --- HTTP trust -------------------------------------------------------------------------------
+AUTH_REFUSED = Counter("yihu_auth_refused_total", "Requests refused for want of trust", ["reason"])
