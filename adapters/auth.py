@@ -110,7 +110,7 @@ class Authenticator:
         if key is None and cookie:
             key = (request.getCookie(COOKIE) or b"").decode("ascii", "replace") or None
         if key is None:
-            if self.open_access:
+            if self.open_access and OPEN.allows(scope):
                 return OPEN
             yield self._refuse(peer, what, "missing_key", None, scope)
             raise ApiError(401, f"an API key is needed: Authorization: Bearer KEY (scope {scope} or higher)",

@@ -26,6 +26,8 @@ class JsonResource(Resource):
     """A resource whose wrong methods and unknown children answer in JSON, like the API."""
 
     def render(self, request):
+        if self.isLeaf and [p for p in request.postpath if p]:      # /health/x is not /health
+            return NotFound().render(request)
         try:
             return super().render(request)
         except UnsupportedMethod as e:
@@ -63,8 +65,8 @@ class Guarded(JsonResource):
         self.cookie, self.query_key, self.secure = cookie, query_key, secure
 
     def render(self, request):
-        if request.method not in (b"GET", b"HEAD"):
-            return super().render(request)     # 405, in JSON
+        if request.method not in (b"GET", b"HEAD") or [p for p in request.postpath if p]:
+            return super().render(request)     # 405 or 404, in JSON
         key = None
         if self.query_key and b"key" in request.args:
             key = request.args[b"key"][-1].decode("ascii", "replace")
