@@ -145,7 +145,7 @@ def check_object(fields: tuple[Field, ...], value: dict, prefix: str = "") -> di
     known = {f.name: f for f in fields}
     for k in value:
         if k not in known:
-            raise Invalid(f"{prefix}{k}", f"unknown field (known: {', '.join(known) or 'none'})")
+            raise Invalid(f"{prefix}{k or '(empty name)'}", f"unknown field (known: {', '.join(known) or 'none'})")
     out = {}
     for f in fields:
         if f.name in value:
