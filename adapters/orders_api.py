@@ -42,7 +42,7 @@ ORDER_BODY = (
     Field("rule", "string", "same_township: arrive in 20/30 min; leaving_city: assembled in 15/25",
           required=True, enum=tuple(RULES)),
     Field("voice", "boolean", "also call commander and deputy, read the order and take a keypad answer"),
-    text("onscene_name", 100 - max(len(r) for r in ONSCENE_COMMANDER.values()) - 1,
+    text("onscene_name", 200 - max(len(r) for r in ONSCENE_COMMANDER.values()) - 1,
          "the name added to the on-scene role, e.g. the deputy county head's"),
 )
 IDEMPOTENCY_KEY = text("Idempotency-Key", 100, "same key and body within 24 h: the same order (200), not a "
