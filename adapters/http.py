@@ -4,12 +4,14 @@ HTTPS when http.tls_cert and http.tls_key are set (Twisted's TLS endpoint)."""
 from __future__ import annotations
 
 import json
+import re
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import text
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.resource import Resource
+from twisted.web.http import combinedLogFormatter
 from twisted.web.server import NOT_DONE_YET, Site, UnsupportedMethod
 
 from adapters.api import reply_failure, write_json
@@ -57,6 +59,7 @@ class Guarded(JsonResource):
     once, set as an HttpOnly, SameSite=Strict cookie, and the browser sent back here without it,
     so the key stays out of the wall screen's address bar and history."""
     isLeaf = True
+    allowedMethods = (b"GET", b"HEAD")
 
     def __init__(self, inner: Resource, auth, scope: str = "read", *, cookie: bool = False,
                  query_key: bool = False, secure: bool = False):
@@ -151,11 +154,16 @@ class MetricsResource(JsonResource):
         return generate_latest(self.registry)
 
 
+def access_line(timestamp, request) -> str:
+    """The access log's line, with the board's `?key=` hidden: a key never reaches a log."""
+    return re.sub(r"([?&]key=)[^&\s\"]*", r"\1(hidden)", combinedLogFormatter(timestamp, request))
+
+
 def build_site(reactor, database, node_name: str, started_at: float, checks=()) -> tuple[Site, Resource]:
     root = JsonResource()
     root.putChild(b"health", HealthResource(reactor, database, node_name, started_at, checks))
     root.putChild(b"metrics", MetricsResource())
-    site = Site(root)
+    site = Site(root, logFormatter=access_line)
     site.displayTracebacks = False
     return site, root
 

@@ -271,3 +271,73 @@ def test_a_database_outage_answers_503(rig, tmp_path):
     finally:
         rig.db.engine.dispose()
         rig.db.engine = real
+
+
+def _readme_drill_curl():
+    """The README's drill command, parsed as a shell would: (url, headers, data)."""
+    import shlex
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text("utf-8")
+    start = readme.index("curl -s -XPOST localhost:8080/api/v1/orders")
+    command = readme[start:readme.index("\nopen http", start)].replace("\\\n", " ")
+    args = shlex.split(command)
+    url = next(a for a in args if a.startswith("localhost:8080"))
+    headers = dict(args[i + 1].split(": ", 1) for i, a in enumerate(args) if a == "-H")
+    data = args[args.index("-d") + 1]
+    assert "-XPOST" in args
+    return url, headers, data.encode()
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_readme_drill_request_works_as_written(migrated_url, tmp_path):
+    url, headers, data = _readme_drill_curl()
+    rig = yield start_rig(migrated_url, tmp_path, embedded=True, keys=False)
+    try:
+        path = url.removeprefix("localhost:8080")
+        status, body, _ = yield rig.call("POST", path, raw=data, headers=headers)
+        assert status == 201 and body["teams"] == 2, body
+        status, again, _ = yield rig.call("POST", path, raw=data, headers=headers)
+        assert status == 200 and again["order_code"] == body["order_code"]
+    finally:
+        yield rig.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_no_key_reaches_the_log(rig):
+    from twisted.logger import formatEvent, globalLogPublisher
+    lines = []
+
+    def observe(event):
+        lines.append(formatEvent(event) if "log_format" in event else str(event.get("message", "")))
+    globalLogPublisher.addObserver(observe)
+    try:
+        resp = yield treq.get(f"{rig.root}/board?key={rig.keys['read']}", allow_redirects=False)
+        assert resp.code == 303
+        yield rig.call("GET", "/api/v1/teams", key=rig.keys["admin"][:-1] + "x")
+        yield rig.call("GET", "/api/v1/orders", key=rig.keys["read"])
+        from twisted.internet.task import deferLater
+        yield deferLater(reactor, 0.05, lambda: None)       # the access log is written after the answer
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    text = "\n".join(lines)
+    assert "/board?key=(hidden)" in text and "HTTP refused GET /api/v1/teams" in text
+    for key in rig.keys.values():
+        assert key.rsplit("_", 1)[1][:20] not in text
+
+
+def test_the_brake_lets_a_peer_go_when_its_window_ends():
+    from twisted.internet.task import Clock
+
+    from adapters.auth import RefusalBrake
+    clock = Clock()
+    brake = RefusalBrake(clock, burst=3, window=60, peers=2)
+    for _ in range(3):
+        assert brake.braked("10.0.0.9") is None
+        brake.note("10.0.0.9")
+        clock.advance(1)
+    assert brake.braked("10.0.0.9") == pytest.approx(58)
+    assert brake.braked("10.0.0.10") is None            # another peer is not braked
+    clock.advance(58.5)
+    assert brake.braked("10.0.0.9") is None              # the first refusal left the window
+    brake.note("a"), brake.note("b"), brake.note("c")
+    assert len(brake._seen) == 2                          # a spray of addresses is bounded
