@@ -71,7 +71,8 @@ class Rig:
 
 
 @inlineCallbacks
-def start_rig(url: str, tmp_path, *, embedded: bool = False, http: dict | None = None, keys=True) -> Rig:
+def start_rig(url: str, tmp_path, *, embedded: bool = False, http: dict | None = None, keys=True,
+              seed=True) -> Rig:
     cfg = load_config(None, {"gateway": {"database_url": url, "data_dir": str(tmp_path), "embedded": embedded},
                              "http": {"port": 0, **(http or {})}})
     gw = build_gateway(cfg, reactor)
@@ -82,11 +83,12 @@ def start_rig(url: str, tmp_path, *, embedded: bool = False, http: dict | None =
                                                             cfg.gateway.time_zone)))
     gw.startService()
     port = (yield gw.http_service.listening).getHost().port
-    yield gw.database.run(import_roster, read_roster(ROSTER), source="roster", actor="test")
     now = datetime.now(timezone.utc)
-    yield gw.database.run(lambda c: c.execute(insert(hotline_calls).values(
-        call_id=CALL_ID, line="119", caller=CALLER, arrived_at=now, ended_at=now, outcome="abandoned_ivr",
-        callback_state="pending", updated_at=now)))
+    if seed:
+        yield gw.database.run(import_roster, read_roster(ROSTER), source="roster", actor="test")
+        yield gw.database.run(lambda c: c.execute(insert(hotline_calls).values(
+            call_id=CALL_ID, line="119", caller=CALLER, arrived_at=now, ended_at=now, outcome="abandoned_ivr",
+            callback_state="pending", updated_at=now)))
     made = {}
     if keys:
         for scope in ("read", "dispatch", "admin"):

@@ -341,3 +341,19 @@ def test_the_brake_lets_a_peer_go_when_its_window_ends():
     assert brake.braked("10.0.0.9") is None              # the first refusal left the window
     brake.note("a"), brake.note("b"), brake.note("c")
     assert len(brake._seen) == 2                          # a spray of addresses is bounded
+
+
+@pytest_twisted.inlineCallbacks
+def test_identical_requests_to_two_gateways_at_once_make_one_order(rig, tmp_path):
+    """Two gateways on one database (no shared lock): the unique idempotency row decides."""
+    twin = yield start_rig(rig.gw.database.url, tmp_path / "twin", keys=False, seed=False)
+    try:
+        for attempt in range(3):
+            h = {"Idempotency-Key": f"twin-{attempt}"}
+            results = yield gatherResults([r.call("POST", "/api/v1/orders", ORDER, key=rig.keys["dispatch"],
+                                                  headers=h) for r in (rig, twin)])
+            assert sorted(r[0] for r in results) == [200, 201], results
+            assert results[0][1]["order_code"] == results[1][1]["order_code"]
+        assert (yield count(rig.db, orders)) == 3
+    finally:
+        yield twin.stop()
