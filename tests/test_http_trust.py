@@ -357,3 +357,17 @@ def test_identical_requests_to_two_gateways_at_once_make_one_order(rig, tmp_path
         assert (yield count(rig.db, orders)) == 3
     finally:
         yield twin.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_huge_body_is_refused_before_it_is_spooled(rig):
+    status, body, _ = yield rig.call("POST", "/api/v1/orders", raw=b"x" * (65 * 1024), key=rig.keys["dispatch"],
+                                     headers={"Content-Type": "application/json"})
+    assert status == 413 and body["field"] == "body"
+    failed = []
+    yield treq.post(f"{rig.api}/orders", data=b"x" * (5 * 1024 * 1024), persistent=False,
+                    headers={"Content-Type": "application/json", "Authorization": f"Bearer {rig.keys['dispatch']}"}
+                    ).addCallbacks(lambda r: failed.append(r.code), failed.append)
+    assert failed and not isinstance(failed[0], int), failed      # dropped, not answered
+    status, _, _ = yield rig.call("GET", "/health")
+    assert status == 200
