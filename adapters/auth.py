@@ -44,11 +44,12 @@ def api_is_open(config) -> bool:
 
 class RefusalBrake:
     """Per peer: more than `burst` refusals within `window` seconds, and the peer gets 429 for
-    the rest of the window; refusals are neither looked up nor audited row by row meanwhile."""
+    the rest of the window; meanwhile keys are not looked up, and one audit row tells of it."""
 
     def __init__(self, clock, burst: int = 20, window: float = 60.0, peers: int = 10000):
         self.clock, self.burst, self.window, self.peers = clock, burst, window, peers
         self._seen: OrderedDict[str, list[float]] = OrderedDict()
+        self._announced: dict[str, float] = {}
 
     def _recent(self, peer: str) -> list[float]:
         cutoff = self.clock.seconds() - self.window
@@ -67,11 +68,20 @@ class RefusalBrake:
             return max(1.0, times[0] + self.window - self.clock.seconds())
         return None
 
+    def first_of_episode(self, peer: str) -> bool:
+        """True once per braking episode of a peer (the first 429 it gets)."""
+        times = self._seen.get(peer)
+        if not times or self._announced.get(peer) == times[0]:
+            return False
+        self._announced[peer] = times[0]
+        return True
+
     def note(self, peer: str) -> None:
         self._seen.setdefault(peer, []).append(self.clock.seconds())
         self._seen.move_to_end(peer)
         while len(self._seen) > self.peers:      # a spray of addresses cannot grow this forever
-            self._seen.popitem(last=False)
+            gone, _ = self._seen.popitem(last=False)
+            self._announced.pop(gone, None)
 
 
 def _peer(request) -> str:
@@ -103,6 +113,10 @@ class Authenticator:
         wait = self.brake.braked(peer)
         if wait is not None:
             metrics.AUTH_REFUSED.labels(reason="rate_limited").inc()
+            if self.brake.first_of_episode(peer):
+                # One row when a peer is braked; then only the counter, so a flood cannot
+                # turn into a flood of writes.
+                yield self._audit(peer, what, "rate_limited", None, scope, braked_for=int(wait))
             raise ApiError(429, f"too many refused requests from {peer}; try again in {int(wait)} s",
                            field="Authorization", retry_after=int(wait))
         if key is None:
@@ -143,11 +157,14 @@ class Authenticator:
         if the database is down, the refusal still goes out (refusing is always safe)."""
         metrics.AUTH_REFUSED.labels(reason=reason).inc()
         self.brake.note(peer)
+        return self._audit(peer, what, reason, key_name, scope)
+
+    def _audit(self, peer: str, what: str, reason: str, key_name: str | None, scope: str, **more):
         log.warn("HTTP refused {what} from {peer}: {reason}{key}", what=what, peer=peer, reason=reason,
                  key=f" (key {key_name})" if key_name else "")
         at = datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
         row = dict(at=at, actor=f"http:{peer}"[:100], action="http.refused", subject=what,
-                   detail={"reason": reason, "peer": peer, "key": key_name, "needed_scope": scope})
+                   detail={"reason": reason, "peer": peer, "key": key_name, "needed_scope": scope, **more})
         d = self.database.run(lambda conn: conn.execute(insert(audit_log).values(**row)))
         d.addErrback(lambda f: log.error("HTTP refusal from {peer} could not be audited: {e}", peer=peer,
                                          e=f.getErrorMessage()))
