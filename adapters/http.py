@@ -79,8 +79,9 @@ class Guarded(JsonResource):
             request.principal = principal
             if key is not None:
                 from adapters.auth import COOKIE
+                # Kept 180 days, so the wall screen survives a reboot; revoking the key ends it.
                 request.addCookie(COOKIE, key.encode(), path=b"/", httpOnly=True, secure=self.secure,
-                                  sameSite="strict")
+                                  sameSite="strict", max_age=str(180 * 86400))
                 request.setResponseCode(303)
                 request.setHeader(b"location", request.path)
                 request.finish()
