@@ -14,6 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
+from urllib.parse import unquote
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -72,7 +73,7 @@ class Router:
             found = regex.match(path)
             if found:
                 if route.method == method or (method == "HEAD" and route.method == "GET"):
-                    return route, found.groupdict()
+                    return route, {k: unquote(v) for k, v in found.groupdict().items()}
                 allowed.append(route.method)
         if allowed:
             raise ApiError(405, f"{method} not allowed on {PREFIX}{path}", field="method",

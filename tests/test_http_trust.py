@@ -205,7 +205,9 @@ def test_unknown_routes_and_methods_answer_json(rig):
     for method, path, status, field in (("GET", "/nothing", 404, "path"), ("GET", "/api/v1/nothing", 404, "path"),
                                         ("DELETE", "/api/v1/orders", 405, "method"),
                                         ("POST", "/health", 405, "method"), ("PUT", "/metrics", 405, "method"),
-                                        ("POST", "/board", 405, "method"), ("GET", "/health/x", 404, "path")):
+                                        ("POST", "/board", 405, "method"), ("GET", "/health/x", 404, "path"),
+                                        ("GET", "/api/v1/hotline/calls/1%00", 422, "call_id"),
+                                        ("GET", "/api/v1/orders/%E7%81%AB", 422, "code")):
         got, body, resp = yield rig.call(method, path, key=admin)
         assert got == status and body["field"] == field, (method, path, got, body)
         assert resp.headers.getRawHeaders("content-type")[0].startswith("application/json")
