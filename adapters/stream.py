@@ -9,18 +9,21 @@ from __future__ import annotations
 import json
 
 from twisted.internet import task
-from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from adapters.api import write_json
 from adapters.events import Event, EventBus
+from adapters.http import JsonResource
+from adapters.masking import mask_phones
 
 
-def _frame(event: Event) -> bytes:
-    data = json.dumps(event.as_dict(), ensure_ascii=False)
+def _frame(event: Event, full_numbers: bool = False) -> bytes:
+    """One SSE frame; phone numbers masked to their last four digits unless the key may see them."""
+    data = json.dumps(event.as_dict() if full_numbers else mask_phones(event.as_dict()), ensure_ascii=False)
     return f"id: {event.seq}\nevent: {event.kind}\ndata: {data}\n\n".encode()
 
 
-class EventStreamResource(Resource):
+class EventStreamResource(JsonResource):
     isLeaf = True
 
     def __init__(self, bus: EventBus, clock, keepalive: float = 15.0):
@@ -32,15 +35,17 @@ class EventStreamResource(Resource):
         try:
             since_seq = int(since)
         except (TypeError, ValueError):
-            request.setResponseCode(400)
-            return b'{"error": "Last-Event-ID / since must be an event number"}'
+            write_json(request, 422, {"error": "Last-Event-ID / since must be an event number", "field": "since"})
+            return NOT_DONE_YET
+        principal = getattr(request, "principal", None)
+        full = principal is not None and principal.sees_full_numbers
         request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
         request.setHeader(b"cache-control", b"no-cache")
         kinds = {k.decode() for k in request.args.get(b"kind", [])}
 
         def send(event: Event):
             if not kinds or event.kind in kinds or event.kind.split(".")[0] in kinds:
-                request.write(_frame(event))
+                request.write(_frame(event, full))
 
         for event in self.bus.since(since_seq):
             send(event)

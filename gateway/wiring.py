@@ -163,7 +163,8 @@ def build_service(config: Config, reactor) -> Gateway:
     # --- the API routes of the parts -------------------------------------------------------
     from adapters.orders_api import add_order_routes
     from adapters.hotline_api import add_hotline_routes
-    add_order_routes(gw.api, db, orders, reactor)
+    add_order_routes(gw.api, db, orders, reactor, max_sms_parts=config.orders.max_sms_parts,
+                     ref_bits=sms_cfg.concat_ref_bits)
     add_hotline_routes(gw.api, db, config.gateway.time_zone)
     gw.health_checks.append(lambda: ("ami", link.connected or not ami_cfg.enabled,
                                      "logged in" if link.connected else (link.last_error or "connecting")))
@@ -174,5 +175,6 @@ def build_service(config: Config, reactor) -> Gateway:
                                          + (f" {s.driver.signal_dbm}dBm" if s.driver.signal_dbm is not None else "")
                                          for name, s in bank.slots.items())))
     from adapters.board import BoardResource
-    gw.root.putChild(b"board", BoardResource(reactor, db, esc_cfg, config.gateway.time_zone, gw.health_checks))
+    gw.root.putChild(b"board", gw.guard_board(BoardResource(reactor, db, esc_cfg, config.gateway.time_zone,
+                                                            gw.health_checks)))
     return gw

@@ -23,13 +23,14 @@ class OrderService:
         self.rng = rng or random.SystemRandom()
         self._lock = defer.DeferredLock()    # codes are chosen one order at a time: never two alike
 
-    def send(self, req: OrderRequest):
-        """Deferred[CreatedOrder], fired once the order is committed (not yet delivered)."""
-        return self._lock.run(self._send, req)
+    def send(self, req: OrderRequest, create_tx=store.create_order_tx):
+        """Deferred[CreatedOrder], fired once the order is committed (not yet delivered).
+        `create_tx` (same arguments as store.create_order_tx) lets the API add its idempotency rows."""
+        return self._lock.run(self._send, req, create_tx)
 
     @defer.inlineCallbacks
-    def _send(self, req: OrderRequest):
-        created: CreatedOrder = yield self.db.run(store.create_order_tx, req, now(self.clock), self.cfg, self.rng)
+    def _send(self, req: OrderRequest, create_tx=store.create_order_tx):
+        created: CreatedOrder = yield self.db.run(create_tx, req, now(self.clock), self.cfg, self.rng)
         if created.existing:
             log.info("order {code}: idempotency key seen before; not sent again", code=created.code)
             return created

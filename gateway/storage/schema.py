@@ -294,3 +294,31 @@ call_tokens_used = Table(
     Column("used_at", TS, nullable=False),
     Column("call_id", String(200)),                   # the AGI session that used it
 )
+
+# --- HTTP trust: API keys and idempotency -----------------------------------------------------
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),     # the author orders and audit rows record
+    Column("key_id", String(16), nullable=False, unique=True),   # the public part of the key, to find the row
+    Column("key_hash", String(64), nullable=False),              # SHA-256 of the whole key; the key is never stored
+    Column("scope", String(16), nullable=False),                 # read / dispatch / admin
+    Column("created_at", TS, nullable=False),
+    Column("created_by", String(100)),
+    Column("last_used_at", TS),
+    Column("revoked_at", TS),
+    CheckConstraint("scope in ('read','dispatch','admin')", name="scope"),
+)
+
+api_idempotency = Table(
+    "api_idempotency", metadata,
+    Column("id", ID, primary_key=True),
+    Column("key_name", String(64), nullable=False),              # scoped to the API key that sent it
+    Column("idem_key", String(100), nullable=False),             # the client's Idempotency-Key
+    Column("request_hash", String(64), nullable=False),          # SHA-256 of method, path and body
+    Column("order_id", ID, ForeignKey("orders.id", ondelete="CASCADE")),
+    Column("created_at", TS, nullable=False),                    # kept 24 h
+    UniqueConstraint("key_name", "idem_key", name="uq_api_idempotency_key"),
+    Index("ix_api_idempotency_created_at", "created_at"),
+)
