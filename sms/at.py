@@ -361,10 +361,7 @@ class ATSession(protocol.Protocol):
                          command=self._shown(self._zombie), line=line)
                 self._zombie = None
                 return
-            if upper[:1] in "+^*":
-                self._dispatch_urc(line, None)
-                return
-            log.info("{modem}: stray line {line!r}", modem=self.name, line=line)
+            self._dispatch_urc(line, None)     # nothing asked: unsolicited (DST: 0, Call Ready, ...)
             return
         # final results
         if upper in FINAL_OK:

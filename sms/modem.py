@@ -252,6 +252,8 @@ class ModemDriver:
         t = self.config.command_timeout
         csq = yield s.command("AT+CSQ", timeout=t)
         for ln in csq:
+            if not ln.upper().startswith("+CSQ"):
+                continue              # an unsolicited line inside the answer (DST: 0, ...)
             dbm = atparse.csq_to_dbm(ln)
             self.signal_dbm = dbm
             if dbm is not None:
