@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sms import encoding as enc
+from sms import gsm7
 from sms.pdu import decode_submit
 
 
@@ -91,7 +92,7 @@ def deliver_pdus(sender: str, text: str, at: float, ref: int = 1, ref_bits: int 
         if encoding == enc.GSM7:
             tpdu.append(0x00)
             tpdu += _scts(at)
-            septets = gp.encodeGsm7(part)
+            septets = gsm7.encode(part)
             if udh:
                 pad = (7 - (len(udh) * 8) % 7) % 7
                 tpdu.append((len(udh) * 8 + pad) // 7 + len(septets))
