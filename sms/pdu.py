@@ -52,9 +52,10 @@ class StatusReport:
     final: bool = field(init=False)
 
     def __post_init__(self):
-        # TS 23.040 9.2.3.15: 0x00-0x1F completed (0x00-0x02 received by the handset),
-        # 0x20-0x3F still trying, 0x40-0x7F permanent/temporary failure, given up.
-        object.__setattr__(self, "delivered", self.status <= 0x02)
+        # TS 23.040 9.2.3.15: 0x00-0x1F transaction completed, 0x20-0x3F the SC is still trying,
+        # 0x40-0x7F it gave up (permanent or temporary error), 0x80-0xFF reserved.  What each
+        # means for a segment: sms.policy.report_outcome.
+        object.__setattr__(self, "delivered", self.status <= 0x1F)
         object.__setattr__(self, "final", not (0x20 <= self.status <= 0x3F))
 
 
