@@ -387,7 +387,7 @@ class ATSession(protocol.Protocol):
         if upper in FINAL_ERRORS:
             self._finish(cmd, error=AtError(cmd.text, line, cmd.lines))
             return
-        if cmd.prefix and upper[:1] in "+^*":
+        if (cmd.prefix and upper[:1] in "+^*") or not _bare_lines_expected(cmd):
             self._dispatch_urc(line, None)      # not this command's answer: unsolicited
             return
         cmd.lines.append(line)       # information line (e.g. the PDU after +CMGR:)
@@ -410,6 +410,18 @@ class ATSession(protocol.Protocol):
             self.on_unsolicited(line, pdu)
         except Exception:  # noqa: BLE001
             log.failure("{modem}: unsolicited handler failed on {line!r}", modem=self.name, line=line)
+
+
+# Commands whose information lines may come without the prefix (the PDU after +CMGR:/+CMGL:, a
+# maker's name); in the answer of any other command a line without its prefix is unsolicited.
+BARE_INFO = ("+CMGR:", "+CMGL:", "+CGMI:", "+CGMM:", "+CGMR:", "+CGSN:", "+CIMI:", "+GMI:", "+GMM:", "+GMR:")
+NO_INFO = ("AT", "ATE0", "ATE1", "ATZ", "AT&F")
+
+
+def _bare_lines_expected(cmd: "_Command") -> bool:
+    if cmd.prefix is None:
+        return cmd.text.upper() not in NO_INFO
+    return cmd.prefix in BARE_INFO
 
 
 def _announced_length(urc: str) -> int | None:

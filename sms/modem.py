@@ -59,6 +59,7 @@ class ModemDriver:
         self.seconds_per_segment = config.expected_segment_seconds
         self.cnmi: tuple | None = None
         self.storage: tuple | None = None
+        self.report_storage: str | None = None
         self._generation = 0
         self._reopen_call = None
         self._reopen_delay = config.reopen_interval
@@ -225,7 +226,10 @@ class ModemDriver:
                 log.warn("{modem}: no AT+CNMI setting accepted; inbound SMS found by polling only",
                          modem=self.name)
             try:
-                storage = atparse.choose_cpms(atparse.parse_cpms_ranges((yield s.command("AT+CPMS=?", timeout=t))))
+                offered = atparse.parse_cpms_ranges((yield s.command("AT+CPMS=?", timeout=t)))
+                # status reports stored apart ("SR", read-only storage): swept too
+                self.report_storage = "SR" if offered and "SR" in offered[0] else None
+                storage = atparse.choose_cpms(offered)
                 if storage:
                     yield s.command("AT+CPMS=" + ",".join(f'"{m}"' for m in storage), timeout=t)
                     self.storage = storage
@@ -397,39 +401,55 @@ class ModemDriver:
             log.info("{modem}: unsolicited {kind} line inside the answer to {command}: {line!r}",
                      modem=self.name, kind=kind, command=command, line=ln[:200])
 
+    def _read_mem_name(self) -> str:
+        return (self.storage[0] if self.storage else self._read_mem) or "SM"
+
     @defer.inlineCallbacks
-    def _read_stored(self, index: int, mem: str | None = None):
-        key = ((mem or "").upper(), index)
-        if key in self._reading or self.session is None:
-            return
-        self._reading.add(key)
-        s, lock = self.session, self._sim_lock
-        t = self.config.command_timeout
+    def _in_storage(self, s: ATSession, mem: str | None, work: Callable):
+        """Run work() with `mem` selected for reading and deleting (AT+CPMS="<mem>"), then select
+        the usual storage again.  Under the lock: a switch spans several commands, and a +CMTI
+        read in between would read the wrong storage."""
+        lock = self._sim_lock
         yield lock.acquire()
         restore = None
         try:
             restore = yield self._select_read_storage(s, mem)
-            command = f"AT+CMGR={index}"
-            lines = yield s.command(command, timeout=t)
-            entries, others = atparse.stored_messages(lines, "+CMGR")
-            self._stray(others, command)
-            if not entries or entries[0][1] is None:
-                log.warn("{modem}: {command} ({mem}) gave no PDU: {lines!r} (kept on the SIM)", modem=self.name,
-                         command=command, mem=mem or "SIM", lines=lines)
-                return
-            header, pdu = entries[0]
-            yield self._take(s, index, pdu, header.length)
+            return (yield work())
+        finally:
+            if restore is not None and s.connected:
+                # the next command is queued after this one, so it is not awaited
+                s.command(f'AT+CPMS="{restore}"', timeout=self.config.command_timeout).addErrback(
+                    lambda f: log.warn("{modem}: could not select storage {mem} again: {err}",
+                                       modem=self.name, mem=restore, err=f.getErrorMessage()))
+            lock.release()
+
+    @defer.inlineCallbacks
+    def _read_stored(self, index: int, mem: str | None = None):
+        key = ((mem or self._read_mem_name()).upper(), index)
+        if key in self._reading or self.session is None:
+            return
+        self._reading.add(key)
+        s = self.session
+        try:
+            yield self._in_storage(s, mem, lambda: self._read_one(s, index, mem))
         except (AtError, AtTimeout, PortLost) as e:
             log.warn("{modem}: reading {mem} index {index} failed: {err} (kept there)", modem=self.name,
                      mem=mem or "SIM", index=index, err=str(e))
         finally:
-            if restore is not None and s.connected:
-                # back to the storage the driver reads from (a later +CMTI names an index there)
-                s.command(f'AT+CPMS="{restore}"', timeout=t).addErrback(
-                    lambda f: log.warn("{modem}: could not select storage {mem} again: {err}",
-                                       modem=self.name, mem=restore, err=f.getErrorMessage()))
-            lock.release()
             self._reading.discard(key)
+
+    @defer.inlineCallbacks
+    def _read_one(self, s: ATSession, index: int, mem: str | None):
+        command = f"AT+CMGR={index}"
+        lines = yield s.command(command, timeout=self.config.command_timeout)
+        entries, others = atparse.stored_messages(lines, "+CMGR")
+        self._stray(others, command)
+        if not entries or entries[0][1] is None:
+            log.warn("{modem}: {command} ({mem}) gave no PDU: {lines!r} (kept there)", modem=self.name,
+                     command=command, mem=mem or "SIM", lines=lines)
+            return
+        header, pdu = entries[0]
+        yield self._take(s, index, pdu, header.length)
 
     @defer.inlineCallbacks
     def _select_read_storage(self, s: ATSession, mem: str | None):
@@ -461,37 +481,40 @@ class ModemDriver:
 
     @defer.inlineCallbacks
     def sweep(self):
-        """Read everything left on the SIM (a lost +CMTI, messages stored while we were away)."""
-        s, lock = self.session, self._sim_lock
+        """Read everything left on the SIM (a lost +CMTI, messages stored while we were away), and
+        in the status-report storage ("SR") when the modem has one (a lost +CDSI)."""
+        s = self.session
         if s is None or self.state != READY:
             return
-        yield lock.acquire()
-        try:
+        for mem in [None] + ([self.report_storage] if self.report_storage else []):
             try:
-                lines = yield s.command("AT+CMGL=4", timeout=self.config.command_timeout)
+                yield self._in_storage(s, mem, lambda mem=mem: self._sweep_one(s, mem))
             except (AtError, AtTimeout, PortLost) as e:
                 if not isinstance(e, CmeError):
-                    log.info("{modem}: SIM listing failed: {err}", modem=self.name, err=str(e))
+                    log.info("{modem}: listing {mem} failed: {err}", modem=self.name, mem=mem or "SIM", err=str(e))
                 return
-            entries, others = atparse.stored_messages(lines, "+CMGL")
-            self._stray(others, "AT+CMGL=4")
-            for h, pdu in entries:
-                key = ("", h.index)
-                if h.index is None or key in self._reading:
-                    continue
-                if pdu is None:
-                    log.warn("{modem}: SIM index {index} listed without a PDU; kept on the SIM", modem=self.name,
-                             index=h.index)
-                    continue
-                self._reading.add(key)
-                try:
-                    yield self._take(s, h.index, pdu, h.length)
-                except (AtError, AtTimeout, PortLost) as e:
-                    log.warn("{modem}: SIM index {index}: {err}", modem=self.name, index=h.index, err=str(e))
-                finally:
-                    self._reading.discard(key)
-        finally:
-            lock.release()
+
+    @defer.inlineCallbacks
+    def _sweep_one(self, s: ATSession, mem: str | None):
+        where = (mem or self._read_mem_name()).upper()
+        lines = yield s.command("AT+CMGL=4", timeout=self.config.command_timeout)
+        entries, others = atparse.stored_messages(lines, "+CMGL")
+        self._stray(others, f"AT+CMGL=4 ({where})")
+        for h, pdu in entries:
+            key = (where, h.index)
+            if h.index is None or key in self._reading:
+                continue
+            if pdu is None:
+                log.warn("{modem}: {mem} index {index} listed without a PDU; kept there", modem=self.name, mem=where,
+                         index=h.index)
+                continue
+            self._reading.add(key)
+            try:
+                yield self._take(s, h.index, pdu, h.length)
+            except (AtError, AtTimeout, PortLost) as e:
+                log.warn("{modem}: {mem} index {index}: {err}", modem=self.name, mem=where, index=h.index, err=str(e))
+            finally:
+                self._reading.discard(key)
 
 
 _kinds_seen: set[str] = set()

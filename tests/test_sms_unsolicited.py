@@ -49,12 +49,15 @@ class Peer:
             "AT+CREG?": "+CREG: 0,1|OK", "AT+CMGL=4": "OK"}
         self.answers.update(answers or {})
         self.seen: list[str] = []
+        self.mem = "SM"
 
     def answer(self, command: str) -> bytes:
         self.seen.append(command)
-        reply = self.answers.get(command)
+        reply = self.answers.get(command if self.mem == "SM" else f"{self.mem}:{command}")
         if reply is None:
-            reply = "OK" if command.startswith(("AT+CNMI=", "AT+CMGD=", "AT+CPMS=")) else "ERROR"
+            reply = "OK" if command.startswith(("AT+CNMI=", "AT+CMGD=", "AT+CPMS=", "AT+CMGL=")) else "ERROR"
+        if command.startswith('AT+CPMS="') and "," not in command and reply.endswith("OK"):
+            self.mem = command[9:-1]             # the storage read and deleted from
         return b"".join(b"\r\n" + ln.encode("latin-1") + b"\r\n" for ln in reply.split("|"))
 
 
@@ -151,10 +154,19 @@ def test_the_sim_sweep_takes_each_pdu_by_shape_and_no_intruder(form):
 
 
 def test_cdsi_reads_the_storage_it_names_and_selects_the_sim_again():
-    rig = Rig({"AT+CMGR=4": f"+CMGR: 0,,{REPORT_LENGTH}|+CTZV: +32,0|{REPORT}|OK"}).start()
+    rig = Rig({"SR:AT+CMGR=4": f"+CMGR: 0,,{REPORT_LENGTH}|+CTZV: +32,0|{REPORT}|OK"}).start()
     rig.modem_says('+CDSI: "SR",4')
     assert rig.taken == [(REPORT, REPORT_LENGTH)]
     assert rig.peer.seen == ['AT+CPMS="SR"', "AT+CMGR=4", "AT+CMGD=4", 'AT+CPMS="SM"']
+
+
+def test_a_report_whose_cdsi_was_lost_is_swept_from_sr():
+    rig = Rig().start()
+    rig.peer.answers["SR:AT+CMGL=4"] = f"+CMGL: 2,0,,{REPORT_LENGTH}|DST: 0|{REPORT}|OK"
+    rig.driver.sweep()
+    rig.pump()
+    assert rig.taken == [(REPORT, REPORT_LENGTH)]
+    assert rig.peer.seen == ["AT+CMGL=4", 'AT+CPMS="SR"', "AT+CMGL=4", "AT+CMGD=2", 'AT+CPMS="SM"']
 
 
 def test_cdsi_that_cannot_select_its_storage_leaves_the_report_there():
