@@ -34,7 +34,9 @@ NOISE_LINES = ("+CTZV: +32,0", "*PSUTTZ: 2026,12,1,9,30,0,\"+32\",0", "DST: 0", 
                "+CTZE: \"+32\",0,\"2026/12/01,09:30:00\"", "+QIND: \"csq\",20,99",
                "^HCSQ: \"LTE\",49,44,120,27", "+CIEV: 10,\"46000\",\"CMCC\",\"CMCC\",0,0")
 
-# +CMGR header forms (<stat>, <alpha>, <length> as makes write them; "with_index" as 04.dump)
+# +CMGR header forms (<stat>, <alpha>, <length> as the makes in ../shared/reference/modems/at-sms
+# write them: "no_alpha" as 07.dump, "length_only" as 38.dump, "no_stat" as 39.dump, "with_index"
+# as 26.dump, "length_78" as 14.dump; the alpha quoted or named as 27.005 allows)
 CMGR_HEADERS = {
     "standard": "+CMGR: {stat},,{length}",
     "no_alpha": "+CMGR: {stat},{length}",
@@ -43,12 +45,14 @@ CMGR_HEADERS = {
     "length_only": "+CMGR: {length}",
     "no_stat": "+CMGR: ,,{length}",
     "with_index": "+CMGR: {index},{stat},,{length}",
+    "length_78": "+CMGR: {stat},,78",          # as 14-24.dump: 78 announced whatever the size
 }
 CMGL_HEADERS = {
     "standard": "+CMGL: {index},{stat},,{length}",
     "no_alpha": "+CMGL: {index},{stat},{length}",
     "quoted_alpha": '+CMGL: {index},{stat},"",{length}',
     "named_alpha": '+CMGL: {index},{stat},"ZHANG SAN",{length}',
+    "length_78": "+CMGL: {index},{stat},,78",
 }
 HEADER_STYLES = tuple(CMGR_HEADERS) + ("random",)
 
