@@ -23,6 +23,9 @@ SMS_MODEM_QUEUE = Gauge("yihu_sms_modem_queue_depth", "Segments assigned to a mo
 SMS_MODEM_SIGNAL_DBM = Gauge("yihu_sms_modem_signal_dbm", "Modem signal strength (from +CSQ)", ["modem"])
 SMS_MODEM_STATE = Gauge("yihu_sms_modem_state", "1 for the modem's current state", ["modem", "state"])
 SMS_INBOUND = Counter("yihu_sms_inbound_total", "SMS received and committed", ["modem"])
+MODEM_UNSOLICITED = Counter("yihu_modem_unsolicited_total",
+                            "Unsolicited result codes from the modems, by prefix (CMTI, CTZV, QUSIM, NWTIME, ...; "
+                            "'other' when it has none or too many kinds were seen)", ["kind"])
 
 # --- AMI and hotlines -------------------------------------------------------------------------
 AMI_CONNECTED = Gauge("yihu_ami_connected", "1 while the AMI link is logged in")

@@ -19,11 +19,14 @@ from tests._sms_fixtures import ORDER, FakeSink, phone
 
 
 
+EMULATOR_OPTIONS = ("segment_time", "report_delay", "status_reports", "boot_time", "cnmi_ranges", "pin", "seed",
+                    "noise_rate", "noise_interval", "header_style", "submit_error_rate", "report_trouble_rate")
+
+
 def make(n=2, sink=None, **cfg):
     clock = Clock()
     store = MemoryStore()
-    emu_opts = {k: cfg.pop(k) for k in list(cfg) if k in ("segment_time", "report_delay", "status_reports",
-                                                              "boot_time", "cnmi_ranges", "pin")}
+    emu_opts = {k: cfg.pop(k) for k in list(cfg) if k in EMULATOR_OPTIONS}
     emu_opts.setdefault("segment_time", 3.0)
     cfg.setdefault("probe_interval", 30.0)
     config = SmsConfig(**cfg)
