@@ -5,6 +5,9 @@ Reply formats are those of the Asterisk 22 transcripts: `200 result=1 (value)`,
 unsolicited `HANGUP` line before the next reply, then `511 Command Not Permitted on a dead channel
 or intercept routine` for commands that need a live channel; `510 Invalid or unknown command`;
 the multi-line `520-Invalid command syntax.  Proper usage follows:` ... `520 End of proper usage.`
+A prompt the emulated Asterisk does not have (see sounds.SoundLibrary) is answered as Asterisk
+22 answers it: STREAM FILE `200 result=-1 endpos=0`, GET DATA `200 result=-1`, at once, with no
+HANGUP line and the channel still up; the caller's next move is left for the next command.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from ivr.emulator.caller import HangUp, Press, ScriptedCaller
+from ivr.emulator.sounds import SoundLibrary
 
 DEAD = "511 Command Not Permitted on a dead channel or intercept routine"
 INVALID = "510 Invalid or unknown command"
@@ -78,6 +82,8 @@ class EmulatedChannel:
     commands: list[str] = field(default_factory=list)
     played: list[str] = field(default_factory=list)     # prompts and digits the caller heard
     hung_up_by: str | None = None                       # "caller" / "gateway"
+    sounds: SoundLibrary = field(default_factory=SoundLibrary.installed)
+    unplayable: list[str] = field(default_factory=list)  # prompts asked for that do not exist
 
     def handle(self, line: str) -> Reply:
         self.commands.append(line)
@@ -156,8 +162,16 @@ class EmulatedChannel:
             return True
         return False
 
+    def _missing(self, name: str) -> bool:
+        if self.sounds.exists(name):
+            return False
+        self.unplayable.append(name)
+        return True
+
     def _stream_file(self, args):
         name, escape = args[0], args[1]
+        if self._missing(name):
+            return Reply(["200 result=-1 endpos=0"])
         move = self.caller.peek()
         if self._caller_hangs_up(move):
             return Reply(["200 result=-1 endpos=1760"], move.after)
@@ -181,6 +195,8 @@ class EmulatedChannel:
     def _get_data(self, args):
         prompt = args[0]
         max_digits = int(args[2]) if len(args) > 2 else 1024
+        if self._missing(prompt):
+            return Reply(["200 result=-1"])
         move = self.caller.peek()
         if self._caller_hangs_up(move):
             return Reply(["200 result=-1"], move.after)

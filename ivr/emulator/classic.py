@@ -1,10 +1,14 @@
 """The emulator for classic AGI: runs an AGI program as Asterisk would (a child process on
-stdin/stdout) and answers its commands with an EmulatedChannel."""
+stdin/stdout) and answers its commands with an EmulatedChannel.
+
+A classic AGI is not told of a hang-up by the `HANGUP` line (that is FastAGI's): res_agi sends
+the child SIGHUP instead, and commands needing the channel get 511."""
 from __future__ import annotations
 
 import os
 
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
 
 from ivr.emulator.caller import ScriptedCaller
@@ -30,8 +34,17 @@ class _AsteriskSide(ProcessProtocol):
             text = line.decode("utf-8", "replace").rstrip("\r")
             self.record.commands.append(text)
             reply = self.channel.handle(text)
-            self.record.replies.extend(reply.lines)
-            self.transport.write("".join(f"{ln}\n" for ln in reply.lines).encode())
+            lines = [ln for ln in reply.lines if ln != "HANGUP"]
+            if len(lines) != len(reply.lines):
+                self._sighup()
+            self.record.replies.extend(lines)
+            self.transport.write("".join(f"{ln}\n" for ln in lines).encode())
+
+    def _sighup(self):
+        try:
+            self.transport.signalProcess("HUP")
+        except ProcessExitedAlready:
+            pass
 
     def errReceived(self, data: bytes):
         self.stderr = (self.stderr + data)[-8192:]

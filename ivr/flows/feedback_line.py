@@ -11,7 +11,7 @@ from twisted.logger import Logger
 
 from ivr.agi.session import AgiSession
 from ivr.callers import to_e164
-from ivr.flows.answer_menu import ANSWER_KEYS, AnswerCall, MenuSettings, take_answer
+from ivr.flows.answer_menu import ANSWER_KEYS, AnswerCall, MenuSettings, ask, take_answer
 from ivr.journal import KeypadEntry
 from ivr.prompts import sound
 
@@ -87,7 +87,7 @@ class FeedbackLineFlow:
 
     async def _ask_code(self, session, caller, codes: list[str]) -> str | None:
         for _ in range(self.code_tries):
-            got = await session.get_data(sound("enter_order_code"), self.code_timeout_ms, 8)
+            got = await ask(session, sound("enter_order_code"), self.code_timeout_ms, 8)
             keyed = got.digits
             if not keyed:
                 continue
