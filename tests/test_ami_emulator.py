@@ -11,14 +11,14 @@ from gateway.ami.emulator.model import EVENT_CLASS
 from gateway.ami.parser import AmiParser
 from gateway.ami.protocol import AmiClientProtocol
 from gateway.ami.testing import sleep, wait_for
-from tests._paths import reference
+from tests._paths import ASTERISK, asterisk
 
 RIG_QUEUES = {"nobody": ["Local/2001@calltaker-noanswer/n"],
               "calltakers": ["Local/1001@calltaker/n"]}
 
 
 def load(name):
-    return Transcript.load(reference("asterisk-22", f"{name}.ami.jsonl"))
+    return Transcript.load(asterisk(f"{name}.ami.jsonl"))
 
 
 @pytest.fixture
@@ -145,7 +145,7 @@ def test_event_mask_at_login_filters_classes(em):
 
 def recorded_shapes():
     shapes = {}
-    for p in reference("asterisk-22").glob("*.ami.jsonl"):
+    for p in ASTERISK.glob("*.ami.jsonl"):
         for m in Transcript.load(p).events():
             shapes.setdefault(m.name, set()).add(tuple(shape_keys(m)))
     return shapes

@@ -12,11 +12,11 @@ from gateway.ami.testing import CollectingSink, sleep, wait_for
 from gateway.hotline.service import HotlineService
 from gateway.interfaces import IOriginator
 from gateway.storage.schema import hotline_calls
-from tests._paths import reference
+from tests._paths import asterisk
 
 
 def load(name):
-    return Transcript.load(reference("asterisk-22", f"{name}.ami.jsonl"))
+    return Transcript.load(asterisk(f"{name}.ami.jsonl"))
 
 
 def rows(database):

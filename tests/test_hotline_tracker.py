@@ -4,7 +4,7 @@ import pytest
 from gateway.ami.emulator import Transcript
 from gateway.ami.link import ResyncSnapshot
 from gateway.hotline.tracker import FOUND_NOTE, RESYNC_NOTE, HotlineTracker
-from tests._paths import reference
+from tests._paths import asterisk
 
 
 class Clock:
@@ -46,7 +46,7 @@ def ev(name, c, **extra):
 ])
 def test_recorded_calls_as_plain_dicts(name, line, outcome, caller):
     t, changes, clock = tracker()
-    for ts, m in Transcript.load(reference("asterisk-22", f"{name}.ami.jsonl")).server:
+    for ts, m in Transcript.load(asterisk(f"{name}.ami.jsonl")).server:
         if m.kind != "event":
             continue
         d = m.as_dict()
