@@ -132,6 +132,26 @@ def test_a_phone_that_presses_1_is_recorded_with_the_order_and_phone(caller, gat
 
 
 @pytest_twisted.inlineCallbacks
+def test_an_asterisk_without_our_prompts_still_takes_the_answer(caller, gateway_side, pbx):
+    """The prompts were never installed on this PBX: every STREAM FILE / GET DATA of ours is
+    answered `result=-1` (no HANGUP), and the commander's key is still read and recorded."""
+    from ivr.emulator.sounds import SoundLibrary
+    sink, journal, _ = gateway_side
+    pbx.sounds = SoundLibrary.bare()
+    outcome = yield call_order(caller, PRESSES_1)
+    assert outcome == "answered"
+    yield wait_for(reactor, lambda: sink.answers, 5, what="the keypad answer")
+    assert [(a.digit, a.order_code) for a in sink.answers] == [("1", "0427")]
+    (call,) = pbx.order_calls()
+    yield bounded(call.ended)
+    ch = call.agi.channel
+    assert "yihu/order-intro" in ch.unplayable and "yihu/order-menu" in ch.unplayable
+    assert "WAIT FOR DIGIT 200" in call.agi.commands          # the menu key, read all the same
+    assert "HANGUP" not in call.agi.replies[:call.agi.replies.index("200 result=-1") + 1]
+    assert ch.hung_up_by == "gateway" and journal.no_answers == []
+
+
+@pytest_twisted.inlineCallbacks
 def test_zero_repeats_the_order_then_two_is_arrived(caller, gateway_side, pbx):
     sink, journal, _ = gateway_side
     outcome = yield call_order(caller, PRESSES_0_THEN_2)
