@@ -20,10 +20,10 @@ PHONE = "+8613805761234"
 VARS = {"ORDER_CODE": "0427", "YIHU_PHONE": PHONE, "YIHU_DELIVERY": "12"}
 
 
-def fallback(reactor, spool, moves):
+def fallback(reactor, spool, moves, sounds=None):
     argv = [sys.executable, "-m", "ivr.fallback_agi", "--spool", str(spool), "--menu-timeout-ms", "100"]
     return run_classic_agi(reactor, argv, caller=ScriptedCaller(moves), variables=VARS,
-                           uniqueid="yihu-order-0427-12-1").addTimeout(30, reactor)
+                           uniqueid="yihu-order-0427-12-1", sounds=sounds).addTimeout(30, reactor)
 
 
 def spooled(spool):
@@ -92,3 +92,17 @@ async def test_engine_refusing_to_take_it_keeps_the_file_for_a_person(tmp_path):
     counts = await SpoolIntake(reactor, tmp_path, journal, Down({})).take_in()
     assert counts["failed"] == 1 and len(journal.entries) == 1      # the raw key is kept anyway
     assert (tmp_path / "failed" / "1-x.json").exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_prompts_the_key_is_still_read_and_spooled(tmp_path):
+    """pyst2 raises on every result=-1; a missing prompt (no hang-up) must not end the call."""
+    from twisted.internet import reactor
+
+    from ivr.emulator.sounds import SoundLibrary
+    spool = tmp_path / "spool"
+    record = await fallback(reactor, spool, [Press("3")], sounds=SoundLibrary.bare())
+    assert record.exit_code == 0
+    [rec] = spooled(spool)
+    assert (rec["order_code"], rec["digits"]) == ("0427", "3")
+    assert "WAIT FOR DIGIT 100" in record.commands and "yihu/order-menu" in record.channel.unplayable

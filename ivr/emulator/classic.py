@@ -15,6 +15,7 @@ from ivr.emulator.caller import ScriptedCaller
 from ivr.emulator.channel import EmulatedChannel
 from ivr.emulator.client import CallRecord
 from ivr.emulator.environment import agi_environment, environment_bytes
+from ivr.emulator.sounds import SoundLibrary
 
 
 class _AsteriskSide(ProcessProtocol):
@@ -57,10 +58,12 @@ class _AsteriskSide(ProcessProtocol):
 
 def run_classic_agi(reactor, argv: list[str], *, caller: ScriptedCaller | None = None,
                     variables: dict | None = None, callerid: str = "unknown",
-                    uniqueid: str | None = None, env: dict | None = None) -> Deferred:
-    """Deferred[CallRecord] when the program exits.  argv[0] is the executable."""
+                    uniqueid: str | None = None, env: dict | None = None,
+                    sounds: SoundLibrary | None = None) -> Deferred:
+    """Deferred[CallRecord] when the program exits.  argv[0] is the executable; sounds: the
+    prompts this Asterisk has (default: core sounds and the shipped prompts)."""
     channel = EmulatedChannel(caller=caller or ScriptedCaller(), variables=dict(variables or {}),
-                              callerid=callerid)
+                              callerid=callerid, sounds=sounds or SoundLibrary.installed())
     pairs = [(k, v) for k, v in agi_environment(argv[-1], callerid=callerid, uniqueid=uniqueid)
              if k not in ("agi_network", "agi_network_script")]
     pairs = [(k, argv[0] if k == "agi_request" else v) for k, v in pairs]
