@@ -12,7 +12,8 @@ from twisted.internet import reactor
 from gateway import metrics
 from gateway.ami import AmiLink, AmiNotConnected, OriginateInterrupted
 from gateway.ami.emulator import AmiEmulator, HotlineCall
-from gateway.ami.testing import CollectingSink, run_deferred, run_for, run_until, test_clock
+from gateway.ami.testing import (CollectingSink, database_busy, run_deferred, run_for, run_until,
+                                 test_clock)
 from gateway.hotline.service import HotlineService
 from gateway.hotline.store import get_call
 from gateway.hotline.tracker import RESYNC_NOTE
@@ -40,6 +41,7 @@ def make_link(em, **kw):
 
 @pytest.fixture
 def stack(em, database):
+    em.clock.owed.append(database_busy(database))
     sink = CollectingSink()
     link = make_link(em)
     svc = HotlineService(reactor, database, sink, link, clock=em.clock)

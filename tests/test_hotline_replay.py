@@ -9,7 +9,8 @@ from zope.interface.verify import verifyObject
 
 from gateway.ami import AmiLink
 from gateway.ami.emulator import AmiEmulator, Transcript
-from gateway.ami.testing import CollectingSink, run_deferred, run_for, run_until, test_clock
+from gateway.ami.testing import (CollectingSink, database_busy, run_deferred, run_for, run_until,
+                                 test_clock)
 from gateway.hotline.service import HotlineService
 from gateway.interfaces import IOriginator
 from gateway.storage.schema import hotline_calls
@@ -28,6 +29,7 @@ def rows(database):
 @pytest.fixture
 def stack(database):
     em = AmiEmulator(reactor, clock=test_clock())
+    em.clock.owed.append(database_busy(database))
     em.listen(0, "127.0.0.1")
 
     def committed(kind, payload):

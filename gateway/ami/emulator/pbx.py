@@ -320,7 +320,8 @@ class EmulatedPbx:
         prompt_seconds: how long each prompt takes to play (0: at once, for tests).
         sounds: the prompts installed (an ivr.emulator.sounds.SoundLibrary; default: Asterisk's
         core sounds and the project's shipped prompts); a missing one answers as Asterisk does.
-        ami_options go to AmiEmulator (users, channelvars, queues, login_fail_delay, ...)."""
+        ami_options go to AmiEmulator (users, channelvars, queues, login_fail_delay, clock, ...);
+        its clock also times the FastAGI side (the phones' key presses)."""
         self.reactor = reactor
         self.agi_host, self.agi_port = agi_host, agi_port
         self.agi_idle_timeout = agi_idle_timeout
@@ -435,7 +436,8 @@ class EmulatedPbx:
         d = defer.Deferred.fromCoroutine(place_call(
             self.reactor, self.agi_host, self.agi_port, script, caller=caller,
             variables=variables, callerid=callerid, env=env, pace=pace,
-            idle_timeout=self.agi_idle_timeout, started=started, sounds=self.sounds))
+            idle_timeout=self.agi_idle_timeout, started=started, sounds=self.sounds,
+            clock=self.ami.clock))
 
         def done(record):
             call.agi = record
