@@ -134,3 +134,23 @@ def test_overflow_message_missing_returns_the_caller_to_the_queue():
     c = Call("overflow", channel=bare([]))
     assert c.commands == ['STREAM FILE yihu/hotline-overflow ""']
     assert c.mem.closed_by_gateway and c.channel.alive
+
+
+def test_emulator_answers_the_recorded_missing_prompts_session_as_asterisk_did():
+    """Every command of order-call-missing-prompts, sent to the emulator (core sounds only, the
+    commander presses 1, then hangs up during the second wait): the same replies, line for line,
+    HANGUP line included (only a played file's endpos differs: it depends on the file)."""
+    import re
+
+    from ivr.emulator.transcript import Transcript
+    from tests._paths import asterisk
+    t = Transcript.load(asterisk("order-call-missing-prompts.agi.jsonl"))
+    ch = EmulatedChannel(caller=ScriptedCaller([Press("1"), HangUp()]), sounds=SoundLibrary.bare())
+    for command, chunks in t.exchanges:
+        want = "".join(chunks).splitlines()
+        got = ch.handle(command).lines
+        if re.fullmatch(r"200 result=0 endpos=\d+", want[0]):
+            assert re.fullmatch(r"200 result=0 endpos=\d+", got[0]) and len(got) == 1, command
+        else:
+            assert got == want, command
+    assert ch.unplayable[:4] == ["yihu/no-such-intro"] * 2 + ["yihu/no-such-menu"] * 2
