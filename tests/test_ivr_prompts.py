@@ -154,7 +154,7 @@ def test_build_cli_renders_every_prompt_with_espeak_then_sox(tmp_path, monkeypat
     lines = log.read_text(encoding="utf-8").splitlines()
     espeak = [ln for ln in lines if ln.startswith("espeak")]
     assert len(espeak) == len(shipped_files())
-    assert "espeak -v cmn -w" in espeak[0] and "-- " in espeak[0]        # text after --, no shell
+    assert "espeak -v cmn-latn-pinyin -w" in espeak[0] and "-- " in espeak[0]   # text after --, no shell
     assert any(PROMPTS["order_menu"].text in ln for ln in espeak)
     sox = [ln for ln in lines if ln.startswith("sox")]
     assert all("-r 8000 -c 1 -b 16" in ln and " -D " in f" {ln} " for ln in sox)
@@ -187,6 +187,15 @@ def test_build_failure_names_the_prompt_and_keeps_no_half_file(tmp_path, monkeyp
                     reason="espeak-ng and sox not installed (apt-get install espeak-ng sox); the "
                            "shipped set is committed, so only a rebuild needs them")
 def test_build_with_the_real_tools_gives_telephone_wavs(tmp_path):
+    import subprocess
+
+    from ivr.prompts.build import MANDARIN_VOICE
+    # The voice reads every prompt as Mandarin: espeak-ng marks a switch to another language's
+    # rules with "(en)" in its phonemes (what the plain `cmn` voice of 1.51 does).
+    for p in list(PROMPTS.values()) + list(DIGITS.values()):
+        phonemes = subprocess.run(["espeak-ng", "-v", MANDARIN_VOICE, "-q", "-x", "--", p.text],
+                                  capture_output=True, text=True, check=True).stdout
+        assert "(en)" not in phonemes, (p.text, phonemes)
     assert yihu(["prompts", "build", "--out", str(tmp_path), "-q"]) == 0
     assert_telephone_wav(tmp_path / "yihu" / "order-menu.wav", 3.0)
     assert_telephone_wav(tmp_path / "zh" / "digits" / "1.wav", 0.2)

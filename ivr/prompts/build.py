@@ -1,6 +1,8 @@
 """`yihu prompts build`: render every prompt's text to Mandarin speech Asterisk can play.
 
-espeak-ng (voice cmn) speaks the text to a WAV; sox turns it into Asterisk's telephone format,
+espeak-ng speaks the text to a WAV, with the voice `cmn-latn-pinyin` (MANDARIN_VOICE): the plain
+`cmn` voice of espeak-ng 1.51 turns the characters into tone-numbered pinyin and then reads that
+with English rules ("ling2" as "ling two"), which no commander would understand; sox turns it into Asterisk's telephone format,
 8 kHz mono 16-bit PCM WAV, normalised, without dither (so a rebuild of the same text with the
 same tools gives the same bytes).  A run of the operator's command, not of the gateway: it
 blocks, and each file is written whole (temporary name, then renamed) or not at all.  A manifest
@@ -19,6 +21,7 @@ from pathlib import Path
 from ivr.prompts import SHIPPED_DIR, shipped_files
 
 MANIFEST = "MANIFEST.json"
+MANDARIN_VOICE = "cmn-latn-pinyin"
 INSTALL_HINT = "install them with: apt-get install espeak-ng sox"
 
 
@@ -53,7 +56,7 @@ def render(text: str, target: Path, *, voice: str, espeak: str, sox: str) -> Non
     os.replace(target.with_suffix(".tmp"), target)
 
 
-def build(out_dir: str | os.PathLike = SHIPPED_DIR, *, voice: str = "cmn", espeak: str | None = None,
+def build(out_dir: str | os.PathLike = SHIPPED_DIR, *, voice: str = MANDARIN_VOICE, espeak: str | None = None,
           sox: str | None = None, progress=None) -> list[Path]:
     """Render every prompt into out_dir (laid out as Asterisk's sounds directory); returns the
     files written."""
