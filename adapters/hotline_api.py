@@ -3,7 +3,7 @@
     GET  /hotline/calls[?day=YYYY-MM-DD&line=110&outcome=...]   calls of a local day
     GET  /hotline/calls/{call_id}
     POST /hotline/calls/{call_id}/mark      {"valid": true, "category": "..."}
-    GET  /hotline/callbacks                  abandoned calls still to call back
+    GET  /hotline/callbacks                  unanswered calls (abandoned or cut off) to call back
     POST /hotline/callbacks/{call_id}/done   {}
     GET  /hotline/figures[?day=YYYY-MM-DD]   per line: calls, answered, abandoned, valid, mean/p90 to answer
 

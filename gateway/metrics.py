@@ -41,6 +41,9 @@ HOTLINE_ANSWER_SECONDS = Histogram("yihu_hotline_answer_seconds", "Arrival to an
 AGI_SESSIONS = Counter("yihu_agi_sessions_total", "FastAGI sessions by script", ["script"])
 AGI_ACTIVE = Gauge("yihu_agi_sessions_active", "FastAGI sessions in progress")
 AGI_ERRORS = Counter("yihu_agi_errors_total", "FastAGI sessions that ended in error", ["script"])
+AGI_PROMPTS_UNPLAYABLE = Counter("yihu_agi_prompts_unplayable_total",
+                                 "Prompts Asterisk could not play (result=-1 on a live channel: "
+                                 "file missing or unreadable)", ["script", "prompt"])
 ORDER_CALLS = Counter("yihu_order_calls_total", "Voice order calls by outcome", ["outcome"])
 
 # --- orders, feedback, escalation -------------------------------------------------------------
