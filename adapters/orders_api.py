@@ -67,7 +67,8 @@ def _target(value) -> Target:
 def sms_parts(req: OrderRequest, now: datetime, cfg, ref_bits: int) -> int:
     """How many parts the order's SMS will travel in (a 4-digit code, as orders get)."""
     minutes = response_minutes(req.rule, now, cfg)
-    message = order_sms("0000", req.incident_ref, req.text, req.onscene_commander(), req.rule, minutes)
+    message = order_sms("0000", req.incident_ref, req.text, req.onscene_commander(), req.rule, minutes,
+                        cfg.major_report_minutes if req.major else 0)
     return len(split_text(message, ref_bits=ref_bits)[1])
 
 

@@ -89,12 +89,15 @@ class FeedbackEngine:
                      team=v.team_code, phone=a.phone, status=v.status, channel=a.channel)
             if self.escalation is not None:
                 self.escalation.schedule(v.order_team_id, v.next_due)
-            self.events.publish("order.feedback", v.event)
+            self.events.publish(v.event_kind, v.event)
+        elif v.outcome == store.NOTE:
+            log.info("order {code}: note from leader {phone}", code=v.order_code, phone=a.phone)
+            self.events.publish(v.event_kind, v.event)
         else:
             metrics.FEEDBACK_REFUSED.labels(reason=v.outcome).inc()
             log.warn("reply from {phone} {outcome}: {reason}", phone=a.phone, outcome=v.outcome, reason=v.reason)
         yield self._tell(v, a)
-        return FeedbackOutcome(v.outcome == store.RECORDED, v.message, v.order_code, v.status,
+        return FeedbackOutcome(v.outcome in (store.RECORDED, store.NOTE), v.message, v.order_code, v.status,
                                needs_code=v.outcome == store.NEEDS_CODE)
 
     @defer.inlineCallbacks
@@ -103,7 +106,7 @@ class FeedbackEngine:
         the feedback is committed already."""
         try:
             if v.reply_to and v.message:
-                purpose = "confirmation" if v.outcome == store.RECORDED else "reply_help"
+                purpose = "confirmation" if v.outcome in (store.RECORDED, store.NOTE) else "reply_help"
                 yield self.outbox.enqueue(v.reply_to, v.message, purpose=purpose, order_id=v.order_id)
             if v.supervisor_phone:
                 yield self.outbox.enqueue(v.supervisor_phone,

@@ -35,7 +35,7 @@ def create_order_tx(conn, req: OrderRequest, now: datetime, cfg: EscalationConfi
     code = choose_code(conn, rng)
     order_id = conn.execute(insert(orders).values(
         code=code, incident_ref=req.incident_ref, kind=req.kind, onscene_commander=req.onscene_commander(),
-        text=req.text, rule=req.rule, voice=req.voice, state="open", created_at=now,
+        text=req.text, rule=req.rule, voice=req.voice, major=req.major, state="open", created_at=now,
         created_by=req.created_by, idempotency_key=req.idempotency_key)).inserted_primary_key[0]
     contacts = dq.team_commanders(conn, [t.id for t in found])
     plan = plan_steps(req.rule, now, cfg)
@@ -69,7 +69,8 @@ def create_order_tx(conn, req: OrderRequest, now: datetime, cfg: EscalationConfi
     conn.execute(insert(audit_log).values(
         at=now, actor=req.created_by, action="order.created", subject=f"order {code}",
         detail={"order_id": order_id, "incident_ref": req.incident_ref, "kind": req.kind, "rule": req.rule,
-                "target": req.target.describe(), "teams": [t.code for t in found], "voice": req.voice}))
+                "target": req.target.describe(), "teams": [t.code for t in found], "voice": req.voice,
+                "major": req.major}))
     return CreatedOrder(order_id, code, now.timestamp(), tuple(t.id for t in found), tuple(timers))
 
 
@@ -97,7 +98,7 @@ def claim_queued_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: E
                                limit: int = 2000) -> list[Handoff]:
     q = (select(deliveries.c.id, deliveries.c.order_id, deliveries.c.team_id, deliveries.c.member_id,
                 deliveries.c.phone, deliveries.c.channel, orders.c.code, orders.c.incident_ref, orders.c.text,
-                orders.c.onscene_commander, orders.c.rule, orders.c.created_at)
+                orders.c.onscene_commander, orders.c.rule, orders.c.created_at, orders.c.major)
          .join(orders, orders.c.id == deliveries.c.order_id)
          .where(or_(and_(deliveries.c.channel == "sms", deliveries.c.state == "queued"),
                     and_(deliveries.c.channel == "voice", deliveries.c.state == "requested")),
@@ -113,7 +114,8 @@ def claim_queued_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: E
     out = []
     for r in rows:
         minutes = response_minutes(r.rule, utc(r.created_at), cfg)
-        text = order_sms(r.code, r.incident_ref, r.text, r.onscene_commander or "", r.rule, minutes)
+        text = order_sms(r.code, r.incident_ref, r.text, r.onscene_commander or "", r.rule, minutes,
+                         cfg.major_report_minutes if r.major else 0)
         out.append(Handoff(r.id, r.order_id, r.code, r.team_id, r.member_id, r.phone, r.channel, text))
     return out
 
@@ -153,7 +155,7 @@ def requeue_handing_tx(conn, now: datetime) -> int:
 def open_order_teams_for_team(conn, team_id: int, code: str | None = None, limit: int | None = None) -> list:
     """(order_team id, order_id, order code, rule) of the team's open orders, newest first; with
     `code`, only that order.  Indexed lookups: a team may have hundreds of open orders."""
-    q = (select(order_teams.c.id, order_teams.c.order_id, orders.c.code, orders.c.rule)
+    q = (select(order_teams.c.id, order_teams.c.order_id, orders.c.code, orders.c.rule, orders.c.major)
          .join(orders, orders.c.id == order_teams.c.order_id)
          .where(and_(order_teams.c.team_id == team_id, orders.c.state == "open"))
          .order_by(orders.c.created_at.desc(), orders.c.id.desc()))
@@ -167,14 +169,14 @@ def open_order_teams_for_team(conn, team_id: int, code: str | None = None, limit
 # --- the per-team state, loaded and saved -----------------------------------------------------
 
 _STATE_FIELDS = ("state", "delivered_at", "received_at", "assembled_at", "arrived_at", "finished_at",
-                 "answered_by", "reason", "report")
+                 "answered_by", "reason", "report", "form_complete")
 
 
 def team_state_from_row(row, rule: str) -> ts.TeamOrderState:
     return ts.TeamOrderState(
         rule=rule, state=row.state, delivered_at=utc(row.delivered_at), received_at=utc(row.received_at),
         assembled_at=utc(row.assembled_at), arrived_at=utc(row.arrived_at), finished_at=utc(row.finished_at),
-        answered_by=row.answered_by, reason=row.reason, report=row.report)
+        answered_by=row.answered_by, reason=row.reason, report=row.report, form_complete=bool(row.form_complete))
 
 
 def load_team_state(conn, order_team_id: int):
