@@ -17,6 +17,7 @@ ERROR = {"type": "object", "required": ["error", "field"],
                         "problems": {"type": "array"}, "sms_parts": {"type": "integer"}}}
 ERROR_WORDS = {400: "the body is not a JSON object", 401: "no API key, or an unknown, revoked or malformed one",
                403: "the key's scope is too low", 404: "no such resource", 405: "method not allowed",
+               409: "the resource is not in a state that allows this (the message says why)",
                413: "body too large", 415: "the body is not application/json",
                422: "a field is missing, unknown, of the wrong type, too long, or refused",
                429: "too many refused requests from this address", 503: "the database is unavailable"}
@@ -104,6 +105,8 @@ def full_routes():
     add_directory_routes(router, None)
     add_order_routes(router, None, None, None)
     add_hotline_routes(router, None, "Asia/Shanghai")
+    from adapters.forms_api import add_form_routes
+    add_form_routes(router, None, None, None, "Asia/Shanghai")
     return router.declared()
 
 

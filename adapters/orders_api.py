@@ -42,6 +42,8 @@ ORDER_BODY = (
     Field("rule", "string", "same_township: arrive in 20/30 min; leaving_city: assembled in 15/25",
           required=True, enum=tuple(RULES)),
     Field("voice", "boolean", "also call commander and deputy, read the order and take a keypad answer"),
+    Field("major", "boolean", "a major incident (重大突出事件): teams on scene report the situation every "
+          "orders.major_report_minutes, chased when they miss one; the county's leaders are informed"),
     text("onscene_name", 200 - max(len(r) for r in ONSCENE_COMMANDER.values()) - 1,
          "the name added to the on-scene role, e.g. the deputy county head's"),
 )
@@ -81,7 +83,8 @@ def add_order_routes(router: Router, database, orders, clock, *, max_sms_parts: 
         try:
             order = OrderRequest(incident_ref=b["incident_ref"].strip(), kind=b["kind"], text=b["text"].strip(),
                                  target=_target(b["target"]), rule=b["rule"], voice=b.get("voice", False),
-                                 created_by=req.actor, onscene_name=b.get("onscene_name") or None)
+                                 created_by=req.actor, onscene_name=b.get("onscene_name") or None,
+                                 major=b.get("major", False))
         except ValueError as e:
             raise refuse(422, "body", str(e)) from None
         now = datetime.fromtimestamp(clock.seconds(), timezone.utc)

@@ -119,6 +119,10 @@ def build_service(config: Config, reactor) -> Gateway:
     CallbackService("sms-bank", bank.start, bank.stop).setServiceParent(gw)
     CallbackService("escalation", escalation.start, escalation.stop).setServiceParent(gw)
     CallbackService("fan-out", fanout.start, fanout.stop).setServiceParent(gw)
+    from gateway.leaders.notifier import LeaderNotifier
+    leaders = LeaderNotifier(db, reactor, bank, config.leaders, esc_cfg)
+    gw.leaders = leaders
+    CallbackService("leaders", leaders.start, leaders.stop).setServiceParent(gw)
 
     # --- hotlines --------------------------------------------------------------------------
     from gateway.hotline.service import HotlineService
@@ -166,6 +170,8 @@ def build_service(config: Config, reactor) -> Gateway:
     add_order_routes(gw.api, db, orders, reactor, max_sms_parts=config.orders.max_sms_parts,
                      ref_bits=sms_cfg.concat_ref_bits)
     add_hotline_routes(gw.api, db, config.gateway.time_zone)
+    from adapters.forms_api import add_form_routes
+    add_form_routes(gw.api, db, orders, reactor, config.gateway.time_zone)
     gw.health_checks.append(lambda: ("ami", link.connected or not ami_cfg.enabled,
                                      "logged in" if link.connected else (link.last_error or "connecting")))
     gw.health_checks.append(lambda: ("sms", any(s.driver.healthy for s in bank.slots.values()) or not bank.slots,

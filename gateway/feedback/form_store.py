@@ -71,3 +71,51 @@ def complete_forms_count(conn, since: datetime | None = None, until: datetime | 
     finished = conn.execute(base).scalar() or 0
     complete = conn.execute(base.where(order_teams.c.form_complete.is_(True))).scalar() or 0
     return complete, finished
+
+
+class NotFinished(ValueError):
+    """The team has not reported finished: there is no form to fill yet."""
+
+
+def find_order_team(conn, code: str, team_code: str):
+    """(order_team id, order id, order code, team name, finished_at) or None; the open order first."""
+    from gateway.storage.schema import teams
+    return conn.execute(select(order_teams.c.id, orders.c.id.label("order_id"), orders.c.code, orders.c.incident_ref,
+                               orders.c.created_at, teams.c.code.label("team_code"), teams.c.name.label("team_name"),
+                               order_teams.c.finished_at)
+                        .join(orders, orders.c.id == order_teams.c.order_id)
+                        .join(teams, teams.c.id == order_teams.c.team_id)
+                        .where(orders.c.code == code, teams.c.code == team_code)
+                        .order_by((orders.c.state == "open").desc(), orders.c.created_at.desc())).first()
+
+
+def dispatcher_update_tx(conn, code: str, team_code: str, changes: dict, actor: str, at: datetime):
+    """A dispatcher completes or corrects the form: (FormState, order_team id, next due).  The team's
+    report stage stops only when the form is complete."""
+    from dataclasses import replace
+
+    from sqlalchemy import insert as _insert
+
+    from gateway.orders import store as ostore
+    from gateway.storage.schema import audit_log
+    ot = find_order_team(conn, code, team_code)
+    if ot is None:
+        raise LookupError(f"order {code} has no team {team_code}")
+    if ot.finished_at is None:
+        raise NotFinished(f"team {team_code} has not reported order {code} finished; the form follows 'finished'")
+    fs = apply_tx(conn, ot.id, changes, actor, at)
+    _row, old = ostore.load_team_state(conn, ot.id)
+    new = replace(old, form_complete=fs.complete)
+    ostore.save_team_state(conn, ot.id, old, new, at)
+    next_due = ostore.cancel_satisfied_steps_tx(conn, ot.id, new, f"feedback form completed by {actor}", at)
+    conn.execute(_insert(audit_log).values(at=at, actor=actor, action="feedback.form", subject=f"order {code} team {team_code}",
+                                           detail={"fields": sorted(changes), "complete": fs.complete}))
+    return fs, ot.id, next_due
+
+
+def form_for_print_tx(conn, code: str, team_code: str):
+    """Everything the printed form shows: (order-team row, form dict) or None."""
+    ot = find_order_team(conn, code, team_code)
+    if ot is None:
+        return None
+    return ot, load_form(conn, ot.id)
