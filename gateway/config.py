@@ -74,8 +74,8 @@ class OrdersSection:
     def __post_init__(self):
         if not 1 <= self.max_sms_parts <= 255:
             raise ValueError(f"max_sms_parts must be 1-255, got {self.max_sms_parts}")
-        if not 1 <= self.major_report_minutes <= 24 * 60:
-            raise ValueError(f"major_report_minutes must be 1-1440, got {self.major_report_minutes:g}")
+        if not 0 < self.major_report_minutes <= 24 * 60:
+            raise ValueError(f"major_report_minutes must be above 0 and at most 1440, got {self.major_report_minutes:g}")
 
 
 @dataclass(frozen=True)

@@ -35,5 +35,5 @@ class LeadersSection:
         h, _, m = self.daily_digest_at.partition(":")
         if not (h.isdigit() and m.isdigit() and 0 <= int(h) < 24 and 0 <= int(m) < 60):
             raise ValueError(f"daily_digest_at {self.daily_digest_at!r}: expected HH:MM")
-        if self.digest_minutes < 5 or self.sweep_seconds <= 0:
-            raise ValueError("digest_minutes must be 5 or more and sweep_seconds above 0")
+        if self.digest_minutes <= 0 or self.sweep_seconds <= 0:
+            raise ValueError("digest_minutes and sweep_seconds must be above 0")

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, insert, or_, select, update
 
 from gateway.escalation.config import EscalationConfig
-from gateway.escalation.deadlines import local_hhmm
+from gateway.escalation.deadlines import RECEIPT, local_hhmm
 from gateway.leaders import messages
 from gateway.leaders.config import LeadersSection
 from gateway.orders.team_state import STATE_WORD
@@ -89,6 +89,7 @@ def _major_news(conn, o, now: datetime, rules: LeadersSection, cfg: EscalationCo
     for s in conn.execute(select(escalation_steps.c.id, escalation_steps.c.order_team_id, escalation_steps.c.stage,
                                  escalation_steps.c.due_at)
                           .where(escalation_steps.c.order_team_id.in_(list(names)), escalation_steps.c.step == 1,
+                                 escalation_steps.c.stage != RECEIPT,     # a deadline of the rules, not a read receipt
                                  escalation_steps.c.state.in_(("firing", "fired")))):
         yield "missed", f"missed:{s.id}", messages.missed(o.code, names[s.order_team_id], s.stage, hh(utc(s.due_at)))
     done = o.state != "open" or (active and all(r.finished_at for r in active))
