@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import replace
+from pathlib import Path
 
 from twisted.application import service
 from twisted.internet import defer
@@ -143,13 +144,18 @@ def build_service(config: Config, reactor) -> Gateway:
         if ivr_cfg.speech:
             from ivr.speech import OrderSpeech
             speech = OrderSpeech(reactor, config.data_dir / "speech")
+        # Spoken situation reports: Asterisk writes them here (the same filesystem as Asterisk's).
+        recordings = Path(ivr_cfg.recordings_dir) if ivr_cfg.recordings_dir else config.data_dir / "recordings"
+        if not ivr_cfg.recordings_dir:
+            recordings.mkdir(parents=True, exist_ok=True)
         from ivr.member_pins import MemberPins
         from ivr.peers import PeerGate
         from ivr.token_gate import CallTokenGate
         token_gate = CallTokenGate(reactor, db, call_tokens, refusals)
         factory = make_fastagi_factory(reactor, sink=feedback, journal=KeypadJournal(reactor, db),
                                        orders=OrderBook(db), speech=speech,
-                                       settings=MenuSettings(timeout_ms=ivr_cfg.menu_timeout_ms),
+                                       settings=MenuSettings(timeout_ms=ivr_cfg.menu_timeout_ms,
+                                                             recordings_dir=str(recordings)),
                                        tokens=token_gate,
                                        pins=MemberPins(db, refusals),
                                        peers=PeerGate(ivr_cfg.allowed_peers, refusals))

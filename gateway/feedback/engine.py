@@ -14,15 +14,16 @@ from zope.interface import implementer
 from gateway import metrics
 from gateway.escalation.config import EscalationConfig
 from gateway.feedback import store
-from gateway.interfaces import FeedbackOutcome, IInboundSmsSink, IKeypadSink, InboundSms, KeypadAnswer
+from gateway.interfaces import (FeedbackOutcome, IInboundSmsSink, IKeypadSink, InboundSms, ISituationSink,
+                                KeypadAnswer, SpokenReport)
 from gateway.orders import messages
-from gateway.orders.grammar import DIGIT_STATUS, Refusal, Reply, parse_reply
+from gateway.orders.grammar import DIGIT_STATUS, SITUATION, Refusal, Reply, parse_reply
 from gateway.orders.times import utc
 
 log = Logger()
 
 
-@implementer(IInboundSmsSink, IKeypadSink)
+@implementer(IInboundSmsSink, IKeypadSink, ISituationSink)
 class FeedbackEngine:
     # Answers arriving while a transaction is in flight are recorded together in the next one
     # (group commit): one commit for many answers during a burst, and the escalation engine's
@@ -46,6 +47,12 @@ class FeedbackEngine:
         return self._handle(store.Answer("keypad", answer.caller, parsed, utc(answer.received_at), answer.raw_id,
                                          f"keypad {answer.digit} call {answer.call_id}"
                                          + (f" identified by {answer.identified_by}" if answer.identified_by else "")))
+
+    # --- ISituationSink ----------------------------------------------------------------------
+    def situation_recorded(self, r: SpokenReport):
+        return self._handle(store.Answer("keypad", r.caller, Reply(SITUATION, r.order_code), utc(r.received_at),
+                                         r.raw_id, f"keypad 5 recording {r.audio_path} {r.seconds:.1f} s call "
+                                         f"{r.call_id}", audio_path=r.audio_path, audio_seconds=r.seconds))
 
     def open_orders_for(self, caller: str):
         return self.db.run(store.open_codes_for_phone_tx, caller)

@@ -36,6 +36,8 @@ class Answer:
     at: datetime
     raw_id: int | None = None
     text: str = ""               # as received, for the audit
+    audio_path: str | None = None   # a spoken situation report (keypad 5)
+    audio_seconds: float | None = None
 
 
 @dataclass
@@ -117,7 +119,7 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig) -> Verdict:
     status, report = a.parsed.status, a.parsed.report
     major = bool(row.major)
     if status == SITUATION:
-        return record_situation_tx(conn, a, member, row, report, cfg)
+        return record_situation_tx(conn, a, member, row, report, cfg, a.audio_path, a.audio_seconds)
     row, old = ostore.load_team_state(conn, row.id)      # again, locked this time
     out = ts.on_answer(old, status, a.at, member.id, report)
     if not out.accepted:
