@@ -198,3 +198,28 @@ def test_ordinary_orders_go_into_one_daily_digest_at_the_set_local_time(database
     finally:
         rig.stop()
         notifier.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_spoken_report_is_kept_with_its_recording_and_length_and_resets_the_cadence(database):
+    from gateway.interfaces import SpokenReport
+    from tests._orders_rig import raw_tx
+    yield database.run(seed_directory_tx, 1)
+    rig = Rig(database, T0)
+    yield rig.start()
+    try:
+        order = yield rig.send(teams_=("PUB-01",), major=True)
+        yield rig.sms(phone(1, "commander"), f"{order.code} 到达", at(10))
+        raw_id = yield database.run(raw_tx, "keypad", phone(1, "deputy"), "5", at(30))
+        out = yield rig.feedback.situation_recorded(SpokenReport(
+            raw_id, phone(1, "deputy"), order.code, "call-9", "/var/spool/yihu/0427-call-9.wav", 42.5, at(30)))
+        assert out.accepted and out.status == "situation"
+        s = yield database.run(load_summary_tx, order.code, rig.cfg)
+        [entry] = s.timeline
+        assert (entry.kind, entry.channel, entry.audio_path, entry.audio_seconds) == \
+            ("situation", "keypad", "/var/spool/yihu/0427-call-9.wav", 42.5)
+        assert s.teams[0].state == "arrived" and s.teams[0].next_step[2] == at(60)
+        # Confirmed by SMS too, as every keypad answer is, with when the next report is due.
+        assert rig.outbox.to(phone(1, "deputy"), "confirmation") == [f"已记录 {order.code} 现场动态 10:30。请于11:00前续报"]
+    finally:
+        rig.stop()
