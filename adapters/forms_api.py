@@ -1,17 +1,20 @@
 """API routes for the formal feedback form (正式反馈单) of one team on one order.
 
-    GET /orders/{code}/teams/{team}/report[?format=html]   the form (JSON), or printed as one page
+    GET /orders/{code}/teams/{team}/report[?format=html|pdf]   the form (JSON), or printed as one page
     PUT /orders/{code}/teams/{team}/report                  a dispatcher completes or corrects it
 """
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from twisted.internet import defer
+
 from adapters.api import ApiError, RawBody, Router
 from adapters.contract import Field, Response, text
 from adapters.orders_api import CODE
 from gateway.feedback import form as ff
 from gateway.feedback import form_store
+from gateway.feedback.form_pdf import find_converter, html_to_pdf
 from gateway.feedback.form_print import render_html
 
 TEAM = Field("team", "string", "the team's code", required=True, pattern=r"^[A-Za-z0-9_-]{1,32}$")
@@ -29,16 +32,25 @@ FORM = {"type": "object", "required": ["order_code", "team", "complete", "missin
                        "complete": {"type": "boolean"}, "missing": {"type": "array", "items": {"type": "string"}}}}
 
 
-def add_form_routes(router: Router, database, orders, clock, time_zone: str) -> None:
+def add_form_routes(router: Router, database, orders, clock, time_zone: str, pdf_converter: str = "") -> None:
     def show(req):
         code, team = req.params["code"], req.params["team"]
+        fmt = req.query.get("format")
+        converter = find_converter(pdf_converter) if fmt == "pdf" else None
+        if fmt == "pdf" and converter is None:
+            raise ApiError(501, "no PDF converter installed (chromium or wkhtmltopdf; orders.pdf_converter); "
+                                "use format=html and print it", field="format")
 
         def done(found):
             if found is None:
                 raise ApiError(404, f"order {code} has no team {team}", field="team")
             ot, form = found
-            if req.query.get("format") == "html":
-                return 200, RawBody("text/html; charset=utf-8", render_html(ot, form, time_zone).encode())
+            if fmt in ("html", "pdf"):
+                page = render_html(ot, form, time_zone)
+                if fmt == "html":
+                    return 200, RawBody("text/html; charset=utf-8", page.encode())
+                return defer.Deferred.fromCoroutine(html_to_pdf(clock, page, converter)).addCallback(
+                    lambda pdf: (200, RawBody("application/pdf", pdf)))
             return 200, {"order_code": ot.code, "team": ot.team_code, "team_name": ot.team_name,
                          "finished_at": ot.finished_at, **form_view_of(form)}
         return database.run(form_store.form_for_print_tx, code, team).addCallback(done)
@@ -68,8 +80,10 @@ def add_form_routes(router: Router, database, orders, clock, time_zone: str) -> 
 
     params = (CODE, TEAM)
     router.add("GET", "/orders/{code}/teams/{team}/report", show,
-               summary="the team's formal feedback form (正式反馈单); format=html: printed as one page",
-               params=params, query=(Field("format", "string", "html: the printable page", enum=("json", "html")),),
+               summary="the team's formal feedback form (正式反馈单); format=html: printed as one page; "
+                       "format=pdf: the same page as PDF where a converter is installed (501 otherwise)",
+               params=params, query=(Field("format", "string", "html: the printable page; pdf: as PDF",
+                                           enum=("json", "html", "pdf")),), errors=(501,),
                ok={200: Response("the form", FORM)})
     router.add("PUT", "/orders/{code}/teams/{team}/report", put, scope="dispatch",
                summary="complete or correct the team's feedback form (after it reported finished); an empty "

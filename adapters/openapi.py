@@ -20,7 +20,9 @@ ERROR_WORDS = {400: "the body is not a JSON object", 401: "no API key, or an unk
                409: "the resource is not in a state that allows this (the message says why)",
                413: "body too large", 415: "the body is not application/json",
                422: "a field is missing, unknown, of the wrong type, too long, or refused",
-               429: "too many refused requests from this address", 503: "the database is unavailable"}
+               429: "too many refused requests from this address",
+               501: "not available on this installation (the message says what is missing)",
+               503: "the database is unavailable"}
 
 SITE_ROUTES = (
     Route("GET", "/health", None, "200 when the database and every part are up, 503 otherwise",

@@ -70,6 +70,7 @@ class HttpSection:
 class OrdersSection:
     max_sms_parts: int = 8                 # an order whose SMS needs more parts is refused at creation
     major_report_minutes: float = 30.0     # a major order: each team on scene reports the situation this often
+    pdf_converter: str = ""                # prints feedback forms as PDF; empty: chromium or wkhtmltopdf on PATH
 
     def __post_init__(self):
         if not 1 <= self.max_sms_parts <= 255:

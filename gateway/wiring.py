@@ -177,7 +177,7 @@ def build_service(config: Config, reactor) -> Gateway:
                      ref_bits=sms_cfg.concat_ref_bits)
     add_hotline_routes(gw.api, db, config.gateway.time_zone)
     from adapters.forms_api import add_form_routes
-    add_form_routes(gw.api, db, orders, reactor, config.gateway.time_zone)
+    add_form_routes(gw.api, db, orders, reactor, config.gateway.time_zone, config.orders.pdf_converter)
     gw.health_checks.append(lambda: ("ami", link.connected or not ami_cfg.enabled,
                                      "logged in" if link.connected else (link.last_error or "connecting")))
     gw.health_checks.append(lambda: ("sms", any(s.driver.healthy for s in bank.slots.values()) or not bank.slots,
