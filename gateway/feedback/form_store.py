@@ -1,13 +1,14 @@
 """The formal feedback form in the database: read, filled, completed (inside Database.run)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import and_, func, insert, select, update
 
 from gateway.feedback import form as ff
-from gateway.storage.schema import feedback_forms, order_teams, orders
+from gateway.orders import store as ostore
+from gateway.storage.schema import audit_log, feedback_forms, order_teams, orders, teams
 
 _COLUMNS = ff.FIELDS
 
@@ -79,7 +80,6 @@ class NotFinished(ValueError):
 
 def find_order_team(conn, code: str, team_code: str):
     """(order_team id, order id, order code, team name, finished_at) or None; the open order first."""
-    from gateway.storage.schema import teams
     return conn.execute(select(order_teams.c.id, orders.c.id.label("order_id"), orders.c.code, orders.c.incident_ref,
                                orders.c.created_at, teams.c.code.label("team_code"), teams.c.name.label("team_name"),
                                order_teams.c.finished_at)
@@ -92,12 +92,6 @@ def find_order_team(conn, code: str, team_code: str):
 def dispatcher_update_tx(conn, code: str, team_code: str, changes: dict, actor: str, at: datetime):
     """A dispatcher completes or corrects the form: (FormState, order_team id, next due).  The team's
     report stage stops only when the form is complete."""
-    from dataclasses import replace
-
-    from sqlalchemy import insert as _insert
-
-    from gateway.orders import store as ostore
-    from gateway.storage.schema import audit_log
     ot = find_order_team(conn, code, team_code)
     if ot is None:
         raise LookupError(f"order {code} has no team {team_code}")
@@ -108,8 +102,9 @@ def dispatcher_update_tx(conn, code: str, team_code: str, changes: dict, actor: 
     new = replace(old, form_complete=fs.complete)
     ostore.save_team_state(conn, ot.id, old, new, at)
     next_due = ostore.cancel_satisfied_steps_tx(conn, ot.id, new, f"feedback form completed by {actor}", at)
-    conn.execute(_insert(audit_log).values(at=at, actor=actor, action="feedback.form", subject=f"order {code} team {team_code}",
-                                           detail={"fields": sorted(changes), "complete": fs.complete}))
+    conn.execute(insert(audit_log).values(at=at, actor=actor, action="feedback.form",
+                                          subject=f"order {code} team {team_code}",
+                                          detail={"fields": sorted(changes), "complete": fs.complete}))
     return fs, ot.id, next_due
 
 
