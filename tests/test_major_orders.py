@@ -7,7 +7,7 @@ from sqlalchemy import insert, select
 
 from gateway.leaders.config import LeadersSection
 from gateway.leaders.notifier import LeaderNotifier
-from gateway.orders.summary import load_summary_tx
+from gateway.orders.summary import load_summary_tx, render
 from gateway.storage.schema import escalation_steps, leader_notifications, leaders, order_notes, situation_reports
 from tests._orders_rig import SUPERVISOR, Rig, local, phone, seed_directory_tx
 
@@ -153,6 +153,9 @@ def test_leaders_hear_each_milestone_once_and_a_digest_and_their_replies_are_not
         s = yield database.run(load_summary_tx, code, rig.cfg)
         assert [t.state for t in s.teams] == ["arrived", "arrived"]
         assert ("note", "林总") in [(e.kind, e.who) for e in s.timeline]
+        text = render(s, rig.cfg)                     # `yihu order show`
+        assert text.startswith("【重大】指令") and "时间线：" in text and "领导批示 林总：请注意救援人员安全" in text
+        assert "现场动态 第1救援队 指挥1：已转移群众30人" in text
         assert sum(1 for e in s.timeline if e.kind == "leader_sms") == len((yield database.run(kinds_tx)))
         # Finished: both teams report it; the leaders hear it once.
         yield rig.sms(phone(1, "commander"), f"{code} 3", at(90))
