@@ -15,6 +15,7 @@ from ivr.emulator.inmemory import InMemoryCall
 from ivr.emulator.sounds import CORE_SOUNDS, SoundLibrary
 from ivr.flows.answer_menu import MenuSettings
 from ivr.journal import MemoryJournal
+from ivr.orders import OrderBrief
 from ivr.service import make_fastagi_factory
 
 COMMANDER = "+8613805761234"
@@ -31,10 +32,18 @@ class Sink(DrillKeypadSink):
         return succeed(FeedbackOutcome(True, "已记录", report.order_code, "situation"))
 
 
+class MajorOrders:
+    def brief(self, code):
+        return succeed(OrderBrief(code, "白塔镇山体滑坡", "same_township", major=True))
+
+    def known_phone(self, e164):
+        return succeed(True)
+
+
 def feedback_call(moves, recordings_dir, sounds=None):
     clock = Clock()
     sink, journal = Sink(), MemoryJournal(clock)
-    factory = make_fastagi_factory(clock, sink=sink, journal=journal,
+    factory = make_fastagi_factory(clock, sink=sink, journal=journal, orders=MajorOrders(),
                                    settings=MenuSettings(recordings_dir=str(recordings_dir)))
     channel = EmulatedChannel(caller=ScriptedCaller(moves), callerid=COMMANDER,
                               **({"sounds": sounds} if sounds else {}))
@@ -59,6 +68,8 @@ def test_key_5_records_a_spoken_report_with_its_length(tmp_path):
     [record] = [c for c in channel.commands if c.startswith("RECORD FILE")]
     assert record.endswith('wav "#" 180000 BEEP s=6')
     assert channel.played[-4:] == ["yihu/record-situation", "yihu/recorded", "yihu/status-situation", "yihu/goodbye"]
+    # A major order: the caller is told once that 5 records a report, before the usual menu.
+    assert channel.played.index("yihu/situation-hint") < channel.played.index("yihu/order-menu")
     assert [(e.digits, e.state) for e in journal.entries][-1] == ("5", "new")
     assert sink.answers == []          # a report is no status
 

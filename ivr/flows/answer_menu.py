@@ -44,6 +44,7 @@ class AnswerCall:
     caller: str | None
     order_code: str
     offer_assembled: bool = False        # say "4 = assembled" (leaving-the-city teams)
+    offer_situation: bool = False        # say "5 = situation report" (major orders)
     delivery_id: int | None = None
     keyed: bool = False                  # an answer key was stored (a hang-up after it is no "no answer")
     identified_by: str = ""              # order_call_token / caller_id / caller_id+pin: kept with the answer
@@ -54,6 +55,8 @@ async def take_answer(session: AgiSession, call: AnswerCall, *, sink, journal, r
                       settings: MenuSettings = MenuSettings(), speech=None) -> str:
     """Run the menu; returns recorded / refused / no_answer / error.  Hang-ups propagate."""
     menu = sound("order_menu_assembled" if call.offer_assembled else "order_menu")
+    if call.offer_situation and settings.recordings_dir and ISituationSink.providedBy(sink):
+        await session.stream_file(sound("situation_hint"))       # once: the menu itself is unchanged
     no_input = invalid = plays = 0
     replay = True
     while True:
