@@ -97,8 +97,8 @@ def dispatcher_update_tx(conn, code: str, team_code: str, changes: dict, actor: 
         raise LookupError(f"order {code} has no team {team_code}")
     if ot.finished_at is None:
         raise NotFinished(f"team {team_code} has not reported order {code} finished; the form follows 'finished'")
+    _row, old = ostore.load_team_state(conn, ot.id)       # locked before the form is touched
     fs = apply_tx(conn, ot.id, changes, actor, at)
-    _row, old = ostore.load_team_state(conn, ot.id)
     new = replace(old, form_complete=fs.complete)
     ostore.save_team_state(conn, ot.id, old, new, at)
     next_due = ostore.cancel_satisfied_steps_tx(conn, ot.id, new, f"feedback form completed by {actor}", at)

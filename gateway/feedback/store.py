@@ -238,6 +238,7 @@ def _form_answer(conn, a: Answer, member, cfg: EscalationConfig) -> Verdict | No
                        messages.needs_code_sms([r.code for r in rows]), a.phone, team_code=member.team_code,
                        member_id=member.id)
     target = rows[0]
+    _row, old = ostore.load_team_state(conn, target.id)     # locked first: commander and deputy at once
     parsed = ff.parse_fields(text)
     form = form_store.load_form(conn, target.id)
     changes = dict(parsed.values)
@@ -250,7 +251,6 @@ def _form_answer(conn, a: Answer, member, cfg: EscalationConfig) -> Verdict | No
         return None
     actor = f"{a.channel}:{a.phone}"
     fs = form_store.apply_tx(conn, target.id, changes, actor, a.at)
-    _row, old = ostore.load_team_state(conn, target.id)
     new = replace(old, form_complete=fs.complete)
     ostore.save_team_state(conn, target.id, old, new, a.at)
     next_due = ostore.cancel_satisfied_steps_tx(conn, target.id, new, f"feedback form complete ({actor})", a.at)
