@@ -226,3 +226,24 @@ def test_a_spoken_report_is_kept_with_its_recording_and_length_and_resets_the_ca
         assert rig.outbox.to(phone(1, "deputy"), "confirmation") == [f"已记录 {order.code} 现场动态 10:30。请于11:00前续报"]
     finally:
         rig.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_cadence_survives_a_restart_from_the_database_alone(database):
+    yield database.run(seed_directory_tx, 1)
+    rig = Rig(database, T0)
+    yield rig.start()
+    order = yield rig.send(teams_=("PUB-01",), major=True)
+    yield rig.sms(phone(1, "commander"), f"{order.code} 到达", at(10))
+    rig.stop()
+    # The gateway is down from 10:10 to 10:43; the report due at 10:40 was missed meanwhile.
+    again = Rig(database, at(43))
+    yield again.start()
+    try:
+        yield again.advance_to(at(44))
+        reminders = [m for m in again.outbox.purposes("reminder") if "现场动态" in m["text"]]
+        assert sorted(m["phone"] for m in reminders) == sorted([phone(1, "commander"), phone(1, "deputy")])
+        fired = [r for r in (yield database.run(steps_tx, "situation")) if r.state == "fired"]
+        assert [r.action for r in fired] == ["sms_again"] and "fired" in fired[0].reason and "late" in fired[0].reason
+    finally:
+        again.stop()
