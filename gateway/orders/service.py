@@ -42,7 +42,8 @@ class OrderService:
         self.events.publish("order.created", {"order_code": created.code, "order_id": created.order_id,
                                               "incident_ref": req.incident_ref, "kind": req.kind, "rule": req.rule,
                                               "onscene_commander": req.onscene_commander(),
-                                              "teams": len(created.team_ids), "voice": req.voice})
+                                              "teams": len(created.team_ids), "voice": req.voice,
+                                              "major": req.major})
         if self.fanout is not None:
             self.fanout.send(created.order_id).addErrback(
                 lambda f: log.failure("order {code}: fan-out failed; the sweep retries", f, code=created.code))
