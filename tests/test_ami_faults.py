@@ -33,7 +33,8 @@ def make_link(em, **kw):
 def stack(em, database):
     sink = CollectingSink()
     link = make_link(em)
-    svc = HotlineService(reactor, database, sink, link)
+    database.add_event_listener(sink.committed)
+    svc = HotlineService(reactor, database, link)
     svc.startService()
     pytest_twisted.blockon(svc.ready)
     link.startService()

@@ -252,7 +252,8 @@ def hotline(pbx, database):
     sink = CollectingSink()
     lk = AmiLink(reactor, "127.0.0.1", pbx.port_number, username="gateway", secret="rig-secret",
                  action_timeout=2, backoff_initial=0.05, backoff_max=0.3)
-    svc = HotlineService(reactor, database, sink, lk)
+    database.add_event_listener(sink.committed)
+    svc = HotlineService(reactor, database, lk)
     svc.startService()
     pytest_twisted.blockon(bounded(svc.ready))
     lk.startService()
