@@ -58,17 +58,24 @@ class EventTail:
         self._recent: list[Event] = []
         self._subscribers: list[Callable[[Event], None]] = []
         self._reading = self._again = False
-        self._held_since: float | None = None
         self._retry = None
         self._poll = task.LoopingCall(self.wake)
         self._poll.clock = clock
         self._running = False
+        self._horizon = eventlog.Horizon()
 
     # --- lifecycle ------------------------------------------------------------------------------
     @defer.inlineCallbacks
     def start(self):
         self._running = True
-        self.head = self.floor = yield self.db.run(eventlog.final_head)
+        while True:          # live from the first horizon: every id up to it is final
+            batch = yield self.db.run(eventlog.read_final, None, self._horizon, self.clock.seconds())
+            self._horizon = batch.horizon
+            if batch.horizon.final is not None or not self._running:
+                break
+            self._note_held(batch.held_since)
+            yield task.deferLater(self.clock, self.HELD_RETRY_S, lambda: None)
+        self.head = self.floor = self._horizon.final or 0
         EVENTS_HEAD.set(self.head)
         self.db.add_event_listener(lambda _events: self.wake())
         self._poll.start(self.cfg.poll_s, now=False)
@@ -102,23 +109,24 @@ class EventTail:
             self._again = True
             return
         self._reading, self._again = True, False
-        self.db.run(eventlog.read_final, self.head, self.BATCH).addCallbacks(self._got, self._failed)
+        self.db.run(eventlog.read_final, self.head, self._horizon, self.clock.seconds(), self.BATCH).addCallbacks(
+            self._got, self._failed)
 
     def _got(self, batch: eventlog.Batch) -> None:
         self._reading = False
+        self._horizon = batch.horizon
         for e in batch.events:
             self._append(e)
-        if batch.held:
-            now = self.clock.seconds()
-            self._held_since = self._held_since if self._held_since is not None else now
-            EVENTS_HELD_SECONDS.set(now - self._held_since)
-            if self._retry is None or not self._retry.active():
-                self._retry = self.clock.callLater(self.HELD_RETRY_S, self.wake)
-        else:
-            self._held_since = None
-            EVENTS_HELD_SECONDS.set(0)
+        if len(batch.events) < self.BATCH and (batch.horizon.final or 0) > self.head:
+            self.head = batch.horizon.final           # the ids in between never committed
+        self._note_held(batch.held_since)
+        if batch.held and (self._retry is None or not self._retry.active()):
+            self._retry = self.clock.callLater(self.HELD_RETRY_S, self.wake)
         if self._again or len(batch.events) == self.BATCH:
             self.wake()
+
+    def _note_held(self, since: float | None) -> None:
+        EVENTS_HELD_SECONDS.set(0 if since is None else self.clock.seconds() - since)
 
     def _failed(self, f) -> None:
         self._reading = False

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import delete, func, insert, select, update
 
-from gateway.eventlog import count_range, final_head
+from gateway.eventlog import count_range, last_id
 from gateway.storage.schema import webhook_dead_letters as DL, webhook_subscribers as S
 
 
@@ -36,7 +36,7 @@ def sync_config_tx(conn, urls: list[str], now: datetime) -> tuple[int, int]:
     no longer listed are removed (subscribers added with the CLI are left alone)."""
     have = {r.url: r for r in conn.execute(select(S.c.url, S.c.source))}
     new = [u for u in dict.fromkeys(urls) if u not in have]
-    head = final_head(conn)
+    head = last_id(conn)
     if new:
         conn.execute(insert(S), [dict(url=u, source="config", cursor=head, created_at=now) for u in new])
     gone = [u for u, r in have.items() if r.source == "config" and u not in urls]
@@ -48,7 +48,7 @@ def sync_config_tx(conn, urls: list[str], now: datetime) -> tuple[int, int]:
 def add_tx(conn, url: str, secret: str | None, now: datetime, from_id: int | None = None) -> Subscriber:
     if conn.execute(select(S.c.id).where(S.c.url == url)).first():
         raise SubscriberExists(url)
-    cursor = final_head(conn) if from_id is None else from_id
+    cursor = last_id(conn) if from_id is None else from_id
     conn.execute(insert(S).values(url=url, secret=secret or None, source="cli", cursor=cursor, created_at=now))
     return _sub(conn.execute(select(S).where(S.c.url == url)).one())
 
@@ -80,7 +80,7 @@ def dead_letter_tx(conn, sub_id: int, events, error: str, now: datetime) -> None
 
 
 def backlog_tx(conn, cursor: int) -> int:
-    return count_range(conn, cursor, final_head(conn))
+    return count_range(conn, cursor, last_id(conn))
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class SubscriberStatus:
 
 
 def status_tx(conn, config_secret: bool) -> list[SubscriberStatus]:
-    head = final_head(conn)
+    head = last_id(conn)
     dead = dict(conn.execute(select(DL.c.subscriber_id, func.count()).group_by(DL.c.subscriber_id)).all())
     out = []
     for r in conn.execute(select(S).order_by(S.c.id)):

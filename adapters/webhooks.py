@@ -116,7 +116,7 @@ class SubscriberDelivery:
         self.name = target_name(sub.url)
         self.cursor = self.acked = sub.cursor     # in memory / written to the database
         self.stopped = False
-        self._busy = False
+        self._busy = self._again = False
         self._retry_call = None
         self._failing_since: float | None = None
         self._ack_writing: defer.Deferred | None = None
@@ -125,16 +125,19 @@ class SubscriberDelivery:
     # --- the loop: read after the cursor, POST one at a time --------------------------------------
     def kick(self) -> None:
         """Deliver what is after the cursor (a new event, a refresh); not during a retry's backoff."""
-        if self._busy or self.stopped or (self._retry_call is not None and self._retry_call.active()):
+        if self.stopped or (self._retry_call is not None and self._retry_call.active()):
             return
-        self._busy = True
+        if self._busy:
+            self._again = True          # looked at again when this round ends
+            return
+        self._busy, self._again = True, False
         d = self._deliver_some()
         d.addErrback(lambda f: log.failure("webhook {target}: delivery loop failed", f, target=self.name))
         d.addBoth(self._idle)
 
     def _idle(self, more):
         self._busy = False
-        if more is True:
+        if more is True or self._again:
             self.kick()
 
     @inlineCallbacks

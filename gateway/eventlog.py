@@ -7,23 +7,25 @@ transaction, so the change and its event commit together or not at all; the in-m
 and nodes.  `build_event` is the one place an event's fields are put together.
 
 Reading in id order without losing a late commit (PostgreSQL)
------------------------------------------------------------
+-------------------------------------------------------------
 Two transactions can take ids 10 and 11 and commit 11 first.  A reader that delivered 11 and
-moved its cursor past it would never see 10.  So every row also keeps ``xhw``: the first
-transaction id not yet assigned when its id was taken (``pg_snapshot_xmax`` of a snapshot taken
-after ``nextval``), and a writer always holds a transaction id before it takes an event id.  A
-reader, in one statement, sees the rows after its cursor and its snapshot's ``xmin`` (every
-transaction below it has ended).  A row is *final* when ``xhw <= xmin``: every transaction that
-could have taken a lower id had its transaction id before ``xhw``, so it has ended, and its rows,
-if committed, are visible to this same snapshot.  Readers deliver the final prefix in id order
-and stop at the first row that is not final; they look again shortly.  The cost: an event waits
-while any write transaction older than its id is still open (milliseconds normally; a session
-left idle in a transaction holds the stream, which `yihu_events_held_seconds` shows).
-SQLite has one writer at a time, so ids commit in order and every visible row is final.
+moved its cursor past it would never see 10.  So a reader moves only up to a *horizon*: an id
+below which every id is final (committed and visible, or never to be committed).
+- A writer takes a shared advisory lock (one key per event_log table) BEFORE it takes an event
+  id, and holds it until its transaction ends.  Writers never wait for one another or for readers.
+- A reader notes L, the sequence's last issued id, THEN the transactions holding that lock
+  (pg_locks, W).  Every writer that took an id <= L took the lock before, so it is in W or has
+  ended.  Once no transaction of W holds the lock any more, every id <= L is final: the tail
+  keeps (L, W) pairs and checks them on every read, and reads rows (a snapshot taken after that
+  check, so every ended writer's rows are visible) only up to the highest resolved L.
+The cost: an event waits while a transaction that took an event id before it is still open
+(milliseconds normally; a session left idle in a transaction holds the stream back, which
+`yihu_events_held_seconds` shows).  SQLite has one writer at a time, so ids commit in order and
+every visible row is final.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import delete, func, insert, select, text
@@ -31,6 +33,8 @@ from sqlalchemy import delete, func, insert, select, text
 from gateway.storage.schema import event_log
 
 UTC = timezone.utc
+LOCK_CLASS = 0x59494855 & 0x7FFFFFFF        # "YIHU": the advisory lock of event-id takers
+_LOCK_OBJ = "('event_log'::regclass::oid::bigint % 2147483647)::int"   # one per schema's log
 PENDING_KEY = "yihu.events"          # conn.info: events recorded in the open transaction
 
 
@@ -69,14 +73,13 @@ def record_events(conn, events: list[tuple[str, dict]], at: datetime | None = No
     at = at or datetime.now(UTC)
     rows = [build_event(kind, payload, at) for kind, payload in events]
     if conn.dialect.name == "postgresql":
-        # Hold a transaction id BEFORE taking event ids (the InitPlan runs once, first), then
-        # record the xid horizon in a later statement: see the module's docstring.
+        # The lock first (an InitPlan, run once before the rows): see the module's docstring.
         ids = conn.execute(text("SELECT nextval('event_log_id_seq') FROM generate_series(1, :n) "
-                                "WHERE (SELECT pg_current_xact_id()) IS NOT NULL"), {"n": len(rows)}).scalars().all()
+                                f"WHERE (SELECT pg_advisory_xact_lock_shared({LOCK_CLASS}, {_LOCK_OBJ})::text) "
+                                "IS NOT NULL"), {"n": len(rows)}).scalars().all()
         for row, id_ in zip(rows, ids):
             row["id"] = id_
-        conn.execute(insert(event_log).values(
-            xhw=text("pg_snapshot_xmax(pg_current_snapshot())::text::bigint")), rows)
+        conn.execute(insert(event_log), rows)
     else:
         ids = [conn.execute(insert(event_log).values(**row)).inserted_primary_key[0] for row in rows]
     pending = conn.info.get(PENDING_KEY)       # set by Database for its units of work
@@ -90,26 +93,54 @@ def _event(r) -> Event:
     return Event(int(r.id), r.kind, _iso(at), r.payload)
 
 
+@dataclass
+class Horizon:
+    """A reader's knowledge of which ids are final (kept by the tail between reads)."""
+    final: int | None = None                                # every id <= final is final
+    checks: list[tuple[int, frozenset, float]] = field(default_factory=list)   # (L, writers then, when)
+
+    MAX_CHECKS = 64
+
+
 @dataclass(frozen=True)
 class Batch:
     events: list[Event]
-    held: bool             # rows after these exist but are not final yet: look again shortly
+    horizon: Horizon
+    held: bool             # ids above the horizon wait for open transactions: look again shortly
+
+    @property
+    def held_since(self) -> float | None:
+        return min((c[2] for c in self.horizon.checks), default=None)
 
 
-def read_final(conn, after: int, limit: int = 500) -> Batch:
-    """Events after `after` in id order, as far as every lower id is final."""
-    cols = [event_log.c.id, event_log.c.kind, event_log.c.at, event_log.c.payload]
-    pg = conn.dialect.name == "postgresql"
-    if pg:
-        cols += [event_log.c.xhw,
-                 text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon")]
-    rows = conn.execute(select(*cols).where(event_log.c.id > after).order_by(event_log.c.id).limit(limit)).all()
-    out = []
-    for r in rows:
-        if pg and r.xhw is not None and r.xhw > r.horizon:
-            return Batch(out, True)
-        out.append(_event(r))
-    return Batch(out, False)
+def _advance(conn, h: Horizon, now: float) -> Horizon:
+    if conn.dialect.name != "postgresql":
+        top = conn.execute(select(func.max(event_log.c.id))).scalar()
+        return Horizon(int(top or 0))
+    last, called = conn.execute(text("SELECT last_value, is_called FROM event_log_id_seq")).one()
+    issued = int(last) if called else 0
+    writers = frozenset(conn.execute(text(
+        "SELECT virtualtransaction FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        f"AND classid = {LOCK_CLASS} AND objid = ({_LOCK_OBJ})::oid AND objsubid = 2")).scalars())
+    final, checks = h.final, []
+    for l, w, since in h.checks + [(issued, writers, now)]:
+        if w & writers:
+            checks.append((l, w, since))
+        else:
+            final = l if final is None else max(final, l)
+    while len(checks) > Horizon.MAX_CHECKS:       # merging two checks only delays the newer
+        (l1, w1, s1), (l2, w2, _) = checks[-2:]
+        checks[-2:] = [(max(l1, l2), w1 | w2, s1)]
+    return Horizon(final, checks)
+
+
+def read_final(conn, after: int | None, horizon: Horizon, now: float, limit: int = 500) -> Batch:
+    """Advance the horizon, then the events with after < id <= horizon, in id order.
+    after=None: only the horizon (where a new tail starts).  `now`: the reader's clock."""
+    h = _advance(conn, horizon, now)
+    events = [] if after is None or h.final is None else read_range(conn, after, h.final, limit)
+    return Batch(events, h, bool(h.checks))
 
 
 def read_range(conn, after: int, upto: int, limit: int = 500) -> list[Event]:
@@ -120,15 +151,9 @@ def read_range(conn, after: int, upto: int, limit: int = 500) -> list[Event]:
     return [_event(r) for r in rows]
 
 
-def final_head(conn) -> int:
-    """The highest id below which everything is final (where a new tail starts)."""
-    if conn.dialect.name == "postgresql":
-        v = conn.execute(text("SELECT id FROM event_log WHERE xhw IS NULL "
-                              "OR xhw <= pg_snapshot_xmin(pg_current_snapshot())::text::bigint "
-                              "ORDER BY id DESC LIMIT 1")).scalar()
-    else:
-        v = conn.execute(select(func.max(event_log.c.id))).scalar()
-    return int(v or 0)
+def last_id(conn) -> int:
+    """The highest id committed (where a new subscriber starts)."""
+    return int(conn.execute(select(func.max(event_log.c.id))).scalar() or 0)
 
 
 def count_range(conn, after: int, upto: int) -> int:

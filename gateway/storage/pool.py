@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from gateway import metrics
-from gateway.eventlog import begin_recording, end_recording
+from gateway import eventlog  # (module: eventlog imports the schema, which imports this package)
 
 T = TypeVar("T")
 log = Logger()
@@ -123,11 +123,11 @@ class Database:
         t0 = time.perf_counter()
         try:
             with self.engine.begin() as conn:
-                recorded = begin_recording(conn)
+                recorded = eventlog.begin_recording(conn)
                 try:
                     result = fn(conn, *args, **kwargs)
                 finally:
-                    end_recording(conn)
+                    eventlog.end_recording(conn)
             return result, recorded          # committed: now the listeners may be told
         except Exception:
             metrics.DB_ERRORS.inc()

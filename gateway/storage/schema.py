@@ -290,7 +290,6 @@ event_log = Table(
     Column("kind", String(64), nullable=False),         # hotline.arrived, order.feedback, ...
     Column("at", TS, nullable=False),
     Column("payload", JSON, nullable=False),
-    Column("xhw", BigInteger),                          # PostgreSQL: xid horizon when the id was taken
     Index("ix_event_log_at", "at"),                     # the retention sweep
     sqlite_autoincrement=True,
 )

@@ -22,7 +22,6 @@ def upgrade() -> None:
     sa.Column('kind', sa.String(length=64), nullable=False),
     sa.Column('at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('payload', sa.JSON(), nullable=False),
-    sa.Column('xhw', sa.BigInteger(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_event_log')),
     sqlite_autoincrement=True,
     )
