@@ -120,6 +120,7 @@ class SubscriberDelivery:
         self._retry_call = None
         self._failing_since: float | None = None
         self._ack_writing: defer.Deferred | None = None
+        self._ack_timer = None
         self._unsubscribe = tail.subscribe(lambda _e: self.kick())
 
     # --- the loop: read after the cursor, POST one at a time --------------------------------------
@@ -220,16 +221,25 @@ class SubscriberDelivery:
         WEBHOOK_DEAD_LETTERS.labels(self.name).inc(len(events))
         self.cursor = self.acked = max(self.cursor, events[-1].id)
 
-    # --- the durable cursor: one write in flight, the newest position wins --------------------------
-    def _write_ack(self) -> None:
-        if self._ack_writing is not None or self.cursor <= self.acked:
+    # --- the durable cursor: one write in flight, the newest position wins, at most every
+    # ACK_INTERVAL_S (a crash repeats at most that much: at least once, not exactly once) ----------
+    ACK_INTERVAL_S = 0.25
+
+    def _write_ack(self, now: bool = False) -> None:
+        if now and self._ack_timer is not None and self._ack_timer.active():
+            self._ack_timer.cancel()
+        if self._ack_writing is not None or self.cursor <= self.acked or (
+                self._ack_timer is not None and self._ack_timer.active()):
             return
         target = self.cursor
 
         def written(_):
             self.acked = max(self.acked, target)
             self._ack_writing = None
-            self._write_ack()
+            if self.stopped:
+                self._write_ack(now=True)
+            else:
+                self._ack_timer = self.clock.callLater(self.ACK_INTERVAL_S, self._write_ack)
 
         def failed(f):
             self._ack_writing = None
@@ -256,7 +266,7 @@ class SubscriberDelivery:
         self._unsubscribe()
         if self._retry_call is not None and self._retry_call.active():
             self._retry_call.cancel()
-        self._write_ack()
+        self._write_ack(now=True)
         return self._ack_writing_done()
 
 
