@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 
 from twisted.internet import task
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
+from zope.interface import implementer
 
 from adapters.events import Event, EventTail
 
@@ -27,13 +29,27 @@ def _frame(event: Event) -> bytes:
     return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n".encode()
 
 
+@implementer(IPushProducer)
 class _Client:
-    """One stream: replay from the log, then live."""
+    """One stream: replay from the log, then live.  While replaying it is the request's
+    producer: a client that reads slowly pauses the replay instead of filling memory."""
 
     def __init__(self, request, tail: EventTail, cursor: int | None, kinds: set[str]):
         self.request, self.tail, self.cursor, self.kinds = request, tail, cursor, kinds
-        self.closed = False
+        self.closed = self.paused = self.waiting = False
         self.unsubscribe = None
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        self.paused = False
+        if self.waiting:
+            self.waiting = False
+            self._pump()
+
+    def stopProducing(self):
+        self.closed = True
 
     def start(self):
         self.tail.when_ready().addCallback(self._ready).addErrback(self._failed)
@@ -41,14 +57,19 @@ class _Client:
     def _ready(self, head):
         if self.cursor is None:
             self.cursor = self.tail.head
+        self.request.registerProducer(self, True)
         self._pump()
 
     def _pump(self, _=None):
         if self.closed:
             return
+        if self.paused:
+            self.waiting = True
+            return
         if self.tail.in_memory(self.cursor):
             for e in self.tail.since(self.cursor):
                 self._send(e)
+            self.request.unregisterProducer()
             self.unsubscribe = self.tail.subscribe(self._send)
             return
         d = self.tail.read(self.cursor)

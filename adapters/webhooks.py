@@ -290,12 +290,17 @@ class Webhooks:
 
     @inlineCallbacks
     def refresh(self):
-        """Start deliveries for new subscribers, stop those removed, and count far backlogs."""
+        """Start deliveries for new subscribers, stop those removed, and count far backlogs.
+        Never fails (the loop calling it would stop): a database error waits for the next one."""
         try:
-            subs = yield self.db.run(store.load_tx)
+            yield self._refresh_once()
         except Exception as e:  # noqa: BLE001
-            log.error("webhooks: loading subscribers failed ({err})", err=e)
-            return
+            log.error("webhooks: refreshing the subscribers failed ({err}); trying again in {s:g} s",
+                      err=e, s=self.cfg.refresh_s)
+
+    @inlineCallbacks
+    def _refresh_once(self):
+        subs = yield self.db.run(store.load_tx)
         live = {s.id for s in subs}
         for sid in [i for i in self.deliveries if i not in live]:
             d = self.deliveries.pop(sid)
