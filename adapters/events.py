@@ -68,13 +68,20 @@ class EventTail:
     @defer.inlineCallbacks
     def start(self):
         self._running = True
-        while True:          # live from the first horizon: every id up to it is final
-            batch = yield self.db.run(eventlog.read_final, None, self._horizon, self.clock.seconds())
+        while self._running:          # live from the first horizon: every id up to it is final
+            try:
+                batch = yield self.db.run(eventlog.read_final, None, self._horizon, self.clock.seconds())
+            except Exception as e:  # noqa: BLE001 - the database may come up after the gateway
+                log.error("event log: cannot read it ({err}); trying again in {s:g} s", err=e, s=self.cfg.poll_s)
+                yield task.deferLater(self.clock, self.cfg.poll_s, lambda: None)
+                continue
             self._horizon = batch.horizon
-            if batch.horizon.final is not None or not self._running:
+            if batch.horizon.final is not None:
                 break
             self._note_held(batch.held_since)
             yield task.deferLater(self.clock, self.HELD_RETRY_S, lambda: None)
+        if not self._running:
+            return None
         self.head = self.floor = self._horizon.final or 0
         EVENTS_HEAD.set(self.head)
         self.db.add_event_listener(lambda _events: self.wake())

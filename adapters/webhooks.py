@@ -277,14 +277,12 @@ class Webhooks:
         self.clock, self.db, self.tail, self.cfg = clock, db, tail, cfg
         self.post = post or agent_post(clock)
         self.deliveries: dict[int, SubscriberDelivery] = {}
+        self._synced = False
         self._refresh = task.LoopingCall(self.refresh)
         self._refresh.clock = clock
 
     @inlineCallbacks
     def start(self):
-        added, removed = yield self.db.run(store.sync_config_tx, list(self.cfg.urls), _utc(self.clock))
-        if added or removed:
-            log.info("webhooks: {a} subscriber(s) added and {r} removed from webhooks.urls", a=added, r=removed)
         yield self.refresh()
         self._refresh.start(self.cfg.refresh_s, now=False)
 
@@ -300,6 +298,12 @@ class Webhooks:
 
     @inlineCallbacks
     def _refresh_once(self):
+        if not self._synced:         # webhooks.urls, once per start (again until it succeeds)
+            added, removed = yield self.db.run(store.sync_config_tx, list(self.cfg.urls), _utc(self.clock))
+            self._synced = True
+            if added or removed:
+                log.info("webhooks: {a} subscriber(s) added and {r} removed from webhooks.urls", a=added,
+                         r=removed)
         subs = yield self.db.run(store.load_tx)
         live = {s.id for s in subs}
         for sid in [i for i in self.deliveries if i not in live]:
