@@ -10,8 +10,6 @@ A comment line every `keepalive` seconds keeps proxies from closing an idle stre
 """
 from __future__ import annotations
 
-import json
-
 from twisted.internet import task
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
@@ -25,8 +23,7 @@ log = Logger()
 
 
 def _frame(event: Event) -> bytes:
-    data = json.dumps(event.as_dict(), ensure_ascii=False)
-    return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n".encode()
+    return f"id: {event.id}\nevent: {event.kind}\ndata: ".encode() + event.body + b"\n\n"
 
 
 @implementer(IPushProducer)

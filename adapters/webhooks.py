@@ -20,18 +20,19 @@ replayed later.  Secrets never appear in logs, metrics or the CLI's output.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
-import io
 import itertools
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from twisted.internet import defer, task
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
+from twisted.web.iweb import IBodyProducer
+from zope.interface import implementer
 
 from adapters import webhook_store as store
 from gateway.eventlog import Event
@@ -77,21 +78,67 @@ def target_name(url: str) -> str:
     return f"{p.scheme}://{host}{p.path}"
 
 
+def split_credentials(url: str) -> tuple[str, dict]:
+    """https://user:pw@host/path -> the URL without them, and an Authorization: Basic header."""
+    p = urlsplit(url)
+    if p.username is None:
+        return url, {}
+    netloc = p.hostname + (f":{p.port}" if p.port else "")
+    token = base64.b64encode(f"{unquote(p.username)}:{unquote(p.password or '')}".encode()).decode()
+    return urlunsplit(p._replace(netloc=netloc)), {"Authorization": f"Basic {token}"}
+
+
 def sign(secret: str, t: int, body: bytes) -> str:
     mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={t},v1={mac}"
 
 
+@implementer(IBodyProducer)
+class _Body:
+    """The whole body at once (FileBodyProducer would schedule a cooperator task per POST)."""
+
+    def __init__(self, data: bytes):
+        self.data, self.length = data, len(data)
+
+    def startProducing(self, consumer):
+        consumer.write(self.data)
+        return defer.succeed(None)
+
+    def pauseProducing(self):
+        pass
+
+    def stopProducing(self):
+        pass
+
+
+class _Endpoints:
+    """One endpoint per receiver, made once (Agent would IDNA-encode the host on every POST)."""
+
+    def __init__(self, reactor):
+        self.reactor, self.cache = reactor, {}
+
+    def endpointForURI(self, uri):
+        key = (uri.scheme, uri.host, uri.port)
+        if key not in self.cache:
+            from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+            ep = HostnameEndpoint(self.reactor, uri.host, uri.port)
+            if uri.scheme == b"https":
+                from twisted.internet.ssl import optionsForClientTLS
+                ep = wrapClientTLS(optionsForClientTLS(uri.host.decode("ascii")), ep)
+            self.cache[key] = ep
+        return self.cache[key]
+
+
 def agent_post(reactor):
     """POST with twisted.web's Agent on persistent connections; fires with the response code."""
-    from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
+    from twisted.web.client import Agent, HTTPConnectionPool, readBody
     from twisted.web.http_headers import Headers
-    agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=True))
+    agent = Agent.usingEndpointFactory(reactor, _Endpoints(reactor), pool=HTTPConnectionPool(reactor, persistent=True))
 
     @inlineCallbacks
     def post(url: str, body: bytes, headers: dict):
         h = Headers({k.encode(): [v.encode()] for k, v in headers.items()})
-        response = yield agent.request(b"POST", url.encode(), h, FileBodyProducer(io.BytesIO(body)))
+        response = yield agent.request(b"POST", url.encode(), h, _Body(body))
         yield readBody(response)
         return response.code
     return post
@@ -112,7 +159,8 @@ class SubscriberDelivery:
 
     def __init__(self, clock, db, tail, sub: store.Subscriber, secret: str, post, cfg: WebhookSection):
         self.clock, self.db, self.tail, self.post, self.cfg = clock, db, tail, post, cfg
-        self.id, self.url, self.secret = sub.id, sub.url, secret
+        self.id, self.secret = sub.id, secret
+        self.url, self.auth = split_credentials(sub.url)
         self.name = target_name(sub.url)
         self.cursor = self.acked = sub.cursor     # in memory / written to the database
         self.stopped = False
@@ -166,9 +214,9 @@ class SubscriberDelivery:
 
     @inlineCallbacks
     def _post(self, e: Event):
-        body = json.dumps(e.as_dict(), ensure_ascii=False).encode()
+        body = e.body
         headers = {"Content-Type": "application/json; charset=utf-8", "X-Yihu-Event": e.kind,
-                   "X-Yihu-Event-Id": str(e.id)}
+                   "X-Yihu-Event-Id": str(e.id), **self.auth}
         if self.secret:
             headers["X-Yihu-Signature"] = sign(self.secret, int(self.clock.seconds()), body)
         try:

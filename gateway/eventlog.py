@@ -25,7 +25,9 @@ every visible row is final.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import delete, func, insert, select, text
@@ -51,6 +53,11 @@ class Event:
 
     def as_dict(self) -> dict:
         return {"seq": self.id, "kind": self.kind, "at": self.at, "payload": self.payload}
+
+    @cached_property
+    def body(self) -> bytes:
+        """The JSON every webhook and stream client gets (encoded once per event)."""
+        return json.dumps(self.as_dict(), ensure_ascii=False).encode()
 
 
 def _iso(at: datetime) -> str:

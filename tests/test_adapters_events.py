@@ -228,6 +228,9 @@ def test_webhook_delivers_in_order_retries_signs_and_resumes_from_its_cursor(dat
         assert headers["X-Yihu-Event-Id"] == str(payload["seq"])
     assert not verify(SECRET, post.calls[0][2]["X-Yihu-Signature"], post.calls[0][3], clock.seconds() + 301)
     assert target_name(URL) == "https://dispatch.example/hook"         # no credentials in labels
+    url, _, headers, _ = post.calls[0]
+    assert url == "https://dispatch.example/hook?token=x"              # credentials as Basic auth instead
+    assert headers["Authorization"] == "Basic " + __import__("base64").b64encode(b"user:pw").decode()
     delivery = list(hooks.deliveries.values())[0]
     yield settle(lambda: delivery.acked == ids[0], "the cursor saved after the first")
     clock.advance(0.25)                              # cursor writes: at most every 0.25 s
