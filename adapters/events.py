@@ -122,10 +122,14 @@ class EventTail:
     def _got(self, batch: eventlog.Batch) -> None:
         self._reading = False
         self._horizon = batch.horizon
-        for e in batch.events:
-            self._append(e)
+        fresh = [e for e in batch.events if e.id > self.head]
+        for e in fresh:
+            self._keep(e)
         if len(batch.events) < self.BATCH and (batch.horizon.final or 0) > self.head:
             self.head = batch.horizon.final           # the ids in between never committed
+        # Told after the whole batch is kept, so that a reader woken by the first sees them all.
+        for e in fresh:
+            self._tell(e)
         self._note_held(batch.held_since)
         if batch.held and (self._retry is None or not self._retry.active()):
             self._retry = self.clock.callLater(self.HELD_RETRY_S, self.wake)
@@ -140,9 +144,7 @@ class EventTail:
         log.error("event log: reading after #{head} failed ({err}); the next poll tries again",
                   head=self.head, err=f.getErrorMessage())
 
-    def _append(self, e: Event) -> None:
-        if e.id <= self.head:
-            return
+    def _keep(self, e: Event) -> None:
         self.head = e.id
         EVENTS_HEAD.set(e.id)
         self._recent.append(e)
@@ -150,6 +152,8 @@ class EventTail:
             cut = len(self._recent) - self.cfg.keep_in_memory
             self.floor = self._recent[cut - 1].id
             del self._recent[:cut]
+
+    def _tell(self, e: Event) -> None:
         for fn in list(self._subscribers):
             try:
                 fn(e)

@@ -258,6 +258,9 @@ def test_webhook_gives_events_up_as_dead_letters_after_the_configured_age(databa
     tail, hooks = yield hooks_on(database, clock, cfg, post)
     old = yield database.run(record_tx, 3, "order.escalated", T0)
     yield settle(lambda: len(post.calls) == 1, "the first POST")
+    from prometheus_client import REGISTRY
+    backlog = {"target": "http://127.0.0.1:9/h"}
+    yield settle(lambda: REGISTRY.get_sample_value("yihu_webhook_backlog", backlog) == 3, "the backlog metric")
     for n in range(2, 13):                           # retried every minute: 11 minutes of failures
         clock.advance(60)
         yield settle(lambda: len(post.calls) == n, f"retry {n}")
@@ -270,11 +273,11 @@ def test_webhook_gives_events_up_as_dead_letters_after_the_configured_age(databa
         dead = yield database.run(dead_letters)
     assert dead == old
     assert post.ids() == [old[0]] * 12               # in order: the first was never overtaken
+    assert REGISTRY.get_sample_value("yihu_webhook_backlog", backlog) == 0
     post.answers = []
     fresh = yield database.run(record_tx, 1, "order.feedback", T0 + timedelta(seconds=660))
     yield settle(lambda: post.ids()[-1:] == fresh, "the next event, delivered")
     assert post.ids() == [old[0]] * 12 + fresh       # the others, as old, given up without a POST
-    from prometheus_client import REGISTRY
     assert REGISTRY.get_sample_value("yihu_webhook_dead_letters_total", {"target": "http://127.0.0.1:9/h"}) >= 3
     yield hooks.stop()
     tail.stop()

@@ -229,5 +229,7 @@ def test_stream_and_webhooks_lose_nothing_across_a_kill_9(migrated_url, tmp_path
     late = {json.loads(b)["payload"].get("incident_ref"): at for _, b, at in receiver.got
             if json.loads(b)["kind"] == "order.created"}
     assert {"KILL-2", "KILL-3", "KILL-4"} <= set(late) and all(late[r] >= back_at for r in ("KILL-2", "KILL-3", "KILL-4"))
+    logs = "".join(p.read_text() for p in tmp_path.glob("run*.log"))
+    assert "webhook http://127.0.0.1" in logs and SECRET not in logs        # secrets never logged
     print(f"{len(ids)} events in the log, {len(got)} POSTs ({len(got) - len(firsts)} repeated), "
           f"stream: {len(seen_before)} before the kill, {len(resumed.ids())} after")
