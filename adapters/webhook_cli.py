@@ -68,6 +68,9 @@ def cmd_add(args) -> int:
     except store.SubscriberExists:
         print(f"yihu: webhook {target_name(url)} is already a subscriber", file=sys.stderr)
         return 2
+    except ValueError as e:
+        print(f"yihu: --from-event: {e}", file=sys.stderr)
+        return 2
     finally:
         db.engine.dispose()
     signed = "its own secret" if secret else ("webhooks.secret" if args.config.webhooks.secret else "UNSIGNED")

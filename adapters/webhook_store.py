@@ -48,7 +48,10 @@ def sync_config_tx(conn, urls: list[str], now: datetime) -> tuple[int, int]:
 def add_tx(conn, url: str, secret: str | None, now: datetime, from_id: int | None = None) -> Subscriber:
     if conn.execute(select(S.c.id).where(S.c.url == url)).first():
         raise SubscriberExists(url)
-    cursor = last_id(conn) if from_id is None else from_id
+    head = last_id(conn)
+    if from_id is not None and from_id > head:
+        raise ValueError(f"event #{from_id} is not in the log yet (the last is #{head})")
+    cursor = head if from_id is None else from_id
     conn.execute(insert(S).values(url=url, secret=secret or None, source="cli", cursor=cursor, created_at=now))
     return _sub(conn.execute(select(S).where(S.c.url == url)).one())
 

@@ -167,6 +167,7 @@ class SubscriberDelivery:
         self._busy = self._again = False
         self._retry_call = None
         self._failing_since: float | None = None
+        self._backoff: float | None = None
         self._ack_writing: defer.Deferred | None = None
         self._ack_timer = None
         self._unsubscribe = tail.subscribe(lambda _e: self.kick())
@@ -251,8 +252,6 @@ class SubscriberDelivery:
                 lambda f: log.error("webhook {target}: recording the failure: {err}", target=self.name,
                                     err=f.getErrorMessage()))
         return defer.succeed(None)
-
-    _backoff: float | None = None
 
     def _next_delay(self) -> float:
         self._backoff = self.cfg.retry_initial_s if self._backoff is None else min(self._backoff * 2,

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import datetime, timedelta, timezone
+from functools import cached_property
 
 from sqlalchemy import delete, func, insert, select, text
 
@@ -47,11 +47,7 @@ class Event:
     at: str               # ISO 8601 UTC, milliseconds
     payload: dict
 
-    @property
-    def seq(self) -> int:          # the name the JSON has always used for the event's number
-        return self.id
-
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict:          # "seq": the name the JSON has always used for the id
         return {"seq": self.id, "kind": self.kind, "at": self.at, "payload": self.payload}
 
     @cached_property

@@ -310,12 +310,14 @@ def test_webhook_command_adds_lists_and_removes(migrated_url, tmp_path, capsys):
     assert main(["webhook", "add", "https://u:pw@dispatch.example/h", "--secret-file", str(secret), *db]) == 0
     assert main(["webhook", "add", "https://u:pw@dispatch.example/h", *db]) == 2
     assert main(["webhook", "add", "ftp://dispatch.example/h", *db]) == 2
+    assert main(["webhook", "add", "https://other.example/h", "--from-event", "99", *db]) == 2
     assert main(["webhook", "list", *db]) == 0
     assert main(["webhook", "remove", "https://u:pw@dispatch.example/h", *db]) == 0
     assert main(["webhook", "remove", "https://u:pw@dispatch.example/h", *db]) == 2
     out = capsys.readouterr()
     text_ = out.out + out.err
     assert "https://dispatch.example/h  [cli, own secret]  after #0, 0 behind, 0 dead letters" in text_
+    assert "event #99 is not in the log yet" in text_
     assert "already a subscriber" in text_ and "not an http(s) URL" in text_ and "no webhook subscriber" in text_
     assert SECRET not in text_ and "pw@" not in text_
 
