@@ -74,10 +74,17 @@ def test_events_commit_with_the_change_and_ids_never_repeat_after_a_sweep(databa
     clock = Clock()
     clock.advance((T0 + timedelta(days=31)).timestamp())
     yield database.run(record_tx, 1, "hotline.arrived", T0 + timedelta(days=2))
-    n = yield RetentionSweep(clock, database, EventsSection(retention_days=30)).sweep()
-    assert n == 3                                                  # 31 days old: gone; 29 days: kept
+    sweep = RetentionSweep(clock, database, EventsSection(retention_days=30, sweep_interval_s=3600))
+    sweep.start()                                                  # sweeps at once, then hourly
+    yield settle(lambda: len(told) == 2, "")
     kept = yield database.run(log_ids)
-    assert len(kept) == 1 and kept[0] > first[-1]
+    while len(kept) != 1:
+        kept = yield database.run(log_ids)
+    assert kept[0] > first[-1]                                     # 31 days old: gone; 29 days: kept
+    clock.advance(2 * 86400)                                       # now 31 days after the kept one
+    while (yield database.run(log_ids)):
+        clock.advance(3600)
+    sweep.stop()
     yield database.run(lambda c: c.execute(event_log.delete()))
     again = yield database.run(record_tx, 1)
     assert again[0] > kept[0]                                      # never reused, even with the log empty
@@ -244,6 +251,34 @@ def test_webhook_delivers_in_order_retries_signs_and_resumes_from_its_cursor(dat
     tail, hooks = yield hooks_on(database, clock, cfg, post2)
     yield settle(lambda: len(post2.calls) == 3, "the events committed while stopped")
     assert post2.ids() == more
+    yield hooks.stop()
+    tail.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_receiver_down_for_an_hour_gets_everything_in_order_when_back(database):
+    clock = Clock()
+    clock.advance(T0.timestamp())
+    post = FakePost()
+    post.answers = [fail(ConnectionRefusedError())] * 1000
+    tail, hooks = yield hooks_on(database, clock, WebhookSection(urls=["http://127.0.0.1:9/h"], secret=SECRET),
+                                 post)
+    ids = []
+    for minute in range(60):                         # an event every 10 minutes, retries up to 60 s apart
+        if minute % 10 == 0:
+            ids += yield database.run(record_tx, 1, "hotline.arrived", datetime.fromtimestamp(clock.seconds(),
+                                                                                             timezone.utc))
+            yield settle(lambda: tail.head == ids[-1], "the tail")
+        clock.advance(60)
+    failures = len(post.calls)
+    assert 60 <= failures <= 70 and set(post.ids()) == {ids[0]}        # the first, over and over
+    post.answers = []                                # back
+    clock.advance(60)
+    yield settle(lambda: post.ids()[failures:] == ids, "everything, in order")
+    for _, payload, headers, body in post.calls[failures:]:
+        assert verify(SECRET, headers["X-Yihu-Signature"], body, clock.seconds())
+    dead = yield database.run(lambda c: c.execute(select(func.count()).select_from(webhook_dead_letters)).scalar())
+    assert dead == 0
     yield hooks.stop()
     tail.stop()
 
