@@ -2,14 +2,13 @@
 import hashlib
 import hmac
 import json
-import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import pytest_twisted
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from twisted.internet import defer, reactor
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import fail, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock, deferLater
@@ -19,7 +18,6 @@ from adapters import webhook_store
 from adapters.events import EventsSection, EventTail, RetentionSweep
 from adapters.stream import EventStreamResource
 from adapters.webhooks import WebhookSection, Webhooks, target_name
-from gateway import eventlog
 from gateway.eventlog import Horizon, read_final, record_event
 from gateway.storage.schema import event_log, webhook_dead_letters, webhook_subscribers
 
@@ -108,8 +106,8 @@ def test_an_id_committed_after_a_higher_one_is_still_delivered_in_order(database
         tb = b.begin()
         id_b = record_event(b, "order.feedback", {"team": "PUB-02"})
         assert id_b > id_a
-        yield deferLater(reactor, 0, lambda: threading.Thread(target=tb.commit).start())
-        yield deferLater(reactor, 0.3, lambda: None)
+        tb.commit()                                                # B first: visible, id above A's
+        yield deferLater(reactor, 0.3, lambda: None)               # the tail has looked, several times
         batch = yield database.run(read_final, 0, Horizon(), 0.0)
         assert batch.events == [] and batch.held                   # B is visible but not final
         assert got == [] and tail.head < id_a
