@@ -28,19 +28,21 @@ def _frame(event: Event) -> bytes:
 
 @implementer(IPushProducer)
 class _Client:
-    """One stream: replay from the log, then live.  While replaying it is the request's
-    producer: a client that reads slowly pauses the replay instead of filling memory."""
+    """One stream: replay from the log, then live.  It is the request's producer: a client that
+    reads slowly pauses the replay instead of filling memory, and a live client that falls
+    `max_behind` events behind is closed (it resumes from the log with its Last-Event-ID)."""
 
-    def __init__(self, request, tail: EventTail, cursor: int | None, kinds: set[str]):
+    def __init__(self, request, tail: EventTail, cursor: int | None, kinds: set[str], max_behind: int):
         self.request, self.tail, self.cursor, self.kinds = request, tail, cursor, kinds
         self.closed = self.paused = self.waiting = False
         self.unsubscribe = None
+        self.max_behind, self.behind = max_behind, 0
 
     def pauseProducing(self):
         self.paused = True
 
     def resumeProducing(self):
-        self.paused = False
+        self.paused, self.behind = False, 0
         if self.waiting:
             self.waiting = False
             self._pump()
@@ -66,8 +68,7 @@ class _Client:
         if self.tail.in_memory(self.cursor):
             for e in self.tail.since(self.cursor):
                 self._send(e)
-            self.request.unregisterProducer()
-            self.unsubscribe = self.tail.subscribe(self._send)
+            self.unsubscribe = self.tail.subscribe(self._live)
             return
         d = self.tail.read(self.cursor)
         d.addCallback(self._replayed)
@@ -83,7 +84,22 @@ class _Client:
     def _failed(self, f):
         log.error("event stream: reading the log after #{cursor} failed ({err}); closing the stream",
                   cursor=self.cursor, err=f.getErrorMessage())
+        self._finish()
+
+    def _live(self, e: Event):
+        if self.paused and not self.closed:
+            self.behind += 1
+            if self.behind > self.max_behind:
+                log.warn("event stream: a client fell {n} events behind at #{cursor}; closed (it resumes "
+                         "from the log with Last-Event-ID)", n=self.behind, cursor=self.cursor)
+                self._finish()
+                return
+        self._send(e)
+
+    def _finish(self):
         if not self.closed:
+            self.close(None)
+            self.request.unregisterProducer()
             self.request.finish()
 
     def _send(self, e: Event):
@@ -102,9 +118,9 @@ class _Client:
 class EventStreamResource(Resource):
     isLeaf = True
 
-    def __init__(self, tail: EventTail, clock, keepalive: float = 15.0):
+    def __init__(self, tail: EventTail, clock, keepalive: float = 15.0, max_behind: int = 10000):
         super().__init__()
-        self.tail, self.clock, self.keepalive = tail, clock, keepalive
+        self.tail, self.clock, self.keepalive, self.max_behind = tail, clock, keepalive, max_behind
 
     def render_GET(self, request):
         since = request.getHeader(b"last-event-id") or (request.args.get(b"since") or [None])[0]
@@ -119,7 +135,7 @@ class EventStreamResource(Resource):
         request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
         request.setHeader(b"cache-control", b"no-cache")
         kinds = {k.decode(errors="replace") for k in request.args.get(b"kind", [])}
-        client = _Client(request, self.tail, cursor, kinds)
+        client = _Client(request, self.tail, cursor, kinds, self.max_behind)
         request.write(b": yihu event stream\n\n")      # headers out now, even before the first event
         client.start()
         ping = task.LoopingCall(request.write, b": keepalive\n\n")

@@ -179,6 +179,60 @@ def test_event_stream_refuses_a_bad_last_event_id():
     assert req.responseCode == 400 and b"Last-Event-ID" in body
 
 
+class PushRequest:
+    """Just enough of a request for a streaming producer (DummyRequest loops pull producers)."""
+
+    def __init__(self):
+        from twisted.web.test.requesthelper import DummyRequest
+        self.r = DummyRequest([b""])
+        self.producer = None
+
+    def __getattr__(self, name):
+        return getattr(self.r, name)
+
+    def registerProducer(self, producer, streaming):
+        self.producer = producer
+
+    def unregisterProducer(self):
+        self.producer = None
+
+
+class StubTail:
+    def __init__(self):
+        self.head, self.subscribers = 0, []
+
+    def when_ready(self):
+        return succeed(0)
+
+    def in_memory(self, cursor):
+        return True
+
+    def since(self, cursor):
+        return []
+
+    def subscribe(self, fn):
+        self.subscribers.append(fn)
+        return lambda: self.subscribers.remove(fn) if fn in self.subscribers else None
+
+
+def test_a_live_client_that_stops_reading_is_closed_and_resumes_from_the_log():
+    from gateway.eventlog import Event
+    tail, req = StubTail(), PushRequest()
+    EventStreamResource(tail, Clock(), max_behind=3).render_GET(req)
+    tell = tail.subscribers[0]
+    tell(Event(1, "order.feedback", "2027-01-15T08:00:00.000+00:00", {}))
+    req.producer.pauseProducing()                    # its socket is full
+    for i in (2, 3, 4):
+        tell(Event(i, "order.feedback", "2027-01-15T08:00:00.000+00:00", {}))
+    req.producer.resumeProducing()                   # it read
+    req.producer.pauseProducing()
+    for i in (5, 6, 7, 8, 9):
+        tell(Event(i, "order.feedback", "2027-01-15T08:00:00.000+00:00", {}))
+    written = b"".join(req.r.written).decode()
+    assert [int(x[4:]) for x in written.split("\n") if x.startswith("id: ")] == [1, 2, 3, 4, 5, 6, 7]
+    assert req.r.finished and tail.subscribers == []  # closed at 4 behind; Last-Event-ID 7 resumes
+
+
 # --- webhooks -----------------------------------------------------------------------------------
 
 class FakePost:
