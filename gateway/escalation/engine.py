@@ -3,8 +3,8 @@
 Every step lives in `escalation_steps` from the moment the order is committed.  In memory only
 one due time per order-team is kept (TimerQueue).  When a team's time comes, its due steps are
 claimed in one transaction with their events (pending -> firing), then acted on (SMS again,
-calls, one alert to the duty supervisor per order and stage), then marked fired.  After a restart the
-pending steps are loaded again: those overdue fire at once, marked late.  An auditor looks
+calls, one alert to the duty supervisor per order and stage), then marked fired.  After a
+restart the pending steps are loaded again: those overdue fire at once, marked late.  An auditor looks
 periodically for steps overdue and not fired, and fires them.
 """
 from __future__ import annotations
@@ -209,7 +209,8 @@ class EscalationEngine:
 
     @defer.inlineCallbacks
     def _alert_supervisor(self, a: store.SupervisorAlert):
-        """ONE SMS and ONE call to the duty supervisor naming every silent team; one event."""
+        """ONE SMS and ONE call to the duty supervisor naming every silent team (its event was
+        committed with the claim)."""
         names = [name for _, _, name, _ in a.teams]
         if a.supervisor is None:
             log.critical("escalation order {code}: {n} silent teams and NO duty supervisor on the roster now",
