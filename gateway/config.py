@@ -98,6 +98,7 @@ def _sections() -> dict[str, type]:
 
 # Sections whose dataclass lives with the part it configures.
 _PART_SECTIONS: dict[str, str] = {
+    "events": "adapters.events.EventsSection",
     "webhooks": "adapters.webhooks.WebhookSection",
     "ami": "gateway.ami.config.AmiSection",
     "ivr": "ivr.config.IvrSection",

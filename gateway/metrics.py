@@ -58,3 +58,13 @@ ESCALATION_LATENESS = Histogram("yihu_escalation_lateness_seconds", "How late an
 # --- trust boundaries --------------------------------------------------------------------------
 AUTH_REFUSED = Counter("yihu_auth_refused_total", "Refused requests by reason (API key, FastAGI peer, "
                        "order-call token, feedback-line PIN)", ["reason"])
+# --- the event log and webhooks ------------------------------------------------------------------
+EVENTS_HEAD = Gauge("yihu_events_head", "The last event id handed to the event stream and webhooks")
+EVENTS_HELD_SECONDS = Gauge("yihu_events_held_seconds",
+                            "How long the log's next event has waited for an older open transaction")
+EVENTS_SWEPT = Counter("yihu_events_swept_total", "Events deleted by the retention sweep")
+WEBHOOK_SENT = Counter("yihu_webhook_sent_total", "Events delivered to a webhook", ["target"])
+WEBHOOK_FAILED = Counter("yihu_webhook_failures_total", "Failed webhook POSTs (retried)", ["target"])
+WEBHOOK_BACKLOG = Gauge("yihu_webhook_backlog", "Events in the log not yet delivered to a webhook", ["target"])
+WEBHOOK_DEAD_LETTERS = Counter("yihu_webhook_dead_letters_total",
+                               "Events given up for a webhook after webhooks.dead_letter_after_s", ["target"])

@@ -75,12 +75,15 @@ class Gateway(service.MultiService):
         threads = gw.db_threads or None
         self.database = Database(reactor, config.database_url, threads=threads)
         DatabaseService(self.database).setServiceParent(self)
-        from adapters.events import EventBus
+        from adapters.events import EventsService, EventTail, RetentionSweep
         from adapters.http import build_site
         from adapters.stream import EventStreamResource
         from adapters.webhooks import Webhooks
-        self.events = EventBus(reactor, node=gw.node_name)
-        self.webhooks = Webhooks(reactor, self.events, config.webhooks)
+        # The event log's live end, its retention and the webhooks: started after the database.
+        self.events = EventTail(reactor, self.database, config.events)
+        self.webhooks = Webhooks(reactor, self.database, self.events, config.webhooks)
+        EventsService(self.events, RetentionSweep(reactor, self.database, config.events),
+                      self.webhooks).setServiceParent(self)
         self.health_checks: list = []
         site, self.root = build_site(reactor, self.database, gw.node_name, reactor.seconds(), self.health_checks)
         from adapters.api import ApiResource, Router
@@ -121,9 +124,6 @@ class Gateway(service.MultiService):
                  access="API OPEN without a key (embedded default on loopback)" if self.api_open
                  else "API keys required")
 
-    def stopService(self):
-        self.webhooks.stop()
-        return super().stopService()
 
 
 def build_gateway(config: Config, reactor) -> Gateway:

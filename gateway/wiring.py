@@ -47,7 +47,7 @@ class CallbackService(service.Service):
 
 def build_service(config: Config, reactor) -> Gateway:
     gw = build_gateway(config, reactor)
-    db, events = gw.database, gw.events
+    db = gw.database
     embedded = config.gateway.embedded
 
     # --- the domain's collaborators --------------------------------------------------------
@@ -110,11 +110,11 @@ def build_service(config: Config, reactor) -> Gateway:
                          tokens=call_tokens)
 
     # --- orders, feedback, escalation ------------------------------------------------------
-    escalation = EscalationEngine(db, reactor, bank, caller, events, esc_cfg)
-    feedback = FeedbackEngine(db, bank, events, escalation, esc_cfg)
+    escalation = EscalationEngine(db, reactor, bank, caller, esc_cfg)
+    feedback = FeedbackEngine(db, bank, escalation, esc_cfg)
     bank.inbound.sink = feedback
     fanout = FanOut(db, reactor, bank, caller, esc_cfg)
-    orders = OrderService(db, reactor, fanout, escalation, events, esc_cfg)
+    orders = OrderService(db, reactor, fanout, escalation, esc_cfg)
     gw.orders, gw.feedback, gw.escalation, gw.fanout = orders, feedback, escalation, fanout
 
     CallbackService("sms-bank", bank.start, bank.stop).setServiceParent(gw)
@@ -127,7 +127,7 @@ def build_service(config: Config, reactor) -> Gateway:
 
     # --- hotlines --------------------------------------------------------------------------
     from gateway.hotline.service import HotlineService
-    hotline = HotlineService(reactor, db, events, link, lines=tuple(ami_cfg.lines))
+    hotline = HotlineService(reactor, db, link, lines=tuple(ami_cfg.lines))
     hotline.setServiceParent(gw)
     gw.hotline = hotline
     if ami_cfg.enabled:

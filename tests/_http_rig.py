@@ -77,7 +77,7 @@ def start_rig(url: str, tmp_path, *, embedded: bool = False, http: dict | None =
     cfg = load_config(None, {"gateway": {"database_url": url, "data_dir": str(tmp_path), "embedded": embedded},
                              "http": {"port": 0, **(http or {})}})
     gw = build_gateway(cfg, reactor)
-    orders = OrderService(gw.database, reactor, None, None, gw.events, cfg.escalation)
+    orders = OrderService(gw.database, reactor, None, None, cfg.escalation)
     add_order_routes(gw.api, gw.database, orders, reactor, max_sms_parts=cfg.orders.max_sms_parts)
     add_hotline_routes(gw.api, gw.database, cfg.gateway.time_zone)
     add_form_routes(gw.api, gw.database, orders, reactor, cfg.gateway.time_zone)

@@ -161,16 +161,17 @@ def test_read_keys_see_numbers_masked_to_the_last_four_digits(rig):
 
 @pytest_twisted.inlineCallbacks
 def test_event_stream_masks_numbers_for_a_read_key(rig):
-    rig.bus.publish("hotline.arrived", {"call_id": "c1", "caller": CALLER, "line": "110"})
-    rig.bus.publish("order.feedback", {"order_code": "0427", "phone": "+447700900019", "member": "甲"})
+    from gateway.eventlog import record_event
+    yield rig.db.run(record_event, "hotline.arrived", {"call_id": "c1", "caller": CALLER, "line": "110"})
+    yield rig.db.run(record_event, "order.feedback", {"order_code": "0427", "phone": "+447700900019", "member": "甲"})
     for scope, want in (("read", ["****1234", "****0019"]), ("dispatch", [CALLER, "+447700900019"])):
-        resp = yield treq.get(f"{rig.root}/events", headers={"Authorization": f"Bearer {rig.keys[scope]}"},
+        resp = yield treq.get(f"{rig.root}/events?since=0", headers={"Authorization": f"Bearer {rig.keys[scope]}"},
                               unbuffered=True, persistent=False)
         chunks, got = [], Deferred()
 
         def collect(data, chunks=chunks, got=got):
             chunks.append(data)
-            if b"".join(chunks).count(b"\n\n") >= 2 and not got.called:
+            if b"".join(chunks).count(b"\ndata: ") >= 2 and not got.called:
                 got.callback(None)
         treq.collect(resp, collect).addErrback(lambda f: None)     # we hang up on the stream
         yield got
@@ -327,13 +328,16 @@ def test_no_key_reaches_the_log(rig):
         yield rig.call("GET", "/api/v1/teams", key=rig.keys["admin"][:-1] + "x")
         yield rig.call("GET", "/api/v1/orders", key=rig.keys["read"])
         from twisted.internet.task import deferLater
-        yield deferLater(reactor, 0.05, lambda: None)       # the access log is written after the answer
+        for _ in range(100):        # the access log is written after the answer (at most 5 s under load)
+            if "/board?key=(hidden)" in "\n".join(lines) and "HTTP refused GET /api/v1/teams" in "\n".join(lines):
+                break
+            yield deferLater(reactor, 0.05, lambda: None)
     finally:
         globalLogPublisher.removeObserver(observe)
     text = "\n".join(lines)
     assert "/board?key=(hidden)" in text and "HTTP refused GET /api/v1/teams" in text
     for key in rig.keys.values():
-        assert key.rsplit("_", 1)[1][:20] not in text
+        assert key.split("_", 2)[2][:20] not in text      # the secret part (it may hold "_" itself)
 
 
 def test_the_brake_lets_a_peer_go_when_its_window_ends():

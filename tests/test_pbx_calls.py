@@ -306,7 +306,8 @@ def hotline(pbx, database, clock):
     sink = CollectingSink()
     lk = AmiLink(reactor, "127.0.0.1", pbx.port_number, username="gateway", secret="rig-secret",
                  action_timeout=2, backoff_initial=0.05, backoff_max=0.3, clock=clock)
-    svc = HotlineService(reactor, database, sink, lk, clock=clock)
+    database.add_event_listener(sink.committed)
+    svc = HotlineService(reactor, database, lk, clock=clock)
     svc.startService()
     pytest_twisted.blockon(bounded(clock, svc.ready))
     lk.startService()

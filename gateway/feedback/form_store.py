@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, func, insert, select, update
 
+from gateway.eventlog import record_event
 from gateway.feedback import form as ff
 from gateway.orders import store as ostore
 from gateway.storage.schema import audit_log, feedback_forms, order_teams, orders, teams
@@ -47,6 +48,15 @@ def apply_tx(conn, order_team_id: int, changes: dict, actor: str, at: datetime) 
         conn.execute(update(feedback_forms).where(feedback_forms.c.order_team_id == order_team_id).values(**row))
     filled = [c for c in _COLUMNS if c in changes and changes[c] not in (None, "")]
     return FormState(values, need, filled, complete, complete and not was_complete, row["asked_field"])
+
+
+def record_form_event(conn, code: str, order_id: int, team_code: str, fs: FormState, actor: str,
+                      at: datetime) -> dict:
+    """The order.form event, in the transaction that changed the form."""
+    event = {"order_code": code, "order_id": order_id, "team": team_code, "fields": fs.filled,
+             "complete": fs.complete, "missing": fs.missing, "by": actor, "at": at.isoformat()}
+    record_event(conn, "order.form", event, at)
+    return event
 
 
 def open_forms_for_team(conn, team_id: int, code: str | None = None) -> list:
@@ -105,6 +115,7 @@ def dispatcher_update_tx(conn, code: str, team_code: str, changes: dict, actor: 
     conn.execute(insert(audit_log).values(at=at, actor=actor, action="feedback.form",
                                           subject=f"order {code} team {team_code}",
                                           detail={"fields": sorted(changes), "complete": fs.complete}))
+    record_form_event(conn, ot.code, ot.order_id, team_code, fs, actor, at)
     return fs, ot.id, next_due
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import insert, select, update
 from gateway.escalation.config import EscalationConfig
 from gateway.escalation.deadlines import local_hhmm
 from gateway.escalation.store import plan_next_situation_tx
+from gateway.eventlog import record_event
 from gateway.feedback import form as ff
 from gateway.feedback import form_store
 from gateway.leaders import store as leaders_store
@@ -57,7 +58,6 @@ class Verdict:
     supervisor_phone: str | None = None     # told of an answer that came after their alert
     event: dict = field(default_factory=dict)
     hhmm: str = ""                          # local time of the answer, as confirmed
-    event_kind: str = "order.feedback"      # situation reports and form fields have their own
 
 
 def _mark_raw(conn, raw_id, state, note):
@@ -157,14 +157,16 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig) -> Verdict:
         sup_phone = sup.phone if sup else None
     order_id = row.order_id
     incident = row.incident_ref
+    event = {"order_code": row.code, "order_id": order_id, "incident_ref": incident,
+             "team": team_code, "team_name": team_name, "status": status, "state": out.state.state,
+             "channel": a.channel, "member": member.name, "role": member.role, "phone": a.phone,
+             "report": report, "at": a.at.isoformat(), "after_escalation": bool(alerted)}
+    record_event(conn, "order.feedback", event, a.at)
     return Verdict(RECORDED,
                    messages.confirmation_sms(row.code, status, hhmm, ask),
                    a.phone, row.code, order_id, row.id, team_code, member.id, status, out.advanced, next_due,
                    note, sup_phone,
-                   event={"order_code": row.code, "order_id": order_id, "incident_ref": incident,
-                          "team": team_code, "team_name": team_name, "status": status, "state": out.state.state,
-                          "channel": a.channel, "member": member.name, "role": member.role, "phone": a.phone,
-                          "report": report, "at": a.at.isoformat(), "after_escalation": bool(alerted)},
+                   event=event,
                    hhmm=hhmm)
 
 
@@ -203,13 +205,13 @@ def record_situation_tx(conn, a: Answer, member, row, text: str, cfg: Escalation
     _audit(conn, a.at, a, "feedback.situation", f"order {row.code} team {member.team_code}",
            {"member_id": member.id, "audio": audio_path, "seconds": audio_seconds})
     what = text or (f"[录音{audio_seconds:.0f}秒]" if audio_seconds is not None else "")
+    event = {"order_code": row.code, "order_id": row.order_id, "team": member.team_code,
+             "team_name": member.team_name, "member": member.name, "phone": a.phone,
+             "channel": a.channel, "text": what, "audio_seconds": audio_seconds, "at": a.at.isoformat()}
+    record_event(conn, "order.situation_report", event, a.at)
     return Verdict(RECORDED, messages.confirmation_sms(row.code, SITUATION, hhmm, ask), a.phone, row.code,
                    row.order_id, row.id, member.team_code, member.id, SITUATION, False, next_due,
-                   "situation report", event_kind="order.situation_report", hhmm=hhmm,
-                   event={"order_code": row.code, "order_id": row.order_id, "team": member.team_code,
-                          "team_name": member.team_name, "member": member.name, "phone": a.phone,
-                          "channel": a.channel, "text": what, "audio_seconds": audio_seconds,
-                          "at": a.at.isoformat()})
+                   "situation report", hhmm=hhmm, event=event)
 
 
 def _form_from_report(report: str) -> dict:
@@ -258,13 +260,11 @@ def _form_answer(conn, a: Answer, member, cfg: EscalationConfig) -> Verdict | No
     _audit(conn, a.at, a, "feedback.form", f"order {target.code} team {member.team_code}",
            {"fields": fs.filled, "complete": fs.complete})
     ask = ff.ask_text(target.code, fs.asked) if fs.asked else ""
+    event = form_store.record_form_event(conn, target.code, target.order_id, member.team_code, fs, actor, a.at)
     return Verdict(RECORDED, messages.form_saved_sms(target.code, member.team_name or member.team_code,
                                                      [ff.FIELD_WORD[f] for f in fs.filled], ask),
                    a.phone, target.code, target.order_id, target.id, member.team_code, member.id, FORM, False,
-                   next_due, "feedback form", event_kind="order.form", hhmm=local_hhmm(a.at, cfg),
-                   event={"order_code": target.code, "order_id": target.order_id, "team": member.team_code,
-                          "fields": fs.filled, "complete": fs.complete, "missing": fs.missing,
-                          "by": actor, "at": a.at.isoformat()})
+                   next_due, "feedback form", hhmm=local_hhmm(a.at, cfg), event=event)
 
 
 def _leader_note(conn, a: Answer) -> Verdict | None:
@@ -277,7 +277,8 @@ def _leader_note(conn, a: Answer) -> Verdict | None:
                        messages.note_needs_code_sms(), a.phone)
     _mark_raw(conn, a.raw_id, "parsed", f"order {note.order_code} note from leader {note.leader.name}")
     _audit(conn, a.at, a, "order.note", f"order {note.order_code}", {"leader": note.leader.name})
+    event = {"order_code": note.order_code, "order_id": note.order_id, "leader": note.leader.name,
+             "role": note.leader.role, "text": a.text[:500], "at": a.at.isoformat()}
+    record_event(conn, "order.note", event, a.at)
     return Verdict(NOTE, messages.note_saved_sms(note.order_code), a.phone, note.order_code, note.order_id,
-                   reason="leader's note", event_kind="order.note",
-                   event={"order_code": note.order_code, "order_id": note.order_id, "leader": note.leader.name,
-                          "role": note.leader.role, "text": a.text[:500], "at": a.at.isoformat()})
+                   reason="leader's note", event=event)

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import and_, func, insert, or_, select, update
 
 from gateway.escalation.config import EscalationConfig
+from gateway.eventlog import record_event
 from gateway.escalation.deadlines import plan_steps, response_minutes
 from gateway.orders import directory_queries as dq
 from gateway.orders import team_state as ts
@@ -71,6 +72,10 @@ def create_order_tx(conn, req: OrderRequest, now: datetime, cfg: EscalationConfi
         detail={"order_id": order_id, "incident_ref": req.incident_ref, "kind": req.kind, "rule": req.rule,
                 "target": req.target.describe(), "teams": [t.code for t in found], "voice": req.voice,
                 "major": req.major}))
+    record_event(conn, "order.created", {"order_code": code, "order_id": order_id, "incident_ref": req.incident_ref,
+                                         "kind": req.kind, "rule": req.rule,
+                                         "onscene_commander": req.onscene_commander(), "teams": len(found),
+                                         "voice": req.voice, "major": req.major}, now)
     return CreatedOrder(order_id, code, now.timestamp(), tuple(t.id for t in found), tuple(timers))
 
 

@@ -405,3 +405,42 @@ feedback_forms = Table(
     Column("updated_at", TS, nullable=False),
     Column("updated_by", String(100)),                # sms:<phone> / api:<key name>
 )
+
+
+# --- the event log and its webhook subscribers (gateway/eventlog.py, adapters/webhooks.py) ---------
+
+event_log = Table(
+    "event_log", metadata,
+    # PostgreSQL: a sequence; SQLite: AUTOINCREMENT, so an id is never reused after a sweep.
+    Column("id", ID, primary_key=True),
+    Column("kind", String(64), nullable=False),         # hotline.arrived, order.feedback, ...
+    Column("at", TS, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Index("ix_event_log_at", "at"),                     # the retention sweep
+    sqlite_autoincrement=True,
+)
+
+webhook_subscribers = Table(
+    "webhook_subscribers", metadata,
+    Column("id", ID, primary_key=True),
+    Column("url", String(500), nullable=False, unique=True),
+    Column("secret", Text),                             # own HMAC key; null: webhooks.secret
+    Column("source", String(8), nullable=False),        # config / cli
+    Column("cursor", BigInteger, nullable=False),       # the last event id delivered (acknowledged)
+    Column("created_at", TS, nullable=False),
+    Column("delivered_at", TS),
+    Column("failing_since", TS),                        # first failed POST of the event at the head
+    Column("last_error", String(200)),
+    CheckConstraint("source in ('config','cli')", name="source"),
+)
+
+webhook_dead_letters = Table(
+    "webhook_dead_letters", metadata,
+    Column("id", ID, primary_key=True),
+    Column("subscriber_id", ID, ForeignKey("webhook_subscribers.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("event_id", BigInteger, nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("at", TS, nullable=False),                   # when it was given up
+    Column("error", String(200)),
+)

@@ -1,14 +1,14 @@
 """Major orders, situation reports, leaders and their notifications, the formal feedback form
 
 Revision ID: 0016
-Revises: 0005 (issued as 0001; chained after main's head so the branch upgrades)
+Revises: 0007
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0016'
-down_revision = '0005'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
