@@ -16,7 +16,9 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from gateway.health import collect
 from gateway.hotline import store as hotline_store
+from gateway.mode import DRILL
 from gateway.orders.summary import load_summary_tx
 from gateway.storage.schema import orders as orders_table
 
@@ -40,12 +42,14 @@ def _board_tx(conn, cfg, limit: int = 20):
 class BoardResource(Resource):
     isLeaf = True
 
-    def __init__(self, clock, database, esc_cfg, time_zone: str, health=(), refresh_s: int = 5):
+    def __init__(self, clock, database, esc_cfg, time_zone: str, health=(), refresh_s: int = 5,
+                 mode: str = "live"):
         super().__init__()
         self.clock, self.database, self.cfg = clock, database, esc_cfg
         self.tz = ZoneInfo(time_zone)
-        self.health = health            # callables -> (name, ok, detail)
+        self.health = health            # callables -> PartHealth(s) (gateway/health.py)
         self.refresh_s = refresh_s
+        self.drill = mode == DRILL
 
     def render_GET(self, request):
         self._render(request)
@@ -76,11 +80,11 @@ class BoardResource(Resource):
     def page(self, summaries, live, callbacks) -> str:
         now = datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
         parts = [f"<h1>一呼百应 指挥调度 <small>{now.astimezone(self.tz):%Y-%m-%d %H:%M:%S}</small></h1>"]
-        checks = [h() for h in self.health]
+        checks = collect(self.health)
         if checks:
             parts.append("<p>" + " ".join(
-                f"<span class={'ok' if ok else 'bad'}>{escape(name)}: {escape(str(detail))}</span>"
-                for name, ok, detail in checks) + "</p>")
+                f"<span class={'ok' if p.ok or not p.enabled else 'bad'}>{escape(p.name)}: {escape(p.detail)}</span>"
+                for p in checks) + "</p>")
         parts.append(f"<h2>进行中的指令 Open orders ({len(summaries)})</h2>")
         if not summaries:
             parts.append("<p>无 — none</p>")
@@ -112,11 +116,22 @@ class BoardResource(Resource):
         return self._wrap("\n".join(parts))
 
     def _wrap(self, inner: str) -> str:
+        # Drill mode: a banner no one can miss, repeated at the bottom, and a striped background,
+        # so that a wall showing the emulators is never read as the real county.
+        banner = ("<div class=drill>演练 DRILL — 模拟设备，无真实短信与电话 — emulated modems and Asterisk, "
+                  "nothing leaves this machine</div>") if self.drill else ""
+        title = "演练 DRILL · Yihu status board" if self.drill else "Yihu status board"
         return ("<!doctype html><html lang=zh><head><meta charset=utf-8>"
-                f"<meta http-equiv=refresh content={self.refresh_s}><title>Yihu status board</title><style>"
+                f"<meta http-equiv=refresh content={self.refresh_s}><title>{title}</title><style>"
                 "body{font-family:sans-serif;background:#fff;color:#111;margin:1em}table{border-collapse:collapse}"
                 "td,th{border:1px solid #999;padding:.2em .6em}.ok{color:#070}.bad{color:#b00;font-weight:bold}"
-                "span{margin-right:1.5em}</style></head><body>" + inner + "</body></html>")
+                "span{margin-right:1.5em}"
+                ".drill{background:#fd0;color:#000;font-size:3em;font-weight:bold;text-align:center;"
+                "padding:.3em;border:.2em solid #000;margin:.2em 0}"
+                ".drilltag{background:#fd0;color:#000;font-weight:bold;padding:0 .3em}"
+                + ("body{background:repeating-linear-gradient(45deg,#fff,#fff 40px,#fff6c0 40px,#fff6c0 80px)}"
+                   if self.drill else "")
+                + "</style></head><body>" + banner + inner + banner + "</body></html>")
 
 
 def _dt(value):

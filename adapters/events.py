@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from gateway.interfaces import IEventSink
+from gateway.mode import mark_drill
 
 log = Logger()
 
@@ -34,16 +35,17 @@ class Event:
 
 @implementer(IEventSink)
 class EventBus:
-    def __init__(self, clock, keep: int = 2000, node: str = ""):
+    def __init__(self, clock, keep: int = 2000, node: str = "", drill: bool = False):
         self.clock = clock
         self.node = node
+        self.drill = drill        # drill mode: every event says so (gateway/mode.py)
         self.recent: collections.deque[Event] = collections.deque(maxlen=keep)
         self._seq = itertools.count(1)
         self._subscribers: list[Callable[[Event], None]] = []
 
     def publish(self, kind: str, payload: dict) -> None:
         at = datetime.fromtimestamp(self.clock.seconds(), timezone.utc).isoformat(timespec="milliseconds")
-        event = Event(next(self._seq), kind, at, dict(payload))
+        event = Event(next(self._seq), kind, at, mark_drill(payload, self.drill))
         self.recent.append(event)
         for subscriber in list(self._subscribers):
             try:

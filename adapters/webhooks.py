@@ -70,6 +70,7 @@ class WebhookTarget:
         self.sending = False
         self.stopped = False
         self._retry_call = None
+        self.last_error: str | None = None     # of the last POST; None once one succeeded
 
     def offer(self, event: Event) -> None:
         if len(self.queue) >= self.cfg.max_queue:
@@ -104,6 +105,7 @@ class WebhookTarget:
             ok, why = False, e.__class__.__name__
         if self.stopped:
             return
+        self.last_error = None if ok else why
         if ok:
             self.queue.popleft()
             WEBHOOK_SENT.labels(self.name).inc()
@@ -144,6 +146,15 @@ class Webhooks:
     def __init__(self, clock, bus, cfg: WebhookSection, post=None):
         self.targets = [WebhookTarget(clock, url, post or agent_post(clock), cfg) for url in cfg.urls]
         self._unsubscribe = bus.subscribe(self._on_event) if self.targets else None
+
+    def health(self):
+        """One part per URL: down while its last POST failed (events are piling up for it)."""
+        from gateway.health import PartHealth, off
+        if not self.targets:
+            return off("webhooks", "no webhooks.urls configured")
+        return [PartHealth(f"webhook {t.name}", t.last_error is None,
+                           f"{len(t.queue)} waiting" + (f"; last POST failed: {t.last_error}" if t.last_error else ""))
+                for t in self.targets]
 
     def _on_event(self, event: Event):
         for t in self.targets:

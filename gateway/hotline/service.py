@@ -15,6 +15,7 @@ from twisted.logger import Logger
 
 from gateway import metrics
 from gateway.hotline import store
+from gateway.service import Part
 from gateway.hotline.tracker import DEFAULT_CONTEXTS, DEFAULT_LINES, HotlineCall, HotlineTracker
 
 log = Logger()
@@ -37,7 +38,7 @@ def call_payload(call: HotlineCall) -> dict:
             "outcome": call.outcome, "note": call.note}
 
 
-class HotlineService(service.Service):
+class HotlineService(Part, service.Service):
     """Wire with ``HotlineService(reactor, db, sink, link=ami_link)``; start it before the link
     (``startService`` loads the calls left open by a previous run, so that the link's first
     resync can close them)."""
@@ -59,7 +60,6 @@ class HotlineService(service.Service):
         self._idle_waiters: list[defer.Deferred] = []
         self.writes = 0
         self.published = 0
-        self.ready: defer.Deferred | None = None
         if link is not None:
             link.add_event_listener(self.tracker.handle)
             link.add_resync_listener(self.tracker)
@@ -67,7 +67,7 @@ class HotlineService(service.Service):
     # --- lifecycle ----------------------------------------------------------------------------
     def startService(self):
         super().startService()
-        self.ready = self.restore()
+        self._track_start(self.restore())
 
     @defer.inlineCallbacks
     def restore(self):
@@ -102,7 +102,7 @@ class HotlineService(service.Service):
     def _write(self, call_id: str) -> None:
         snap, kinds = self._dirty.pop(call_id)
         self._writing.add(call_id)
-        d = self.db.run(store.upsert_call, snap)
+        d = self.db.run(store.upsert_call, snap, datetime.fromtimestamp(self.clock.seconds(), timezone.utc))
         d.addCallbacks(self._written, self._write_failed, callbackArgs=(snap, kinds),
                        errbackArgs=(snap, kinds))
 

@@ -119,8 +119,8 @@ class Database:
             return fn(conn, *args, **kwargs)
 
 
-def default_sqlite_url(data_dir: str | os.PathLike) -> str:
-    return f"sqlite:///{Path(data_dir).resolve() / 'yihu.sqlite'}"
+def default_sqlite_url(data_dir: str | os.PathLike, name: str = "yihu.sqlite") -> str:
+    return f"sqlite:///{Path(data_dir).resolve() / name}"
 
 
 __all__ = ["Database", "Connection", "make_engine", "is_sqlite", "default_sqlite_url"]
