@@ -108,7 +108,7 @@ def test_every_conflict_has_its_own_line(tmp_path):
 
 def test_live_mode_with_real_hardware_is_fine(tmp_path):
     cfg = load_config(write(tmp_path, '[gateway]\nmode = "live"\n' + CONFLICTS[0][0]))
-    assert cfg.mode == "live" and cfg.sms.ports == ["/dev/serial/by-id/usb-modem0"]
+    assert cfg.mode == "live" and list(cfg.sms.ports) == ["/dev/serial/by-id/usb-modem0"]
 
 
 # --- a drill says so: events, webhooks ------------------------------------------------------

@@ -67,7 +67,7 @@ class HotlineService(Part, service.Service):
     # --- lifecycle ----------------------------------------------------------------------------
     def startService(self):
         super().startService()
-        self._track_start(self.restore())
+        self._track_start(defer.maybeDeferred(self.restore))
 
     @defer.inlineCallbacks
     def restore(self):
