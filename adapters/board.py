@@ -24,9 +24,9 @@ from gateway.storage.schema import orders as orders_table
 
 log = Logger()
 
-STATE_WORD = {"sent": "已发送", "delivered": "已送达", "received": "已收到", "assembled": "已集结",
+STATE_WORD = {"queued": "待发送", "sent": "已发送", "delivered": "已送达", "received": "已收到", "assembled": "已集结",
               "arrived": "已到达", "finished": "处置完毕", "unreachable": "联系不上", "declined": "无法执行"}
-STATE_COLOUR = {"sent": "#b00", "delivered": "#c60", "received": "#c90", "assembled": "#08a",
+STATE_COLOUR = {"queued": "#b00", "sent": "#b00", "delivered": "#c60", "received": "#c90", "assembled": "#08a",
                 "arrived": "#08a", "finished": "#070", "unreachable": "#b00", "declined": "#b00"}
 
 
@@ -34,6 +34,7 @@ def _board_tx(conn, cfg, limit: int = 20):
     codes = [r.code for r in conn.execute(select(orders_table.c.code).where(orders_table.c.state == "open")
                                           .order_by(orders_table.c.created_at.desc()).limit(limit))]
     summaries = [s for s in (load_summary_tx(conn, c, cfg) for c in codes) if s is not None]
+    summaries.sort(key=lambda s: s.drill)        # real incidents first; drills after, marked
     live = [c for c in hotline_store.open_calls(conn)]
     callbacks = hotline_store.callback_list(conn)
     return summaries, live, callbacks
@@ -85,7 +86,9 @@ class BoardResource(Resource):
             parts.append("<p>" + " ".join(
                 f"<span class={'ok' if p.ok or not p.enabled else 'bad'}>{escape(p.name)}: {escape(p.detail)}</span>"
                 for p in checks) + "</p>")
-        parts.append(f"<h2>进行中的指令 Open orders ({len(summaries)})</h2>")
+        drills = sum(1 for s in summaries if s.drill)
+        parts.append(f"<h2>进行中的指令 Open orders ({len(summaries) - drills} 实战 real"
+                     + (f", {drills} 演练 drill" if drills else "") + ")</h2>")
         if not summaries:
             parts.append("<p>无 — none</p>")
         for s in summaries:
@@ -93,12 +96,14 @@ class BoardResource(Resource):
             for t in s.teams:
                 took = " ".join(f"{STATE_WORD.get(k, k)}+{int(v // 60)}m" for k, v in (t.took or {}).items())
                 steps = len(t.steps)
-                colour = STATE_COLOUR.get(t.state, "#333")
+                state = t.shown_state
+                colour = STATE_COLOUR.get(state, "#333")
                 rows.append(f"<tr><td>{escape(t.team_code)}</td><td>{escape(t.team_name)}</td>"
-                            f"<td style='color:{colour};font-weight:bold'>{escape(STATE_WORD.get(t.state, t.state))}</td>"
+                            f"<td style='color:{colour};font-weight:bold'>{escape(STATE_WORD.get(state, state))}</td>"
                             f"<td>{escape(t.answered_by or '-')}</td><td>{escape(took)}</td>"
                             f"<td>{'催办 ' + str(steps) if steps else ''}</td></tr>")
-            parts.append(f"<h3>{escape(s.code)} · {escape(s.incident_ref)} · 下达 {self._local(s.sent_at)} · "
+            tag = "<span class=drilltag>演练 DRILL</span> " if s.drill else ""
+            parts.append(f"<h3>{tag}{escape(s.code)} · {escape(s.incident_ref)} · 下达 {self._local(s.sent_at)} · "
                          f"现场指挥 {escape(s.onscene_commander)}</h3><p>{escape(s.text)}</p>"
                          "<table><tr><th>队伍</th><th></th><th>状态</th><th>回复人</th><th>用时</th><th>升级</th></tr>"
                          + "".join(rows) + "</table>")

@@ -35,17 +35,20 @@ class Event:
 
 @implementer(IEventSink)
 class EventBus:
-    def __init__(self, clock, keep: int = 2000, node: str = "", drill: bool = False):
+    def __init__(self, clock, keep: int = 2000, node: str = "", drill: bool = False,
+                 drill_order=lambda order_id: False):
         self.clock = clock
         self.node = node
-        self.drill = drill        # drill mode: every event says so (gateway/mode.py)
+        self.drill = drill                # drill mode: every event says so (gateway/mode.py)
+        self.drill_order = drill_order    # order id -> is it a drill order (DrillOrders.is_drill)
         self.recent: collections.deque[Event] = collections.deque(maxlen=keep)
         self._seq = itertools.count(1)
         self._subscribers: list[Callable[[Event], None]] = []
 
     def publish(self, kind: str, payload: dict) -> None:
         at = datetime.fromtimestamp(self.clock.seconds(), timezone.utc).isoformat(timespec="milliseconds")
-        event = Event(next(self._seq), kind, at, mark_drill(payload, self.drill))
+        drill = self.drill or self.drill_order(payload.get("order_id"))
+        event = Event(next(self._seq), kind, at, mark_drill(payload, drill))
         self.recent.append(event)
         for subscriber in list(self._subscribers):
             try:

@@ -31,6 +31,13 @@ def _target(value) -> Target:
     raise ApiError(400, 'target must be "all", "kind:K", "township:T", "teams:A,B" or {"how": ..., "values": [...]}')
 
 
+def _flag(body: dict, key: str) -> bool:
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise ApiError(400, f"{key} must be true or false")
+    return value
+
+
 def _summary_json(s) -> dict:
     d = asdict(s)
     return d
@@ -51,7 +58,8 @@ def add_order_routes(router: Router, database, orders, clock) -> None:
                 voice=bool(b.get("voice", False)),
                 created_by=f"api:{b.get('created_by') or req.headers.get('x-yihu-client', 'dispatch')}"[:100],
                 idempotency_key=req.headers.get("idempotency-key") or b.get("idempotency_key"),
-                onscene_name=b.get("onscene_name"))
+                onscene_name=b.get("onscene_name"),
+                drill=_flag(b, "drill"))
         except ValueError as e:
             raise ApiError(400, str(e)) from None
 
@@ -72,6 +80,7 @@ def add_order_routes(router: Router, database, orders, clock) -> None:
             rows, counts = result
             return 200, {"orders": [{"order_code": r.code, "incident_ref": r.incident_ref, "kind": r.kind,
                                      "rule": r.rule, "state": r.state, "created_at": r.created_at.isoformat(),
+                                     "drill": bool(r.drill),
                                      "teams_by_state": counts.get(r.id, {})} for r in rows]}
         return database.run(_list_tx, all_).addCallback(done)
 

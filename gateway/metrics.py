@@ -41,7 +41,8 @@ AGI_ERRORS = Counter("yihu_agi_errors_total", "FastAGI sessions that ended in er
 ORDER_CALLS = Counter("yihu_order_calls_total", "Voice order calls by outcome", ["outcome"])
 
 # --- orders, feedback, escalation -------------------------------------------------------------
-ORDERS_CREATED = Counter("yihu_orders_created_total", "Orders created")
+ORDERS_CREATED = Counter("yihu_orders_created_total", "Orders created (drill: an assembly drill, kept apart)",
+                         ["drill"])
 FEEDBACK_RECORDED = Counter("yihu_feedback_total", "Feedback recorded", ["status", "channel"])
 FEEDBACK_REFUSED = Counter("yihu_feedback_refused_total", "Replies refused", ["reason"])
 ESCALATION_STEPS = Counter("yihu_escalation_steps_total", "Escalation steps fired", ["stage", "action"])

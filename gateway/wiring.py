@@ -139,13 +139,20 @@ def build_service(config: Config, reactor) -> Gateway:
                          channel_template=ivr_cfg.channel_template, caller_id=ivr_cfg.caller_id)
 
     # --- orders, feedback, escalation ------------------------------------------------------
-    escalation = EscalationEngine(db, reactor, bank, caller, events, esc_cfg)
-    feedback = FeedbackEngine(db, bank, events, escalation, esc_cfg)
+    # Every SMS about a drill order is labelled 【演练】 on its way to the bank, and every
+    # event about one says "drill": true.
+    from gateway.orders.drill import DrillLabelledOutbox, DrillOrders
+    drills = DrillOrders(db)
+    events.drill_order = drills.is_drill
+    outbox = DrillLabelledOutbox(bank, drills)
+    escalation = EscalationEngine(db, reactor, outbox, caller, events, esc_cfg)
+    feedback = FeedbackEngine(db, outbox, events, escalation, esc_cfg)
     bank.inbound.sink = feedback
-    fanout = FanOut(db, reactor, bank, caller, esc_cfg)
-    orders = OrderService(db, reactor, fanout, escalation, events, esc_cfg)
+    fanout = FanOut(db, reactor, outbox, caller, esc_cfg)
+    orders = OrderService(db, reactor, fanout, escalation, events, esc_cfg, drills=drills, drill_mode=config.drill)
     gw.orders, gw.feedback, gw.escalation, gw.fanout = orders, feedback, escalation, fanout
 
+    CallbackService("drill-orders", drills.start).setServiceParent(gw)
     CallbackService("sms-bank", bank.start, bank.stop, lambda: _modems_health(bank)).setServiceParent(gw)
     CallbackService("escalation", escalation.start, escalation.stop).setServiceParent(gw)
     CallbackService("fan-out", fanout.start, fanout.stop).setServiceParent(gw)

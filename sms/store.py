@@ -34,6 +34,25 @@ def message_state(seg_states: list[str]) -> str:
     return "sending"
 
 
+def _delivery_follows(conn, segment_where, now: datetime) -> None:
+    """The order delivery an SMS carries follows its segments, in the same transaction: `sent`
+    once a modem accepted a segment (before that it stays `queued`), `failed` when one failed."""
+    seg, msg, dl = t.sms_segments, t.sms_messages, t.deliveries
+    row = conn.execute(select(msg.c.id, msg.c.delivery_id).join(seg, seg.c.message_id == msg.c.id)
+                       .where(segment_where).limit(1)).first()
+    if row is None or row.delivery_id is None:
+        return
+    states = set(conn.execute(select(seg.c.state).where(seg.c.message_id == row.id)).scalars())
+    if "failed" in states:
+        new, before = "failed", ("queued", "handing", "sent")
+    elif states & {"sent", "delivered"}:
+        new, before = "sent", ("queued", "handing")
+    else:
+        return
+    conn.execute(update(dl).where(dl.c.id == row.delivery_id, dl.c.state.in_(before))
+                 .values(state=new, updated_at=now, detail=f"sms {row.id}: {new} by a modem"))
+
+
 def same_phone(a: str, b: str) -> bool:
     da = "".join(c for c in a or "" if c.isdigit())
     db = "".join(c for c in b or "" if c.isdigit())
@@ -138,6 +157,9 @@ class SqlStore:
                 # a status report may have settled it first: "delivered"/"failed" stay
                 q = q.where(table.c.state.notin_(("delivered", "failed")))
             conn.execute(q.values(updated_at=now, **fields))
+            if kind == "segment" and fields.get("state") in ("sent", "failed"):
+                _delivery_follows(conn, t.sms_segments.c.id == rid, now)
+
 
     def load_open(self):
         return self.db.run(self._load_open)
@@ -192,6 +214,7 @@ class SqlStore:
         states = [r[0] for r in conn.execute(select(s.c.state).where(s.c.message_id == row["message_id"]))]
         new = message_state(states)
         conn.execute(update(m).where(m.c.id == row["message_id"]).values(state=new, updated_at=now))
+        _delivery_follows(conn, s.c.id == row["id"], now)
         return (row["message_id"], row["id"], new)
 
     def counts(self):
