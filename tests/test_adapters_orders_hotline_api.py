@@ -71,6 +71,24 @@ def test_order_create_show_list_close(database):
 
 
 @pytest_twisted.inlineCallbacks
+def test_a_drill_order_by_api_is_stored_listed_and_summarised_as_a_drill(database):
+    port, base, bus = yield serve(database)
+    try:
+        status, body = yield call("POST", f"{base}/orders", {**GOOD, "drill": True, "incident_ref": "DRILL-1"})
+        assert status == 201, body
+        drill = body["order_code"]
+        status, body = yield call("POST", f"{base}/orders", GOOD)
+        real = body["order_code"]
+        status, listing = yield call("GET", f"{base}/orders")
+        assert {o["order_code"]: o["drill"] for o in listing["orders"]} == {drill: True, real: False}
+        status, s = yield call("GET", f"{base}/orders/{drill}")
+        assert s["drill"] is True
+        assert [e.payload["drill"] for e in bus.recent] == [True, False]
+    finally:
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
 def test_bad_orders_are_refused_with_the_reason(database):
     port, base, bus = yield serve(database)
     try:
@@ -82,6 +100,7 @@ def test_bad_orders_are_refused_with_the_reason(database):
             ({**GOOD, "target": 7}, 400, "field target must be a target"),
             ({**GOOD, "target": "teams:NOPE-1"}, 422, "no team matches target teams:NOPE-1"),
             ({**GOOD, "text": "   "}, 400, "needs an incident reference and a text"),
+            ({**GOOD, "drill": "yes"}, 400, "drill must be true or false"),
         ]
         for body, status, fragment in cases:
             got_status, got = yield call("POST", f"{base}/orders", body)
