@@ -14,6 +14,8 @@ BUILD_INFO.info({"version": __version__})
 DB_QUERY_SECONDS = Histogram("yihu_db_query_seconds", "Time of one database unit of work",
                              buckets=(.001, .005, .01, .05, .1, .5, 1, 5))
 DB_ERRORS = Counter("yihu_db_errors_total", "Database units of work that raised")
+DB_DEADLINES = Counter("yihu_db_deadlines_total", "Database units of work that passed a deadline "
+                       "(statement: ran too long; pool: waited too long for a thread or connection)", ["kind"])
 
 # --- SMS modem bank ---------------------------------------------------------------------------
 SMS_SEGMENTS_SENT = Counter("yihu_sms_segments_sent_total", "SMS segments accepted by a modem (+CMGS)", ["modem"])

@@ -127,7 +127,8 @@ class Gateway(service.MultiService):
         self.reactor = reactor
         gw = config.gateway
         threads = gw.db_threads or None
-        self.database = Database(reactor, config.database_url, threads=threads)
+        self.database = Database(reactor, config.database_url, threads=threads,
+                                 statement_timeout_s=gw.db_statement_timeout_s, pool_timeout_s=gw.db_pool_timeout_s)
         DatabaseService(self.database).setServiceParent(self)
         from adapters.events import EventBus
         from adapters.http import build_site
