@@ -38,7 +38,7 @@ def test_a_statement_past_its_deadline_fails_and_is_logged_by_name(migrated_url,
         with pytest.raises(DatabaseDeadline) as e:
             yield db.run(endless_report_tx)
         assert "test_db_deadlines.endless_report_tx" in str(e.value) and "rolled back" in str(e.value)
-        lines = [ev for ev in logged if ev.get("operation") == "test_db_deadlines.endless_report_tx"]
+        lines = [ev for ev in logged if ev.get("operation") == "tests.test_db_deadlines.endless_report_tx"]
         assert lines and lines[0]["log_level"].name == "error"
         assert metrics.DB_DEADLINES.labels(kind="statement")._value.get() == before + 1
         # the thread is free again: the next unit of work runs

@@ -205,8 +205,8 @@ class Database:
 
 def _name(fn) -> str:
     """A unit of work as logs name it: its function's name (store.claim_queued_deliveries_tx ...)."""
-    module = getattr(fn, "__module__", "") or ""
-    return f"{module.rsplit('.', 1)[-1]}.{getattr(fn, '__qualname__', repr(fn))}".lstrip(".")
+    module = (getattr(fn, "__module__", "") or "").removeprefix("gateway.")
+    return f"{module}.{getattr(fn, '__qualname__', repr(fn))}".lstrip(".")
 
 
 def default_sqlite_url(data_dir: str | os.PathLike, name: str = "yihu.sqlite") -> str:
