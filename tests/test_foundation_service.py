@@ -130,6 +130,7 @@ def test_gateway_process_answers_health_then_stops_cleanly_on_signal(tmp_path, s
     records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert records, out
     assert any("Main loop terminated" in r["message"] for r in records)
+    assert any(r["message"].startswith("DRILL MODE (演练)") and r["level"] == "warn" for r in records)
     assert all({"time", "level", "namespace", "message"} <= set(r) for r in records)
     assert any(r.get("modem", "").endswith("modem0") for r in records)    # fields stay queryable
     assert "Traceback" not in out + err
