@@ -45,9 +45,9 @@ ORDER_CALLS = Counter("yihu_order_calls_total", "Voice order calls by outcome", 
 # --- orders, feedback, escalation -------------------------------------------------------------
 ORDERS_CREATED = Counter("yihu_orders_created_total", "Orders created (drill: an assembly drill, kept apart)",
                          ["drill"])
-FEEDBACK_RECORDED = Counter("yihu_feedback_total", "Feedback recorded", ["status", "channel"])
+FEEDBACK_RECORDED = Counter("yihu_feedback_total", "Feedback recorded", ["status", "channel", "drill"])
 FEEDBACK_REFUSED = Counter("yihu_feedback_refused_total", "Replies refused", ["reason"])
-ESCALATION_STEPS = Counter("yihu_escalation_steps_total", "Escalation steps fired", ["stage", "action"])
+ESCALATION_STEPS = Counter("yihu_escalation_steps_total", "Escalation steps fired", ["stage", "action", "drill"])
 ESCALATION_PENDING = Gauge("yihu_escalation_pending", "Escalation steps waiting")
 ESCALATION_LATENESS = Histogram("yihu_escalation_lateness_seconds", "How late an escalation step fired",
                                 buckets=(.01, .05, .1, .2, .5, 1, 5, 60))

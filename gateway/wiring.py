@@ -150,6 +150,7 @@ def build_service(config: Config, reactor) -> Gateway:
     bank.inbound.sink = feedback
     fanout = FanOut(db, reactor, outbox, caller, esc_cfg)
     orders = OrderService(db, reactor, fanout, escalation, events, esc_cfg, drills=drills, drill_mode=config.drill)
+    escalation.is_drill = feedback.is_drill = drills.is_drill
     gw.orders, gw.feedback, gw.escalation, gw.fanout = orders, feedback, escalation, fanout
 
     CallbackService("drill-orders", drills.start).setServiceParent(gw)

@@ -31,6 +31,7 @@ def _rig(database):
     bus = EventBus(rig.clock, drill_order=drills.is_drill)
     rig.escalation.events = rig.feedback.events = rig.orders.events = bus
     rig.orders.drills = drills
+    rig.escalation.is_drill = rig.feedback.is_drill = drills.is_drill
     return rig, drills, bus
 
 
@@ -45,6 +46,8 @@ def test_every_message_of_a_drill_order_is_labelled_and_a_real_one_is_not(databa
     rig, drills, bus = _rig(database)
     yield rig.start()
     before = metrics.ORDERS_CREATED.labels(drill="true")._value.get()
+    answers = metrics.FEEDBACK_RECORDED.labels(status="received", channel="sms", drill="true")._value.get()
+    steps = metrics.ESCALATION_STEPS.labels(stage="receipt", action="supervisor", drill="true")._value.get()
     try:
         drill = yield _send(rig, True, "DRILL-1")
         yield rig.fanout.send(drill.order_id)
@@ -71,6 +74,10 @@ def test_every_message_of_a_drill_order_is_labelled_and_a_real_one_is_not(databa
         assert not any(t.startswith(DRILL_PREFIX) for t in reminders if real.code in t)
         sup = rig.outbox.to(SUPERVISOR, "supervisor")
         assert sorted(t.startswith(DRILL_PREFIX) for t in sup) == [False, True]
+        assert metrics.FEEDBACK_RECORDED.labels(status="received", channel="sms", drill="true")._value.get() \
+            == answers + 1
+        assert metrics.ESCALATION_STEPS.labels(stage="receipt", action="supervisor", drill="true")._value.get() \
+            == steps + 1
         # every event about the drill order says so; none about the real one does
         for e in bus.recent:
             assert e.payload["drill"] is (e.payload.get("order_code") == drill.code), (e.kind, e.payload)

@@ -33,6 +33,7 @@ class FeedbackEngine:
         self.db, self.outbox, self.events, self.escalation, self.cfg = db, outbox, events, escalation, cfg
         self._queue: list[tuple[store.Answer, defer.Deferred]] = []
         self._busy = False
+        self.is_drill = lambda order_id: False      # DrillOrders.is_drill: drills counted apart
 
     # --- IInboundSmsSink ---------------------------------------------------------------------
     def sms_received(self, sms: InboundSms):
@@ -83,7 +84,8 @@ class FeedbackEngine:
             log.info("feedback from {phone}: {reason}; ignored", phone=a.phone, reason=v.reason)
             return FeedbackOutcome(False, "", status=None)
         if v.outcome == store.RECORDED:
-            metrics.FEEDBACK_RECORDED.labels(status=v.status, channel=a.channel).inc()
+            metrics.FEEDBACK_RECORDED.labels(status=v.status, channel=a.channel,
+                                             drill=str(self.is_drill(v.order_id)).lower()).inc()
             log.info("feedback order {code} team {team} from {phone}: {status} ({channel})", code=v.order_code,
                      team=v.team_code, phone=a.phone, status=v.status, channel=a.channel)
             if self.escalation is not None:
