@@ -47,14 +47,18 @@ class EventBus:
 
     def publish(self, kind: str, payload: dict) -> None:
         at = datetime.fromtimestamp(self.clock.seconds(), timezone.utc).isoformat(timespec="milliseconds")
-        drill = self.drill or self.drill_order(payload.get("order_id"))
-        event = Event(next(self._seq), kind, at, mark_drill(payload, drill))
+        event = Event(next(self._seq), kind, at, self.label(payload))
         self.recent.append(event)
         for subscriber in list(self._subscribers):
             try:
                 subscriber(event)
             except Exception:  # noqa: BLE001 - one bad subscriber must not stop the others
                 log.failure("event subscriber failed on {kind} #{seq}", kind=kind, seq=event.seq)
+
+    def label(self, payload: dict) -> dict:
+        """The payload as every event carries it: with `"drill"` (drill mode, or a drill order).
+        Whoever builds or stores an event (the database event log too) goes through here."""
+        return mark_drill(payload, self.drill or self.drill_order(payload.get("order_id")))
 
     def subscribe(self, fn: Callable[[Event], None]) -> Callable[[], None]:
         self._subscribers.append(fn)
