@@ -1,7 +1,7 @@
 """Wiring: which parts the gateway runs, given its configuration.
 
 Kept apart from the parts themselves so that each part can be built and tested alone.  Start
-order follows the dependencies: database, SMS bank (its emulated modems first in embedded
+order follows the dependencies: database, SMS bank (its emulated modems first in drill
 mode), escalation and fan-out, the hotline tracker, the AMI link (after the tracker has loaded
 the calls a previous run left open), the FastAGI server, and the HTTP port last.
 
@@ -87,7 +87,7 @@ def _after(ready: defer.Deferred, fn) -> defer.Deferred:
 def build_service(config: Config, reactor) -> Gateway:
     gw = build_gateway(config, reactor)
     db, events = gw.database, gw.events
-    embedded = config.drill
+    drill = config.drill              # on the emulators (gateway/mode.py)
 
     # --- the domain's collaborators --------------------------------------------------------
     from gateway.escalation.engine import EscalationEngine
@@ -100,7 +100,7 @@ def build_service(config: Config, reactor) -> Gateway:
     from sms.bank import SmsBank, serial_opener
     from sms.store import SqlStore
     sms_cfg = config.sms
-    if embedded:
+    if drill:
         from sms.emulator import EmulatorBank
         modems_dir = config.data_dir.resolve() / "modems"
         emulators = EmulatorBank(reactor, config.embedded.modems, str(modems_dir),
@@ -118,7 +118,7 @@ def build_service(config: Config, reactor) -> Gateway:
     from ivr.order_caller import OrderCaller, RetryPolicy
     ami_cfg, ivr_cfg = config.ami, config.ivr
     ami_host, ami_port, ami_user, ami_secret = ami_cfg.host, ami_cfg.port, ami_cfg.username, ami_cfg.secret
-    if embedded:
+    if drill:
         from gateway.ami.emulator.pbx import EmulatedPbx, Phone
         ami_secret = secrets.token_hex(16)       # this run's own; nothing outside knows it
         pbx = EmulatedPbx(reactor, agi_host=ivr_cfg.interface, agi_port=ivr_cfg.port,
