@@ -12,6 +12,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from gateway.storage import schema as t
+from gateway.storage.pool import DatabaseDeadline
 from sms import encoding
 
 OPEN_MESSAGE_STATES = ("queued", "sending")
@@ -79,6 +80,7 @@ class SqlStore:
         self._lazy: list = []
         self._flushing = False
         self.max_batch = 16
+        self.retry_delay = 1.0        # after a database deadline
 
     # --- outbox --------------------------------------------------------------------------------
     def add_message(self, now: float, phone: str, text: str, purpose: str, order_id, delivery_id, *,
@@ -129,6 +131,12 @@ class SqlStore:
         self._flushing = True
 
         def finished(result):
+            if isinstance(result, Failure) and result.check(DatabaseDeadline):
+                # Rolled back (or never run): the whole batch is tried again, first in line; its
+                # callers are told only once it is committed.  The pool logged the deadline.
+                self._batch[:0] = batch
+                self.db.reactor.callLater(self.retry_delay, self._flush)
+                return
             for i, (_fn, _args, d) in enumerate(batch):
                 if isinstance(result, Failure):
                     d.errback(result)

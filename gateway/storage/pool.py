@@ -10,8 +10,8 @@ Deadlines: every statement has one (PostgreSQL's statement_timeout, set on each 
 on SQLite a progress handler interrupts a statement past it, and the busy timeout bounds lock
 waits), and so has waiting for a database thread or a pooled connection.  A unit of work past a
 deadline fails with DatabaseDeadline, logged naming the unit of work; a hung database then
-holds no thread for ever, and the owners of durable work (fan-out sweep, escalation auditor,
-hotline writes, SMS outbox) try again.
+holds no thread for ever, and the owners of durable work (SMS outbox, feedback, hotline writes,
+fan-out sweep, escalation auditor) try again.
 """
 from __future__ import annotations
 
