@@ -63,9 +63,9 @@ def hardware_conflicts(sections: dict) -> list[str]:
 
 
 def mark_drill(payload: dict, drill: bool) -> dict:
-    """An event or webhook payload with its `drill` flag: true in drill mode, and for anything
-    about a drill order (the payload already says `"drill": true`).  The one place events get
-    it: whoever builds or stores an event calls this."""
+    """An event payload with its `drill` flag: true in drill mode, and for anything about a drill
+    order (or the payload already says `"drill": true`).  Called by gateway.eventlog.build_event,
+    the one place events are built, so every event and webhook payload has it."""
     return {**payload, "drill": bool(drill or payload.get("drill"))}
 
 

@@ -86,7 +86,7 @@ def _after(ready: defer.Deferred, fn) -> defer.Deferred:
 
 def build_service(config: Config, reactor) -> Gateway:
     gw = build_gateway(config, reactor)
-    db, events = gw.database, gw.events
+    db = gw.database
     drill = config.drill              # on the emulators (gateway/mode.py)
 
     # --- the domain's collaborators --------------------------------------------------------
@@ -133,23 +133,33 @@ def build_service(config: Config, reactor) -> Gateway:
                    ping_interval=ami_cfg.ping_interval_s, ping_timeout=ami_cfg.ping_timeout_s,
                    backoff_max=ami_cfg.backoff_max_s)
     gw.ami_link = link
+    # Order-call tokens: the key is the configured one, or one made once and kept in the data
+    # directory (calls placed before a restart must still verify after it).
+    from ivr.refusals import RefusalAudit
+    from ivr.tokens import CallTokens, load_or_create_secret
+    key_file = config.data_dir / "ivr-token.key"
+    call_tokens = CallTokens(load_or_create_secret(ivr_cfg.token_secret, key_file), grace_s=ivr_cfg.token_grace_s)
+    log.info("FastAGI: sessions only from {peers}; order calls carry one-time tokens (key {where})",
+             peers=", ".join(ivr_cfg.allowed_peers),
+             where="from ivr.token_secret" if ivr_cfg.token_secret else f"in {key_file}")
+    refusals = RefusalAudit(reactor, db, window=ivr_cfg.refusal_window_s)
     caller = OrderCaller(reactor, link, db,
                          policy=RetryPolicy(attempts=ivr_cfg.call_attempts, delay=ivr_cfg.call_retry_delay_s,
                                             ring_timeout_ms=int(ivr_cfg.ring_timeout_s * 1000)),
-                         channel_template=ivr_cfg.channel_template, caller_id=ivr_cfg.caller_id)
+                         channel_template=ivr_cfg.channel_template, caller_id=ivr_cfg.caller_id,
+                         tokens=call_tokens)
 
     # --- orders, feedback, escalation ------------------------------------------------------
-    # Every SMS about a drill order is labelled 【演练】 on its way to the bank, and every
-    # event about one says "drill": true.
+    # Every SMS about a drill order is labelled 【演练】 on its way to the bank (events about one say
+    # "drill": true: gateway/eventlog.build_event reads the order's row); its figures are counted apart.
     from gateway.orders.drill import DrillLabelledOutbox, DrillOrders
     drills = DrillOrders(db)
-    events.drill_order = drills.is_drill
     outbox = DrillLabelledOutbox(bank, drills)
-    escalation = EscalationEngine(db, reactor, outbox, caller, events, esc_cfg)
-    feedback = FeedbackEngine(db, outbox, events, escalation, esc_cfg)
+    escalation = EscalationEngine(db, reactor, outbox, caller, esc_cfg)
+    feedback = FeedbackEngine(db, outbox, escalation, esc_cfg)
     bank.inbound.sink = feedback
     fanout = FanOut(db, reactor, outbox, caller, esc_cfg)
-    orders = OrderService(db, reactor, fanout, escalation, events, esc_cfg, drills=drills, drill_mode=config.drill)
+    orders = OrderService(db, reactor, fanout, escalation, esc_cfg, drills=drills, drill_mode=drill)
     escalation.is_drill = feedback.is_drill = drills.is_drill
     gw.orders, gw.feedback, gw.escalation, gw.fanout = orders, feedback, escalation, fanout
 
@@ -160,7 +170,7 @@ def build_service(config: Config, reactor) -> Gateway:
 
     # --- hotlines --------------------------------------------------------------------------
     from gateway.hotline.service import HotlineService
-    hotline = HotlineService(reactor, db, events, link, lines=tuple(ami_cfg.lines))
+    hotline = HotlineService(reactor, db, link, lines=tuple(ami_cfg.lines))
     hotline.setServiceParent(gw)
     gw.hotline = hotline
     if ami_cfg.enabled:
@@ -182,15 +192,25 @@ def build_service(config: Config, reactor) -> Gateway:
         if ivr_cfg.speech:
             from ivr.speech import OrderSpeech
             speech = OrderSpeech(reactor, config.data_dir / "speech")
+        from ivr.member_pins import MemberPins
+        from ivr.peers import PeerGate
+        from ivr.token_gate import CallTokenGate
+        token_gate = CallTokenGate(reactor, db, call_tokens, refusals)
         factory = make_fastagi_factory(reactor, sink=feedback, journal=KeypadJournal(reactor, db),
                                        orders=OrderBook(db), speech=speech,
-                                       settings=MenuSettings(timeout_ms=ivr_cfg.menu_timeout_ms))
+                                       settings=MenuSettings(timeout_ms=ivr_cfg.menu_timeout_ms),
+                                       tokens=token_gate,
+                                       pins=MemberPins(db, refusals),
+                                       peers=PeerGate(ivr_cfg.allowed_peers, refusals))
+        gw.fastagi_factory = factory
         endpoint = serverFromString(reactor, f"tcp:{ivr_cfg.port}:interface={ivr_cfg.interface}")
         ListeningService(endpoint, factory, "fastagi").setServiceParent(gw)
+        # Refusal counts still summing in a window are written before the database closes.
+        CallbackService("fastagi-refusals", lambda: None, refusals.flush).setServiceParent(gw)
         # Keypad answers the classic-AGI fallback spooled while the gateway was down.
         from ivr.spool import SpoolIntake
         intake = SpoolIntake(reactor, ivr_cfg.spool_dir or config.data_dir / "spool" / "keypad",
-                             KeypadJournal(reactor, db), feedback)
+                             KeypadJournal(reactor, db), feedback, tokens=token_gate)
         CallbackService("keypad-spool", lambda: defer.Deferred.fromCoroutine(intake.take_in())).setServiceParent(gw)
     else:
         gw.health_checks.append(lambda: off("fastagi", "ivr.enabled = false"))
@@ -198,10 +218,11 @@ def build_service(config: Config, reactor) -> Gateway:
     # --- the API routes of the parts -------------------------------------------------------
     from adapters.orders_api import add_order_routes
     from adapters.hotline_api import add_hotline_routes
-    add_order_routes(gw.api, db, orders, reactor)
+    add_order_routes(gw.api, db, orders, reactor, max_sms_parts=config.orders.max_sms_parts,
+                     ref_bits=sms_cfg.concat_ref_bits)
     add_hotline_routes(gw.api, db, config.gateway.time_zone)
     gw.health_checks.append(gw.webhooks.health)
     from adapters.board import BoardResource
-    gw.root.putChild(b"board", BoardResource(reactor, db, esc_cfg, config.gateway.time_zone, gw.health_checks,
-                                             mode=config.mode))
+    gw.root.putChild(b"board", gw.guard_board(BoardResource(reactor, db, esc_cfg, config.gateway.time_zone,
+                                                            gw.health_checks, mode=config.mode)))
     return gw

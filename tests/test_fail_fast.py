@@ -187,10 +187,11 @@ def test_a_webhook_that_fails_is_down(running, migrated_url):
     gw, health = running(_config(migrated_url, webhooks={"urls": [f"http://127.0.0.1:{port}/hook"],
                                                          "retry_initial_s": 60.0}))
     yield gw.started
-    gw.events.publish("test.event", {})
-    target = gw.webhooks.targets[0]
-    for _ in range(100):                 # a refused loopback connection: a few reactor turns
-        if target.last_error:
+    from gateway.eventlog import record_event
+    yield gw.database.run(record_event, "test.event", {})
+    for _ in range(250):                 # the log's tail, then a refused loopback connection
+        target = next(iter(gw.webhooks.deliveries.values()), None)
+        if target is not None and target.last_error:
             break
         yield deferLater(0.02)
     code, body = yield health()

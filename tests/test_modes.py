@@ -113,19 +113,59 @@ def test_live_mode_with_real_hardware_is_fine(tmp_path):
 
 # --- a drill says so: events, webhooks ------------------------------------------------------
 
+def _order_tx(conn, drill, ref):
+    from datetime import datetime, timezone
+    from random import Random
+
+    from gateway.escalation.config import EscalationConfig
+    from gateway.orders.order import OrderRequest, Target
+    from gateway.orders.store import create_order_tx
+    req = OrderRequest(ref, "rescue", "集结", Target("teams", ("PUB-01",)), "same_township", created_by="cli:test",
+                       drill=drill)
+    return create_order_tx(conn, req, datetime(2027, 1, 15, 8, 0, tzinfo=timezone.utc), EscalationConfig(),
+                           Random(7)).order_id
+
+
+def _feedback_tx(conn, order_ids):
+    from gateway.eventlog import record_event
+    record_event(conn, "hotline.arrived", {"call_id": "1.1"})
+    for oid in order_ids:      # as the feedback store records them: the payload says nothing of drills
+        record_event(conn, "order.feedback", {"order_id": oid, "status": "received"})
+
+
 @pytest.mark.parametrize("drill", [True, False])
-def test_every_event_and_webhook_payload_carries_the_drill_flag(drill):
-    from adapters.events import EventBus
+@pytest_twisted.inlineCallbacks
+def test_every_event_and_webhook_payload_carries_the_drill_flag(migrated_url, drill):
+    """Drill mode: every event says drill; live mode: only those about a drill order."""
+    from adapters.events import EventTail
     from adapters.webhooks import WebhookSection, Webhooks
+    from gateway.ami.testing import wait_for
+    from gateway.storage import Database
+    from tests._orders_rig import seed_directory_tx
+    db = Database(reactor, migrated_url, drill=drill)
+    db.start()
     clock = Clock()
-    bus = EventBus(clock, drill=drill)
+    tail = EventTail(clock, db)
     posted = []
-    Webhooks(clock, bus, WebhookSection(urls=["http://dispatch.example/hook"]),
-             post=lambda url, body, headers: (posted.append(json.loads(body)), defer.succeed(200))[1])
-    bus.publish("hotline.arrived", {"call_id": "1.1"})
-    bus.publish("order.created", {"order_code": "0427", "drill": True})     # a drill order, in either mode
-    assert [e.payload["drill"] for e in bus.recent] == [drill, True]
-    assert [p["payload"]["drill"] for p in posted] == [drill, True]
+    hooks = Webhooks(clock, db, tail, WebhookSection(urls=["http://dispatch.example/hook"]),
+                     post=lambda url, body, headers: (posted.append(json.loads(body)), defer.succeed(200))[1])
+    try:
+        yield tail.start()
+        yield hooks.start()
+        yield db.run(seed_directory_tx, 1)
+        drill_order = yield db.run(_order_tx, True, "DRILL-1")      # a drill order, in either mode
+        real_order = yield db.run(_order_tx, False, "INC-1")
+        yield db.run(_feedback_tx, [drill_order, real_order])
+        yield wait_for(reactor, lambda: len(posted) == 5, what="five webhook POSTs")
+        flags = [(p["kind"], p["payload"].get("order_id"), p["payload"]["drill"]) for p in posted]
+        assert flags == [("order.created", drill_order, True), ("order.created", real_order, drill),
+                         ("hotline.arrived", None, drill), ("order.feedback", drill_order, True),
+                         ("order.feedback", real_order, drill)]
+        assert [e.payload["drill"] for e in tail.since(0)] == [f for _, _, f in flags]      # the stream's too
+    finally:
+        yield hooks.stop()
+        tail.stop()
+        db.stop()
 
 
 @pytest_twisted.inlineCallbacks

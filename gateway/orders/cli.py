@@ -71,7 +71,8 @@ def _cfg(args) -> EscalationConfig:
 
 def _db(args):
     from gateway.storage import Database
-    return Database(None, args.database_url)      # run_sync only: no reactor, no thread pool
+    # run_sync only: no reactor, no thread pool; in drill mode every event it records says so
+    return Database(None, args.database_url, drill=bool(getattr(getattr(args, "config", None), "drill", False)))
 
 
 def _actor(args) -> str:

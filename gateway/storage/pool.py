@@ -31,6 +31,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from gateway import metrics
+from gateway import eventlog  # (module: eventlog imports the schema, which imports this package)
 
 T = TypeVar("T")
 log = Logger()
@@ -117,8 +118,10 @@ class Database:
 
     def __init__(self, reactor, url: str, *, threads: int | None = None, engine: Engine | None = None,
                  statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
-                 pool_timeout_s: float = DEFAULT_POOL_TIMEOUT_S, timer: Callable[[], float] = time.monotonic):
+                 pool_timeout_s: float = DEFAULT_POOL_TIMEOUT_S, timer: Callable[[], float] = time.monotonic,
+                 drill: bool = False):
         self.reactor = reactor
+        self.drill = drill      # drill mode (gateway/mode.py): every event it records says "drill": true
         self.url = url
         self.engine = engine or make_engine(url, statement_timeout_s=statement_timeout_s,
                                             pool_timeout_s=pool_timeout_s)
@@ -131,6 +134,7 @@ class Database:
         self._started = False
         self._shutdown_trigger = None
         self.reactor_thread_id: int | None = None
+        self._event_listeners: list[Callable[[list], None]] = []
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -156,13 +160,27 @@ class Database:
         self.engine.dispose()
 
     # --- work ---------------------------------------------------------------------------------
+    def add_event_listener(self, fn: Callable[[list], None]) -> None:
+        """fn(events) on the reactor thread after each COMMIT that recorded events (eventlog)."""
+        self._event_listeners.append(fn)
+
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred:
         """Run fn(conn, *args, **kwargs) in one transaction on the database pool."""
         if not self._started:
             raise RuntimeError("database pool is not started")
         d = deferToThreadPool(self.reactor, self.pool, self._in_transaction, fn, args, kwargs, self.timer())
-        d.addErrback(self._failed, fn)
+        d.addCallbacks(self._committed, self._failed, errbackArgs=(fn,))
         return d
+
+    def _committed(self, outcome):
+        result, events = outcome
+        if events:
+            for listener in list(self._event_listeners):
+                try:
+                    listener(events)
+                except Exception:  # noqa: BLE001 - the commit stands; a listener must not undo the caller
+                    log.failure("event listener failed after a commit")
+        return result
 
     def _failed(self, f, fn):
         """A deadline is logged here, on the reactor, naming the unit of work; the caller decides
@@ -184,7 +202,12 @@ class Database:
         t0 = time.perf_counter()
         try:
             with self.engine.begin() as conn:
-                return fn(conn, *args, **kwargs)
+                recorded = eventlog.begin_recording(conn, drill=self.drill)
+                try:
+                    result = fn(conn, *args, **kwargs)
+                finally:
+                    eventlog.end_recording(conn)
+            return result, recorded          # committed: now the listeners may be told
         except Exception as e:
             metrics.DB_ERRORS.inc()
             if is_deadline(e):
@@ -200,7 +223,11 @@ class Database:
     def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """For the CLI and migrations only (no reactor running): run in the calling thread."""
         with self.engine.begin() as conn:
-            return fn(conn, *args, **kwargs)
+            eventlog.begin_recording(conn, drill=self.drill)
+            try:
+                return fn(conn, *args, **kwargs)    # a running gateway's tail finds its events in the log
+            finally:
+                eventlog.end_recording(conn)
 
 
 def _name(fn) -> str:
