@@ -135,7 +135,11 @@ class GatewayProcess:
                 return body["checks"]["ami"]["ok"]
             except Exception:  # noqa: BLE001 - not listening yet
                 return False
-        yield eventually(up, "the gateway to answer /health with AMI logged in")
+        try:
+            yield eventually(up, "the gateway to answer /health with AMI logged in")
+        except AssertionError as e:          # say why: the gateway's own log
+            log = (self.tmp / f"run{self.runs}.log").read_text()
+            raise AssertionError(f"{e}; its log ends:\n{log[-3000:]}") from None
 
     def order(self, ref, teams):
         return treq.post(f"http://127.0.0.1:{self.http}/api/v1/orders", headers={"Idempotency-Key": ref},
