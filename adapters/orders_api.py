@@ -44,6 +44,8 @@ ORDER_BODY = (
     Field("voice", "boolean", "also call commander and deputy, read the order and take a keypad answer"),
     Field("major", "boolean", "a major incident (重大突出事件): teams on scene report the situation every "
           "orders.major_report_minutes, chased when they miss one; the county's leaders are informed"),
+    Field("drill", "boolean", "an assembly drill on the real phones: every SMS and spoken message starts "
+          "with 【演练】 and its figures are kept apart from real incidents (always true in drill mode)"),
     text("onscene_name", 200 - max(len(r) for r in ONSCENE_COMMANDER.values()) - 1,
          "the name added to the on-scene role, e.g. the deputy county head's"),
 )
@@ -84,7 +86,7 @@ def add_order_routes(router: Router, database, orders, clock, *, max_sms_parts: 
             order = OrderRequest(incident_ref=b["incident_ref"].strip(), kind=b["kind"], text=b["text"].strip(),
                                  target=_target(b["target"]), rule=b["rule"], voice=b.get("voice", False),
                                  created_by=req.actor, onscene_name=b.get("onscene_name") or None,
-                                 major=b.get("major", False))
+                                 major=b.get("major", False), drill=b.get("drill", False))
         except ValueError as e:
             raise refuse(422, "body", str(e)) from None
         now = datetime.fromtimestamp(clock.seconds(), timezone.utc)
@@ -130,6 +132,7 @@ def add_order_routes(router: Router, database, orders, clock, *, max_sms_parts: 
             rows, counts = result
             return 200, {"orders": [{"order_code": r.code, "incident_ref": r.incident_ref, "kind": r.kind,
                                      "rule": r.rule, "state": r.state, "created_at": r.created_at.isoformat(),
+                                     "drill": bool(r.drill),
                                      "teams_by_state": counts.get(r.id, {})} for r in rows]}
         return database.run(_list_tx, all_).addCallback(done)
 

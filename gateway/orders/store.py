@@ -5,7 +5,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, exists, func, insert, or_, select, update
 
 from gateway.escalation.config import EscalationConfig
 from gateway.eventlog import record_event
@@ -13,6 +13,7 @@ from gateway.escalation.deadlines import plan_steps, response_minutes
 from gateway.orders import directory_queries as dq
 from gateway.orders import team_state as ts
 from gateway.orders.codes import choose_code
+from gateway.mode import drill_text
 from gateway.orders.messages import order_sms
 from gateway.orders.order import CreatedOrder, OrderRequest
 from gateway.orders.times import utc
@@ -36,7 +37,7 @@ def create_order_tx(conn, req: OrderRequest, now: datetime, cfg: EscalationConfi
     code = choose_code(conn, rng)
     order_id = conn.execute(insert(orders).values(
         code=code, incident_ref=req.incident_ref, kind=req.kind, onscene_commander=req.onscene_commander(),
-        text=req.text, rule=req.rule, voice=req.voice, major=req.major, state="open", created_at=now,
+        text=req.text, rule=req.rule, voice=req.voice, major=req.major, drill=req.drill, state="open", created_at=now,
         created_by=req.created_by, idempotency_key=req.idempotency_key)).inserted_primary_key[0]
     contacts = dq.team_commanders(conn, [t.id for t in found])
     plan = plan_steps(req.rule, now, cfg)
@@ -71,11 +72,11 @@ def create_order_tx(conn, req: OrderRequest, now: datetime, cfg: EscalationConfi
         at=now, actor=req.created_by, action="order.created", subject=f"order {code}",
         detail={"order_id": order_id, "incident_ref": req.incident_ref, "kind": req.kind, "rule": req.rule,
                 "target": req.target.describe(), "teams": [t.code for t in found], "voice": req.voice,
-                "major": req.major}))
+                "major": req.major, "drill": req.drill}))
     record_event(conn, "order.created", {"order_code": code, "order_id": order_id, "incident_ref": req.incident_ref,
                                          "kind": req.kind, "rule": req.rule,
                                          "onscene_commander": req.onscene_commander(), "teams": len(found),
-                                         "voice": req.voice, "major": req.major}, now)
+                                         "voice": req.voice, "major": req.major, "drill": req.drill}, now)
     return CreatedOrder(order_id, code, now.timestamp(), tuple(t.id for t in found), tuple(timers))
 
 
@@ -103,9 +104,14 @@ def claim_queued_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: E
                                limit: int = 2000) -> list[Handoff]:
     q = (select(deliveries.c.id, deliveries.c.order_id, deliveries.c.team_id, deliveries.c.member_id,
                 deliveries.c.phone, deliveries.c.channel, orders.c.code, orders.c.incident_ref, orders.c.text,
-                orders.c.onscene_commander, orders.c.rule, orders.c.created_at, orders.c.major)
+                orders.c.onscene_commander, orders.c.rule, orders.c.created_at, orders.c.major,
+                orders.c.drill)
          .join(orders, orders.c.id == deliveries.c.order_id)
-         .where(or_(and_(deliveries.c.channel == "sms", deliveries.c.state == "queued"),
+         .where(or_(and_(deliveries.c.channel == "sms", deliveries.c.state == "queued",
+                         # queued but already in the outbox (waiting for a modem): never twice,
+                         # nor after a crash between the outbox's commit and ours
+                         deliveries.c.handed_at.is_(None),
+                         ~exists().where(sms_messages.c.delivery_id == deliveries.c.id)),
                     and_(deliveries.c.channel == "voice", deliveries.c.state == "requested")),
                 orders.c.state == "open")
          .order_by(deliveries.c.id).limit(limit))
@@ -119,17 +125,23 @@ def claim_queued_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: E
     out = []
     for r in rows:
         minutes = response_minutes(r.rule, utc(r.created_at), cfg)
-        text = order_sms(r.code, r.incident_ref, r.text, r.onscene_commander or "", r.rule, minutes,
-                         cfg.major_report_minutes if r.major else 0)
+        text = drill_text(order_sms(r.code, r.incident_ref, r.text, r.onscene_commander or "", r.rule, minutes,
+                                    cfg.major_report_minutes if r.major else 0), r.drill)
         out.append(Handoff(r.id, r.order_id, r.code, r.team_id, r.member_id, r.phone, r.channel, text))
     return out
 
 
-def mark_delivery_tx(conn, delivery_id: int, state: str, now: datetime, detail: str | None = None) -> None:
+def mark_delivery_tx(conn, delivery_id: int, state: str, now: datetime, detail: str | None = None,
+                     only_from: tuple[str, ...] | None = None, handed: bool = False) -> None:
     values = dict(state=state, updated_at=now)
+    if handed:
+        values["handed_at"] = now
     if detail is not None:
         values["detail"] = detail
-    conn.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
+    q = update(deliveries).where(deliveries.c.id == delivery_id)
+    if only_from is not None:      # the SMS store may have moved it on meanwhile (sent, failed)
+        q = q.where(deliveries.c.state.in_(only_from))
+    conn.execute(q.values(**values))
 
 
 def delivered_by_sms_tx(conn, now: datetime) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from gateway.escalation.config import EscalationConfig
 from zoneinfo import ZoneInfo
@@ -14,10 +14,12 @@ from gateway.orders.grammar import STATUS_WORD
 from gateway.orders.team_state import STATE_WORD
 from gateway.orders.times import utc
 from gateway.feedback.form import FIELD_WORD, FIELDS, missing
-from gateway.storage.schema import (escalation_steps, feedback, feedback_forms, leader_notifications, leaders,
-                                    members, order_notes, order_teams, orders, situation_reports, teams)
+from gateway.mode import DRILL_PREFIX
+from gateway.storage.schema import (deliveries, escalation_steps, feedback, feedback_forms, leader_notifications,
+                                    leaders, members, order_notes, order_teams, orders, situation_reports, teams)
 
 OUTCOME_WORD = {"answered": "接通", "no_answer": "未接", "busy": "占线", "failed": "失败"}
+QUEUED = "queued"                # shown, not a team state: the order SMS waits for a modem
 ACTION_WORD = {"sms_again": "催办短信", "call_commander": "电话指挥", "call_deputy": "电话副指挥",
                "supervisor": "报值班长"}
 
@@ -44,7 +46,16 @@ class TeamLine:
     reason: str | None
     steps: list = field(default_factory=list)
     next_step: tuple | None = None   # (stage, action, due)
+    sms: dict = field(default_factory=dict)   # the team's order SMS by delivery state: queued / sent / failed
     form: dict | None = None         # the formal feedback form: fields, complete, missing
+
+    @property
+    def shown_state(self) -> str:
+        """What a dispatcher should read: "queued" while the team's order SMS still waits for a
+        modem (the team state says "sent" from the moment the order is committed)."""
+        if self.state == "sent" and self.sms and set(self.sms) <= {"queued", "handing"}:
+            return QUEUED
+        return self.state
 
 
 @dataclass
@@ -74,6 +85,7 @@ class OrderSummary:
     teams: list
     major: bool = False
     timeline: list = field(default_factory=list)
+    drill: bool = False              # an assembly drill: counted apart from real incidents
 
 
 def load_summary_tx(conn, code: str, cfg: EscalationConfig) -> OrderSummary | None:
@@ -90,6 +102,12 @@ def load_summary_tx(conn, code: str, cfg: EscalationConfig) -> OrderSummary | No
     ot_ids = [r.id for r in rows]
     steps = conn.execute(select(escalation_steps).where(escalation_steps.c.order_team_id.in_(ot_ids))
                          .order_by(escalation_steps.c.due_at, escalation_steps.c.id)).all()
+    sms_states: dict = {}
+    for team_id, state, n in conn.execute(
+            select(deliveries.c.team_id, deliveries.c.state, func.count())
+            .where(deliveries.c.order_id == o.id, deliveries.c.channel == "sms")
+            .group_by(deliveries.c.team_id, deliveries.c.state)):
+        sms_states.setdefault(team_id, {})[state] = n
     last_channel = {}
     for f in conn.execute(select(feedback.c.order_team_id, feedback.c.channel)
                           .where(feedback.c.order_team_id.in_(ot_ids)).order_by(feedback.c.id)):
@@ -103,7 +121,7 @@ def load_summary_tx(conn, code: str, cfg: EscalationConfig) -> OrderSummary | No
                 took[st] = (t - sent).total_seconds()
         line = TeamLine(r.team_code, r.team_name, r.state,
                         f"{r.member_name} ({r.member_role})" if r.member_name else None,
-                        last_channel.get(r.id), took, r.report, r.reason)
+                        last_channel.get(r.id), took, r.report, r.reason, sms=sms_states.get(r.team_id, {}))
         for s in steps:
             if s.order_team_id != r.id:
                 continue
@@ -118,7 +136,8 @@ def load_summary_tx(conn, code: str, cfg: EscalationConfig) -> OrderSummary | No
         if r.finished_at is not None or r.id in forms:
             line.form = form_view(forms.get(r.id))
     return OrderSummary(o.code, o.id, o.incident_ref, o.kind, o.onscene_commander or "", o.rule, o.state, o.text,
-                        sent, stage_deadlines(o.rule, sent, cfg), lines, bool(o.major), _timeline(conn, o.id))
+                        sent, stage_deadlines(o.rule, sent, cfg), lines, bool(o.major), _timeline(conn, o.id),
+                        drill=bool(o.drill))
 
 
 def form_view(row) -> dict:
@@ -161,14 +180,14 @@ def render(s: OrderSummary, cfg: EscalationConfig, now: datetime | None = None) 
         """HH:MM on the order's day, MM-DD HH:MM after it (the 24-hour report)."""
         lt = t.astimezone(zone)
         return lt.strftime("%H:%M") if lt.date() == day0 else lt.strftime("%m-%d %H:%M")
-    out = [f"{'【重大】' if s.major else ''}指令 {s.code}  {s.incident_ref}  [{s.kind} / {s.rule}]  {s.state}  "
+    out = [f"{DRILL_PREFIX if s.drill else ''}{'【重大】' if s.major else ''}指令 {s.code}  {s.incident_ref}  [{s.kind} / {s.rule}]  {s.state}  "
            f"下达 {hh(s.sent_at)}",
            f"  现场指挥：{s.onscene_commander}",
            f"  {s.text}",
            "  时限：" + "  ".join(f"{STAGE_WORD[k]} {hh(v)}" for k, v in s.deadlines.items() if k != "receipt")]
     counts: dict[str, int] = {}
     for t in s.teams:
-        counts[t.state] = counts.get(t.state, 0) + 1
+        counts[t.shown_state] = counts.get(t.shown_state, 0) + 1
     out.append("  队伍：" + "  ".join(f"{STATE_WORD.get(k, k)} {v}" for k, v in sorted(counts.items())))
     out.append("")
     for t in s.teams:
@@ -177,7 +196,7 @@ def render(s: OrderSummary, cfg: EscalationConfig, now: datetime | None = None) 
         # "!!": being chased now (the last step's stage is still open), or declined.
         chased = bool(t.steps and t.next_step and t.next_step[0] == t.steps[-1].stage)
         flag = "!!" if chased or t.state == "declined" else "  "
-        out.append(f"{flag}{t.team_code:<8} {t.team_name:<12} {STATE_WORD.get(t.state, t.state):<6} "
+        out.append(f"{flag}{t.team_code:<8} {t.team_name:<12} {STATE_WORD.get(t.shown_state, t.shown_state):<6} "
                    f"{took:<40} {who}")
         if t.reason:
             out.append(f"            原因：{t.reason}")
