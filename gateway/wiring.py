@@ -72,6 +72,9 @@ def build_service(config: Config, reactor) -> Gateway:
     bank = SmsBank(reactor, SqlStore(db), sms_cfg,
                    {p: serial_opener(reactor, p, sms_cfg.baudrate) for p in sms_cfg.ports})
     gw.sms_bank = bank
+    # a refused SIM PIN benches its modem until an operator acts: tell the dispatch software
+    bank.alert_observers.append(lambda modem, reason: events.publish("sms.modem_alert",
+                                                                     {"modem": modem, "reason": reason}))
 
     # --- voice: AMI link, order caller -----------------------------------------------------
     from gateway.ami.link import AmiLink
@@ -149,7 +152,7 @@ def build_service(config: Config, reactor) -> Gateway:
     gw.health_checks.append(lambda: ("sms", any(s.driver.healthy for s in bank.slots.values()) or not bank.slots,
                                      f"{sum(1 for s in bank.slots.values() if s.driver.healthy)}/{len(bank.slots)} "
                                      "modems healthy: " + ", ".join(
-                                         f"{name.rsplit('/', 1)[-1]} {s.driver.state}"
+                                         f"{name.rsplit('/', 1)[-1]} {s.driver.describe()}"
                                          + (f" {s.driver.signal_dbm}dBm" if s.driver.signal_dbm is not None else "")
                                          for name, s in bank.slots.items())))
     from adapters.board import BoardResource

@@ -1,0 +1,152 @@
+"""The SIM PIN: sent at most once per SIM per start, a refusal benches the modem for good (until
+an operator retries on purpose), and the PIN never reaches a log line, an error or an event.
+
+The emulated SIM behaves like a real one: three wrong PINs lock it and it then asks for its PUK.
+"""
+from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
+
+from sms.config import SmsConfig
+from sms.emulator.harness import in_process
+from sms.modem import BENCHED, READY
+from sms.store import MemoryStore
+from tests.secrets import SIM_PIN, WRONG_SIM_PIN
+
+FAST = dict(probe_interval=5.0, bench_cooldown=20.0, errors_to_bench=1, reopen_interval=1.0,
+            reopen_max_interval=2.0, command_timeout=2.0)
+
+
+class LogLines:
+    def __init__(self):
+        self.events = []
+
+    def __enter__(self):
+        globalLogPublisher.addObserver(self.events.append)
+        return self
+
+    def __exit__(self, *exc):
+        globalLogPublisher.removeObserver(self.events.append)
+
+    @property
+    def text(self):
+        return "\n".join(str(formatEvent(e)) for e in self.events)
+
+
+def rig_with(n, sim_pin, modem_pin, **cfg):
+    clock = Clock()
+    alerts = []
+    rig = in_process(clock, n, MemoryStore(), SmsConfig(sim_pin=sim_pin, **{**FAST, **cfg}), pin=modem_pin,
+                     segment_time=1.0)
+    rig.bank.alert_observers.append(lambda modem, reason: alerts.append((modem, reason)))
+    rig.bank.start()
+    return clock, rig, alerts
+
+
+def pin_entries(modem):
+    return sum(1 for c in modem.commands_seen if c.upper().startswith("AT+CPIN="))
+
+
+def run(clock, seconds, step=0.5):
+    for _ in range(int(seconds / step)):
+        clock.advance(step)
+
+
+def test_a_wrong_pin_is_sent_once_per_sim_across_many_reinitialisations_and_benches_the_modem():
+    with LogLines() as logs:
+        clock, rig, alerts = rig_with(3, WRONG_SIM_PIN, SIM_PIN)
+        run(clock, 10)
+        for round_ in range(15):                     # restarts, lost ports, power cuts: 10 minutes of them
+            for i, m in enumerate(rig.emulator.modems):
+                if round_ % 3 == 0:
+                    m.reboot(boot_time=1.0)
+                elif round_ % 3 == 1:
+                    rig.emulator.unplug(i)
+                    clock.advance(1)
+                    rig.emulator.replug(i, boot_time=0.5)
+                else:
+                    m.unsolicited("RDY")
+            run(clock, 40)
+    for i, m in enumerate(rig.emulator.modems):
+        assert pin_entries(m) == 1, (m.name, m.commands_seen)
+        assert m.pin_tries == 2                      # the SIM kept two of its three tries
+        d = rig.bank.slots[m.name].driver
+        assert d.state == BENCHED and not d.healthy
+        assert "SIM PIN refused" in d.describe()
+    assert sorted(a[0] for a in alerts) == ["emu0", "emu1", "emu2"]   # one alert per modem, not per retry
+    assert all("SIM PIN refused" in reason for _, reason in alerts)
+    assert "SIM PIN refused" in logs.text
+    assert WRONG_SIM_PIN not in logs.text and SIM_PIN not in logs.text
+    assert WRONG_SIM_PIN not in repr(alerts)
+
+
+def test_a_benched_modem_sends_nothing_and_the_others_carry_the_order():
+    clock, rig, alerts = rig_with(2, SIM_PIN, SIM_PIN)
+    rig.emulator.modems[1].pin = "9999"             # this SIM was swapped for one with another PIN
+    rig.emulator.modems[1].reboot(boot_time=0.5)
+    run(clock, 10)
+    assert rig.bank.slots["emu0"].driver.state == READY
+    assert rig.bank.slots["emu1"].driver.state == BENCHED
+    mids = []
+    for k in range(4):
+        rig.bank.enqueue(f"+8613900100{k:03d}", "集合", purpose="order").addCallback(mids.append)
+    run(clock, 30)
+    assert [rig.bank.message_state(m) for m in mids] == ["delivered"] * 4 or all(
+        rig.bank.message_state(m) in ("sent", "delivered") for m in mids)
+    assert rig.emulator.modems[1].submits_accepted == 0
+    assert pin_entries(rig.emulator.modems[1]) == 1
+
+
+def test_a_sim_already_asking_for_its_puk_gets_no_pin_at_all():
+    clock, rig, alerts = rig_with(1, SIM_PIN, SIM_PIN)
+    m = rig.emulator.modems[0]
+    m.pin_tries = 0                                  # locked before we started
+    run(clock, 60)
+    assert pin_entries(m) == 0
+    d = rig.bank.slots["emu0"].driver
+    assert d.state == BENCHED and "PUK" in d.describe()
+    assert alerts == [("emu0", "SIM PIN refused: the SIM asks for its PUK")]
+
+
+def test_the_third_wrong_pin_locks_the_emulated_sim_as_a_real_one():
+    clock, rig, alerts = rig_with(1, None, SIM_PIN)
+    m = rig.emulator.modems[0]
+    s = rig.bank.slots["emu0"].driver
+    run(clock, 5)
+    answers = []
+    for cmd in ["AT+CPIN?", f"AT+CPIN={WRONG_SIM_PIN}", f"AT+CPIN={WRONG_SIM_PIN}", f"AT+CPIN={WRONG_SIM_PIN}",
+                "AT+CPIN?", f"AT+CPIN={SIM_PIN}", "AT+CMGL=4", f"AT+CPIN=12345678,{SIM_PIN}", "AT+CPIN?"]:
+        d = s.session.command(cmd, timeout=2.0)
+        d.addCallbacks(lambda lines: answers.append(lines + ["OK"]), lambda f: answers.append([f.value.final]))
+        run(clock, 1)
+    assert answers == [["+CPIN: SIM PIN", "OK"], ["+CME ERROR: 16"], ["+CME ERROR: 16"], ["+CME ERROR: 16"],
+                       ["+CPIN: SIM PUK", "OK"], ["+CME ERROR: 12"], ["+CMS ERROR: 316"], ["OK"],
+                       ["+CPIN: READY", "OK"]]
+    assert m.pin_tries == 3
+
+
+def test_the_operator_retries_on_purpose_with_the_right_pin():
+    clock, rig, alerts = rig_with(1, WRONG_SIM_PIN, SIM_PIN)
+    run(clock, 30)
+    d = rig.bank.slots["emu0"].driver
+    assert d.state == BENCHED
+    run(clock, 600)
+    assert pin_entries(rig.emulator.modems[0]) == 1  # never on its own
+    with LogLines() as logs:
+        assert rig.bank.retry_pin("emu0", SIM_PIN)
+        run(clock, 10)
+    assert d.state == READY and d.describe() == "ready"
+    assert pin_entries(rig.emulator.modems[0]) == 2
+    assert SIM_PIN not in logs.text
+    # a PIN the SIM accepted is entered again when the modem restarts (it cannot use up a try)
+    rig.emulator.modems[0].reboot(boot_time=0.5)
+    run(clock, 20)
+    assert d.state == READY and pin_entries(rig.emulator.modems[0]) == 3
+
+
+def test_an_error_message_of_a_refused_pin_names_no_pin():
+    clock, rig, alerts = rig_with(1, None, SIM_PIN)
+    run(clock, 5)
+    failures = []
+    rig.bank.slots["emu0"].driver.session.command(f"AT+CPIN={WRONG_SIM_PIN}", secret=True).addErrback(failures.append)
+    run(clock, 2)
+    assert failures and WRONG_SIM_PIN not in str(failures[0].value) and "AT+CPIN=****" in str(failures[0].value)
