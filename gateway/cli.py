@@ -5,6 +5,7 @@
     yihu db upgrade|downgrade|current   schema migrations
     yihu directory import FILE          import a roster (CSV or YAML), all or nothing
     yihu directory show                 teams with their commanders
+    yihu modem pin PORT                 send the (corrected) SIM PIN once more on one modem
 
 Exit status 2, with one line per problem and no traceback, for a bad configuration, an
 unreachable database or a refused roster.
@@ -226,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub.add_parser("show", parents=[common], help="teams with their commanders").set_defaults(func=cmd_directory_show)
 
     for module, fn in (("gateway.orders.cli", "add_order_commands"), ("gateway.hotline.cli", "add_hotline_commands"),
-                       ("gateway.ami.cli", "add_ami_commands")):
+                       ("gateway.ami.cli", "add_ami_commands"), ("sms.cli", "add_modem_commands")):
         try:
             mod = __import__(module, fromlist=[fn])
         except ImportError:

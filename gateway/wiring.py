@@ -147,6 +147,8 @@ def build_service(config: Config, reactor) -> Gateway:
     from adapters.hotline_api import add_hotline_routes
     add_order_routes(gw.api, db, orders, reactor)
     add_hotline_routes(gw.api, db, config.gateway.time_zone)
+    from adapters.modems_api import add_modem_routes
+    add_modem_routes(gw.api, bank, reactor, config.path, sms_cfg.sim_pin)
     gw.health_checks.append(lambda: ("ami", link.connected or not ami_cfg.enabled,
                                      "logged in" if link.connected else (link.last_error or "connecting")))
     gw.health_checks.append(lambda: ("sms", any(s.driver.healthy for s in bank.slots.values()) or not bank.slots,

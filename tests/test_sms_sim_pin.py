@@ -3,6 +3,7 @@ an operator retries on purpose), and the PIN never reaches a log line, an error 
 
 The emulated SIM behaves like a real one: three wrong PINs lock it and it then asks for its PUK.
 """
+import pytest_twisted
 from twisted.internet.task import Clock
 from twisted.logger import formatEvent, globalLogPublisher
 
@@ -150,3 +151,69 @@ def test_an_error_message_of_a_refused_pin_names_no_pin():
     rig.bank.slots["emu0"].driver.session.command(f"AT+CPIN={WRONG_SIM_PIN}", secret=True).addErrback(failures.append)
     run(clock, 2)
     assert failures and WRONG_SIM_PIN not in str(failures[0].value) and "AT+CPIN=****" in str(failures[0].value)
+
+
+# --- `yihu modem pin PORT`: through the running gateway, or straight to the port when it is stopped ---
+
+def _pin_route(bank, clock, pin_in_file):
+    from adapters.api import Router
+    from adapters.modems_api import add_modem_routes
+    router = Router()
+    add_modem_routes(router, bank, clock, "/etc/yihu/yihu.toml", None, read_pin=lambda path, default: pin_in_file)
+    return router
+
+
+def _post(router, clock, port):
+    from adapters.api import ApiError, ApiRequest
+    handler, params = router.match("POST", f"/modems/{port}/pin")
+    out = []
+    handler(ApiRequest("POST", "", params, {}, {}, {})).addCallbacks(
+        out.append, lambda f: out.append((f.value.status, {"error": f.value.message})) if f.check(ApiError) else f)
+    run(clock, 40)
+    return out[0]
+
+
+def test_the_running_gateway_retries_with_the_pin_read_again_from_its_file():
+    clock, rig, alerts = rig_with(1, WRONG_SIM_PIN, SIM_PIN)
+    run(clock, 30)
+    with LogLines() as logs:
+        status, body = _post(_pin_route(rig.bank, clock, WRONG_SIM_PIN), clock, "emu0")   # not corrected yet
+        assert (status, body["state"]) == (409, "benched") and "SIM PIN refused" in body["detail"]
+        assert rig.emulator.modems[0].pin_tries == 1                        # that was a deliberate try
+        status, body = _post(_pin_route(rig.bank, clock, SIM_PIN), clock, "emu0")
+        assert (status, body["state"]) == (200, "ready")
+        status, body = _post(_pin_route(rig.bank, clock, SIM_PIN), clock, "emu0")       # nothing to do
+        assert status == 409 and "not benched" in body["error"]
+        assert _post(_pin_route(rig.bank, clock, SIM_PIN), clock, "emu7")[0] == 404
+    assert pin_entries(rig.emulator.modems[0]) == 3
+    assert SIM_PIN not in logs.text and WRONG_SIM_PIN not in logs.text
+
+
+@pytest_twisted.inlineCallbacks
+def test_modem_pin_with_the_gateway_stopped_opens_the_port_and_enters_the_pin_once(tmp_path):
+    import os
+    import socket
+    import sys
+
+    from twisted.internet import reactor as real_reactor, utils  # the emulator on a pty, in this process
+
+    from sms.emulator import EmulatorBank
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()                                            # nothing listens there: the gateway is stopped
+    emu = EmulatorBank(real_reactor, 1, str(tmp_path / "modems"), pin=SIM_PIN)
+    cfg = tmp_path / "yihu.toml"
+    cfg.write_text(f'[gateway]\ndata_dir = "{tmp_path}"\n[http]\nport = {port}\n'
+                   f'[sms]\nsim_pin = "{SIM_PIN}"\ncommand_timeout = 3.0\n')
+    emu.start()
+    try:
+        out, err, code = yield utils.getProcessOutputAndValue(
+            sys.executable, ["-m", "gateway.cli", "modem", "pin", emu.paths[0], "--config", str(cfg)],
+            env=dict(os.environ), path=os.getcwd())
+    finally:
+        emu.stop()
+    out, err = out.decode(), err.decode()
+    assert code == 0, err
+    assert "accepted" in out and SIM_PIN not in out + err
+    assert emu.modems[0].pin_ok and pin_entries(emu.modems[0]) == 1
