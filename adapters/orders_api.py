@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 from adapters.api import ApiError, Router, require
 from gateway.orders.order import KINDS, OrderRequest, Target
-from gateway.orders.store import NoTeams
+from gateway.orders.store import NoCommander, NoTeams
 from gateway.orders.summary import load_summary_tx
 
 
@@ -62,6 +62,8 @@ def add_order_routes(router: Router, database, orders, clock) -> None:
 
         def no_teams(f):
             f.trap(NoTeams, LookupError)
+            if f.check(NoCommander):
+                raise ApiError(422, f.getErrorMessage(), teams=f.value.teams)
             raise ApiError(422, f"no team matches target {order.target.describe()}: {f.getErrorMessage()}")
         return orders.send(order).addCallbacks(done, no_teams)
 
