@@ -12,6 +12,7 @@ from twisted.web.server import Site
 from adapters.events import EventBus
 from adapters.stream import EventStreamResource
 from adapters.webhooks import WebhookSection, Webhooks, sign, target_name
+from tests.secrets import WEBHOOK_SECRET
 
 
 def test_bus_numbers_events_and_resumes_from_a_number():
@@ -52,7 +53,7 @@ def test_webhook_retries_with_backoff_in_order_and_signs():
     bus = EventBus(clock)
     post = FakePost()
     post.answers = [fail(ConnectionRefusedError()), succeed(503), succeed(200), succeed(200)]
-    cfg = WebhookSection(urls=["https://user:pw@dispatch.example/hook?token=x"], secret="k3y",
+    cfg = WebhookSection(urls=["https://user:pw@dispatch.example/hook?token=x"], secret=WEBHOOK_SECRET,
                          retry_initial_s=1, retry_max_s=4)
     Webhooks(clock, bus, cfg, post=post)
     bus.publish("order.escalated", {"code": "0427", "team": "PUB-04"})
@@ -67,7 +68,7 @@ def test_webhook_retries_with_backoff_in_order_and_signs():
     seqs = [c[1]["seq"] for c in post.calls]
     assert seqs == [1, 1, 1, 2]
     url, payload, headers, body = post.calls[-1]
-    assert headers["X-Yihu-Signature"] == sign("k3y", body)
+    assert headers["X-Yihu-Signature"] == sign(WEBHOOK_SECRET, body)
     assert payload["kind"] == "order.feedback" and payload["payload"]["team"] == "PUB-05"
     assert target_name(cfg.urls[0]) == "https://dispatch.example/hook"    # no credentials in labels
 
