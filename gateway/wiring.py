@@ -117,6 +117,12 @@ def build_service(config: Config, reactor) -> Gateway:
     hotline = HotlineService(reactor, db, events, link, lines=tuple(ami_cfg.lines))
     hotline.setServiceParent(gw)
     gw.hotline = hotline
+    # overflow and "no call-taker logged in": events, then the duty supervisor (from AMI only)
+    from gateway.hotline.alerts import HotlineAlerts
+    alerts = HotlineAlerts(reactor, db, events, bank, config.hotline, config.gateway.time_zone)
+    link.add_event_listener(alerts.handle)
+    CallbackService("hotline-alerts", alerts.start, alerts.stop).setServiceParent(gw)
+    gw.hotline_alerts = alerts
     if ami_cfg.enabled:
         CallbackService("ami", lambda: hotline.ready.addCallback(lambda _: link.startService()),
                         link.stopService).setServiceParent(gw)

@@ -151,3 +151,30 @@ def test_queues_conf_uses_the_option_asterisk_22_knows():
     options = [ln.split("=")[0].strip() for ln in text.splitlines() if "=" in ln and not ln.lstrip().startswith(";")]
     assert "leavewhenempty" in options and "leaveempty" not in options
     assert "periodic-announce" in options
+
+
+@pytest_twisted.inlineCallbacks
+def test_end_to_end_a_caller_waiting_past_the_threshold_reaches_the_duty_supervisor(hung, database):
+    # The PBX runs the project's dialplan; the gateway side sees only AMI.
+    from datetime import datetime, timedelta, timezone
+
+    from gateway.hotline.alerts import HotlineAlerts
+    from gateway.hotline.config import HotlineSection
+    from tests._orders_rig import SUPERVISOR, FakeEvents, FakeOutbox, seed_directory_tx
+    yield database.run(seed_directory_tx, 1, datetime.now(timezone.utc) - timedelta(days=1))
+    gateway, agi_port = hung
+    pbx, lk, events = yield pbx_and_link(agi_port)
+    sink, outbox = FakeEvents(), FakeOutbox()
+    alerts = HotlineAlerts(reactor, database, sink, outbox, HotlineSection(overflow_after_s=0.3, supervisor_wait_s=0.3))
+    lk.add_event_listener(alerts.handle)
+    try:
+        call = pbx.hotline_call("122", "13805760003", outcome="answered", queue_seconds=1.5, talk_seconds=0.1)
+        yield wait_for(reactor, lambda: outbox.to(SUPERVISOR), 5, what="supervisor SMS")
+        assert [p["line"] for p in sink.of("hotline.overflow")] == ["122"]
+        assert "接警队列溢出" in outbox.to(SUPERVISOR, "supervisor")[0]
+        yield wait_for(reactor, lambda: call.ended.called and sink.of("hotline.overflow_cleared"), 5, what="cleared")
+        assert gateway.connections == 0
+    finally:
+        alerts.stop()
+        yield lk.stopService()
+        yield pbx.stop()
