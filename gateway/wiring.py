@@ -158,11 +158,7 @@ def build_service(config: Config, reactor) -> Gateway:
     gw.health_checks.append(lambda: ("ami", link.connected or not ami_cfg.enabled,
                                      "logged in" if link.connected else (link.last_error or "connecting")))
     gw.health_checks.append(lambda: ("sms", any(s.driver.healthy for s in bank.slots.values()) or not bank.slots,
-                                     f"{sum(1 for s in bank.slots.values() if s.driver.healthy)}/{len(bank.slots)} "
-                                     "modems healthy: " + ", ".join(
-                                         f"{name.rsplit('/', 1)[-1]} {s.driver.describe()}"
-                                         + (f" {s.driver.signal_dbm}dBm" if s.driver.signal_dbm is not None else "")
-                                         for name, s in bank.slots.items())))
+                                     bank.describe_modems()))
     from adapters.board import BoardResource
     gw.root.putChild(b"board", BoardResource(reactor, db, esc_cfg, config.gateway.time_zone, gw.health_checks))
     return gw

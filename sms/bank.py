@@ -174,6 +174,15 @@ class SmsBank:
             except Exception:  # noqa: BLE001
                 log.failure("modem alert observer failed")
 
+    def describe_modems(self) -> str:
+        """For /health and the board: "1/2 modems healthy: modem0 ready -71dBm, modem1 benched
+        (SIM PIN refused: +CME ERROR: 16)"."""
+        healthy = sum(1 for s in self.slots.values() if s.driver.healthy)
+        return f"{healthy}/{len(self.slots)} modems healthy: " + ", ".join(
+            f"{name.rsplit('/', 1)[-1]} {s.driver.describe()}"
+            + (f" {s.driver.signal_dbm}dBm" if s.driver.signal_dbm is not None else "")
+            for name, s in self.slots.items())
+
     def retry_pin(self, modem: str, pin: str | None = None) -> bool:
         """The operator's deliberate SIM PIN retry on one modem (`yihu modem pin`)."""
         slot = self.slots.get(modem) or next((s for n, s in self.slots.items() if n.rsplit("/", 1)[-1] == modem), None)

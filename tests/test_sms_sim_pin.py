@@ -76,6 +76,8 @@ def test_a_wrong_pin_is_sent_once_per_sim_across_many_reinitialisations_and_benc
     assert sorted(a[0] for a in alerts) == ["emu0", "emu1", "emu2"]   # one alert per modem, not per retry
     assert all("SIM PIN refused" in reason for _, reason in alerts)
     assert "SIM PIN refused" in logs.text
+    # what /health and the board show for the SMS part
+    assert rig.bank.describe_modems().startswith("0/3 modems healthy: emu0 benched (SIM PIN refused: +CME ERROR: 16)")
     assert WRONG_SIM_PIN not in logs.text and SIM_PIN not in logs.text
     assert WRONG_SIM_PIN not in repr(alerts)
 
@@ -217,3 +219,11 @@ def test_modem_pin_with_the_gateway_stopped_opens_the_port_and_enters_the_pin_on
     assert code == 0, err
     assert "accepted" in out and SIM_PIN not in out + err
     assert emu.modems[0].pin_ok and pin_entries(emu.modems[0]) == 1
+
+
+def test_modem_pin_without_a_pin_in_the_configuration_is_a_usage_error(tmp_path, capsys):
+    from gateway.cli import main
+    cfg = tmp_path / "yihu.toml"
+    cfg.write_text(f'[gateway]\ndata_dir = "{tmp_path}"\n[http]\nport = 1\n')
+    assert main(["modem", "pin", "/dev/ttyUSB7", "--config", str(cfg)]) == 2
+    assert "sms.sim_pin is not set" in capsys.readouterr().err
