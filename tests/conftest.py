@@ -109,6 +109,21 @@ def _install_secret_watch():
         return d.addCallback(seen)
     utils.getProcessOutputAndValue = get_output
 
+    from twisted.internet import reactor
+    real_spawn = reactor.spawnProcess
+
+    def spawn(proto, executable, args=(), *a, **kw):
+        what = " ".join(map(str, args))[:80]
+        for name, stream in (("outReceived", "stdout"), ("errReceived", "stderr")):
+            real = getattr(proto, name)
+
+            def received(data, real=real, stream=stream):
+                watch.scan(data, f"{stream} of {what}")
+                return real(data)
+            setattr(proto, name, received)
+        return real_spawn(proto, executable, args, *a, **kw)
+    reactor.spawnProcess = spawn
+
     from adapters.events import EventBus
     real_publish = EventBus.publish
 

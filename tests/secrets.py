@@ -7,7 +7,7 @@ finding one is proof of a leak.  A new kind of secret gets a line here and a pla
 
 tests/conftest.py installs one `SecretWatch` for the whole run: a twisted.logger observer, a
 stdlib logging handler, a wrapper around EventBus.publish and around the ways tests run
-subprocesses (subprocess.run, twisted's getProcessOutputAndValue).  Each test fails in its
+subprocesses (subprocess.run, twisted's getProcessOutputAndValue and spawnProcess).  Each test fails in its
 teardown if anything it caused leaked a secret (naming where), and the session fails for leaks
 outside any test.  tests/test_no_secret_in_logs.py shows the watch finds each kind of leak.
 """

@@ -4,6 +4,8 @@ a subprocess's output.  Each source is fed to a watch of its own here, so that t
 trip the suite's watch on purpose."""
 import logging
 
+import pytest_twisted
+
 from twisted.python.failure import Failure
 
 from tests import conftest
@@ -42,3 +44,27 @@ def test_the_suite_watch_is_installed():
     from twisted.logger import globalLogPublisher
     assert conftest.SECRET_WATCH is not None
     assert conftest.SECRET_WATCH.twisted_event in globalLogPublisher._observers
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_suite_watch_reads_subprocess_output_and_log_lines():
+    # leaks on purpose through the suite's own hooks, then takes them back out of the watch
+    # (so that this test's teardown does not fail for them)
+    import subprocess
+    import sys
+
+    from twisted.internet import utils
+    from twisted.logger import Logger
+    watch = conftest.SECRET_WATCH
+    before = len(watch.hits)
+    try:
+        code = f"import sys; print('pin {SIM_PIN}'); print('{AMI_SECRET}', file=sys.stderr)"
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+        yield utils.getProcessOutputAndValue(sys.executable, ["-c", code])
+        Logger().info("modem: {cmd}", cmd=f"AT+CPIN={SIM_PIN}")
+        logging.getLogger("yihu.test").warning("webhook key %s", WEBHOOK_SECRET)
+        wheres = [h[0] for h in watch.hits[before:]]
+    finally:
+        del watch.hits[before:]
+    assert sum(w.startswith("stdout of") for w in wheres) >= 2 and sum(w.startswith("stderr of") for w in wheres) >= 2
+    assert "log line" in wheres and "stdlib log yihu.test" in wheres
