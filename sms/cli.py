@@ -1,4 +1,7 @@
-"""`yihu modem pin PORT`: send the SIM PIN again on purpose (see sms/pin.py for the design)."""
+"""`yihu modem pin PORT`: send the SIM PIN again on purpose (see sms/pin.py for the design).
+
+Exit status: 0 the SIM is unlocked (or was already); 1 the SIM refused, or the gateway answers
+but not in time; 2 no `sms.sim_pin` in the configuration, or no such modem."""
 from __future__ import annotations
 
 import json
