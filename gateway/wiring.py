@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import replace
+from datetime import datetime, timezone
 
 from twisted.application import service
 from twisted.internet import defer
@@ -21,6 +22,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
 from gateway.config import Config
+from gateway.eventlog import record_event
 from gateway.service import Gateway, ListeningService, build_gateway
 
 log = Logger()
@@ -46,7 +48,7 @@ class CallbackService(service.Service):
 
 def build_service(config: Config, reactor) -> Gateway:
     gw = build_gateway(config, reactor)
-    db, events = gw.database, gw.events
+    db = gw.database
     embedded = config.gateway.embedded
 
     # --- the domain's collaborators --------------------------------------------------------
@@ -73,8 +75,11 @@ def build_service(config: Config, reactor) -> Gateway:
                    {p: serial_opener(reactor, p, sms_cfg.baudrate) for p in sms_cfg.ports})
     gw.sms_bank = bank
     # a refused SIM PIN benches its modem until an operator acts: tell the dispatch software
-    bank.alert_observers.append(lambda modem, reason: events.publish("sms.modem_alert",
-                                                                     {"modem": modem, "reason": reason}))
+    def modem_alert(modem, reason):
+        at = datetime.fromtimestamp(reactor.seconds(), timezone.utc)
+        db.run(record_event, "sms.modem_alert", {"modem": modem, "reason": reason}, at).addErrback(
+            lambda f: log.failure("{modem}: the event sms.modem_alert was not logged", f, modem=modem))
+    bank.alert_observers.append(modem_alert)
 
     # --- voice: AMI link, order caller -----------------------------------------------------
     from gateway.ami.link import AmiLink
@@ -95,17 +100,28 @@ def build_service(config: Config, reactor) -> Gateway:
                    ping_interval=ami_cfg.ping_interval_s, ping_timeout=ami_cfg.ping_timeout_s,
                    backoff_max=ami_cfg.backoff_max_s)
     gw.ami_link = link
+    # Order-call tokens: the key is the configured one, or one made once and kept in the data
+    # directory (calls placed before a restart must still verify after it).
+    from ivr.refusals import RefusalAudit
+    from ivr.tokens import CallTokens, load_or_create_secret
+    key_file = config.data_dir / "ivr-token.key"
+    call_tokens = CallTokens(load_or_create_secret(ivr_cfg.token_secret, key_file), grace_s=ivr_cfg.token_grace_s)
+    log.info("FastAGI: sessions only from {peers}; order calls carry one-time tokens (key {where})",
+             peers=", ".join(ivr_cfg.allowed_peers),
+             where="from ivr.token_secret" if ivr_cfg.token_secret else f"in {key_file}")
+    refusals = RefusalAudit(reactor, db, window=ivr_cfg.refusal_window_s)
     caller = OrderCaller(reactor, link, db,
                          policy=RetryPolicy(attempts=ivr_cfg.call_attempts, delay=ivr_cfg.call_retry_delay_s,
                                             ring_timeout_ms=int(ivr_cfg.ring_timeout_s * 1000)),
-                         channel_template=ivr_cfg.channel_template, caller_id=ivr_cfg.caller_id)
+                         channel_template=ivr_cfg.channel_template, caller_id=ivr_cfg.caller_id,
+                         tokens=call_tokens)
 
     # --- orders, feedback, escalation ------------------------------------------------------
-    escalation = EscalationEngine(db, reactor, bank, caller, events, esc_cfg)
-    feedback = FeedbackEngine(db, bank, events, escalation, esc_cfg)
+    escalation = EscalationEngine(db, reactor, bank, caller, esc_cfg)
+    feedback = FeedbackEngine(db, bank, escalation, esc_cfg)
     bank.inbound.sink = feedback
     fanout = FanOut(db, reactor, bank, caller, esc_cfg)
-    orders = OrderService(db, reactor, fanout, escalation, events, esc_cfg)
+    orders = OrderService(db, reactor, fanout, escalation, esc_cfg)
     gw.orders, gw.feedback, gw.escalation, gw.fanout = orders, feedback, escalation, fanout
 
     CallbackService("sms-bank", bank.start, bank.stop).setServiceParent(gw)
@@ -114,12 +130,12 @@ def build_service(config: Config, reactor) -> Gateway:
 
     # --- hotlines --------------------------------------------------------------------------
     from gateway.hotline.service import HotlineService
-    hotline = HotlineService(reactor, db, events, link, lines=tuple(ami_cfg.lines))
+    hotline = HotlineService(reactor, db, link, lines=tuple(ami_cfg.lines))
     hotline.setServiceParent(gw)
     gw.hotline = hotline
     # overflow and "no call-taker logged in": events, then the duty supervisor (from AMI only)
     from gateway.hotline.alerts import HotlineAlerts
-    alerts = HotlineAlerts(reactor, db, events, bank, config.hotline, config.gateway.time_zone)
+    alerts = HotlineAlerts(reactor, db, bank, config.hotline, config.gateway.time_zone)
     link.add_event_listener(alerts.handle)
     CallbackService("hotline-alerts", alerts.start, alerts.stop).setServiceParent(gw)
     gw.hotline_alerts = alerts
@@ -137,21 +153,32 @@ def build_service(config: Config, reactor) -> Gateway:
         if ivr_cfg.speech:
             from ivr.speech import OrderSpeech
             speech = OrderSpeech(reactor, config.data_dir / "speech")
+        from ivr.member_pins import MemberPins
+        from ivr.peers import PeerGate
+        from ivr.token_gate import CallTokenGate
+        token_gate = CallTokenGate(reactor, db, call_tokens, refusals)
         factory = make_fastagi_factory(reactor, sink=feedback, journal=KeypadJournal(reactor, db),
                                        orders=OrderBook(db), speech=speech,
-                                       settings=MenuSettings(timeout_ms=ivr_cfg.menu_timeout_ms))
+                                       settings=MenuSettings(timeout_ms=ivr_cfg.menu_timeout_ms),
+                                       tokens=token_gate,
+                                       pins=MemberPins(db, refusals),
+                                       peers=PeerGate(ivr_cfg.allowed_peers, refusals))
+        gw.fastagi_factory = factory
         endpoint = serverFromString(reactor, f"tcp:{ivr_cfg.port}:interface={ivr_cfg.interface}")
         ListeningService(endpoint, factory, "fastagi").setServiceParent(gw)
+        # Refusal counts still summing in a window are written before the database closes.
+        CallbackService("fastagi-refusals", lambda: None, refusals.flush).setServiceParent(gw)
         # Keypad answers the classic-AGI fallback spooled while the gateway was down.
         from ivr.spool import SpoolIntake
         intake = SpoolIntake(reactor, ivr_cfg.spool_dir or config.data_dir / "spool" / "keypad",
-                             KeypadJournal(reactor, db), feedback)
+                             KeypadJournal(reactor, db), feedback, tokens=token_gate)
         CallbackService("keypad-spool", lambda: defer.Deferred.fromCoroutine(intake.take_in())).setServiceParent(gw)
 
     # --- the API routes of the parts -------------------------------------------------------
     from adapters.orders_api import add_order_routes
     from adapters.hotline_api import add_hotline_routes
-    add_order_routes(gw.api, db, orders, reactor)
+    add_order_routes(gw.api, db, orders, reactor, max_sms_parts=config.orders.max_sms_parts,
+                     ref_bits=sms_cfg.concat_ref_bits)
     add_hotline_routes(gw.api, db, config.gateway.time_zone)
     from adapters.modems_api import add_modem_routes
     add_modem_routes(gw.api, bank, reactor, config.path, sms_cfg.sim_pin)
@@ -160,5 +187,6 @@ def build_service(config: Config, reactor) -> Gateway:
     gw.health_checks.append(lambda: ("sms", any(s.driver.healthy for s in bank.slots.values()) or not bank.slots,
                                      bank.describe_modems()))
     from adapters.board import BoardResource
-    gw.root.putChild(b"board", BoardResource(reactor, db, esc_cfg, config.gateway.time_zone, gw.health_checks))
+    gw.root.putChild(b"board", gw.guard_board(BoardResource(reactor, db, esc_cfg, config.gateway.time_zone,
+                                                            gw.health_checks)))
     return gw

@@ -4,8 +4,8 @@ Each call_order keeps one `deliveries` row (channel 'voice') for the recipient: 
 first attempt, and updated after each attempt (attempts, state, a line of detail per attempt),
 committed before the next step.  The call goes out as an Async AMI Originate with a ChannelId of
 our own (it becomes the channel's Uniqueid, hence agi_uniqueid in the order flow) and the order
-code, the dialled phone and the delivery id as channel variables; Asterisk runs
-`gateway-out,order`, whose AGI is the order flow.
+code, the dialled phone, the delivery id and a one-time token (ivr/tokens.py) as channel
+variables; Asterisk runs `gateway-out,order`, whose AGI is the order flow.
 """
 from __future__ import annotations
 
@@ -49,7 +49,8 @@ class RetryPolicy:
 class OrderCaller:
     def __init__(self, reactor, originator, db, *, policy: RetryPolicy = RetryPolicy(),
                  channel_template: str = "PJSIP/{national}@trunk", context: str = "gateway-out",
-                 exten: str = "order", caller_id: str | None = '"Command Center" <057687770110>'):
+                 exten: str = "order", caller_id: str | None = '"Command Center" <057687770110>',
+                 tokens=None):
         self.reactor = reactor
         self.originator = originator      # IOriginator
         self.db = db
@@ -58,6 +59,7 @@ class OrderCaller:
         self.context = context
         self.exten = exten
         self.caller_id = caller_id
+        self.tokens = tokens              # CallTokens: every Originate carries a fresh one
 
     def call_order(self, order_code: str, phone: str, *, order_id: int, team_id: int,
                    member_id: int | None = None, purpose: str = "order",
@@ -89,7 +91,7 @@ class OrderCaller:
                 self.channel_template.format(phone=phone.lstrip("+"), national=national(phone)),
                 context=self.context,
                 exten=self.exten, priority=1,
-                variables={"ORDER_CODE": code, "YIHU_PHONE": phone, "YIHU_DELIVERY": str(delivery_id)},
+                variables=self._variables(code, phone, delivery_id),
                 channel_id=channel_id, caller_id=self.caller_id, timeout_ms=self.policy.ring_timeout_ms)
         except Exception as e:  # noqa: BLE001 - AMI down, refused, timed out: the attempt failed
             log.warn("order call {code} to {phone}: originate failed: {why}", code=code, phone=phone,
@@ -97,6 +99,13 @@ class OrderCaller:
             return "failed", f"failed (originate: {e.__class__.__name__}: {str(e)[:120]})"
         outcome = outcome_of(result)
         return outcome, f"{outcome} (reason {result.reason}, channel id {channel_id})"
+
+    def _variables(self, code, phone, delivery_id) -> dict[str, str]:
+        variables = {"ORDER_CODE": code, "YIHU_PHONE": phone, "YIHU_DELIVERY": str(delivery_id)}
+        if self.tokens is not None:
+            variables.update(self.tokens.variables(str(delivery_id), phone, self.reactor.seconds(),
+                                                   self.policy.ring_timeout_ms / 1000.0))
+        return variables
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.reactor.seconds(), tz=timezone.utc)

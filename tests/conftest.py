@@ -124,13 +124,14 @@ def _install_secret_watch():
         return real_spawn(proto, executable, args, *a, **kw)
     reactor.spawnProcess = spawn
 
-    from adapters.events import EventBus
-    real_publish = EventBus.publish
+    # every event is built in one place (gateway/eventlog.build_event) before it is logged
+    from gateway import eventlog
+    real_build = eventlog.build_event
 
-    def publish(self, kind, payload):
+    def build_event(kind, payload, at):
         watch.event(kind, payload)
-        return real_publish(self, kind, payload)
-    EventBus.publish = publish
+        return real_build(kind, payload, at)
+    eventlog.build_event = build_event
     from tests import _orders_rig
     real_fake = _orders_rig.FakeEvents.publish
 

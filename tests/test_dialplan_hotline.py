@@ -165,7 +165,8 @@ def test_end_to_end_a_caller_waiting_past_the_threshold_reaches_the_duty_supervi
     gateway, agi_port = hung
     pbx, lk, events = yield pbx_and_link(agi_port)
     sink, outbox = FakeEvents(), FakeOutbox()
-    alerts = HotlineAlerts(reactor, database, sink, outbox, HotlineSection(overflow_after_s=0.3, supervisor_wait_s=0.3))
+    database.add_event_listener(sink.committed)
+    alerts = HotlineAlerts(reactor, database, outbox, HotlineSection(overflow_after_s=0.3, supervisor_wait_s=0.3))
     lk.add_event_listener(alerts.handle)
     try:
         call = pbx.hotline_call("122", "13805760003", outcome="answered", queue_seconds=1.5, talk_seconds=0.1)

@@ -39,7 +39,8 @@ class Rig:
         self.clock = task.Clock()
         self.clock.advance(T0.timestamp())
         self.events, self.outbox = FakeEvents(), FakeOutbox()
-        self.alerts = HotlineAlerts(self.clock, database, self.events, self.outbox, CFG)
+        database.add_event_listener(self.events.committed)        # what the event log committed
+        self.alerts = HotlineAlerts(self.clock, database, self.outbox, CFG)
         self.db = database
 
     def feed(self, *msgs):

@@ -126,6 +126,7 @@ def _without_commander(conn, code):
 @pytest_twisted.inlineCallbacks
 def test_an_order_to_a_team_without_an_active_commander_is_refused_with_422_naming_it(database, tmp_path):
     from adapters.api import ApiError, ApiRequest, Router
+    from adapters.auth import Principal
     from adapters.orders_api import add_order_routes
     yield load(database, tmp_path, "A", "B")
     yield database.run(_without_commander, "T-B")
@@ -134,12 +135,12 @@ def test_an_order_to_a_team_without_an_active_commander_is_refused_with_422_nami
     try:
         router = Router()
         add_order_routes(router, database, rig.orders, rig.clock)
-        handler, params = router.match("POST", "/orders")
+        route, params = router.match("POST", "/orders")
         body = {"incident_ref": "I-1", "kind": "rescue", "text": "速到", "target": "all", "rule": "same_township"}
         with pytest.raises(ApiError) as e:
-            yield handler(ApiRequest("POST", "/orders", params, {}, body, {}))
+            yield route.handler(ApiRequest("POST", "/orders", params, {}, body, {}, Principal("desk", "dispatch")))
         assert e.value.status == 422 and "T-B" in e.value.message and "commander" in e.value.message
-        assert e.value.detail == {"teams": ["T-B"]}
+        assert e.value.detail == {"field": "target", "teams": ["T-B"]}
     finally:
         rig.stop()
 

@@ -8,10 +8,11 @@ call to learn it):
   until a call-taker answers a call or logs in (AgentConnect, QueueMemberAdded, or a
   QueueMemberStatus that is not unavailable).
 
-Each is one episode: raised (a row in hotline_alerts, committed, then the event
-hotline.overflow / hotline.no_calltaker), and, if still on after `supervisor_wait_s`, an SMS to
-the duty supervisor of the roster's shifts (row notified, then the SMS queued); cleared when it
-ends (event hotline.<kind>_cleared).  A restart re-arms the supervisor's timer of every episode
+Each is one episode: raised (a row in hotline_alerts and the event hotline.overflow /
+hotline.no_calltaker, one transaction), and, if still on after `supervisor_wait_s`, an SMS to
+the duty supervisor of the roster's shifts (row notified, then the SMS queued, then the event
+hotline.<kind>_supervisor with the SMS's id on the row); cleared when it ends (the row and the
+event hotline.<kind>_cleared, one transaction).  A restart re-arms the supervisor's timer of every episode
 still raised from its row: the condition cannot be seen from before the restart, and telling
 the supervisor once too often is better than once too few.
 """
@@ -23,6 +24,7 @@ from sqlalchemy import insert, select, update
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from gateway.eventlog import record_event
 from gateway.hotline.config import HotlineSection
 from gateway.orders import directory_queries as dq
 from gateway.storage.schema import audit_log, hotline_alerts
@@ -44,10 +46,17 @@ def supervisor_text(kind: str, detail: str, local_hhmm: str) -> str:
 
 
 # --- units of work (inside Database.run) ---------------------------------------------------------
-def raise_tx(conn, kind: str, line, call_id, now: datetime, notify_at: datetime, detail: str) -> int:
-    return conn.execute(insert(hotline_alerts).values(
+def raise_tx(conn, kind: str, line, call_id, now: datetime, notify_at: datetime, detail: str,
+             waited: float | None = None) -> int:
+    """The episode's row and its event hotline.<kind>, one commit."""
+    alert_id = conn.execute(insert(hotline_alerts).values(
         kind=kind, line=line, call_id=call_id, state="raised", raised_at=now, notify_at=notify_at,
         detail=detail)).inserted_primary_key[0]
+    payload = {"alert_id": alert_id, "line": line, "call_id": call_id, "detail": detail}
+    if waited is not None:
+        payload["waited_s"] = round(waited, 1)
+    record_event(conn, f"hotline.{kind}", payload, now)
+    return alert_id
 
 
 def notify_tx(conn, alert_id: int, now: datetime):
@@ -63,16 +72,22 @@ def notify_tx(conn, alert_id: int, now: datetime):
         conn.execute(insert(audit_log).values(at=now, actor="system", action="hotline.no_supervisor",
                                               subject=f"hotline alert {alert_id}",
                                               detail={"kind": row.kind, "detail": row.detail}))
+        record_event(conn, "hotline.no_supervisor", {"alert_id": alert_id, "kind": row.kind}, now)
     return sup, row
 
 
-def sms_queued_tx(conn, alert_id: int, message_id) -> None:
+def sms_queued_tx(conn, alert_id: int, kind: str, supervisor: str, message_id, now: datetime) -> None:
     conn.execute(update(hotline_alerts).where(hotline_alerts.c.id == alert_id).values(sms_message_id=message_id))
+    record_event(conn, f"hotline.{kind}_supervisor", {"alert_id": alert_id, "supervisor": supervisor}, now)
 
 
-def clear_tx(conn, alert_id: int, now: datetime) -> None:
-    conn.execute(update(hotline_alerts).where(hotline_alerts.c.id == alert_id, hotline_alerts.c.cleared_at.is_(None))
-                 .values(state="cleared", cleared_at=now))
+def clear_tx(conn, alert_id: int, kind: str, now: datetime) -> None:
+    """The episode ends: its row and the event hotline.<kind>_cleared, one commit (once)."""
+    done = conn.execute(update(hotline_alerts).where(hotline_alerts.c.id == alert_id,
+                                                     hotline_alerts.c.cleared_at.is_(None))
+                        .values(state="cleared", cleared_at=now)).rowcount
+    if done:
+        record_event(conn, f"hotline.{kind}_cleared", {"alert_id": alert_id}, now)
 
 
 def open_alerts_tx(conn) -> list:
@@ -84,9 +99,9 @@ def open_alerts_tx(conn) -> list:
 class HotlineAlerts:
     """An AMI event listener (AmiLink.add_event_listener(alerts.handle)); time from `clock`."""
 
-    def __init__(self, clock, database, events, outbox, cfg: HotlineSection = HotlineSection(),
+    def __init__(self, clock, database, outbox, cfg: HotlineSection = HotlineSection(),
                  time_zone: str = "Asia/Shanghai"):
-        self.clock, self.db, self.events, self.outbox, self.cfg = clock, database, events, outbox, cfg
+        self.clock, self.db, self.outbox, self.cfg = clock, database, outbox, cfg
         from zoneinfo import ZoneInfo
         self.tz = ZoneInfo(time_zone)
         self.waiting: dict[str, dict] = {}            # caller's Uniqueid -> {joined, line, call_id, timer}
@@ -182,18 +197,14 @@ class HotlineAlerts:
 
         def raised(alert_id):
             ep["id"] = alert_id
-            payload = {"alert_id": alert_id, "line": line, "call_id": call_id, "detail": detail}
-            if waited is not None:
-                payload["waited_s"] = round(waited, 1)
-            self.events.publish(f"hotline.{kind}", payload)
             log.warn("hotline: {kind} ({detail}); duty supervisor told in {wait:.0f}s if it goes on",
                      kind=kind, detail=detail, wait=self.cfg.supervisor_wait_s)
             if self.open.get(kind) is ep:
                 ep["timer"] = self.clock.callLater(max(0.0, notify_at - self.clock.seconds()),
                                                    self._notify, kind, alert_id)
             else:                          # it ended while the row was being written
-                self._track(self.db.run(clear_tx, alert_id, _utc(self.clock.seconds())), "clear")
-        self._track(self.db.run(raise_tx, kind, line, call_id, _utc(now), _utc(notify_at), detail)
+                self._track(self.db.run(clear_tx, alert_id, kind, _utc(self.clock.seconds())), "clear")
+        self._track(self.db.run(raise_tx, kind, line, call_id, _utc(now), _utc(notify_at), detail, waited)
                     .addCallback(raised), "raise")
 
     def _clear(self, kind: str):
@@ -205,9 +216,7 @@ class HotlineAlerts:
         if ep["id"] is None:
             return                          # raise still being written: `raised` clears it
         alert_id = ep["id"]
-        d = self.db.run(clear_tx, alert_id, _utc(self.clock.seconds()))
-        d.addCallback(lambda _: self.events.publish(f"hotline.{kind}_cleared", {"alert_id": alert_id}))
-        self._track(d, "clear")
+        self._track(self.db.run(clear_tx, alert_id, kind, _utc(self.clock.seconds())), "clear")
 
     def _notify(self, kind: str, alert_id: int):
         now = _utc(self.clock.seconds())
@@ -221,10 +230,8 @@ class HotlineAlerts:
             if sup is None:
                 log.error("hotline alert {id} ({kind}): no duty supervisor on the roster at this time",
                           id=alert_id, kind=kind)
-                self.events.publish("hotline.no_supervisor", {"alert_id": alert_id, "kind": kind})
                 return
             hhmm = row.raised_at.astimezone(self.tz).strftime("%H:%M")
             mid = yield self.outbox.enqueue(sup.phone, supervisor_text(kind, row.detail, hhmm), purpose="supervisor")
-            yield self.db.run(sms_queued_tx, alert_id, mid)
-            self.events.publish(f"hotline.{kind}_supervisor", {"alert_id": alert_id, "supervisor": sup.name})
+            yield self.db.run(sms_queued_tx, alert_id, kind, sup.name, mid, _utc(self.clock.seconds()))
         self._track(work(), "supervisor SMS")

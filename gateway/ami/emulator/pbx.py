@@ -323,19 +323,23 @@ class EmulatedPbx:
 
     def __init__(self, reactor, *, agi_host: str = "127.0.0.1", agi_port: int = 4573,
                  phones: PhoneDirectory | dict | None = None, default: Phone | None = None,
-                 agi_idle_timeout: float = 30.0, prompt_seconds: float = 0.0,
+                 agi_idle_timeout: float = 30.0, prompt_seconds: float = 0.0, sounds=None,
                  dialplan: Dialplan | str | Path | None = PROJECT_DIALPLAN, calltakers_logged_in: int = 3,
                  **ami_options):
         """phones: number -> Phone (or a PhoneDirectory); default: what unknown numbers do.
         prompt_seconds: how long each prompt takes to play (0: at once, for tests).
+        sounds: the prompts installed (an ivr.emulator.sounds.SoundLibrary; default: Asterisk's
+        core sounds and the project's shipped prompts); a missing one answers as Asterisk does.
         dialplan: the extensions.conf whose hotline contexts the calls run (loaded now: a step
         the emulator cannot run is an error here); calltakers_logged_in: what
         QUEUE_MEMBER(calltakers,logged) answers.
-        ami_options go to AmiEmulator (users, channelvars, queues, login_fail_delay, ...)."""
+        ami_options go to AmiEmulator (users, channelvars, queues, login_fail_delay, clock, ...);
+        its clock also times the FastAGI side (the phones' key presses)."""
         self.reactor = reactor
         self.agi_host, self.agi_port = agi_host, agi_port
         self.agi_idle_timeout = agi_idle_timeout
         self.prompt_seconds = prompt_seconds
+        self.sounds = sounds
         if isinstance(phones, PhoneDirectory):
             self.phones = phones
             if default is not None:
@@ -472,7 +476,8 @@ class EmulatedPbx:
         d = defer.Deferred.fromCoroutine(place_call(
             self.reactor, host, port, script, caller=caller,
             variables=variables, callerid=callerid, env=env, pace=pace,
-            idle_timeout=self.agi_idle_timeout, started=started))
+            idle_timeout=self.agi_idle_timeout, started=started, sounds=self.sounds,
+            clock=self.ami.clock))
 
         def done(record):
             call.agi = record
