@@ -230,3 +230,45 @@ def test_modem_pin_without_a_pin_in_the_configuration_is_a_usage_error(tmp_path,
     cfg.write_text(f'[gateway]\ndata_dir = "{tmp_path}"\n[http]\nport = 1\n')
     assert main(["modem", "pin", "/dev/ttyUSB7", "--config", str(cfg)]) == 2
     assert "sms.sim_pin is not set" in capsys.readouterr().err
+
+
+def test_modem_pin_through_the_running_gateway_sends_the_key_from_a_file_and_no_pin(tmp_path, capsys):
+    """The gateway answers as it does for a key below admin (403); the CLI says what it needs."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from gateway.cli import main
+    seen = []
+
+    class Gateway(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            seen.append((self.path, self.headers.get("Authorization"), self.headers.get("Content-Type"), body))
+            answer = json.dumps({"error": "this needs the admin scope", "field": "Authorization"}).encode()
+            self.send_response(403)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg = tmp_path / "yihu.toml"
+        cfg.write_text(f'[gateway]\ndata_dir = "{tmp_path}"\n[http]\nport = {server.server_address[1]}\n'
+                       f'[sms]\nsim_pin = "{SIM_PIN}"\n')
+        key = tmp_path / "admin.key"
+        key.write_text("yk_dispatch-desk-0000\n")
+        assert main(["modem", "pin", "/dev/ttyUSB0", "--config", str(cfg), "--key-file", str(key)]) == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+    [(path, auth, ctype, body)] = seen
+    assert (path, auth, ctype, body) == ("/api/v1/modems/ttyUSB0/pin", "Bearer yk_dispatch-desk-0000",
+                                         "application/json", b"{}")        # the PIN stays in the file
+    err = capsys.readouterr().err
+    assert "admin API key" in err and "yk_dispatch" not in err and SIM_PIN not in err
