@@ -110,6 +110,7 @@ _PART_SECTIONS: dict[str, str] = {
     "ivr": "ivr.config.IvrSection",
     "sms": "sms.config.SmsConfig",
     "escalation": "gateway.escalation.config.EscalationConfig",
+    "hotline": "gateway.hotline.config.HotlineSection",
 }
 
 
