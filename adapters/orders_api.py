@@ -20,7 +20,7 @@ from adapters.idempotency import IdempotencyConflict, idempotent_create_tx, requ
 from gateway.escalation.deadlines import RULES, response_minutes
 from gateway.orders.messages import order_sms
 from gateway.orders.order import KINDS, ONSCENE_COMMANDER, TARGET_HOWS, OrderRequest, Target
-from gateway.orders.store import NoTeams
+from gateway.orders.store import NoCommander, NoTeams
 from gateway.orders.summary import load_summary_tx
 from sms.encoding import split_text
 
@@ -120,6 +120,9 @@ def add_order_routes(router: Router, database, orders, clock, *, max_sms_parts: 
             if f.check(IdempotencyConflict):
                 raise refuse(422, "Idempotency-Key", f"{idem!r} was used within 24 h for a different request; "
                                                      "use a new key for a new order")
+            if f.check(NoCommander):
+                # The roster's inactive members are never targeted: name the teams left without one.
+                raise refuse(422, "target", f.getErrorMessage(), teams=f.value.teams)
             if f.check(NoTeams, LookupError):
                 raise refuse(422, "target", f"no team matches target {order.target.describe()}")
             return f

@@ -5,6 +5,7 @@
     yihu db upgrade|downgrade|current   schema migrations
     yihu directory import FILE          import a roster (CSV or YAML), all or nothing
     yihu directory show                 teams with their commanders
+    yihu modem pin PORT                 send the (corrected) SIM PIN once more on one modem
     yihu apikey create|list|revoke      keys for the HTTP API (read, dispatch, admin)
     yihu prompts build [--out DIR]      render the Mandarin voice prompts (espeak-ng + sox)
     yihu webhook add|list|remove        webhook subscribers besides webhooks.urls
@@ -321,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module, fn in (("gateway.orders.cli", "add_order_commands"), ("gateway.hotline.cli", "add_hotline_commands"),
                        ("gateway.ami.cli", "add_ami_commands"), ("ivr.prompts.cli", "add_prompt_commands"),
-                       ("adapters.webhook_cli", "add_webhook_commands")):
+                       ("adapters.webhook_cli", "add_webhook_commands"), ("sms.cli", "add_modem_commands")):
         try:
             mod = __import__(module, fromlist=[fn])
         except ImportError:

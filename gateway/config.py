@@ -115,6 +115,7 @@ _PART_SECTIONS: dict[str, str] = {
     "sms": "sms.config.SmsConfig",
     "escalation": "gateway.escalation.config.EscalationConfig",
     "leaders": "gateway.leaders.config.LeadersSection",
+    "hotline": "gateway.hotline.config.HotlineSection",
 }
 
 

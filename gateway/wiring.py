@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 from twisted.application import service
@@ -26,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gateway.config import Config
+from gateway.eventlog import record_event
 from gateway.health import PartHealth, off
 from gateway.service import Gateway, ListeningService, Part, build_gateway
 
@@ -65,7 +67,8 @@ def _modems_health(bank) -> list[PartHealth]:
     out = [PartHealth("sms", usable > 0, f"{usable}/{len(slots)} modems usable")]
     for name, s in slots.items():
         d = s.driver
-        detail = d.state + (f" {d.signal_dbm}dBm" if d.signal_dbm is not None else "")
+        # describe(): the state, and why a modem is benched ("SIM PIN refused: +CME ERROR: 16")
+        detail = d.describe() + (f" {d.signal_dbm}dBm" if d.signal_dbm is not None else "")
         out.append(PartHealth(f"modem {name.rsplit('/', 1)[-1]}", d.healthy, detail, essential=False))
     return out
 
@@ -113,6 +116,12 @@ def build_service(config: Config, reactor) -> Gateway:
     bank = SmsBank(reactor, SqlStore(db), sms_cfg,
                    {p: serial_opener(reactor, p, sms_cfg.baudrate) for p in sms_cfg.ports})
     gw.sms_bank = bank
+    # a refused SIM PIN benches its modem until an operator acts: tell the dispatch software
+    def modem_alert(modem, reason):
+        at = datetime.fromtimestamp(reactor.seconds(), timezone.utc)
+        db.run(record_event, "sms.modem_alert", {"modem": modem, "reason": reason}, at).addErrback(
+            lambda f: log.failure("{modem}: the event sms.modem_alert was not logged", f, modem=modem))
+    bank.alert_observers.append(modem_alert)
 
     # --- voice: AMI link, order caller -----------------------------------------------------
     from gateway.ami.link import AmiLink
@@ -178,6 +187,12 @@ def build_service(config: Config, reactor) -> Gateway:
     hotline = HotlineService(reactor, db, link, lines=tuple(ami_cfg.lines))
     hotline.setServiceParent(gw)
     gw.hotline = hotline
+    # overflow and "no call-taker logged in": events, then the duty supervisor (from AMI only)
+    from gateway.hotline.alerts import HotlineAlerts
+    alerts = HotlineAlerts(reactor, db, bank, config.hotline, config.gateway.time_zone)
+    link.add_event_listener(alerts.handle)
+    CallbackService("hotline-alerts", alerts.start, alerts.stop).setServiceParent(gw)
+    gw.hotline_alerts = alerts
     if ami_cfg.enabled:
         def ami_health():
             return PartHealth("ami", link.connected, "logged in" if link.connected else (link.last_error or "connecting"))
@@ -234,6 +249,8 @@ def build_service(config: Config, reactor) -> Gateway:
     from adapters.forms_api import add_form_routes
     add_form_routes(gw.api, db, orders, reactor, config.gateway.time_zone, config.orders.pdf_converter)
     gw.health_checks.append(gw.webhooks.health)
+    from adapters.modems_api import add_modem_routes
+    add_modem_routes(gw.api, bank, reactor, config.path, sms_cfg.sim_pin)
     from adapters.board import BoardResource
     gw.root.putChild(b"board", gw.guard_board(BoardResource(reactor, db, esc_cfg, config.gateway.time_zone,
                                                             gw.health_checks, mode=config.mode)))

@@ -17,11 +17,20 @@ from gateway.mode import drill_text
 from gateway.orders.messages import order_sms
 from gateway.orders.order import CreatedOrder, OrderRequest
 from gateway.orders.times import utc
-from gateway.storage.schema import audit_log, deliveries, escalation_steps, order_teams, orders, sms_messages
+from gateway.storage.schema import (audit_log, deliveries, escalation_steps, members, order_teams, orders,
+                                     sms_messages, teams)
 
 
 class NoTeams(LookupError):
     pass
+
+
+class NoCommander(LookupError):
+    """Named teams have no active commander on the roster: the order would reach nobody in charge."""
+
+    def __init__(self, teams: list[str]):
+        self.teams = teams
+        super().__init__(f"team {', '.join(teams)} has no active commander on the roster; order not sent")
 
 
 def create_order_tx(conn, req: OrderRequest, now: datetime, cfg: EscalationConfig,
@@ -34,12 +43,15 @@ def create_order_tx(conn, req: OrderRequest, now: datetime, cfg: EscalationConfi
     found = dq.teams_by_target(conn, req.target.how, req.target.values)
     if not found:
         raise NoTeams(f"no team matches {req.target.describe()}")
+    contacts = dq.team_commanders(conn, [t.id for t in found])
+    leaderless = [t.code for t in found if dq.first_phone(contacts[t.id], "commander") is None]
+    if leaderless:
+        raise NoCommander(leaderless)
     code = choose_code(conn, rng)
     order_id = conn.execute(insert(orders).values(
         code=code, incident_ref=req.incident_ref, kind=req.kind, onscene_commander=req.onscene_commander(),
         text=req.text, rule=req.rule, voice=req.voice, major=req.major, drill=req.drill, state="open", created_at=now,
         created_by=req.created_by, idempotency_key=req.idempotency_key)).inserted_primary_key[0]
-    contacts = dq.team_commanders(conn, [t.id for t in found])
     plan = plan_steps(req.rule, now, cfg)
     timers, step_rows, delivery_rows = [], [], []
     for team in found:
@@ -120,6 +132,18 @@ def claim_queued_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: E
     rows = conn.execute(q).all()
     if not rows:
         return []
+    # Removed from the roster since the order was created: not sent (the roster decides who is called).
+    removed = {r.id for r in rows if r.member_id is not None} and set(conn.execute(
+        select(deliveries.c.id).join(members, members.c.id == deliveries.c.member_id)
+        .join(teams, teams.c.id == members.c.team_id)
+        .where(deliveries.c.id.in_([r.id for r in rows]),
+               or_(members.c.active.is_(False), teams.c.active.is_(False)))).scalars())
+    if removed:
+        conn.execute(update(deliveries).where(deliveries.c.id.in_(removed))
+                     .values(state="failed", detail="not sent: removed from the roster", updated_at=now))
+        rows = [r for r in rows if r.id not in removed]
+        if not rows:
+            return []
     conn.execute(update(deliveries).where(deliveries.c.id.in_([r.id for r in rows]))
                  .values(state="handing", attempts=deliveries.c.attempts + 1, updated_at=now))
     out = []

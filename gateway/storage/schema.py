@@ -286,6 +286,26 @@ audit_log = Table(
     Column("detail", JSON),
 )
 
+# The hotline's alerts to the duty supervisor (gateway/hotline/alerts.py): callers waiting past
+# the overflow threshold, or no call-taker logged in.  One row per episode, from raised to cleared.
+hotline_alerts = Table(
+    "hotline_alerts", metadata,
+    Column("id", ID, primary_key=True),
+    Column("kind", String(16), nullable=False),            # overflow / no_calltaker
+    Column("line", String(8)),                             # of the call that raised it
+    Column("call_id", String(64)),                         # its Asterisk Linkedid
+    Column("state", String(16), nullable=False),           # raised / notified / cleared
+    Column("raised_at", TS, nullable=False),
+    Column("notify_at", TS, nullable=False),               # when the supervisor is told if still on
+    Column("notified_at", TS),
+    Column("cleared_at", TS),
+    Column("supervisor", String(100)),
+    Column("supervisor_phone", String(20)),
+    Column("sms_message_id", ID),
+    Column("detail", Text),
+    Index("ix_hotline_alerts_state", "state", "notify_at"),
+)
+
 # One row per order-call token the order flow accepted (ivr/tokens.py): committed before the
 # call goes on, so the same token is refused the second time, also after a restart.
 call_tokens_used = Table(
