@@ -20,7 +20,7 @@ from adapters.masking import mask_number
 from gateway.health import collect
 from gateway.hotline import store as hotline_store
 from gateway.mode import DRILL
-from gateway.orders.summary import load_summary_tx
+from gateway.orders.summary import TIMELINE_WORD, load_summary_tx, timeline_text
 from gateway.storage.schema import orders as orders_table
 
 log = Logger()
@@ -112,10 +112,11 @@ class BoardResource(JsonResource):
                             f"<td>{escape(t.answered_by or '-')}</td><td>{escape(took)}</td>"
                             f"<td>{'催办 ' + str(steps) if steps else ''}</td></tr>")
             tag = "<span class=drilltag>演练 DRILL</span> " if s.drill else ""
-            parts.append(f"<h3>{tag}{escape(s.code)} · {escape(s.incident_ref)} · 下达 {self._local(s.sent_at)} · "
+            parts.append(f"<h3>{tag}{'<span class=bad>【重大】</span>' if s.major else ''}{escape(s.code)} · "
+                         f"{escape(s.incident_ref)} · 下达 {self._local(s.sent_at)} · "
                          f"现场指挥 {escape(s.onscene_commander)}</h3><p>{escape(s.text)}</p>"
                          "<table><tr><th>队伍</th><th></th><th>状态</th><th>回复人</th><th>用时</th><th>升级</th></tr>"
-                         + "".join(rows) + "</table>")
+                         + "".join(rows) + "</table>" + self._timeline(s))
         parts.append(f"<h2>热线通话中 Hotline calls in progress ({len(live)})</h2>")
         parts.append("<table><tr><th>线路</th><th>来电</th><th>到达</th><th>状态</th></tr>" + "".join(
             f"<tr><td>{escape(c.line)}</td><td>{escape(number(c.caller))}</td>"
@@ -128,6 +129,17 @@ class BoardResource(JsonResource):
             f"<td>{self._local(c.get('arrived_at'))}</td><td>{escape(str(c.get('outcome')))}</td></tr>"
             for c in callbacks) + "</table>")
         return self._wrap("\n".join(parts))
+
+    TIMELINE_ROWS = 8
+
+    def _timeline(self, s) -> str:
+        """The order's latest situation reports and leaders' notes (the leaders' SMS stay in the API)."""
+        shown = [e for e in s.timeline if e.kind != "leader_sms"][-self.TIMELINE_ROWS:]
+        if not shown:
+            return ""
+        return ("<table class=timeline><tr><th>时间线</th><th></th><th></th></tr>" + "".join(
+            f"<tr><td>{self._local(e.at)}</td><td>{escape(TIMELINE_WORD.get(e.kind, e.kind))} {escape(e.who)}</td>"
+            f"<td>{escape(timeline_text(e))}</td></tr>" for e in shown) + "</table>")
 
     def _wrap(self, inner: str) -> str:
         # Drill mode: a banner no one can miss, repeated at the bottom, and a striped background,
