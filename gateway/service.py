@@ -42,6 +42,7 @@ class ListeningService(service.Service):
         self.endpoint, self.factory, self.name = endpoint, factory, name
         self.port = None
         self.listening = None
+        self.on_listening = None          # fn(port) once listening (port 0: who needs the number)
 
     def startService(self):
         super().startService()
@@ -49,6 +50,10 @@ class ListeningService(service.Service):
 
         def listening(port):
             self.port = port
+            log.info("{name}: listening on {host}:{port}", name=self.name, host=port.getHost().host,
+                     port=port.getHost().port)
+            if self.on_listening is not None:
+                self.on_listening(port)
             return port
 
         def failed(f):

@@ -44,6 +44,17 @@ class CallbackService(service.Service):
         return None
 
 
+class _PortOf:
+    """A TCP client endpoint whose port is looked up at each connect (a server on port 0)."""
+
+    def __init__(self, reactor, host: str, port_of):
+        self.reactor, self.host, self.port_of = reactor, host, port_of
+
+    def connect(self, factory):
+        from twisted.internet.endpoints import TCP4ClientEndpoint
+        return TCP4ClientEndpoint(self.reactor, self.host, self.port_of(), timeout=10).connect(factory)
+
+
 def build_service(config: Config, reactor) -> Gateway:
     gw = build_gateway(config, reactor)
     db, events = gw.database, gw.events
@@ -60,11 +71,16 @@ def build_service(config: Config, reactor) -> Gateway:
     from sms.bank import SmsBank, serial_opener
     from sms.store import SqlStore
     sms_cfg = config.sms
+    journal = None
     if embedded:
+        # What the emulated network and PBX saw, kept on disk across kill -9 (gateway/netjournal.py).
+        from gateway.netjournal import NetworkJournal
         from sms.emulator import EmulatorBank
+        journal = NetworkJournal(config.data_dir.resolve() / "network.jsonl")
+        gw.network_journal = journal
         modems_dir = config.data_dir.resolve() / "modems"
         emulators = EmulatorBank(reactor, config.embedded.modems, str(modems_dir),
-                                 segment_time=config.embedded.segment_seconds)
+                                 segment_time=config.embedded.segment_seconds, journal=journal)
         emulators.start()           # the ptys exist before the bank opens them
         sms_cfg = replace(sms_cfg, ports=tuple(emulators.paths))
         gw.emulated_modems = emulators
@@ -82,12 +98,17 @@ def build_service(config: Config, reactor) -> Gateway:
         from gateway.ami.emulator.pbx import EmulatedPbx, PbxService, Phone
         ami_secret = secrets.token_hex(16)       # this run's own; nothing outside knows it
         pbx = EmulatedPbx(reactor, agi_host=ivr_cfg.interface, agi_port=ivr_cfg.port,
-                          default=Phone.presses("1", after=1.0),
+                          default=Phone.presses("1", after=1.0), journal=journal,
                           users={ami_user: {"secret": ami_secret, "read": "all", "write": "all"}})
         ami_host, ami_port = "127.0.0.1", config.embedded.ami_port
         PbxService(pbx, ami_port, "127.0.0.1").setServiceParent(gw)
         gw.pbx = pbx
-    link = AmiLink(reactor, ami_host, ami_port, username=ami_user, secret=ami_secret, auth=ami_cfg.auth,
+        # Port 0 (tests): the link asks the PBX for the port it got, at each connection.
+        ami_endpoint = _PortOf(reactor, "127.0.0.1", lambda: pbx.port_number)
+    else:
+        ami_endpoint = None
+    link = AmiLink(reactor, ami_host, ami_port, endpoint=ami_endpoint, username=ami_user, secret=ami_secret,
+                   auth=ami_cfg.auth,
                    events=ami_cfg.events, action_timeout=ami_cfg.action_timeout_s,
                    ping_interval=ami_cfg.ping_interval_s, ping_timeout=ami_cfg.ping_timeout_s,
                    backoff_max=ami_cfg.backoff_max_s)
@@ -108,6 +129,7 @@ def build_service(config: Config, reactor) -> Gateway:
     CallbackService("sms-bank", bank.start, bank.stop).setServiceParent(gw)
     CallbackService("escalation", escalation.start, escalation.stop).setServiceParent(gw)
     CallbackService("fan-out", fanout.start, fanout.stop).setServiceParent(gw)
+    CallbackService("order-calls", caller.start, caller.stop).setServiceParent(gw)
 
     # --- hotlines --------------------------------------------------------------------------
     from gateway.hotline.service import HotlineService
@@ -132,7 +154,10 @@ def build_service(config: Config, reactor) -> Gateway:
                                        orders=OrderBook(db), speech=speech,
                                        settings=MenuSettings(timeout_ms=ivr_cfg.menu_timeout_ms))
         endpoint = serverFromString(reactor, f"tcp:{ivr_cfg.port}:interface={ivr_cfg.interface}")
-        ListeningService(endpoint, factory, "fastagi").setServiceParent(gw)
+        fastagi = ListeningService(endpoint, factory, "fastagi")
+        fastagi.setServiceParent(gw)
+        if embedded:       # port 0 (tests): the emulated Asterisk dials the port we got
+            fastagi.on_listening = lambda port: setattr(gw.pbx, "agi_port", port.getHost().port)
         # Keypad answers the classic-AGI fallback spooled while the gateway was down.
         from ivr.spool import SpoolIntake
         intake = SpoolIntake(reactor, ivr_cfg.spool_dir or config.data_dir / "spool" / "keypad",

@@ -68,10 +68,11 @@ def _insert_no_answer(conn, e: KeypadEntry) -> int:
     return raw_id
 
 
-def appended_detail(line: str):
-    """deliveries.detail with one more line, computed in the UPDATE itself: the order caller and
-    the order flow may write the same row at the same moment, and neither may lose the other's."""
-    current = func.coalesce(deliveries.c.detail, "")
+def appended_detail(line: str, column=None):
+    """deliveries.detail (or `column`) with one more line, computed in the UPDATE itself: the order
+    caller and the order flow may write the same row at the same moment, and neither may lose the
+    other's."""
+    current = func.coalesce(deliveries.c.detail if column is None else column, "")
     return case((current == "", line), else_=current + "\n" + line)
 
 

@@ -30,7 +30,7 @@ from sms.at import AtError, AtTimeout, CmsError, PortLost, SubmitNotConfirmed
 from sms.config import UNKNOWN_FAIL, SmsConfig
 from sms.inbound import InboundProcessor
 from sms.modem import ModemDriver
-from sms.store import message_state
+from sms.store import add_message_tx, message_state
 
 log = Logger()
 
@@ -109,6 +109,8 @@ class SmsBank:
         now = self.reactor.seconds()
         changes = []
         for r in rows:
+            if r["id"] in self.messages:
+                continue            # adopted while we were loading
             m = _Message(id=r["id"], phone=r["phone"], purpose=r["purpose"], state=r["state"], modem=r["modem"],
                          segments=r["segments"])
             for s in m.segments:
@@ -164,6 +166,27 @@ class SmsBank:
         self._update_gauges()
         self.dispatch()
         return m.id
+
+    def stage_tx(self, conn, now: datetime, phone: str, text: str, *, purpose: str, order_id: int | None = None,
+                 delivery_id: int | None = None) -> dict:
+        """Run inside another part's transaction: the message, queued, committed with the state
+        change that causes it (transactional outbox).  After COMMIT give the result to adopt()."""
+        return add_message_tx(conn, now, phone, text, purpose, order_id, delivery_id,
+                              ref_bits=self.config.concat_ref_bits, status_report=self.config.status_reports,
+                              validity_minutes=self.config.validity_minutes)
+
+    def adopt(self, records) -> None:
+        """Messages committed by stage_tx: into the queue (a restart finds them in the database)."""
+        for r in records:
+            if r["id"] in self.messages:
+                continue            # loaded at start already
+            m = _Message(id=r["id"], phone=r["phone"], purpose=r["purpose"], state="queued", modem=None,
+                         segments=r["segments"])
+            self.messages[m.id] = m
+            self.queue.append(m.id)
+        if records:
+            self._update_gauges()
+            self.dispatch()
 
     def add_observer(self, fn):
         """fn(message_id, state) on every state change of a message."""

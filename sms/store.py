@@ -53,6 +53,15 @@ def _now(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
+def add_message_tx(conn, now: datetime, phone: str, text: str, purpose: str, order_id, delivery_id, *,
+                   ref_bits: int = 8, status_report: bool = True, validity_minutes: int = 1440) -> dict:
+    """The message and its segments, `queued`, inside the caller's transaction (the outbox row of
+    the state change that causes it).  Refuses text that cannot be sent before writing anything."""
+    encoding.split_text(text, ref_bits=ref_bits)
+    return SqlStore._add(conn, now, phone, text, purpose, order_id, delivery_id, ref_bits, status_report,
+                         validity_minutes)
+
+
 class SqlStore:
     def __init__(self, db):
         self.db = db

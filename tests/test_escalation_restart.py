@@ -145,13 +145,13 @@ def test_order_domain_wires_and_restarts(database):
     clock = task.Clock()
     clock.advance(T0.timestamp())
     outbox = FakeOutbox()
-    dom = OrderDomain(clock, database, outbox, FakeCaller(), FakeEvents())
+    dom = OrderDomain(clock, database, outbox, FakeCaller(clock, database), FakeEvents())
     yield dom.start()
     yield dom.orders.send(OrderRequest("INC-2", "rescue", "t", Target("all"), "same_township"))
     yield dom.fanout.send()
     dom.stop()
     assert len(outbox.to(phone(1, "commander"), "order")) == 1
-    dom2 = OrderDomain(clock, database, outbox, FakeCaller(), FakeEvents())
+    dom2 = OrderDomain(clock, database, outbox, FakeCaller(clock, database), FakeEvents())
     yield dom2.start()
     try:
         clock.advance(180)

@@ -88,8 +88,7 @@ class Handoff:
     text: str
 
 
-def claim_queued_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: EscalationConfig,
-                               limit: int = 2000) -> list[Handoff]:
+def _queued_deliveries(conn, order_id: int | None, limit: int):
     q = (select(deliveries.c.id, deliveries.c.order_id, deliveries.c.team_id, deliveries.c.member_id,
                 deliveries.c.phone, deliveries.c.channel, orders.c.code, orders.c.incident_ref, orders.c.text,
                 orders.c.onscene_commander, orders.c.rule, orders.c.created_at)
@@ -100,16 +99,42 @@ def claim_queued_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: E
          .order_by(deliveries.c.id).limit(limit))
     if order_id is not None:
         q = q.where(deliveries.c.order_id == order_id)
-    rows = conn.execute(q).all()
-    if not rows:
-        return []
-    conn.execute(update(deliveries).where(deliveries.c.id.in_([r.id for r in rows]))
-                 .values(state="handing", attempts=deliveries.c.attempts + 1, updated_at=now))
-    out = []
-    for r in rows:
-        minutes = response_minutes(r.rule, utc(r.created_at), cfg)
-        text = order_sms(r.code, r.incident_ref, r.text, r.onscene_commander or "", r.rule, minutes)
-        out.append(Handoff(r.id, r.order_id, r.code, r.team_id, r.member_id, r.phone, r.channel, text))
+    return conn.execute(q).all()
+
+
+@dataclass
+class Handed:
+    messages: list          # records for the outbox's adopt()
+    calls: int
+    refused: int
+
+
+def hand_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: EscalationConfig, stage_sms, stage_call,
+                       limit: int = 2000) -> Handed:
+    """The transactional outbox of an order: each queued delivery changes state in the SAME
+    transaction that writes what it causes: the SMS message with its segments (delivery `sent`),
+    or the first call attempt (delivery `calling`).  A crash leaves either both or neither."""
+    out = Handed([], 0, 0)
+    for r in _queued_deliveries(conn, order_id, limit):
+        values = dict(attempts=deliveries.c.attempts + 1, updated_at=now)
+        if r.channel == "sms":
+            minutes = response_minutes(r.rule, utc(r.created_at), cfg)
+            text = order_sms(r.code, r.incident_ref, r.text, r.onscene_commander or "", r.rule, minutes)
+            try:
+                rec = stage_sms(conn, now, r.phone, text, purpose="order", order_id=r.order_id, delivery_id=r.id)
+            except ValueError as e:        # text the network cannot carry: refused, said, not retried
+                values.update(state="failed", detail=f"SMS refused: {e}")
+                out.refused += 1
+            else:
+                out.messages.append(rec)
+                values.update(state="sent", detail=f"sms {rec['id']}")
+        else:
+            stage_call(conn, now, order_id=r.order_id, team_id=r.team_id, member_id=r.member_id, phone=r.phone,
+                       purpose="order", delivery_id=r.id)
+            values.update(state="calling", detail="")
+            out.calls += 1
+        # --- event publication for this transaction would go here (w12b: the event log) ---
+        conn.execute(update(deliveries).where(deliveries.c.id == r.id).values(**values))
     return out
 
 
@@ -236,10 +261,14 @@ def next_due_tx(conn, order_team_id: int) -> datetime | None:
                                    escalation_steps.c.state == "pending")).scalar())
 
 
-def record_call_outcome_tx(conn, delivery_id: int, outcome: str, now: datetime) -> None:
+def record_call_outcome_tx(conn, delivery_id: int, outcome: str, now: datetime, keep_no_answer: bool = False) -> None:
     """The order call ended (the order caller recorded each attempt on this same row); answered
-    means the team has the order (delivered)."""
-    conn.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(state=outcome, updated_at=now))
+    means the team has the order (delivered).  keep_no_answer: the order flow's no_answer
+    (answered, no key pressed) stays."""
+    q = update(deliveries).where(deliveries.c.id == delivery_id)
+    if keep_no_answer:
+        q = q.where(deliveries.c.state != "no_answer")
+    conn.execute(q.values(state=outcome, updated_at=now))
     if outcome != "answered":
         return
     d = conn.execute(select(deliveries.c.order_id, deliveries.c.team_id).where(deliveries.c.id == delivery_id)).first()

@@ -314,9 +314,11 @@ class EmulatedPbx:
 
     def __init__(self, reactor, *, agi_host: str = "127.0.0.1", agi_port: int = 4573,
                  phones: PhoneDirectory | dict | None = None, default: Phone | None = None,
-                 agi_idle_timeout: float = 30.0, prompt_seconds: float = 0.0, **ami_options):
+                 agi_idle_timeout: float = 30.0, prompt_seconds: float = 0.0, journal=None,
+                 **ami_options):
         """phones: number -> Phone (or a PhoneDirectory); default: what unknown numbers do.
         prompt_seconds: how long each prompt takes to play (0: at once, for tests).
+        journal: a NetworkJournal (gateway/netjournal.py) recording every call placed.
         ami_options go to AmiEmulator (users, channelvars, queues, login_fail_delay, ...)."""
         self.reactor = reactor
         self.agi_host, self.agi_port = agi_host, agi_port
@@ -333,6 +335,7 @@ class EmulatedPbx:
         self.ami.pbx = self
         self.calls: list[PbxCall] = []
         self._agi_sessions: set = set()
+        self.journal = journal
 
     # --- lifecycle ------------------------------------------------------------------------------
     def listen(self, port: int = 5038, interface: str = "127.0.0.1"):
@@ -397,6 +400,9 @@ class EmulatedPbx:
         outcome = _OUTCOME[phone.action]
         call = PbxCall("order", number, outcome, action_id=action_id)
         self.calls.append(call)
+        if self.journal is not None:
+            self.journal.append("call", at=self.reactor.seconds(), number=number,
+                                channel_id=headers.get("ChannelId"), outcome=outcome, action_id=action_id)
         ring = 1e6 if outcome == "noanswer" else phone.ring     # noanswer: until the Timeout
         sc = _PbxOrderCall(headers, action_id, outcome=outcome, is_async=is_async,
                            ring_seconds=ring, pbx=self, phone=phone, call=call)
