@@ -1,0 +1,105 @@
+"""The real gateway as a child process on its embedded default, for crash tests.
+
+Starts `python -m gateway.cli run` with a configuration of its own (every port 0), waits for it
+to be up by reading its JSON log, kills it (-9) or stops it (SIGTERM).  Orders are committed to
+its database from here, as the CLI does; the gateway's fan-out sweep picks them up.  What the
+emulated network saw is read from DATA_DIR/network.jsonl, and counted by the test's own code.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ROSTER = ROOT / "deploy" / "examples" / "roster.yaml"
+ORDER_TEXT = "白塔镇山体滑坡，请立即赶赴现场。"        # with the header: 81 UCS-2 characters, 2 segments
+
+
+def pause(seconds: float) -> None:
+    """Real time passing for a child process (never product code; no Clock reaches another process)."""
+    threading.Event().wait(seconds)
+
+
+def config_text(data_dir: Path, database_url: str, **sections) -> str:
+    base = {
+        "gateway": {"data_dir": str(data_dir), "database_url": database_url},
+        "http": {"port": 0},
+        "log": {"format": "json"},
+        "embedded": {"modems": 4, "segment_seconds": 0.03, "ami_port": 0},
+        "ivr": {"port": 0, "speech": False, "call_retry_delay_s": 0.5, "ring_timeout_s": 5.0},
+        "sms": {"unknown_wait": 1.0, "retry_delay": 0.5, "late_answer_grace": 1.0},
+        "escalation": {"refresh_seconds": 0.3},
+    }
+    for name, values in sections.items():
+        base.setdefault(name, {}).update(values)
+    lines = []
+    for name, values in base.items():
+        lines.append(f"[{name}]")
+        for k, v in values.items():
+            lines.append(f"{k} = {json.dumps(v)}")
+    return "\n".join(lines) + "\n"
+
+
+class GatewayProcess:
+    def __init__(self, tmp: Path, database_url: str, **sections):
+        self.tmp = tmp
+        self.data_dir = tmp / "data"
+        self.database_url = database_url
+        self.config = tmp / "yihu.toml"
+        self.config.write_text(config_text(self.data_dir, database_url, **sections))
+        self.proc: subprocess.Popen | None = None
+        self.runs = 0
+        self.log_path: Path | None = None
+
+    @property
+    def journal(self) -> Path:
+        return self.data_dir / "network.jsonl"
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start and wait until the AMI link is logged in (every part is up by then)."""
+        self.runs += 1
+        self.log_path = self.tmp / f"run{self.runs}.log"
+        with self.log_path.open("w") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config)],
+                                         stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"gateway exited at start ({self.proc.returncode}):\n{self.log()[-3000:]}")
+            if "logged in as" in self.log():
+                return
+            pause(0.05)
+        raise AssertionError(f"gateway not up within {timeout} s:\n{self.log()[-3000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def records(self) -> list[dict]:
+        out = []
+        for line in self.log().splitlines():
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass
+        return out
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def stop_quietly(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
