@@ -37,7 +37,8 @@ def _summary_json(s) -> dict:
 
 
 def add_order_routes(router: Router, database, orders, clock) -> None:
-    from gateway.orders.cli import _list_tx, close_order_tx
+    from gateway.orders.cli import _list_tx
+    from gateway.orders.closing import close_order_tx
 
     def create(req):
         b = req.body
@@ -89,10 +90,10 @@ def add_order_routes(router: Router, database, orders, clock) -> None:
         by = (req.body or {}).get("by") or req.headers.get("x-yihu-client", "dispatch")
         now = datetime.fromtimestamp(clock.seconds(), timezone.utc)
 
-        def done(n):
-            if n is None:
+        def done(c):
+            if c is None:
                 raise ApiError(404, f"no open order {code}")
-            return 200, {"order_code": code, "state": "closed", "escalation_steps_cancelled": n}
+            return 200, {"order_code": code, "state": "closed", **c.as_dict()}
         return database.run(close_order_tx, code, f"api:{by}"[:100], now).addCallback(done)
 
     router.add("POST", "/orders", create)

@@ -322,7 +322,15 @@ class SmsBank:
                     m.modem = name
                     changes.append(("message", m.id, {"modem": name, "state": "sending"}))
                     self._set_state(m, "sending", save=False)
-                yield self.store.save(now, changes)          # durable before submitted
+                refused = yield self.store.save(now, changes)          # durable before submitted
+                if refused and seg["id"] in refused:
+                    # its order was closed: this part and those after it are not sent
+                    unsent = m.queued() + [seg]
+                    for s in unsent:
+                        s["state"] = "cancelled"
+                    log.info("message {mid} to {phone}: order closed; {n} part(s) not sent", mid=m.id,
+                             phone=m.phone, n=len(unsent))
+                    break
                 if not d.healthy or not self.started:
                     seg["state"] = "queued"                   # never written to the modem
                     yield self.store.save(self.reactor.seconds(),

@@ -23,6 +23,8 @@ def message_state(seg_states: list[str]) -> str:
     s = [x for x in seg_states if x != "superseded"]
     if any(x == "failed" for x in s):
         return "failed"
+    if "cancelled" in s and not any(x in ("queued", "submitting", "unknown") for x in s):
+        return "cancelled"          # its order was closed before the rest went out
     if s and all(x == "delivered" for x in s):
         return "delivered"
     if s and all(x in ("sent", "delivered") for x in s):
@@ -135,6 +137,8 @@ class SqlStore:
 
     @staticmethod
     def _save(conn, now, changes):
+        """Returns the ids of segments refused "submitting": cancelled meanwhile (order closed)."""
+        refused = []
         for kind, rid, fields in changes:
             table = t.sms_segments if kind == "segment" else t.sms_messages
             if kind == "message" and "state" in fields:
@@ -146,7 +150,12 @@ class SqlStore:
             if kind == "segment" and fields.get("state") == "sent":
                 # a status report may have settled it first: "delivered"/"failed" stay
                 q = q.where(table.c.state.notin_(("delivered", "failed")))
-            conn.execute(q.values(updated_at=now, **fields))
+            if kind == "segment":
+                q = q.where(table.c.state != "cancelled")      # closing the order has the last word
+            if conn.execute(q.values(updated_at=now, **fields)).rowcount == 0 and kind == "segment" \
+                    and fields.get("state") == "submitting":
+                refused.append(rid)
+        return refused
 
     def load_open(self):
         return self.db.run(self._load_open)
