@@ -163,6 +163,10 @@ def build_service(config: Config, reactor) -> Gateway:
         intake = SpoolIntake(reactor, ivr_cfg.spool_dir or config.data_dir / "spool" / "keypad",
                              KeypadJournal(reactor, db), feedback)
         CallbackService("keypad-spool", lambda: defer.Deferred.fromCoroutine(intake.take_in())).setServiceParent(gw)
+        # Keypad answers committed but never judged (the gateway stopped in between).
+        from ivr.journal import resume_unjudged_keypad
+        CallbackService("keypad-resume", lambda: defer.Deferred.fromCoroutine(
+            resume_unjudged_keypad(db, feedback))).setServiceParent(gw)
 
     # --- the API routes of the parts -------------------------------------------------------
     from adapters.orders_api import add_order_routes
