@@ -34,6 +34,7 @@ class GatewaySection:
     db_threads: int = 0                    # 0: 1 for SQLite, 4 for PostgreSQL
     time_zone: str = "Asia/Shanghai"       # the center's: day/night rules, daily figures, messages
     embedded: bool = True                  # run on the built-in emulators (drill / demo) instead of hardware
+    db_write_alarm_s: float = 30.0         # a state write not committed by then raises the alarm; it is retried until it commits
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,8 @@ def build_service(config: Config, reactor) -> Gateway:
         sms_cfg = replace(sms_cfg, ports=tuple(emulators.paths))
         gw.emulated_modems = emulators
         CallbackService("modem-emulators", lambda: None, emulators.stop).setServiceParent(gw)
-    bank = SmsBank(reactor, SqlStore(db), sms_cfg,
+    alarm = config.gateway.db_write_alarm_s
+    bank = SmsBank(reactor, SqlStore(db, reactor, alarm_after=alarm), sms_cfg,
                    {p: serial_opener(reactor, p, sms_cfg.baudrate) for p in sms_cfg.ports})
     gw.sms_bank = bank
 
@@ -116,7 +117,8 @@ def build_service(config: Config, reactor) -> Gateway:
     caller = OrderCaller(reactor, link, db,
                          policy=RetryPolicy(attempts=ivr_cfg.call_attempts, delay=ivr_cfg.call_retry_delay_s,
                                             ring_timeout_ms=int(ivr_cfg.ring_timeout_s * 1000)),
-                         channel_template=ivr_cfg.channel_template, caller_id=ivr_cfg.caller_id)
+                         channel_template=ivr_cfg.channel_template, caller_id=ivr_cfg.caller_id,
+                         write_alarm_s=alarm)
 
     # --- orders, feedback, escalation ------------------------------------------------------
     escalation = EscalationEngine(db, reactor, bank, caller, events, esc_cfg)

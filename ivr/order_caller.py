@@ -27,6 +27,7 @@ from zope.interface import implementer
 from gateway import metrics
 from gateway.ami.protocol import AmiNotConnected
 from gateway.interfaces import IOrderCaller, OriginateResult
+from gateway.storage.retry import run_until_committed
 from gateway.storage.schema import deliveries
 from ivr import call_store as cs
 
@@ -60,8 +61,10 @@ class OrderCaller:
 
     def __init__(self, reactor, originator, db, *, policy: RetryPolicy = RetryPolicy(),
                  channel_template: str = "PJSIP/{national}@trunk", context: str = "gateway-out",
-                 exten: str = "order", caller_id: str | None = '"Command Center" <057687770110>'):
+                 exten: str = "order", caller_id: str | None = '"Command Center" <057687770110>',
+                 write_alarm_s: float = 30.0):
         self.reactor = reactor
+        self.write_alarm_s = write_alarm_s
         self.originator = originator      # IOriginator (the AmiLink in the gateway)
         self.db = db
         self.policy = policy
@@ -265,7 +268,9 @@ class OrderCaller:
 
     # --- helpers --------------------------------------------------------------------------------
     def _write(self, fn, *args):
-        return self.db.run(fn, *args)
+        """An attempt's state: retried through database faults until it commits (never lost)."""
+        return run_until_committed(self.db, self.reactor, "calls", f"call attempt {fn.__name__}", fn, *args,
+                                   alarm_after=self.write_alarm_s)
 
     def _guard(self, d):
         if not isinstance(d, defer.Deferred):

@@ -97,6 +97,7 @@ class SmsBank:
         self._again = False
         self._wakeup = None
         self._settle_timers: dict[int, object] = {}      # segment id → timer
+        self._workers: set[defer.Deferred] = set()        # one per modem sending a message
         self.started = False
         self.stats = {"sent": 0, "unknown": 0, "unknown_resent": 0, "retried": 0, "failed": 0,
                       "settled_late": 0, "settled_report": 0}
@@ -124,6 +125,11 @@ class SmsBank:
                                                          "last_error": "gateway restarted during submission"}))
                     log.warn("message {mid} part {seq} to {phone}: outcome unknown (restart during submission)",
                              mid=m.id, seq=s["seq"], phone=m.phone)
+            # The message's own state may lag its segments' (we died before that write): settle it.
+            state = message_state([s["state"] for s in m.segments])
+            if state != m.state:
+                m.state = state
+                changes.append(("message", m.id, {"state": "recomputed"}))
             self.messages[m.id] = m
             self.queue.append(m.id)
             for s in m.segments:
@@ -138,8 +144,40 @@ class SmsBank:
         self._update_gauges()
         self.dispatch()
 
+    @defer.inlineCallbacks
     def stop(self):
+        """Take no new work; wait (at most sms.drain_seconds) for the segments in flight to be
+        answered by their modems and for every write to commit; then close the modems."""
         self.started = False
+        busy = [d for d in self._workers if not d.called]
+        if busy:
+            log.info("SMS bank stopping: waiting up to {t:.0f} s for {n} modem(s) to answer the segment in hand",
+                     t=self.config.drain_seconds, n=len(busy))
+            if not (yield self._within(defer.DeferredList(busy), self.config.drain_seconds)):
+                log.warn("SMS bank stopping: segments still in flight after {t:.0f} s; their outcome will be "
+                         "unknown at the next start", t=self.config.drain_seconds)
+        if not (yield self._within(self.store.idle(), self.config.drain_seconds)):
+            log.error("SMS bank stopping: outbox writes not committed after {t:.0f} s", t=self.config.drain_seconds)
+        self._close()
+
+    def _within(self, d, seconds: float):
+        """Deferred[bool]: True when d fired within `seconds`, False when the time ran out."""
+        out = defer.Deferred()
+        timer = self.reactor.callLater(seconds, lambda: out.called or out.callback(False))
+
+        def fired(_):
+            if not out.called:
+                timer.cancel()
+                out.callback(True)
+        d.addBoth(fired)
+        return out
+
+    def abandon(self):
+        """Stop at once, waiting for nothing (what a crash does; tests of restarts)."""
+        self.started = False
+        self._close()
+
+    def _close(self):
         for slot in self.slots.values():
             slot.driver.stop()
         for tm in list(self._settle_timers.values()):
@@ -250,7 +288,9 @@ class SmsBank:
                 m.unpinned_wait_since = None
             jobs.append(policy.Job(key=mid, segments=len(q), modem=m.modem))
         for mid, name in policy.plan(jobs, views, now):
-            self._work(self.slots[name], self.messages[mid])
+            w = self._work(self.slots[name], self.messages[mid])
+            self._workers.add(w)
+            w.addBoth(lambda r, w=w: (self._workers.discard(w), r)[1])
         if wake is not None:
             self._wake_at(wake)
         self._update_gauges()

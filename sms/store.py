@@ -65,11 +65,16 @@ def add_message_tx(conn, now: datetime, phone: str, text: str, purpose: str, ord
 
 
 class SqlStore:
-    def __init__(self, db):
+    def __init__(self, db, clock=None, *, alarm_after: float = 30.0):
+        """clock: with it, every write is retried through a database fault until it commits
+        (gateway/storage/retry.py); without it (unit tests) a fault fails the write."""
         self.db = db
+        self.clock = clock
+        self.alarm_after = alarm_after
         self._batch: list = []
         self._lazy: list = []
         self._flushing = False
+        self._idle_waiters: list = []
         self.max_batch = 16
 
     # --- outbox --------------------------------------------------------------------------------
@@ -129,7 +134,26 @@ class SqlStore:
             self._flushing = False            # after the callbacks: their next writes batch together
             if self._batch or self._lazy:
                 self._flush()
-        self.db.run(self._run_batch, [(fn, args) for fn, args, _d in batch]).addBoth(finished)
+            else:
+                waiters, self._idle_waiters = self._idle_waiters, []
+                for w in waiters:
+                    w.callback(None)
+        items = [(fn, args) for fn, args, _d in batch]
+        if self.clock is None:
+            d = self.db.run(self._run_batch, items)
+        else:
+            from gateway.storage.retry import run_until_committed
+            d = run_until_committed(self.db, self.clock, "sms", f"{len(items)} outbox write(s)", self._run_batch,
+                                    items, alarm_after=self.alarm_after)
+        d.addBoth(finished)
+
+    def idle(self):
+        """Deferred fired once every write handed to the store has committed (or failed)."""
+        if not self._flushing and not self._batch and not self._lazy:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._idle_waiters.append(d)
+        return d
 
     @staticmethod
     def _run_batch(conn, items):
@@ -348,3 +372,6 @@ class MemoryStore:
     def load_unjudged(self):
         return defer.succeed([dict(r) for r in self.inbound.values()
                               if r.get("channel") == "sms" and r.get("state") == "new"])
+
+    def idle(self):
+        return defer.succeed(None)

@@ -15,7 +15,6 @@ from gateway import metrics
 from gateway.escalation.config import EscalationConfig
 from gateway.feedback import store
 from gateway.interfaces import FeedbackOutcome, IInboundSmsSink, IKeypadSink, InboundSms, KeypadAnswer
-from gateway.orders import messages
 from gateway.orders.grammar import DIGIT_STATUS, Refusal, Reply, parse_reply
 from gateway.orders.times import utc
 
@@ -72,8 +71,8 @@ class FeedbackEngine:
             # The whole batch rolled back: each answer alone, so one cannot sink the others.
             log.warn("feedback batch of {n} failed ({e}); recording one by one", n=len(batch), e=f.getErrorMessage())
             for a, d in batch:
-                self.db.run(store.record_answer_tx, a, self.cfg).chainDeferred(d)
-        self.db.run(store.record_batch_tx, [a for a, _ in batch], self.cfg).addCallbacks(
+                self.db.run(store.record_one_tx, a, self.cfg, self._stage).chainDeferred(d)
+        self.db.run(store.record_batch_tx, [a for a, _ in batch], self.cfg, self._stage).addCallbacks(
             recorded, failed).addBoth(self._next_batch)
 
     @defer.inlineCallbacks
@@ -96,18 +95,12 @@ class FeedbackEngine:
         return FeedbackOutcome(v.outcome == store.RECORDED, v.message, v.order_code, v.status,
                                needs_code=v.outcome == store.NEEDS_CODE)
 
-    @defer.inlineCallbacks
+    @property
+    def _stage(self):
+        return getattr(self.outbox, "stage_tx", None)
+
     def _tell(self, v: store.Verdict, a: store.Answer):
-        """Answer the sender (never a number not on the roster); a failure here loses nothing:
-        the feedback is committed already."""
-        try:
-            if v.reply_to and v.message:
-                purpose = "confirmation" if v.outcome == store.RECORDED else "reply_help"
-                yield self.outbox.enqueue(v.reply_to, v.message, purpose=purpose, order_id=v.order_id)
-            if v.supervisor_phone:
-                yield self.outbox.enqueue(v.supervisor_phone,
-                                          messages.supervisor_late_answer_sms(v.order_code, v.event.get("team_name", v.team_code), v.status,
-                                                                              v.hhmm),
-                                          purpose="supervisor", order_id=v.order_id)
-        except Exception as e:   # noqa: BLE001
-            log.error("reply to {phone} about order {code} not queued: {e}", phone=a.phone, code=v.order_code, e=e)
+        """Answer the sender (never a number not on the roster): the replies were committed with
+        the feedback (Verdict.staged); the outbox sends them now (or after a restart)."""
+        if v.staged:
+            self.outbox.adopt(v.staged)
