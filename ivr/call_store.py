@@ -15,7 +15,7 @@ from sqlalchemy import case, insert, select, update
 
 from gateway.orders import team_state as ts
 from gateway.orders.store import record_call_outcome_tx
-from gateway.storage.schema import call_attempts, deliveries, escalation_steps, order_teams, orders
+from gateway.storage.schema import call_attempts, deliveries, order_teams, orders
 from ivr.journal import appended_detail
 
 IN_FLIGHT = ("placing", "ringing")
@@ -158,8 +158,9 @@ def _chain_ended(conn, at: Attempt, outcome: str, now: datetime) -> None:
         else:
             conn.execute(update(deliveries).where(deliveries.c.id == at.delivery_id).values(
                 state=outcome, updated_at=now))
-    if at.step_id is not None:
-        conn.execute(update(escalation_steps).where(escalation_steps.c.id == at.step_id).values(outcome=outcome))
+    if at.step_id is not None:      # the escalation step's outcome (both calls unanswered: team unreachable)
+        from gateway.escalation.store import record_call_outcome_tx as step_outcome_tx
+        step_outcome_tx(conn, at.step_id, outcome, now)
 
 
 def _end_chain(conn, at: Attempt, outcome: str, why: str, now: datetime) -> None:

@@ -113,11 +113,16 @@ class OrderCaller:
         def staged(attempt_id):
             self._waiters[attempt_id] = d
             self.place_due()
-        self.db.run(_stage_with_delivery, self._now(), order_id, team_id, member_id, phone, purpose,
-                    delivery_id, step_id).addCallbacks(staged, d.errback)
+        call = dict(order_id=order_id, team_id=team_id, member_id=member_id, phone=phone, purpose=purpose,
+                    delivery_id=delivery_id, step_id=step_id)
+        self.db.run(lambda conn, now: stage_call_tx(conn, now, **call), self._now()).addCallbacks(staged, d.errback)
         return d
 
-    stage_tx = staticmethod(cs.stage_call_tx)      # for callers committing a call with their own change
+    @staticmethod
+    def stage_tx(conn, now, **call) -> int:
+        """Inside another part's transaction (the fan-out, an escalation step): the call's first
+        attempt, committed with the state change that asks for it; then place_due()."""
+        return stage_call_tx(conn, now, **call)
 
     # --- placing --------------------------------------------------------------------------------
     def place_due(self):
@@ -300,7 +305,7 @@ def national(phone: str) -> str:
         return "".join(c for c in phone if c.isdigit())
 
 
-def _stage_with_delivery(conn, now, order_id, team_id, member_id, phone, purpose, delivery_id, step_id) -> int:
+def stage_call_tx(conn, now, *, order_id, team_id, member_id, phone, purpose, delivery_id=None, step_id=None) -> int:
     if delivery_id is None:       # no row of the caller's: one of our own, so every attempt is on record
         delivery_id = int(conn.execute(insert(deliveries).values(
             order_id=order_id, team_id=team_id, member_id=member_id, phone=phone, channel="voice",

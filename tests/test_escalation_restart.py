@@ -40,6 +40,7 @@ def test_restart_in_the_middle_of_the_ladder(database):
         yield rig2.escalation.settle()
         clock.advance(0)                     # the overdue step fires at once
         yield rig2.escalation.settle()
+        yield rig2.caller.settle()            # the call committed with the step is placed
         assert [c["phone"] for c in rig2.caller.calls] == [phone(1, "deputy")]
         assert rig2.outbox.to(phone(1, "commander"), "reminder") == []   # nothing fired twice
         assert rig2.outbox.to(SUPERVISOR) == []

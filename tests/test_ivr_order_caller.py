@@ -33,9 +33,9 @@ class SyncDb:
             conn.execute(insert(orders).values(id=1, code="0427", incident_ref="INC-1", kind="rescue", text="t",
                                                rule="same_township", voice=True, state="open", created_at=NOW))
 
-    def run(self, fn, *args):
+    def run(self, fn, *args, **kw):
         with self.engine.begin() as conn:
-            return succeed(fn(conn, *args))
+            return succeed(fn(conn, *args, **kw))
 
     def delivery(self):
         with self.engine.begin() as conn:
@@ -146,10 +146,10 @@ def test_policy_defaults():
 def test_no_answer_from_the_flow_survives_the_answered_attempt_in_either_order():
     from ivr import call_store as cs
     from ivr.journal import KeypadEntry, _insert_no_answer
-    from ivr.order_caller import _stage_with_delivery
+    from ivr.order_caller import stage_call_tx
     for flow_first in (True, False):
         db = SyncDb()
-        aid = db.run(_stage_with_delivery, NOW, 1, 3, None, "+8613805761234", "order", None, None).result
+        aid = db.run(stage_call_tx, NOW, order_id=1, team_id=3, member_id=None, phone="+8613805761234", purpose="order").result
         db.run(cs.claim_due_tx, NOW, 10)
         did = db.delivery().id
         entry = KeypadEntry(call_id="c", caller=None, digits="", script="order", state="parsed",
@@ -216,9 +216,9 @@ def test_link_lost_before_the_originate_left_keeps_the_attempt():
 
 def _restarted_with_attempt_in_flight(state="placing"):
     from ivr import call_store as cs
-    from ivr.order_caller import _stage_with_delivery
+    from ivr.order_caller import stage_call_tx
     db = SyncDb()
-    db.run(_stage_with_delivery, NOW, 1, 3, None, "+8613805761234", "order", None, None)
+    db.run(stage_call_tx, NOW, order_id=1, team_id=3, member_id=None, phone="+8613805761234", purpose="order")
     [a], _ = db.run(cs.claim_due_tx, NOW, 10).result       # the previous run placed it, then died
     if state == "ringing":
         db.run(cs.ringing_tx, a.id, NOW)
