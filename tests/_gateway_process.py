@@ -34,7 +34,8 @@ def config_text(data_dir: Path, database_url: str, **sections) -> str:
         "embedded": {"modems": 4, "segment_seconds": 0.03, "ami_port": 0},
         "ivr": {"port": 0, "speech": False, "call_retry_delay_s": 0.5, "ring_timeout_s": 5.0},
         "sms": {"unknown_wait": 1.0, "retry_delay": 0.5, "late_answer_grace": 1.0},
-        "escalation": {"refresh_seconds": 0.3},
+        # the ladder would start at 3 min; these trials look at the order's own SMS and calls
+        "escalation": {"refresh_seconds": 0.3, "receipt_ladder": [{"minutes": 60, "action": "sms_again"}]},
     }
     for name, values in sections.items():
         base.setdefault(name, {}).update(values)
@@ -42,8 +43,16 @@ def config_text(data_dir: Path, database_url: str, **sections) -> str:
     for name, values in base.items():
         lines.append(f"[{name}]")
         for k, v in values.items():
-            lines.append(f"{k} = {json.dumps(v)}")
+            lines.append(f"{k} = {_toml(v)}")
     return "\n".join(lines) + "\n"
+
+
+def _toml(v) -> str:
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {_toml(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return json.dumps(v)
 
 
 class GatewayProcess:
@@ -103,3 +112,93 @@ class GatewayProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+class OutageProxy:
+    """A TCP proxy on loopback port 0 in front of PostgreSQL: `outage()` cuts every connection and
+    refuses new ones (accepted, then closed at once) until `restore()` — the database gone."""
+
+    def __init__(self, upstream_host: str, upstream_port: int):
+        import socket
+        self.upstream = (upstream_host, upstream_port)
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(64)
+        self.port = self.server.getsockname()[1]
+        self.down = False
+        self.pairs: list = []
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        while not self.closed:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            if self.down:
+                client.close()
+                continue
+            try:
+                up = socket.create_connection(self.upstream, timeout=5)
+                up.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.pairs.append((client, up))
+            for a, b in ((client, up), (up, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def outage(self):
+        import socket
+        self.down = True
+        with self.lock:
+            pairs, self.pairs = self.pairs, []
+        for pair in pairs:
+            for s in pair:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                    s.close()
+                except OSError:
+                    pass
+
+    def restore(self):
+        self.down = False
+
+    def close(self):
+        self.closed = True
+        self.outage()
+        self.server.close()
+
+
+class SqliteOutage:
+    """SQLite 'gone' for the gateway: another process holds the write lock (BEGIN EXCLUSIVE)."""
+
+    def __init__(self, path):
+        import sqlite3
+        self.conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+
+    def outage(self):
+        self.conn.execute("BEGIN EXCLUSIVE")
+
+    def restore(self):
+        self.conn.execute("ROLLBACK")
+
+    def close(self):
+        self.conn.close()
