@@ -52,10 +52,10 @@ def stage_call_tx(conn, now: datetime, *, order_id: int, team_id: int, member_id
         detail="")).inserted_primary_key[0])
 
 
-def _attempts(conn, where, lock: bool = False) -> list[Attempt]:
+def _attempts(conn, where, limit: int | None = None) -> list[Attempt]:
     a = call_attempts
     q = (select(a, orders.c.code.label("order_code")).join(orders, orders.c.id == a.c.order_id)
-         .where(where).order_by(a.c.due_at, a.c.id))
+         .where(where).order_by(a.c.due_at, a.c.id).limit(limit))
     return [Attempt(r.id, r.order_id, r.order_code, r.team_id, r.member_id, r.delivery_id, r.step_id, r.purpose,
                     r.phone, r.attempt, r.channel_id, r.state) for r in conn.execute(q)]
 
@@ -78,7 +78,7 @@ def claim_due_tx(conn, now: datetime, limit: int, busy_ids=()) -> tuple[list[Att
     """Due attempts become `placing` with their channel id; those no longer wanted are cancelled.
     Returns (attempts to place, ids of attempts cancelled)."""
     a = call_attempts
-    rows = _attempts(conn, (a.c.state == "due") & (a.c.due_at <= now))[:limit + len(busy_ids)]
+    rows = _attempts(conn, (a.c.state == "due") & (a.c.due_at <= now), limit + len(busy_ids))
     out, cancelled = [], []
     for at in rows:
         if at.id in busy_ids:

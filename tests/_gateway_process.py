@@ -35,7 +35,7 @@ def config_text(data_dir: Path, database_url: str, **sections) -> str:
         "ivr": {"port": 0, "speech": False, "call_retry_delay_s": 0.5, "ring_timeout_s": 5.0},
         "sms": {"unknown_wait": 1.0, "retry_delay": 0.5, "late_answer_grace": 1.0},
         # the ladder would start at 3 min; these trials look at the order's own SMS and calls
-        "escalation": {"refresh_seconds": 0.3, "receipt_ladder": [{"minutes": 60, "action": "sms_again"}]},
+        "escalation": {"refresh_seconds": 0.3, "receipt_ladder": [{"minutes": 60, "action": "supervisor"}]},
     }
     for name, values in sections.items():
         base.setdefault(name, {}).update(values)
