@@ -84,7 +84,6 @@ def build_service(config: Config, reactor) -> Gateway:
         emulators.start()           # the ptys exist before the bank opens them
         sms_cfg = replace(sms_cfg, ports=tuple(emulators.paths))
         gw.emulated_modems = emulators
-        CallbackService("modem-emulators", lambda: None, emulators.stop).setServiceParent(gw)
     alarm = config.gateway.db_write_alarm_s
     bank = SmsBank(reactor, SqlStore(db, reactor, alarm_after=alarm), sms_cfg,
                    {p: serial_opener(reactor, p, sms_cfg.baudrate) for p in sms_cfg.ports})
@@ -128,7 +127,14 @@ def build_service(config: Config, reactor) -> Gateway:
     orders = OrderService(db, reactor, fanout, escalation, events, esc_cfg)
     gw.orders, gw.feedback, gw.escalation, gw.fanout = orders, feedback, escalation, fanout
 
-    CallbackService("sms-bank", bank.start, bank.stop).setServiceParent(gw)
+    def stop_bank():
+        # The services stop all at once: the emulated modems must outlive the bank's drain, or
+        # the segments in their hands would end "unknown" on a clean stop.
+        d = defer.maybeDeferred(bank.stop)
+        if embedded:
+            d.addBoth(lambda _: emulators.stop())
+        return d
+    CallbackService("sms-bank", bank.start, stop_bank).setServiceParent(gw)
     CallbackService("escalation", escalation.start, escalation.stop).setServiceParent(gw)
     CallbackService("fan-out", fanout.start, fanout.stop).setServiceParent(gw)
     CallbackService("order-calls", caller.start, caller.stop).setServiceParent(gw)
