@@ -121,7 +121,7 @@ def build_service(config: Config, reactor) -> Gateway:
 
     # --- orders, feedback, escalation ------------------------------------------------------
     escalation = EscalationEngine(db, reactor, bank, caller, events, esc_cfg)
-    feedback = FeedbackEngine(db, bank, events, escalation, esc_cfg)
+    feedback = FeedbackEngine(db, bank, events, escalation, esc_cfg, clock=reactor, write_alarm_s=alarm)
     bank.inbound.sink = feedback
     fanout = FanOut(db, reactor, bank, caller, esc_cfg)
     orders = OrderService(db, reactor, fanout, escalation, events, esc_cfg)

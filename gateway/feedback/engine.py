@@ -17,6 +17,7 @@ from gateway.feedback import store
 from gateway.interfaces import FeedbackOutcome, IInboundSmsSink, IKeypadSink, InboundSms, KeypadAnswer
 from gateway.orders.grammar import DIGIT_STATUS, Refusal, Reply, parse_reply
 from gateway.orders.times import utc
+from gateway.storage.retry import run_until_committed
 
 log = Logger()
 
@@ -28,8 +29,12 @@ class FeedbackEngine:
     # claims wait behind at most one batch, not behind thousands of queued transactions.
     MAX_BATCH = 100
 
-    def __init__(self, db, outbox, events, escalation=None, cfg: EscalationConfig = EscalationConfig()):
+    def __init__(self, db, outbox, events, escalation=None, cfg: EscalationConfig = EscalationConfig(), *,
+                 clock=None, write_alarm_s: float = 30.0):
+        """clock: with it, an answer's transaction is retried through database faults until it
+        commits (gateway/storage/retry.py), so a reply during an outage is judged when it ends."""
         self.db, self.outbox, self.events, self.escalation, self.cfg = db, outbox, events, escalation, cfg
+        self.clock, self.write_alarm_s = clock, write_alarm_s
         self._queue: list[tuple[store.Answer, defer.Deferred]] = []
         self._busy = False
 
@@ -71,8 +76,8 @@ class FeedbackEngine:
             # The whole batch rolled back: each answer alone, so one cannot sink the others.
             log.warn("feedback batch of {n} failed ({e}); recording one by one", n=len(batch), e=f.getErrorMessage())
             for a, d in batch:
-                self.db.run(store.record_one_tx, a, self.cfg, self._stage).chainDeferred(d)
-        self.db.run(store.record_batch_tx, [a for a, _ in batch], self.cfg, self._stage).addCallbacks(
+                self._run(store.record_one_tx, a, self.cfg, self._stage).chainDeferred(d)
+        self._run(store.record_batch_tx, [a for a, _ in batch], self.cfg, self._stage).addCallbacks(
             recorded, failed).addBoth(self._next_batch)
 
     @defer.inlineCallbacks
@@ -94,6 +99,12 @@ class FeedbackEngine:
         yield self._tell(v, a)
         return FeedbackOutcome(v.outcome == store.RECORDED, v.message, v.order_code, v.status,
                                needs_code=v.outcome == store.NEEDS_CODE)
+
+    def _run(self, fn, *args):
+        if self.clock is None:
+            return self.db.run(fn, *args)
+        return run_until_committed(self.db, self.clock, "feedback", "recording answers", fn, *args,
+                                   alarm_after=self.write_alarm_s)
 
     @property
     def _stage(self):
