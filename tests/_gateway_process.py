@@ -18,7 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ROSTER = ROOT / "deploy" / "examples" / "roster.yaml"
-ORDER_TEXT = "白塔镇山体滑坡，请立即赶赴现场。"        # with the header: 81 UCS-2 characters, 2 segments
+ORDER_TEXT = "白塔镇山体滑坡，请立即赶赴现场，带好破拆装备。"   # with the header ~89 UCS-2 characters: 2 segments,
+# the order code in both (so each order's parts are told apart from the others')
 
 
 def pause(seconds: float) -> None:
@@ -148,6 +149,10 @@ class OutageProxy:
                 client.close()
                 continue
             with self.lock:
+                if self.down:            # the outage began while we connected upstream
+                    client.close()
+                    up.close()
+                    continue
                 self.pairs.append((client, up))
             for a, b in ((client, up), (up, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
@@ -167,8 +172,8 @@ class OutageProxy:
 
     def outage(self):
         import socket
-        self.down = True
         with self.lock:
+            self.down = True
             pairs, self.pairs = self.pairs, []
         for pair in pairs:
             for s in pair:

@@ -122,10 +122,12 @@ def audit(url: str, journal) -> dict:
 
     unknown_of = {(s["message_id"], s["seq"]): s["outcome_unknown"] for s in segments}
     parts = defaultdict(list)               # (phone, reference, parts) -> entries
+    by_phone = defaultdict(list)
     for e in sms:
         parts[(e["phone"], e["reference"], e["parts"])].append(e)
-    missing, unrecorded_dups, dups = [], [], 0
-    for m in messages:
+        by_phone[e["phone"]].append(e)
+    missing = []
+    for m in messages:                      # the phone can show the whole message
         mine = [e for e in parts[(m["phone"], m["id"] % 256, m["parts"])] if e["text"] in m["text"]]
         by_seq = defaultdict(list)
         for e in mine:
@@ -134,11 +136,20 @@ def audit(url: str, journal) -> dict:
                  and "".join(by_seq[i][0] for i in range(1, m["parts"] + 1)) == m["text"])
         if not whole:
             missing.append((m["phone"], m["id"], sorted(by_seq)))
-        for seq, copies in by_seq.items():
-            if len(copies) > 1:
-                dups += len(copies) - 1
-                if unknown_of.get((m["id"], seq), 0) < len(copies) - 1:
-                    unrecorded_dups.append((m["phone"], m["id"], seq, len(copies)))
+    # Copies the phone received of each part of an order's text, whatever message carried them,
+    # against one plus the times the database recorded that part's outcome unknown.
+    orders_of = defaultdict(list)           # (phone, text) -> messages
+    for m in messages:
+        orders_of[(m["phone"], m["text"])].append(m)
+    unrecorded_dups, dups = [], 0
+    for (phone, text_), ms in orders_of.items():
+        n = ms[0]["parts"]
+        for seq in range(1, n + 1):
+            got = sum(1 for e in by_phone[phone] if e["part"] == seq and e["parts"] == n and e["text"] in text_)
+            allowed = 1 + sum(unknown_of.get((m["id"], seq), 0) for m in ms)
+            dups += max(0, got - 1)
+            if got > allowed:
+                unrecorded_dups.append((phone, [m["id"] for m in ms], seq, got))
 
     placed = Counter(c["channel_id"] for c in calls)
     attempt_of = {a["channel_id"]: a for a in attempts if a["channel_id"]}
@@ -151,7 +162,7 @@ def audit(url: str, journal) -> dict:
         per_delivery[a["delivery_id"]][1] += a["state"] == "unknown"
     twice = [d for d, (n, unknown) in per_delivery.items() if n > 1 + unknown]
     return {
-        "orders_sms": len(messages), "phones_without_whole_message": len(missing), "missing": missing[:5],
+        "orders_sms": len(messages), "segments_per_message": sorted({m["parts"] for m in messages}), "phones_without_whole_message": len(missing), "missing": missing[:5],
         "sms_deliveries_without_message": len(sms_deliveries) - len(messages),
         "sms_deliveries_not_sent": sum(1 for d in sms_deliveries if d["state"] != "sent"),
         "duplicate_segments": dups, "duplicates_not_recorded_unknown": len(unrecorded_dups),
@@ -167,7 +178,7 @@ def audit(url: str, journal) -> dict:
 
 def assert_exactly_once(report: dict, orders: int) -> None:
     print(json.dumps(report, ensure_ascii=False))
-    assert report["orders_sms"] == orders * 80
+    assert report["orders_sms"] == orders * 80 and report["segments_per_message"] == [2]
     assert report["voice_deliveries"] == orders * 80
     assert report["phones_without_whole_message"] == 0, report["missing"]
     assert report["sms_deliveries_without_message"] == 0 and report["sms_deliveries_not_sent"] == 0

@@ -48,7 +48,21 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=FULL")
             cur.close()
         return engine
-    return create_engine(u, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    engine = create_engine(u, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+    @event.listens_for(engine, "connect")
+    def _postgres_session(dbapi_conn, _record):
+        # A connection cut mid-transaction (a network fault) can leave its server session "idle in
+        # transaction", holding row locks that every later write of ours would wait on forever.
+        # The server ends such a session after this long, and the gateway's retried writes go on.
+        cur = dbapi_conn.cursor()
+        cur.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
+        cur.close()
+        dbapi_conn.commit()
+    return engine
+
+
+IDLE_IN_TRANSACTION_MS = 30_000     # no unit of work of ours stays idle inside a transaction
 
 
 class Database:
