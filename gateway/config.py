@@ -42,7 +42,7 @@ class EmbeddedSection:
     """The built-in emulators the embedded default (and drills) run on."""
     modems: int = 4                        # emulated GSM modems on pseudo-terminals
     segment_seconds: float = 3.0           # how long an emulated modem takes per SMS segment
-    ami_port: int = 15038                  # the emulated Asterisk's AMI port (loopback only)
+    ami_port: int = 15038                  # the emulated Asterisk's AMI port (loopback only); 0: any free port
 
     def __post_init__(self):
         if not 1 <= self.modems <= 64:

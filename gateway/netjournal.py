@@ -39,16 +39,3 @@ class NetworkJournal:
         if not self._f.closed:
             self._f.close()
 
-
-def read_journal(path: str | os.PathLike) -> list[dict]:
-    """Every whole record of the file (a line cut short by a kill is skipped)."""
-    out = []
-    p = Path(path)
-    if not p.exists():
-        return out
-    for line in p.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
