@@ -2,10 +2,11 @@
 
 Every step lives in `escalation_steps` from the moment the order is committed.  In memory only
 one due time per order-team is kept (TimerQueue).  When a team's time comes, its due steps are
-claimed in one transaction (pending -> firing), then acted on (SMS again, calls, one alert to
-the duty supervisor per order and stage, events), then marked fired.  After a restart the
-pending steps are loaded again: those overdue fire at once, marked late.  An auditor looks
-periodically for steps overdue and not fired, and fires them.
+claimed and fired in ONE transaction together with what they send (the reminder SMS, the call
+attempts, one alert to the duty supervisor per order and stage): the outbox and the order caller
+act on those rows after the commit, or after a restart.  Pending steps are loaded again at start:
+those overdue fire at once, marked late.  An auditor looks periodically for steps overdue and
+not fired, and fires them.
 """
 from __future__ import annotations
 

@@ -75,19 +75,6 @@ def create_order_tx(conn, req: OrderRequest, now: datetime, cfg: EscalationConfi
     return CreatedOrder(order_id, code, now.timestamp(), tuple(t.id for t in found), tuple(timers))
 
 
-@dataclass(frozen=True)
-class Handoff:
-    """A delivery claimed for handing to the SMS outbox or the order caller."""
-    delivery_id: int
-    order_id: int
-    order_code: str
-    team_id: int
-    member_id: int | None
-    phone: str
-    channel: str
-    text: str
-
-
 def _queued_deliveries(conn, order_id: int | None, limit: int):
     q = (select(deliveries.c.id, deliveries.c.order_id, deliveries.c.team_id, deliveries.c.member_id,
                 deliveries.c.phone, deliveries.c.channel, orders.c.code, orders.c.incident_ref, orders.c.text,
@@ -138,13 +125,6 @@ def hand_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: Escalatio
     return out
 
 
-def mark_delivery_tx(conn, delivery_id: int, state: str, now: datetime, detail: str | None = None) -> None:
-    values = dict(state=state, updated_at=now)
-    if detail is not None:
-        values["detail"] = detail
-    conn.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
-
-
 def delivered_by_sms_tx(conn, now: datetime) -> int:
     """Teams still `sent` whose order SMS the network reports delivered (status report, kept by the
     SMS layer in sms_messages against our delivery row) become `delivered`."""
@@ -163,7 +143,8 @@ def delivered_by_sms_tx(conn, now: datetime) -> int:
 
 
 def requeue_handing_tx(conn, now: datetime) -> int:
-    """After a restart nothing is in flight: hand again what was being handed (at least once)."""
+    """Rows left `handing` by a gateway of the two-transaction hand-off (before call_attempts):
+    handed again once, at the upgrade.  The hand-off is one transaction now: nothing is `handing`."""
     n = conn.execute(update(deliveries).where(deliveries.c.state == "handing", deliveries.c.channel == "sms")
                      .values(state="queued", updated_at=now)).rowcount
     return n + conn.execute(update(deliveries).where(deliveries.c.state == "handing", deliveries.c.channel == "voice")
