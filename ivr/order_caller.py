@@ -57,6 +57,7 @@ class RetryPolicy:
 @implementer(IOrderCaller)
 class OrderCaller:
     POLL_SECONDS = 1.0         # attempts committed by other processes, and retries falling due
+    RECONCILE_SECONDS = 30.0   # attempts in flight that nobody here awaits, looked at again
     MAX_CLAIM = 100            # attempts placed per claim
 
     def __init__(self, reactor, originator, db, *, policy: RetryPolicy = RetryPolicy(),
@@ -77,7 +78,7 @@ class OrderCaller:
         self._rung: set[int] = set()
         self._following: dict[str, cs.Attempt] = {}       # channel ids found alive at reconciliation
         self._claiming = self._again = False
-        self._loop: task.LoopingCall | None = None
+        self._loops: list[task.LoopingCall] = []
         self._waiting_logged = False
         self._inflight: set[defer.Deferred] = set()
         if hasattr(originator, "add_event_listener"):
@@ -86,13 +87,18 @@ class OrderCaller:
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self):
-        self._loop = task.LoopingCall(self.place_due)
-        self._loop.clock = self.reactor
-        self._loop.start(self.POLL_SECONDS, now=True)
+        for fn, every, now in ((self.place_due, self.POLL_SECONDS, True),
+                               (lambda: self._guard(self.reconcile()), self.RECONCILE_SECONDS, False)):
+            loop = task.LoopingCall(fn)
+            loop.clock = self.reactor
+            loop.start(every, now=now)
+            self._loops.append(loop)
 
     def stop(self):
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
+        for loop in self._loops:
+            if loop.running:
+                loop.stop()
+        self._loops = []
 
     def _link_up(self) -> bool:
         return getattr(self.originator, "connected", True)
