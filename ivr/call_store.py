@@ -19,6 +19,7 @@ from gateway.storage.schema import call_attempts, deliveries, order_teams, order
 from ivr.journal import appended_detail
 
 IN_FLIGHT = ("placing", "ringing")
+TOLERANCE = timedelta(milliseconds=20)
 OUTCOMES = ("answered", "busy", "no_answer", "failed", "unknown", "cancelled")
 
 
@@ -78,7 +79,8 @@ def claim_due_tx(conn, now: datetime, limit: int, busy_ids=()) -> tuple[list[Att
     """Due attempts become `placing` with their channel id; those no longer wanted are cancelled.
     Returns (attempts to place, ids of attempts cancelled)."""
     a = call_attempts
-    rows = _attempts(conn, (a.c.state == "due") & (a.c.due_at <= now), limit + len(busy_ids))
+    # a wake-up may come a hair before the stored due time (float seconds vs. microseconds)
+    rows = _attempts(conn, (a.c.state == "due") & (a.c.due_at <= now + TOLERANCE), limit + len(busy_ids))
     out, cancelled = [], []
     for at in rows:
         if at.id in busy_ids:
