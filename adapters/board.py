@@ -13,9 +13,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
-from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from adapters.http import JsonResource
+from adapters.masking import mask_number
 from gateway.hotline import store as hotline_store
 from gateway.orders.summary import load_summary_tx
 from gateway.storage.schema import orders as orders_table
@@ -37,7 +38,13 @@ def _board_tx(conn, cfg, limit: int = 20):
     return summaries, live, callbacks
 
 
-class BoardResource(Resource):
+def _sees_full_numbers(request) -> bool:
+    """Only a dispatch (or admin) key sees whole numbers; the wall's read key gets the last four."""
+    principal = getattr(request, "principal", None)
+    return principal is not None and principal.sees_full_numbers
+
+
+class BoardResource(JsonResource):
     isLeaf = True
 
     def __init__(self, clock, database, esc_cfg, time_zone: str, health=(), refresh_s: int = 5):
@@ -55,7 +62,7 @@ class BoardResource(Resource):
     def _render(self, request):
         try:
             summaries, live, callbacks = yield self.database.run(_board_tx, self.cfg)
-            body = self.page(summaries, live, callbacks)
+            body = self.page(summaries, live, callbacks, full_numbers=_sees_full_numbers(request))
             status = 200
         except Exception:  # noqa: BLE001 - the wall shows that something is wrong, never a blank page
             log.failure("status board: could not read the database")
@@ -73,7 +80,9 @@ class BoardResource(Resource):
             return "-"
         return dt.astimezone(self.tz).strftime("%H:%M")
 
-    def page(self, summaries, live, callbacks) -> str:
+    def page(self, summaries, live, callbacks, full_numbers: bool = False) -> str:
+        def number(n):
+            return (n if full_numbers else mask_number(n)) or "-"
         now = datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
         parts = [f"<h1>一呼百应 指挥调度 <small>{now.astimezone(self.tz):%Y-%m-%d %H:%M:%S}</small></h1>"]
         checks = [h() for h in self.health]
@@ -100,13 +109,13 @@ class BoardResource(Resource):
                          + "".join(rows) + "</table>")
         parts.append(f"<h2>热线通话中 Hotline calls in progress ({len(live)})</h2>")
         parts.append("<table><tr><th>线路</th><th>来电</th><th>到达</th><th>状态</th></tr>" + "".join(
-            f"<tr><td>{escape(c.line)}</td><td>{escape(c.caller or '-')}</td>"
+            f"<tr><td>{escape(c.line)}</td><td>{escape(number(c.caller))}</td>"
             f"<td>{self._local(_dt(c.arrived_at))}</td>"
             f"<td>{'已接听 ' + escape(c.call_taker or '') if c.answered_at else ('排队' if c.queue_joined_at else '语音导航')}</td></tr>"
             for c in live) + "</table>")
         parts.append(f"<h2>待回拨 Call-backs ({len(callbacks)})</h2>")
         parts.append("<table><tr><th>线路</th><th>来电</th><th>时间</th><th>结果</th></tr>" + "".join(
-            f"<tr><td>{escape(str(c.get('line')))}</td><td>{escape(str(c.get('caller') or '-'))}</td>"
+            f"<tr><td>{escape(str(c.get('line')))}</td><td>{escape(number(c.get('caller')))}</td>"
             f"<td>{self._local(c.get('arrived_at'))}</td><td>{escape(str(c.get('outcome')))}</td></tr>"
             for c in callbacks) + "</table>")
         return self._wrap("\n".join(parts))

@@ -57,7 +57,7 @@ class _PortOf:
 
 def build_service(config: Config, reactor) -> Gateway:
     gw = build_gateway(config, reactor)
-    db, events = gw.database, gw.events
+    db = gw.database
     embedded = config.gateway.embedded
 
     # --- the domain's collaborators --------------------------------------------------------
@@ -113,18 +113,28 @@ def build_service(config: Config, reactor) -> Gateway:
                    ping_interval=ami_cfg.ping_interval_s, ping_timeout=ami_cfg.ping_timeout_s,
                    backoff_max=ami_cfg.backoff_max_s)
     gw.ami_link = link
+    # Order-call tokens: the key is the configured one, or one made once and kept in the data
+    # directory (calls placed before a restart must still verify after it).
+    from ivr.refusals import RefusalAudit
+    from ivr.tokens import CallTokens, load_or_create_secret
+    key_file = config.data_dir / "ivr-token.key"
+    call_tokens = CallTokens(load_or_create_secret(ivr_cfg.token_secret, key_file), grace_s=ivr_cfg.token_grace_s)
+    log.info("FastAGI: sessions only from {peers}; order calls carry one-time tokens (key {where})",
+             peers=", ".join(ivr_cfg.allowed_peers),
+             where="from ivr.token_secret" if ivr_cfg.token_secret else f"in {key_file}")
+    refusals = RefusalAudit(reactor, db, window=ivr_cfg.refusal_window_s)
     caller = OrderCaller(reactor, link, db,
                          policy=RetryPolicy(attempts=ivr_cfg.call_attempts, delay=ivr_cfg.call_retry_delay_s,
                                             ring_timeout_ms=int(ivr_cfg.ring_timeout_s * 1000)),
                          channel_template=ivr_cfg.channel_template, caller_id=ivr_cfg.caller_id,
-                         write_alarm_s=alarm)
+                         tokens=call_tokens, write_alarm_s=alarm)
 
     # --- orders, feedback, escalation ------------------------------------------------------
-    escalation = EscalationEngine(db, reactor, bank, caller, events, esc_cfg)
-    feedback = FeedbackEngine(db, bank, events, escalation, esc_cfg, clock=reactor, write_alarm_s=alarm)
+    escalation = EscalationEngine(db, reactor, bank, caller, esc_cfg)
+    feedback = FeedbackEngine(db, bank, escalation, esc_cfg, clock=reactor, write_alarm_s=alarm)
     bank.inbound.sink = feedback
     fanout = FanOut(db, reactor, bank, caller, esc_cfg)
-    orders = OrderService(db, reactor, fanout, escalation, events, esc_cfg)
+    orders = OrderService(db, reactor, fanout, escalation, esc_cfg)
     gw.orders, gw.feedback, gw.escalation, gw.fanout = orders, feedback, escalation, fanout
 
     def stop_bank():
@@ -141,7 +151,7 @@ def build_service(config: Config, reactor) -> Gateway:
 
     # --- hotlines --------------------------------------------------------------------------
     from gateway.hotline.service import HotlineService
-    hotline = HotlineService(reactor, db, events, link, lines=tuple(ami_cfg.lines))
+    hotline = HotlineService(reactor, db, link, lines=tuple(ami_cfg.lines))
     hotline.setServiceParent(gw)
     gw.hotline = hotline
     if ami_cfg.enabled:
@@ -158,18 +168,28 @@ def build_service(config: Config, reactor) -> Gateway:
         if ivr_cfg.speech:
             from ivr.speech import OrderSpeech
             speech = OrderSpeech(reactor, config.data_dir / "speech")
+        from ivr.member_pins import MemberPins
+        from ivr.peers import PeerGate
+        from ivr.token_gate import CallTokenGate
+        token_gate = CallTokenGate(reactor, db, call_tokens, refusals)
         factory = make_fastagi_factory(reactor, sink=feedback, journal=KeypadJournal(reactor, db),
                                        orders=OrderBook(db), speech=speech,
-                                       settings=MenuSettings(timeout_ms=ivr_cfg.menu_timeout_ms))
+                                       settings=MenuSettings(timeout_ms=ivr_cfg.menu_timeout_ms),
+                                       tokens=token_gate,
+                                       pins=MemberPins(db, refusals),
+                                       peers=PeerGate(ivr_cfg.allowed_peers, refusals))
+        gw.fastagi_factory = factory
         endpoint = serverFromString(reactor, f"tcp:{ivr_cfg.port}:interface={ivr_cfg.interface}")
         fastagi = ListeningService(endpoint, factory, "fastagi")
         fastagi.setServiceParent(gw)
         if embedded:       # port 0 (tests): the emulated Asterisk dials the port we got
             fastagi.on_listening = lambda port: setattr(gw.pbx, "agi_port", port.getHost().port)
+        # Refusal counts still summing in a window are written before the database closes.
+        CallbackService("fastagi-refusals", lambda: None, refusals.flush).setServiceParent(gw)
         # Keypad answers the classic-AGI fallback spooled while the gateway was down.
         from ivr.spool import SpoolIntake
         intake = SpoolIntake(reactor, ivr_cfg.spool_dir or config.data_dir / "spool" / "keypad",
-                             KeypadJournal(reactor, db), feedback)
+                             KeypadJournal(reactor, db), feedback, tokens=token_gate)
         CallbackService("keypad-spool", lambda: defer.Deferred.fromCoroutine(intake.take_in())).setServiceParent(gw)
         # Keypad answers committed but never judged (the gateway stopped in between).
         from ivr.journal import resume_unjudged_keypad
@@ -179,7 +199,8 @@ def build_service(config: Config, reactor) -> Gateway:
     # --- the API routes of the parts -------------------------------------------------------
     from adapters.orders_api import add_order_routes
     from adapters.hotline_api import add_hotline_routes
-    add_order_routes(gw.api, db, orders, reactor)
+    add_order_routes(gw.api, db, orders, reactor, max_sms_parts=config.orders.max_sms_parts,
+                     ref_bits=sms_cfg.concat_ref_bits)
     add_hotline_routes(gw.api, db, config.gateway.time_zone)
     gw.health_checks.append(lambda: ("ami", link.connected or not ami_cfg.enabled,
                                      "logged in" if link.connected else (link.last_error or "connecting")))
@@ -190,5 +211,6 @@ def build_service(config: Config, reactor) -> Gateway:
                                          + (f" {s.driver.signal_dbm}dBm" if s.driver.signal_dbm is not None else "")
                                          for name, s in bank.slots.items())))
     from adapters.board import BoardResource
-    gw.root.putChild(b"board", BoardResource(reactor, db, esc_cfg, config.gateway.time_zone, gw.health_checks))
+    gw.root.putChild(b"board", gw.guard_board(BoardResource(reactor, db, esc_cfg, config.gateway.time_zone,
+                                                            gw.health_checks)))
     return gw

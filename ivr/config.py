@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ivr.peers import DEFAULT_PEERS, parse_peers
+
 
 @dataclass(frozen=True)
 class IvrSection:
@@ -17,6 +19,10 @@ class IvrSection:
     menu_timeout_ms: int = 5000           # wait for a key after the menu; no key twice = no answer
     speech: bool = True                   # read the order text aloud where espeak-ng and sox exist
     spool_dir: str = ""                   # classic-AGI fallback spool; empty: DATA_DIR/spool/keypad
+    allowed_peers: tuple[str, ...] = DEFAULT_PEERS   # who may open FastAGI sessions (Asterisk): addresses or networks
+    token_secret: str = ""                # HMAC key of order-call tokens, never logged; empty: DATA_DIR/ivr-token.key
+    token_grace_s: float = 120.0          # an order-call token is valid for the ring time plus this
+    refusal_window_s: float = 60.0        # refused connections from one address: one log line and audit row per window
 
     def __post_init__(self):
         if "{national}" not in self.channel_template and "{phone}" not in self.channel_template:
@@ -24,3 +30,8 @@ class IvrSection:
                              "or {phone} (international digits without +)")
         if self.call_attempts < 1:
             raise ValueError("call_attempts must be at least 1")
+        parse_peers(self.allowed_peers)         # ValueError naming the entry
+        if self.token_secret and len(self.token_secret) < 16:
+            raise ValueError("token_secret must be at least 16 characters (or empty: the gateway makes one)")
+        if self.token_grace_s <= 0 or self.refusal_window_s <= 0:
+            raise ValueError("token_grace_s and refusal_window_s must be positive")

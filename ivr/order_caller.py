@@ -5,13 +5,23 @@ its first attempt `due` (the order's fan-out does it in the transaction that mar
 `calling`; `call_order` does it for the escalation ladder).  Due attempts are placed only while
 the AMI link is up: they wait for the link, they are not spent on it.  Each is committed
 `placing` with the channel id the gateway chose before the Async Originate goes out (it becomes
-the channel's Uniqueid, hence agi_uniqueid in the order flow), `ringing` once Asterisk shows the
+the channel's Uniqueid, hence agi_uniqueid in the order flow).  The Originate carries the order
+code, the dialled phone, the delivery id and a one-time token (ivr/tokens.py) as channel
+variables; Asterisk runs `gateway-out,order`, whose AGI is the order flow.  The attempt is
+`ringing` once Asterisk shows the
 channel, then its outcome, committed together with the next attempt when the policy retries.
 The chain stops when the team has answered or the order is closed.
 
 After a restart (or a lost AMI connection) attempts left `placing`/`ringing` are reconciled
 against Asterisk's channels: a channel still there is followed to its end; a channel gone means
 the outcome is unknown, recorded as such, and the attempt retried per policy.
+
+The token is minted when an attempt is placed (each attempt its own; a retry or a call that
+waited for the link gets a fresh expiry) and is NOT stored: it is an HMAC under the key kept in
+the data directory, so a call placed before a restart still verifies after it, its single use is
+recorded by the token gate (call_tokens_used), and reconciliation follows a channel by its id,
+never by its token.  A live token in call_attempts would let a database reader answer a ringing
+call for a team, which the key's keeping out of the database exists to prevent.
 """
 from __future__ import annotations
 
@@ -63,7 +73,7 @@ class OrderCaller:
     def __init__(self, reactor, originator, db, *, policy: RetryPolicy = RetryPolicy(),
                  channel_template: str = "PJSIP/{national}@trunk", context: str = "gateway-out",
                  exten: str = "order", caller_id: str | None = '"Command Center" <057687770110>',
-                 write_alarm_s: float = 30.0):
+                 write_alarm_s: float = 30.0, tokens=None):
         self.reactor = reactor
         self.write_alarm_s = write_alarm_s
         self.originator = originator      # IOriginator (the AmiLink in the gateway)
@@ -84,6 +94,7 @@ class OrderCaller:
         if hasattr(originator, "add_event_listener"):
             originator.add_event_listener(self._ami_event)
             originator.add_connect_listener(self._link_changed)
+        self.tokens = tokens              # CallTokens: every Originate carries a fresh one
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self):
@@ -164,11 +175,15 @@ class OrderCaller:
         d.addBoth(again)
         self._guard(d)
 
-    def variables(self, a: cs.Attempt) -> dict:
-        """The Originate's channel variables (the order flow reads them)."""
+    def _variables(self, a: cs.Attempt) -> dict[str, str]:
+        """The Originate's channel variables (the order flow reads them), with this attempt's
+        one-time token: minted now, as the attempt goes out, valid while it rings plus grace."""
         v = {"ORDER_CODE": a.order_code, "YIHU_PHONE": a.phone}
         if a.delivery_id is not None:
             v["YIHU_DELIVERY"] = str(a.delivery_id)
+        if self.tokens is not None:
+            v.update(self.tokens.variables(None if a.delivery_id is None else str(a.delivery_id), a.phone,
+                                           self.reactor.seconds(), self.policy.ring_timeout_ms / 1000.0))
         return v
 
     def _place(self, a: cs.Attempt):
@@ -176,7 +191,7 @@ class OrderCaller:
         d = defer.maybeDeferred(
             self.originator.originate,
             self.channel_template.format(phone=a.phone.lstrip("+"), national=national(a.phone)),
-            context=self.context, exten=self.exten, priority=1, variables=self.variables(a),
+            context=self.context, exten=self.exten, priority=1, variables=self._variables(a),
             channel_id=a.channel_id, caller_id=self.caller_id, timeout_ms=self.policy.ring_timeout_ms)
 
         def answered(result):
@@ -296,6 +311,7 @@ class OrderCaller:
         """For tests: wait until no claim or write is in flight."""
         while self._inflight:
             yield defer.DeferredList(list(self._inflight))
+
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.reactor.seconds(), tz=timezone.utc)

@@ -12,11 +12,15 @@ DEFAULT_PORT = 4573
 
 def make_fastagi_factory(reactor, *, sink, journal, orders=None, speech=None,
                          settings: MenuSettings = MenuSettings(), hotline_greet: bool = True,
-                         hotline_triage_ms: int = 3000, **factory_options) -> FastAgiFactory:
-    """sink: IKeypadSink; journal: KeypadJournal (MemoryJournal in drills)."""
+                         hotline_triage_ms: int = 3000, tokens=None, pins=None,
+                         **factory_options) -> FastAgiFactory:
+    """sink: IKeypadSink; journal: KeypadJournal (MemoryJournal in drills).
+    tokens: CallTokenGate for order calls; pins: the feedback line's PinCheck; peers (a
+    factory option): PeerGate.  The gateway passes all three (gateway/wiring.py)."""
     flows = {
-        "order": OrderCallFlow(reactor, sink, journal, orders=orders, speech=speech, settings=settings),
-        "feedback": FeedbackLineFlow(reactor, sink, journal, orders=orders, settings=settings),
+        "order": OrderCallFlow(reactor, sink, journal, orders=orders, speech=speech, settings=settings,
+                               tokens=tokens),
+        "feedback": FeedbackLineFlow(reactor, sink, journal, orders=orders, settings=settings, pins=pins),
         "hotline": HotlineFlow(reactor, journal, greet=hotline_greet, triage_ms=hotline_triage_ms),
         "overflow": OverflowFlow(),
     }

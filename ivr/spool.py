@@ -2,7 +2,10 @@
 
 On start the gateway reads spool/new/*.json (oldest first), stores each raw in the keypad journal
 (committed), hands answers to the feedback engine, and moves the file to done/ (failed/ when the
-engine refused to take it, bad/ when the file is not a spool record: kept for a person to see).
+engine refused to take it, bad/ when the file is not a spool record, refused/ when its order-call
+token does not hold: kept for a person to see).  With `tokens` (the gateway's CallTokenGate) a
+record counts only with the call's own token, valid when the call began (`started_at`) and not
+used before; otherwise it is journalled as refused and audited, and nothing reaches the engine.
 File work runs in the reactor's thread pool, never on the reactor thread.
 """
 from __future__ import annotations
@@ -50,17 +53,20 @@ def parse_record(raw: bytes) -> dict | None:
 
 
 class SpoolIntake:
-    def __init__(self, reactor, spool_dir, journal, sink):
+    MAX_CALL_SECONDS = 600.0       # a fallback call longer than this (start to key) is not believed
+
+    def __init__(self, reactor, spool_dir, journal, sink, tokens=None):
         self.reactor = reactor
         self.dir = Path(spool_dir)
         self.journal = journal
         self.sink = sink
+        self.tokens = tokens
 
     def _thread(self, fn, *args):
         return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), fn, *args)
 
     async def take_in(self) -> dict:
-        counts = {"answers": 0, "no_answer": 0, "bad": 0, "failed": 0}
+        counts = {"answers": 0, "no_answer": 0, "bad": 0, "failed": 0, "refused": 0}
         for name in await self._thread(_list, self.dir / "new"):
             path = self.dir / "new" / name
             rec = parse_record(await self._thread(_read, path))
@@ -69,16 +75,23 @@ class SpoolIntake:
                 await self._thread(_move, path, self.dir / "bad")
                 counts["bad"] += 1
                 continue
-            ok = await self._take(rec, name)
-            counts["failed" if not ok else "answers" if rec["digits"] else "no_answer"] += 1
-            await self._thread(_move, path, self.dir / ("done" if ok else "failed"))
+            outcome = await self._take(rec, name)
+            counts[outcome] += 1
+            await self._thread(_move, path, self.dir / {"failed": "failed", "refused": "refused"}.get(outcome, "done"))
         if any(counts.values()):
             log.info("keypad spool taken in: {counts}", counts=counts)
         return counts
 
-    async def _take(self, rec: dict, name: str) -> bool:
+    async def _take(self, rec: dict, name: str) -> str:
         at = datetime.fromtimestamp(rec["spooled_at"], tz=timezone.utc)
         delivery = rec.get("delivery_id")
+        if self.tokens is not None and not await self._admitted(rec, name):
+            await self.journal.record(KeypadEntry(
+                call_id=str(rec.get("call_id", ""))[:200], caller=rec.get("phone"), digits=rec["digits"],
+                script="order-fallback", state="refused", order_code=rec["order_code"],
+                note="spooled answer refused: its order-call token does not hold", received_at=at,
+                meta={"spool_file": name}))
+            return "refused"
         entry = KeypadEntry(call_id=str(rec.get("call_id", ""))[:200], caller=rec.get("phone"),
                             digits=rec["digits"], script=str(rec.get("script", "order-fallback"))[:40],
                             state="new" if rec["digits"] else "parsed", order_code=rec["order_code"],
@@ -87,7 +100,7 @@ class SpoolIntake:
                             received_at=at, meta={"spool_file": name})
         if not rec["digits"]:
             await self.journal.no_answer(entry)
-            return True
+            return "no_answer"
         raw_id = await self.journal.record(entry)
         try:
             await self.sink.keypad_answer(KeypadAnswer(raw_id=raw_id, caller=rec.get("phone") or "",
@@ -96,5 +109,18 @@ class SpoolIntake:
         except Exception:  # noqa: BLE001 - kept raw; the file goes to failed/ for a person
             log.failure("keypad spool: feedback engine did not take {name} (raw {raw_id})", name=name,
                         raw_id=raw_id)
-            return False
-        return True
+            return "failed"
+        return "answers"
+
+    async def _admitted(self, rec: dict, name: str) -> bool:
+        started = rec.get("started_at")
+        if not isinstance(started, (int, float)) or not 0 <= rec["spooled_at"] - started <= self.MAX_CALL_SECONDS:
+            started = None          # no believable call start: the token is checked as of now
+        token = rec.get("token")
+        delivery = rec.get("delivery_id")
+        return await self.tokens.admit(
+            call_id=str(rec.get("call_id", ""))[:200], order_code=rec["order_code"],
+            token=token if isinstance(token, str) else None,
+            delivery=str(delivery) if delivery is not None else None,
+            phone=rec.get("phone") if isinstance(rec.get("phone"), str) else None,
+            peer=f"spool:{name}", at=started)

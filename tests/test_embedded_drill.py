@@ -101,6 +101,15 @@ def test_drill_order_by_api_reaches_teams_by_sms_and_voice_and_takes_replies(mig
         # One row per phone called, with its attempts on it: nothing recorded twice.
         assert sorted(r.phone for r in rows) == ["+447700900018", "+447700900019", "+447700900081", "+447700900082"]
         assert all(r.attempts == 1 for r in rows)
+        # Each answered call came through the emulated PBX with its own one-time token, used once.
+        def trust_rows(conn):
+            from sqlalchemy import select
+            from gateway.storage.schema import audit_log, call_tokens_used
+            return (conn.execute(select(call_tokens_used.c.phone)).scalars().all(),
+                    conn.execute(select(audit_log.c.action).where(audit_log.c.action.like("auth.refused.%"))).all())
+        used, refusals = yield gw.database.run(trust_rows)
+        assert sorted(used) == sorted(r.phone for r in rows) and refusals == []
+        assert (tmp_path / "ivr-token.key").stat().st_mode & 0o077 == 0
         assert all("commander" in t["answered_by"] or "deputy" in t["answered_by"] for t in s["teams"])
 
         # The order SMS reached the commander and the deputy of both teams, whole, once.

@@ -13,17 +13,26 @@ from ivr.drill import DrillKeypadSink
 from ivr.emulator import HangUp, Press, ScriptedCaller
 from ivr.emulator.classic import run_classic_agi
 from ivr.journal import MemoryJournal
+from ivr.refusals import RefusalAudit
 from ivr.spool import SpoolIntake
+from ivr.token_gate import CallTokenGate
+from ivr.tokens import CallTokens
 
 REPO = Path(__file__).resolve().parent.parent
 PHONE = "+8613805761234"
+TOKENS = CallTokens(b"fallback-test-key-32-bytes-long!")
 VARS = {"ORDER_CODE": "0427", "YIHU_PHONE": PHONE, "YIHU_DELIVERY": "12"}
 
 
-def fallback(reactor, spool, moves):
+def gate(reactor):
+    """The gateway's token gate (used tokens in memory here: the database case is test_ivr_trust)."""
+    return CallTokenGate(reactor, None, TOKENS, RefusalAudit(reactor, None))
+
+
+def fallback(reactor, spool, moves, variables=None, sounds=None):
     argv = [sys.executable, "-m", "ivr.fallback_agi", "--spool", str(spool), "--menu-timeout-ms", "100"]
-    return run_classic_agi(reactor, argv, caller=ScriptedCaller(moves), variables=VARS,
-                           uniqueid="yihu-order-0427-12-1").addTimeout(30, reactor)
+    return run_classic_agi(reactor, argv, caller=ScriptedCaller(moves), variables=variables or VARS,
+                           uniqueid="yihu-order-0427-12-1", sounds=sounds).addTimeout(30, reactor)
 
 
 def spooled(spool):
@@ -34,25 +43,27 @@ def spooled(spool):
 async def test_answer_spooled_before_confirmation_then_taken_in(tmp_path):
     from twisted.internet import reactor
     spool = tmp_path / "spool"
-    record = await fallback(reactor, spool, [Press("2")])
+    token = TOKENS.variables("12", PHONE, reactor.seconds(), 30)
+    record = await fallback(reactor, spool, [Press("2")], {**VARS, **token})
     assert record.exit_code == 0
     [rec] = spooled(spool)
     assert (rec["order_code"], rec["digits"], rec["phone"], rec["call_id"]) == ("0427", "2", PHONE,
                                                                                  "yihu-order-0427-12-1")
+    assert rec["token"] == token["YIHU_TOKEN"] and rec["started_at"] <= rec["spooled_at"]
     assert record.played[-3:] == ["yihu/recorded", "yihu/status-arrived", "yihu/goodbye"]
     assert not list((spool / "tmp").iterdir())
 
     # the gateway comes back
     journal, sink = MemoryJournal(reactor), DrillKeypadSink({})
-    counts = await SpoolIntake(reactor, spool, journal, sink).take_in()
-    assert counts == {"answers": 1, "no_answer": 0, "bad": 0, "failed": 0}
+    counts = await SpoolIntake(reactor, spool, journal, sink, tokens=gate(reactor)).take_in()
+    assert counts == {"answers": 1, "no_answer": 0, "bad": 0, "failed": 0, "refused": 0}
     [a] = sink.answers
     assert (a.order_code, a.digit, a.caller, a.raw_id) == ("0427", "2", PHONE, 1)
     assert journal.entries[0].delivery_id == 12 and journal.entries[0].state == "new"
     assert not list((spool / "new").iterdir()) and len(list((spool / "done").iterdir())) == 1
     # taken in once only
     assert await SpoolIntake(reactor, spool, journal, sink).take_in() == {"answers": 0, "no_answer": 0,
-                                                                          "bad": 0, "failed": 0}
+                                                                          "bad": 0, "failed": 0, "refused": 0}
 
 
 @pytest_twisted.ensureDeferred
@@ -92,3 +103,42 @@ async def test_engine_refusing_to_take_it_keeps_the_file_for_a_person(tmp_path):
     counts = await SpoolIntake(reactor, tmp_path, journal, Down({})).take_in()
     assert counts["failed"] == 1 and len(journal.entries) == 1      # the raw key is kept anyway
     assert (tmp_path / "failed" / "1-x.json").exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_spool_file_without_the_calls_token_answers_for_no_team(tmp_path):
+    from twisted.internet import reactor
+    (tmp_path / "new").mkdir()
+    now = reactor.seconds()
+    good = TOKENS.variables("12", PHONE, now, 30)["YIHU_TOKEN"]
+    records = {
+        "1-none.json": {},                                                     # no token at all
+        "2-other.json": {"token": TOKENS.variables("13", PHONE, now, 30)["YIHU_TOKEN"]},   # another delivery's
+        "3-late.json": {"token": good, "started_at": now + 1000, "spooled_at": now + 1010},   # past its expiry
+        "4-good.json": {"token": good, "started_at": now, "spooled_at": now + 40},
+        "5-again.json": {"token": good, "started_at": now, "spooled_at": now + 41},         # a copy: used
+    }
+    for name, extra in records.items():
+        (tmp_path / "new" / name).write_text(json.dumps(
+            {"digits": "2", "order_code": "0427", "spooled_at": now, "phone": PHONE, "call_id": name,
+             "delivery_id": "12", **extra}))
+    journal, sink = MemoryJournal(reactor), DrillKeypadSink({})
+    counts = await SpoolIntake(reactor, tmp_path, journal, sink, tokens=gate(reactor)).take_in()
+    assert counts["answers"] == 1 and counts["refused"] == 4
+    assert [a.call_id for a in sink.answers] == ["4-good.json"]
+    assert sorted(p.name for p in (tmp_path / "refused").iterdir()) == [
+        "1-none.json", "2-other.json", "3-late.json", "5-again.json"]
+    assert [e.state for e in journal.entries].count("refused") == 4      # kept raw, as refused
+
+@pytest_twisted.ensureDeferred
+async def test_without_prompts_the_key_is_still_read_and_spooled(tmp_path):
+    """pyst2 raises on every result=-1; a missing prompt (no hang-up) must not end the call."""
+    from twisted.internet import reactor
+
+    from ivr.emulator.sounds import SoundLibrary
+    spool = tmp_path / "spool"
+    record = await fallback(reactor, spool, [Press("3")], sounds=SoundLibrary.bare())
+    assert record.exit_code == 0
+    [rec] = spooled(spool)
+    assert (rec["order_code"], rec["digits"]) == ("0427", "3")
+    assert "WAIT FOR DIGIT 100" in record.commands and "yihu/order-menu" in record.channel.unplayable

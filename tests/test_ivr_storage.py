@@ -15,7 +15,10 @@ from ivr.emulator import Press, ScriptedCaller, place_call
 from ivr.journal import KeypadEntry, KeypadJournal
 from ivr.order_caller import OrderCaller, RetryPolicy
 from ivr.orders import OrderBook
+from ivr.refusals import RefusalAudit
 from ivr.service import make_fastagi_factory
+from ivr.token_gate import CallTokenGate
+from ivr.tokens import CallTokens
 
 NOW = datetime(2026, 11, 30, 2, 0, tzinfo=timezone.utc)
 PHONE = "+8613805761234"
@@ -75,12 +78,15 @@ async def order_call_end_to_end(database, moves):
     from twisted.internet import reactor
     await database.run(seed)
     sink = CheckingSink(database)
+    tokens = CallTokens(b"storage-test-token-key-0123456789")
+    refusals = RefusalAudit(reactor, database)
     factory = make_fastagi_factory(reactor, sink=sink, journal=KeypadJournal(reactor, database),
-                                   orders=OrderBook(database))
+                                   orders=OrderBook(database),
+                                   tokens=CallTokenGate(reactor, database, tokens, refusals))
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     try:
         pbx = EmulatedPbx(reactor, port.getHost().port, moves)
-        caller = OrderCaller(reactor, pbx, database, policy=RetryPolicy(delay=0))
+        caller = OrderCaller(reactor, pbx, database, policy=RetryPolicy(delay=0), tokens=tokens)
         outcome = await caller.call_order("0427", PHONE, order_id=1, team_id=3).addTimeout(10, reactor)
         record = await pbx.calls[0].addTimeout(10, reactor)
     finally:

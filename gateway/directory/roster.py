@@ -13,13 +13,14 @@ YAML::
         township_class: 1       # 1-3 where it applies
         min_size: 20
         members:
-          - {name: 张三, role: commander, phones: ["+86 138 0000 0000"], specialty: 救援}
+          - {name: 张三, role: commander, phones: ["+86 138 0000 0000"], specialty: 救援,
+             pin: "4821"}      # optional: the feedback line asks for it; quoted (YAML reads 0427 as a number)
     duty_supervisors:
       - {name: 李四, phone: "...", starts_at: 2026-12-01T08:00:00+08:00, ends_at: ...}
 
 CSV (one row per member; phones separated by ';')::
 
-    team_code,team_name,kind,township,township_class,min_size,name,role,specialty,category,phones
+    team_code,team_name,kind,township,township_class,min_size,name,role,specialty,category,phones[,pin]
 """
 from __future__ import annotations
 
@@ -32,11 +33,12 @@ from pathlib import Path
 import yaml
 
 from gateway.directory.phones import PhoneError, normalise
+from gateway.directory.pins import valid_pin
 
 KINDS = ("public", "professional", "expert")
 ROLES = ("commander", "deputy", "member", "expert", "liaison")
 CSV_COLUMNS = ("team_code", "team_name", "kind", "township", "township_class", "min_size",
-               "name", "role", "specialty", "category", "phones")
+               "name", "role", "specialty", "category", "phones", "pin")
 
 
 @dataclass
@@ -47,6 +49,7 @@ class MemberRow:
     phones: list[str]              # E.164, first = the one to use first
     specialty: str | None = None
     category: str | None = None
+    pin: str | None = None         # the feedback line asks for it (4 digits); stored hashed
 
 
 @dataclass
@@ -170,14 +173,29 @@ def _member(raw: dict, line: int, team_code: str, problems: _Problems) -> Member
             phones.append(normalise(str(p)))
         except PhoneError as e:
             problems.add(line, f"{where} {name}: {e}")
-    extra = set(raw) - {"name", "role", "phones", "phone", "specialty", "category", "__line__"}
+    pin = _pin(raw.get("pin"), line, f"{where} {name}", problems)
+    extra = set(raw) - {"name", "role", "phones", "phone", "specialty", "category", "pin", "__line__"}
     if extra:
         problems.add(line, f"{where} {name}: unknown field(s) {', '.join(sorted(extra))}")
     if name is None or role is None:
         return None
     return MemberRow(line=line, name=name, role=role, phones=phones,
                      specialty=_text(raw.get("specialty"), line, "specialty", problems, required=False),
-                     category=_text(raw.get("category"), line, "category", problems, required=False))
+                     category=_text(raw.get("category"), line, "category", problems, required=False), pin=pin)
+
+
+def _pin(value, line, who, problems) -> str | None:
+    """Text of exactly 4 digits; the value itself is never echoed in a problem (it is a secret)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        # YAML reads 0427 as a number (octal even): only a quoted PIN keeps its digits.
+        problems.add(line, f"{who}: pin must be quoted text of 4 digits (pin: \"1234\"), got a {type(value).__name__}")
+        return None
+    if not valid_pin(value.strip()):
+        problems.add(line, f"{who}: pin must be exactly 4 digits")
+        return None
+    return value.strip()
 
 
 def _team(raw: dict, line: int, problems: _Problems) -> TeamRow | None:
@@ -288,7 +306,8 @@ def parse_csv(text: str, problems: _Problems) -> Roster:
                 if row.get(col) and row[col] != val:
                     problems.add(line, f"team {code}: {col} {row[col]!r} differs from line {team.line} ({val!r})")
         member = _member({"name": row.get("name"), "role": row.get("role"), "phones": row.get("phones"),
-                          "specialty": row.get("specialty"), "category": row.get("category")},
+                          "specialty": row.get("specialty"), "category": row.get("category"),
+                          "pin": row.get("pin")},
                          line, code, problems)
         if member:
             team.members.append(member)
@@ -342,15 +361,17 @@ def read_roster(path: str | Path) -> Roster:
     except UnicodeDecodeError as e:
         line = p.read_bytes()[: e.start].count(b"\n") + 1
         raise RosterError(str(p), [(line, "not UTF-8 text")]) from None
-    problems = _Problems()
     suffix = p.suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        roster = parse_yaml(text, problems)
-    elif suffix == ".csv":
-        roster = parse_csv(text, problems)
-    else:
+    if suffix not in (".yaml", ".yml", ".csv"):
         raise RosterError(str(p), [(0, "unknown file type: use .yaml, .yml or .csv")])
+    return parse_roster_text(text, "csv" if suffix == ".csv" else "yaml", str(p))
+
+
+def parse_roster_text(text: str, fmt: str, source: str) -> Roster:
+    """A roster given as text (yaml or csv), checked as a file is; RosterError names `source`."""
+    problems = _Problems()
+    roster = parse_csv(text, problems) if fmt == "csv" else parse_yaml(text, problems)
     check(roster, problems)
     if problems.items:
-        raise RosterError(str(p), problems.items)
+        raise RosterError(source, problems.items)
     return roster

@@ -13,6 +13,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from gateway.directory.roster import Roster, RosterError
+from gateway.directory.pins import hash_pin
 from gateway.storage.schema import audit_log, duty_roster, member_phones, members, teams
 
 
@@ -75,7 +76,8 @@ def import_roster(conn: Connection, roster: Roster, *, source: str, actor: str) 
         old = {r.name: r.id for r in conn.execute(select(members.c.name, members.c.id)
                                                   .where(members.c.team_id == team_id))}
         for m in t.members:
-            mvalues = dict(role=m.role, specialty=m.specialty, category=m.category, active=True)
+            mvalues = dict(role=m.role, specialty=m.specialty, category=m.category, active=True,
+                           pin_hash=hash_pin(m.pin) if m.pin else None)   # the file decides: no pin, none
             if m.name in old:
                 member_id = old.pop(m.name)
                 conn.execute(update(members).where(members.c.id == member_id).values(**mvalues))

@@ -2,7 +2,7 @@
 
 Every step lives in `escalation_steps` from the moment the order is committed.  In memory only
 one due time per order-team is kept (TimerQueue).  When a team's time comes, its due steps are
-claimed and fired in ONE transaction together with what they send (the reminder SMS, the call
+claimed and fired in ONE transaction together with their events and what they send (the reminder SMS, the call
 attempts, one alert to the duty supervisor per order and stage): the outbox and the order caller
 act on those rows after the commit, or after a restart.  Pending steps are loaded again at start:
 those overdue fire at once, marked late.  An auditor looks periodically for steps overdue and
@@ -28,8 +28,8 @@ log = Logger()
 
 
 class EscalationEngine:
-    def __init__(self, db, clock, outbox, caller, events, cfg: EscalationConfig = EscalationConfig()):
-        self.db, self.clock, self.outbox, self.caller, self.events, self.cfg = db, clock, outbox, caller, events, cfg
+    def __init__(self, db, clock, outbox, caller, cfg: EscalationConfig = EscalationConfig()):
+        self.db, self.clock, self.outbox, self.caller, self.cfg = db, clock, outbox, caller, cfg
         self.timers = TimerQueue(clock, self._on_due)
         self._watermark = 0
         self._loops: list[task.LoopingCall] = []
@@ -162,19 +162,11 @@ class EscalationEngine:
             log.warn("escalation order {code} team {team}: {stage} step {step} {action}: {reason}",
                      code=f.order_code, team=f.team_code, stage=f.stage, step=f.step, action=f.action,
                      reason=f.reason)
-            self.events.publish("order.escalated", {
-                "order_code": f.order_code, "order_id": f.order_id, "team": f.team_code, "stage": f.stage,
-                "step": f.step, "action": f.action, "late": f.late, "reason": f.reason,
-                "due_at": f.due_at.isoformat(), "fired_at": at.isoformat()})
         for a in claim.alerts:
             names = [name for _, _, name, _ in a.teams]
             if a.supervisor is None:
                 log.critical("escalation order {code}: {n} silent teams and NO duty supervisor on the roster now",
                              code=a.order_code, n=len(names))
-            self.events.publish("order.supervisor_alert", {
-                "order_code": a.order_code, "order_id": a.order_id, "incident_ref": a.incident_ref,
-                "stage": a.stage, "teams": [{"code": c, "name": n, "state": s} for _, c, n, s in a.teams],
-                "supervisor": a.supervisor.name if a.supervisor else None})
         return claim
 
     def _claim_and_send_tx(self, conn, order_team_ids, at):
@@ -205,6 +197,6 @@ class EscalationEngine:
                                                    purpose="supervisor", order_id=a.order_id))
                 self.caller.stage_tx(conn, at, order_id=a.order_id, team_id=a.teams[0][0], member_id=None,
                                      phone=a.supervisor.phone, purpose="supervisor")
-        # --- event publication for this transaction would go here (w12b: the event log) ---
+        # (the order.escalated / order.supervisor_alert events were recorded by claim_due_tx, in this transaction)
         store.finish_steps_tx(conn, [f.step_id for f in claim.fired], at)
         return claim, staged

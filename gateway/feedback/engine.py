@@ -1,7 +1,7 @@
 """The feedback engine: IInboundSmsSink and IKeypadSink.
 
-Parse (pure), judge and record (one transaction), then, only after the commit, answer the
-sender, stop the team's escalation and publish the event.  A reply that does not parse, comes
+Parse (pure), judge and record with its event (one transaction), then, only after the commit,
+answer the sender and stop the team's escalation.  A reply that does not parse, comes
 from a number not on the roster, or names an order the team does not have, is kept raw with
 the reason (inbound_raw.state refused/garbage), audited, and the engine carries on.
 """
@@ -29,11 +29,11 @@ class FeedbackEngine:
     # claims wait behind at most one batch, not behind thousands of queued transactions.
     MAX_BATCH = 100
 
-    def __init__(self, db, outbox, events, escalation=None, cfg: EscalationConfig = EscalationConfig(), *,
+    def __init__(self, db, outbox, escalation=None, cfg: EscalationConfig = EscalationConfig(), *,
                  clock=None, write_alarm_s: float = 30.0):
         """clock: with it, an answer's transaction is retried through database faults until it
         commits (gateway/storage/retry.py), so a reply during an outage is judged when it ends."""
-        self.db, self.outbox, self.events, self.escalation, self.cfg = db, outbox, events, escalation, cfg
+        self.db, self.outbox, self.escalation, self.cfg = db, outbox, escalation, cfg
         self.clock, self.write_alarm_s = clock, write_alarm_s
         self._queue: list[tuple[store.Answer, defer.Deferred]] = []
         self._busy = False
@@ -48,7 +48,8 @@ class FeedbackEngine:
         status = DIGIT_STATUS.get(answer.digit)
         parsed = Reply(status, answer.order_code) if status else Refusal("unrecognised")
         return self._handle(store.Answer("keypad", answer.caller, parsed, utc(answer.received_at), answer.raw_id,
-                                         f"keypad {answer.digit} call {answer.call_id}"))
+                                         f"keypad {answer.digit} call {answer.call_id}"
+                                         + (f" identified by {answer.identified_by}" if answer.identified_by else "")))
 
     def open_orders_for(self, caller: str):
         return self.db.run(store.open_codes_for_phone_tx, caller)
@@ -92,7 +93,6 @@ class FeedbackEngine:
                      team=v.team_code, phone=a.phone, status=v.status, channel=a.channel)
             if self.escalation is not None:
                 self.escalation.schedule(v.order_team_id, v.next_due)
-            self.events.publish("order.feedback", v.event)
         else:
             metrics.FEEDBACK_REFUSED.labels(reason=v.outcome).inc()
             log.warn("reply from {phone} {outcome}: {reason}", phone=a.phone, outcome=v.outcome, reason=v.reason)

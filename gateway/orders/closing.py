@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import insert, select, update
 
+from gateway.eventlog import record_event
 from gateway.storage.schema import (audit_log, deliveries, escalation_steps, order_teams, orders, sms_messages,
                                     sms_segments)
 from ivr.call_store import cancel_for_order_tx
@@ -45,7 +46,8 @@ def close_order_tx(conn, code: str, actor: str, now: datetime) -> Closed | None:
                                                       deliveries.c.state.in_(("queued", "requested", "handing")))
                              .values(state="cancelled", detail=why, updated_at=now)).rowcount
     closed = Closed(steps, segments, calls, handed_on)
-    # --- event publication for this transaction would go here (w12b: the event log) ---
+    # Dispatch sees the close, and what did not go out, committed with it (gateway/eventlog.py).
+    record_event(conn, "order.closed", {"order_code": code, "order_id": oid, "by": actor, **closed.as_dict()}, now)
     conn.execute(insert(audit_log).values(at=now, actor=actor, action="order.closed", subject=f"order {code}",
                                           detail={"order_id": oid, **closed.as_dict()}))
     return closed

@@ -7,6 +7,8 @@ A flow is a callable taking an AgiSession and returning an awaitable (an `async 
 Deferred.  A flow may carry a `deadline` attribute (seconds): past it the connection is closed,
 so that Asterisk carries on with the dialplan (for the hotline: to the call-takers' queue).
 However a flow ends (normally, by exception, by hang-up), the connection is closed once.
+With `peers` (an ivr.peers.PeerGate), a peer it does not admit is disconnected before anything
+is read or sent.
 """
 from __future__ import annotations
 
@@ -33,8 +35,9 @@ class FastAgiFactory(Factory):
     def __init__(self, reactor, flows: Mapping[str, Callable], *, env_timeout: float = 5.0,
                  command_timeout: float = 10.0, media_timeout: float = 120.0,
                  observer: Callable[[str, float], None] | None = None,
-                 service_observer: Callable[[float], None] | None = None):
+                 service_observer: Callable[[float], None] | None = None, peers=None):
         self.reactor = reactor
+        self.peers = peers                          # PeerGate: who may connect (None: anyone)
         self.flows = dict(flows)
         self.env_timeout = env_timeout
         self.command_timeout = command_timeout
@@ -44,6 +47,8 @@ class FastAgiFactory(Factory):
         self.active: set[AgiServerProtocol] = set()
 
     def buildProtocol(self, addr):
+        if self.peers is not None and not self.peers.admit(addr):
+            return None                 # Twisted closes the socket: no command ever reaches it
         p = AgiServerProtocol(self.reactor, self._start, env_timeout=self.env_timeout,
                               command_timeout=self.command_timeout, observer=self.observer,
                               service_observer=self.service_observer)

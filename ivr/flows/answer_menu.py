@@ -5,6 +5,7 @@
          └─────────────────┘ nothing twice: recorded as no answer, goodbye
 
 A digit pressed while the order is still being read (barge-in) counts as pressed at the menu.
+A menu Asterisk cannot play (its file missing) is still a menu: the key is read all the same.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Awaitable, Callable
 from twisted.logger import Logger
 
 from gateway.interfaces import FeedbackOutcome, KeypadAnswer
-from ivr.agi.session import AgiSession
+from ivr.agi.session import AgiSession, Collected
 from ivr.journal import KeypadEntry, utc
 from ivr.prompts import STATUS_BY_DIGIT, STATUS_PROMPT, sound
 
@@ -40,6 +41,7 @@ class AnswerCall:
     offer_assembled: bool = False        # say "4 = assembled" (leaving-the-city teams)
     delivery_id: int | None = None
     keyed: bool = False                  # an answer key was stored (a hang-up after it is no "no answer")
+    identified_by: str = ""              # order_call_token / caller_id / caller_id+pin: kept with the answer
 
 
 async def take_answer(session: AgiSession, call: AnswerCall, *, sink, journal, reactor,
@@ -58,7 +60,7 @@ async def take_answer(session: AgiSession, call: AnswerCall, *, sink, journal, r
             replay = False
             digit = await play_order()
         if digit is None:
-            got = await session.get_data(menu, settings.timeout_ms, 1)
+            got = await ask(session, menu, settings.timeout_ms, 1)
             digit = got.digits[:1] or None
         if digit is None:
             no_input += 1
@@ -80,12 +82,30 @@ async def take_answer(session: AgiSession, call: AnswerCall, *, sink, journal, r
                              speech=speech)
 
 
+async def ask(session: AgiSession, prompt: str, timeout_ms: int, max_digits: int) -> Collected:
+    """GET DATA; where Asterisk could not play the prompt (it answers at once, having read no
+    key), the keys are read with WAIT FOR DIGIT instead, '#' ending them, as GET DATA would."""
+    got = await session.get_data(prompt, timeout_ms, max_digits)
+    if got.played:
+        return got
+    keyed = ""
+    while len(keyed) < max_digits:
+        digit = await session.wait_for_digit(timeout_ms)
+        if digit is None:
+            return Collected(keyed, True, played=False)
+        if digit == "#":
+            break
+        keyed += digit
+    return Collected(keyed, False, played=False)
+
+
 async def _answer(session, call: AnswerCall, digit: str, *, sink, journal, reactor, speech) -> str:
     # Durable before acknowledged: committed here, before anything is said to the caller.
     raw_id = await journal.record(_entry(session, call, digit, "new", None))
     call.keyed = True
     answer = KeypadAnswer(raw_id=raw_id, caller=call.caller or "", digit=digit, call_id=session.call_id,
-                          received_at=utc(reactor), order_code=call.order_code)
+                          received_at=utc(reactor), order_code=call.order_code,
+                          identified_by=call.identified_by)
     try:
         outcome: FeedbackOutcome = await sink.keypad_answer(answer)
     except Exception:  # noqa: BLE001 - the engine failing must not go unheard by the caller
@@ -130,4 +150,5 @@ async def _goodbye(session):
 
 def _entry(session, call: AnswerCall, digits: str, state: str, note: str | None) -> KeypadEntry:
     return KeypadEntry(call_id=session.call_id, caller=call.caller, digits=digits, script=call.script,
-                       state=state, order_code=call.order_code, note=note, delivery_id=call.delivery_id)
+                       state=state, order_code=call.order_code, note=note, delivery_id=call.delivery_id,
+                       meta={"identified_by": call.identified_by} if call.identified_by else {})

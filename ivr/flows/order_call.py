@@ -3,7 +3,9 @@
 Asterisk runs it from `gateway-out,order` after the OrderCaller's Originate was answered.  The
 order code comes as the channel variable ORDER_CODE (the `order=` query, then AGI's first
 argument, are the fallbacks), the number we dialled as YIHU_PHONE, our deliveries row as
-YIHU_DELIVERY.
+YIHU_DELIVERY, and the call's one-time token as YIHU_TOKEN (ivr/tokens.py).  With a token gate
+(the gateway always has one) a session whose token is missing, forged, expired or used is told
+"not recorded" and hung up on, before the order is read: nothing is recorded for any team.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from ivr.agi.session import AgiSession
 from ivr.flows.answer_menu import ANSWER_KEYS, AnswerCall, MenuSettings, take_answer
 from ivr.journal import KeypadEntry
 from ivr.prompts import sound
+from ivr.tokens import TOKEN_VARIABLE
 
 log = Logger()
 
@@ -28,13 +31,14 @@ class OrderCallFlow:
     deadline = 600.0        # a call that outlives this is stuck, not thorough
 
     def __init__(self, reactor, sink, journal, *, orders=None, speech=None,
-                 settings: MenuSettings = MenuSettings()):
+                 settings: MenuSettings = MenuSettings(), tokens=None):
         self.reactor = reactor
         self.sink = sink              # IKeypadSink
         self.journal = journal
         self.orders = orders          # OrderBook-like: brief(code) -> Deferred[OrderBrief | None]
         self.speech = speech          # OrderSpeech-like: render(text) -> Deferred[str | None]
         self.settings = settings
+        self.tokens = tokens          # CallTokenGate; None only in menu tests and in-memory drills
 
     async def __call__(self, session: AgiSession) -> str:
         await session.answer()
@@ -48,8 +52,13 @@ class OrderCallFlow:
             return "error"
         phone = await session.get_variable("YIHU_PHONE")
         delivery = await session.get_variable("YIHU_DELIVERY")
+        if self.tokens is not None and not await self._admitted(session, code, phone, delivery):
+            await session.stream_file(sound("not_recorded"))
+            await session.hangup()
+            return "refused"
         call = AnswerCall(script=self.script, caller=phone or None, order_code=code,
-                          delivery_id=int(delivery) if delivery and delivery.isdigit() else None)
+                          delivery_id=int(delivery) if delivery and delivery.isdigit() else None,
+                          identified_by="order_call_token" if self.tokens is not None else "")
         brief = await self._brief(code)
         call.offer_assembled = bool(brief and brief.leaving_city)
         spoken = await self._speech(brief.text) if brief else None
@@ -76,6 +85,12 @@ class OrderCallFlow:
                 log.info("order call {call_id}: order {code}: hung up before answering",
                          call_id=session.call_id, code=code)
             raise
+
+    async def _admitted(self, session: AgiSession, code: str, phone, delivery) -> bool:
+        token = await session.get_variable(TOKEN_VARIABLE)
+        peer = getattr(session.protocol.transport, "getPeer", lambda: None)()
+        return await self.tokens.admit(call_id=session.call_id, order_code=code, token=token,
+                                       delivery=delivery, phone=phone, peer=getattr(peer, "host", ""))
 
     async def _brief(self, code: str):
         if self.orders is None:

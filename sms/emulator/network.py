@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sms import encoding as enc
+from sms import gsm7
 from sms.pdu import decode_submit
 
 
@@ -28,17 +29,19 @@ class Network:
     def __init__(self, journal=None):
         """journal: a NetworkJournal (gateway/netjournal.py) that records every accepted segment."""
         self.parts: dict[str, list[ReceivedPart]] = defaultdict(list)
+        self.undelivered: dict[str, list[ReceivedPart]] = defaultdict(list)
         self.submitted = 0
         self.journal = journal
 
-    def submit(self, sim_number: str, pdu_hex: str, at: float) -> dict:
-        """A modem handed this SMS-SUBMIT to the network; the phone receives it."""
+    def submit(self, sim_number: str, pdu_hex: str, at: float, delivered: bool = True) -> dict:
+        """A modem handed this SMS-SUBMIT to the network; the phone receives it, unless the SC
+        never manages to deliver it (`delivered` False: its status report says so)."""
         d = decode_submit(pdu_hex)
         c = d["concat"]
         part = ReceivedPart(sender=sim_number, phone=d["phone"], text=d["text"],
                             ref=c.ref if c else None, total=c.total if c else 1,
                             seq=c.seq if c else 1, at=at)
-        self.parts[d["phone"]].append(part)
+        (self.parts if delivered else self.undelivered)[d["phone"]].append(part)
         self.submitted += 1
         if self.journal is not None:
             self.journal.append("sms", at=at, phone=part.phone, reference=part.ref, part=part.seq,
@@ -94,7 +97,7 @@ def deliver_pdus(sender: str, text: str, at: float, ref: int = 1, ref_bits: int 
         if encoding == enc.GSM7:
             tpdu.append(0x00)
             tpdu += _scts(at)
-            septets = gp.encodeGsm7(part)
+            septets = gsm7.encode(part)
             if udh:
                 pad = (7 - (len(udh) * 8) % 7) % 7
                 tpdu.append((len(udh) * 8 + pad) // 7 + len(septets))

@@ -89,6 +89,10 @@ class AmiServerSession(Protocol):
     # --- connection -----------------------------------------------------------------------------
     def connectionMade(self):
         self.em.sessions.append(self)
+        # Each event goes out when emitted (no Nagle wait for the client's delayed ACK, up to
+        # 40 ms on loopback): tests driven by a task.Clock see the bytes at once.  Same bytes.
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)
         if self.em.stall_new_sessions:
             self.stalled = True
             return
@@ -419,7 +423,7 @@ class AmiEmulator:
             return
         is_async = (msg.get("Async") or "").lower() in ("true", "yes", "1", "on")
         headers = dict(msg.first)
-        headers["Variable"] = msg.getall("Variable")
+        headers["Variable"] = originate_variables(msg.getall("Variable"))
         if self._originate_script:
             seg = self._originate_script.popleft()
             self._replay_segment(s, seg, aid)
@@ -520,3 +524,9 @@ def default_originate_outcome(headers: dict) -> str:
             return outcome
     return "answered"
 
+
+
+def originate_variables(values: list[str]) -> list[str]:
+    """As Asterisk's manager reads Originate `Variable:` headers (astman_get_variables_order):
+    every header, each split on commas, each item NAME=VALUE set on the new channel."""
+    return [item for value in values for item in value.split(",") if item.partition("=")[0].strip()]

@@ -1,0 +1,75 @@
+"""The order flow's gate: a session goes on only with a valid token used for the first time.
+
+Signature and expiry are checked in memory (ivr/tokens.py); "first time" is a row in
+`call_tokens_used`, committed before the order is read, so a replay is refused after a restart
+too (two sessions racing with one token: the unique index lets one through).  Every refusal is
+logged naming the call, counted and audited (ivr/refusals.py); nothing is recorded for the team.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from twisted.logger import Logger
+
+from gateway.storage.schema import call_tokens_used
+from ivr.tokens import CallTokens, token_digest
+
+log = Logger()
+
+
+class CallTokenGate:
+    """db: the gateway's Database, or None (drills: used tokens remembered in memory)."""
+
+    def __init__(self, reactor, db, tokens: CallTokens, refusals):
+        self.reactor = reactor
+        self.db = db
+        self.tokens = tokens
+        self.refusals = refusals
+        self._used: set[str] = set()
+
+    async def admit(self, *, call_id: str, order_code: str, token: str | None, delivery: str | None,
+                    phone: str | None, peer: str = "", at: float | None = None) -> bool:
+        """at: when the session began (a spooled answer's call start); default now."""
+        now = self.reactor.seconds()
+        check = self.tokens.check(token, delivery, phone, now if at is None else at)
+        reason = check.reason
+        if check.ok and not await self._first_use(token, delivery, phone, check.expires, now, call_id):
+            reason = "used"
+        if not reason:
+            return True
+        log.warn("order call {call_id} from {peer}: order {code} delivery {delivery}: call token {reason}; "
+                 "refused, nothing recorded", call_id=call_id, peer=peer or "?", code=order_code,
+                 delivery=delivery or "?", reason=reason)
+        await self.refusals.refused(
+            f"call_token_{reason}", f"call:{call_id}"[:100], f"order {order_code} delivery {delivery or '?'}",
+            {"call_id": call_id, "order_code": order_code, "delivery": (delivery or "")[:20],
+             "phone": (phone or "")[:40], "peer": peer, "expires": check.expires})
+        return False
+
+    async def _first_use(self, token, delivery, phone, expires, now, call_id) -> bool:
+        digest = token_digest(token)
+        if self.db is None:
+            fresh = digest not in self._used
+            self._used.add(digest)
+            return fresh
+        row = dict(token_sha256=digest, delivery_id=int(delivery) if (delivery or "").isdigit() else None,
+                   phone=(phone or "")[:40], expires_at=_utc(expires), used_at=_utc(now), call_id=call_id[:200])
+        try:
+            return await self.db.run(_use_token, row)
+        except IntegrityError:          # the same token in a session at the same moment
+            return False
+
+
+def _use_token(conn, row) -> bool:
+    used = conn.execute(select(call_tokens_used.c.id)
+                        .where(call_tokens_used.c.token_sha256 == row["token_sha256"])).first()
+    if used is not None:
+        return False
+    conn.execute(insert(call_tokens_used).values(**row))
+    return True
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc)
