@@ -1,14 +1,17 @@
 """Wiring: which parts the gateway runs, given its configuration.
 
 Kept apart from the parts themselves so that each part can be built and tested alone.  Start
-order follows the dependencies: database, SMS bank (its emulated modems first in embedded
+order follows the dependencies: database, SMS bank (its emulated modems first in drill
 mode), escalation and fan-out, the hotline tracker, the AMI link (after the tracker has loaded
 the calls a previous run left open), the FastAGI server, and the HTTP port last.
 
-Embedded mode (`gateway.embedded = true`, the default) runs the same parts on the built-in
-emulators: a bank of emulated GSM modems on pseudo-terminals, driven through the real serial
-code, and an emulated Asterisk (AMI server and FastAGI client) on loopback.  Emulated phones
-of the roster answer order calls by pressing 1; that is the drill.
+Drill mode (`gateway.mode = "drill"`, or no configuration at all; see gateway/mode.py) runs the
+same parts on the built-in emulators: a bank of emulated GSM modems on pseudo-terminals, driven
+through the real serial code, and an emulated Asterisk (AMI server and FastAGI client) on
+loopback.  Emulated phones of the roster answer order calls by pressing 1; that is the drill.
+
+Every part is a `Part` (gateway/service.py): it reports whether it started, so that `yihu run`
+fails fast, and its health, which /health and the board show.
 """
 from __future__ import annotations
 
@@ -19,29 +22,66 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from gateway.config import Config
-from gateway.service import Gateway, ListeningService, build_gateway
+from gateway.health import PartHealth, off
+from gateway.service import Gateway, ListeningService, Part, build_gateway
 
 log = Logger()
 
 
-class CallbackService(service.Service):
-    """A part with start()/stop() callables, as a service of the gateway's tree."""
+class CallbackService(Part, service.Service):
+    """A part with start()/stop() callables, as a service of the gateway's tree.  Once up, its
+    health is `health()` when given (the part's own view: link state, modems), else "up"."""
 
-    def __init__(self, name: str, start, stop=None):
-        self.name, self._start, self._stop = name, start, stop
+    def __init__(self, name: str, start, stop=None, health=None):
+        self.name, self._start, self._stop, self._health = name, start, stop, health
 
     def startService(self):
         super().startService()
-        d = defer.maybeDeferred(self._start)
-        d.addErrback(lambda f: log.failure("{name}: failed to start", f, name=self.name))
+        self._track_start(defer.maybeDeferred(self._start))
 
     def stopService(self):
         super().stopService()
+        self.state = "stopped"
         if self._stop is not None:
             return defer.maybeDeferred(self._stop)
         return None
+
+    def health(self):
+        if self.state == "up" and self._health is not None:
+            return self._health()
+        return super().health()
+
+
+def _modems_health(bank) -> list[PartHealth]:
+    """One line per modem, and the bank as a whole: zero usable modems is down."""
+    slots = bank.slots
+    if not slots:
+        return [off("sms", "no sms.ports configured: orders cannot go out by SMS")]
+    usable = sum(1 for s in slots.values() if s.driver.healthy)
+    out = [PartHealth("sms", usable > 0, f"{usable}/{len(slots)} modems usable")]
+    for name, s in slots.items():
+        d = s.driver
+        detail = d.state + (f" {d.signal_dbm}dBm" if d.signal_dbm is not None else "")
+        out.append(PartHealth(f"modem {name.rsplit('/', 1)[-1]}", d.healthy, detail, essential=False))
+    return out
+
+
+def _after(ready: defer.Deferred, fn) -> defer.Deferred:
+    """fn() once `ready` fired; if it failed, fn never runs (its own part reports why) and
+    `ready` keeps its failure for whoever else waits on it."""
+    d = defer.Deferred()
+
+    def go(result):
+        if isinstance(result, Failure):
+            d.callback(None)
+        else:
+            d.callback(fn())
+        return result
+    ready.addBoth(go)
+    return d
 
 
 class _PortOf:
@@ -58,7 +98,7 @@ class _PortOf:
 def build_service(config: Config, reactor) -> Gateway:
     gw = build_gateway(config, reactor)
     db = gw.database
-    embedded = config.gateway.embedded
+    drill = config.drill              # on the emulators (gateway/mode.py)
 
     # --- the domain's collaborators --------------------------------------------------------
     from gateway.escalation.engine import EscalationEngine
@@ -72,7 +112,7 @@ def build_service(config: Config, reactor) -> Gateway:
     from sms.store import SqlStore
     sms_cfg = config.sms
     journal = None
-    if embedded:
+    if drill:
         # What the emulated network and PBX saw, kept on disk across kill -9 (gateway/netjournal.py).
         from gateway.netjournal import NetworkJournal
         from sms.emulator import EmulatorBank
@@ -94,14 +134,15 @@ def build_service(config: Config, reactor) -> Gateway:
     from ivr.order_caller import OrderCaller, RetryPolicy
     ami_cfg, ivr_cfg = config.ami, config.ivr
     ami_host, ami_port, ami_user, ami_secret = ami_cfg.host, ami_cfg.port, ami_cfg.username, ami_cfg.secret
-    if embedded:
-        from gateway.ami.emulator.pbx import EmulatedPbx, PbxService, Phone
+    if drill:
+        from gateway.ami.emulator.pbx import EmulatedPbx, Phone
         ami_secret = secrets.token_hex(16)       # this run's own; nothing outside knows it
         pbx = EmulatedPbx(reactor, agi_host=ivr_cfg.interface, agi_port=ivr_cfg.port,
                           default=Phone.presses("1", after=1.0), journal=journal,
                           users={ami_user: {"secret": ami_secret, "read": "all", "write": "all"}})
         ami_host, ami_port = "127.0.0.1", config.embedded.ami_port
-        PbxService(pbx, ami_port, "127.0.0.1").setServiceParent(gw)
+        CallbackService("emulated-asterisk", lambda: pbx.listen(ami_port, "127.0.0.1"), pbx.stop
+                        ).setServiceParent(gw)
         gw.pbx = pbx
         # Port 0 (tests): the link asks the PBX for the port it got, at each connection.
         ami_endpoint = _PortOf(reactor, "127.0.0.1", lambda: pbx.port_number)
@@ -130,21 +171,28 @@ def build_service(config: Config, reactor) -> Gateway:
                          tokens=call_tokens, write_alarm_s=alarm)
 
     # --- orders, feedback, escalation ------------------------------------------------------
-    escalation = EscalationEngine(db, reactor, bank, caller, esc_cfg)
-    feedback = FeedbackEngine(db, bank, escalation, esc_cfg, clock=reactor, write_alarm_s=alarm)
+    # Every SMS about a drill order is labelled 【演练】 on its way to the bank (events about one say
+    # "drill": true: gateway/eventlog.build_event reads the order's row); its figures are counted apart.
+    from gateway.orders.drill import DrillLabelledOutbox, DrillOrders
+    drills = DrillOrders(db)
+    outbox = DrillLabelledOutbox(bank, drills)
+    escalation = EscalationEngine(db, reactor, outbox, caller, esc_cfg)
+    feedback = FeedbackEngine(db, outbox, escalation, esc_cfg, clock=reactor, write_alarm_s=alarm)
     bank.inbound.sink = feedback
-    fanout = FanOut(db, reactor, bank, caller, esc_cfg)
-    orders = OrderService(db, reactor, fanout, escalation, esc_cfg)
+    fanout = FanOut(db, reactor, outbox, caller, esc_cfg)
+    orders = OrderService(db, reactor, fanout, escalation, esc_cfg, drills=drills, drill_mode=drill)
+    escalation.is_drill = feedback.is_drill = drills.is_drill
     gw.orders, gw.feedback, gw.escalation, gw.fanout = orders, feedback, escalation, fanout
 
     def stop_bank():
         # The services stop all at once: the emulated modems must outlive the bank's drain, or
         # the segments in their hands would end "unknown" on a clean stop.
         d = defer.maybeDeferred(bank.stop)
-        if embedded:
+        if drill:
             d.addBoth(lambda _: emulators.stop())
         return d
-    CallbackService("sms-bank", bank.start, stop_bank).setServiceParent(gw)
+    CallbackService("drill-orders", drills.start).setServiceParent(gw)
+    CallbackService("sms-bank", bank.start, stop_bank, lambda: _modems_health(bank)).setServiceParent(gw)
     CallbackService("escalation", escalation.start, escalation.stop).setServiceParent(gw)
     CallbackService("fan-out", fanout.start, fanout.stop).setServiceParent(gw)
     CallbackService("order-calls", caller.start, caller.stop).setServiceParent(gw)
@@ -155,8 +203,13 @@ def build_service(config: Config, reactor) -> Gateway:
     hotline.setServiceParent(gw)
     gw.hotline = hotline
     if ami_cfg.enabled:
-        CallbackService("ami", lambda: hotline.ready.addCallback(lambda _: link.startService()),
-                        link.stopService).setServiceParent(gw)
+        def ami_health():
+            return PartHealth("ami", link.connected, "logged in" if link.connected else (link.last_error or "connecting"))
+        # after the tracker has loaded the calls a previous run left open
+        CallbackService("ami", lambda: _after(hotline.ready, link.startService), link.stopService,
+                        ami_health).setServiceParent(gw)
+    else:
+        gw.health_checks.append(lambda: off("ami", "ami.enabled = false"))
 
     # --- FastAGI ---------------------------------------------------------------------------
     if ivr_cfg.enabled:
@@ -182,7 +235,7 @@ def build_service(config: Config, reactor) -> Gateway:
         endpoint = serverFromString(reactor, f"tcp:{ivr_cfg.port}:interface={ivr_cfg.interface}")
         fastagi = ListeningService(endpoint, factory, "fastagi")
         fastagi.setServiceParent(gw)
-        if embedded:       # port 0 (tests): the emulated Asterisk dials the port we got
+        if drill:       # port 0 (tests): the emulated Asterisk dials the port we got
             fastagi.on_listening = lambda port: setattr(gw.pbx, "agi_port", port.getHost().port)
         # Refusal counts still summing in a window are written before the database closes.
         CallbackService("fastagi-refusals", lambda: None, refusals.flush).setServiceParent(gw)
@@ -195,6 +248,8 @@ def build_service(config: Config, reactor) -> Gateway:
         from ivr.journal import resume_unjudged_keypad
         CallbackService("keypad-resume", lambda: defer.Deferred.fromCoroutine(
             resume_unjudged_keypad(db, feedback))).setServiceParent(gw)
+    else:
+        gw.health_checks.append(lambda: off("fastagi", "ivr.enabled = false"))
 
     # --- the API routes of the parts -------------------------------------------------------
     from adapters.orders_api import add_order_routes
@@ -202,15 +257,8 @@ def build_service(config: Config, reactor) -> Gateway:
     add_order_routes(gw.api, db, orders, reactor, max_sms_parts=config.orders.max_sms_parts,
                      ref_bits=sms_cfg.concat_ref_bits)
     add_hotline_routes(gw.api, db, config.gateway.time_zone)
-    gw.health_checks.append(lambda: ("ami", link.connected or not ami_cfg.enabled,
-                                     "logged in" if link.connected else (link.last_error or "connecting")))
-    gw.health_checks.append(lambda: ("sms", any(s.driver.healthy for s in bank.slots.values()) or not bank.slots,
-                                     f"{sum(1 for s in bank.slots.values() if s.driver.healthy)}/{len(bank.slots)} "
-                                     "modems healthy: " + ", ".join(
-                                         f"{name.rsplit('/', 1)[-1]} {s.driver.state}"
-                                         + (f" {s.driver.signal_dbm}dBm" if s.driver.signal_dbm is not None else "")
-                                         for name, s in bank.slots.items())))
+    gw.health_checks.append(gw.webhooks.health)
     from adapters.board import BoardResource
     gw.root.putChild(b"board", gw.guard_board(BoardResource(reactor, db, esc_cfg, config.gateway.time_zone,
-                                                            gw.health_checks)))
+                                                            gw.health_checks, mode=config.mode)))
     return gw

@@ -1,4 +1,4 @@
-"""The real gateway as a child process on its embedded default, for crash tests.
+"""The real gateway as a child process in drill mode (the built-in emulators), for crash tests.
 
 Starts `python -m gateway.cli run` with a configuration of its own (every port 0), waits for it
 to be up by reading its JSON log, kills it (-9) or stops it (SIGTERM).  Orders are committed to
@@ -29,7 +29,7 @@ def pause(seconds: float) -> None:
 
 def config_text(data_dir: Path, database_url: str, **sections) -> str:
     base = {
-        "gateway": {"data_dir": str(data_dir), "database_url": database_url},
+        "gateway": {"data_dir": str(data_dir), "database_url": database_url, "mode": "drill"},
         "http": {"port": 0},
         "log": {"format": "json"},
         "embedded": {"modems": 4, "segment_seconds": 0.03, "ami_port": 0},

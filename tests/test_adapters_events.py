@@ -174,9 +174,11 @@ def test_event_stream_replays_the_log_then_goes_live_with_no_gap_and_no_duplicat
 def test_event_stream_refuses_a_bad_last_event_id():
     from twisted.web.test.requesthelper import DummyRequest
     req = DummyRequest([b""])
+    req._disconnected = False            # (a real Request has it)
     req.requestHeaders.addRawHeader(b"last-event-id", b"seven")
-    body = EventStreamResource(None, Clock()).render_GET(req)
-    assert req.responseCode == 400 and b"Last-Event-ID" in body
+    EventStreamResource(None, Clock()).render_GET(req)
+    body = json.loads(b"".join(req.written))
+    assert req.responseCode == 422 and "Last-Event-ID" in body["error"] and body["field"] == "since"
 
 
 class PushRequest:

@@ -10,6 +10,7 @@ import hmac
 from datetime import datetime, timezone
 
 import pytest
+from twisted.internet.task import Clock
 import pytest_twisted
 from sqlalchemy import insert, select
 from twisted.internet import defer, reactor
@@ -319,7 +320,7 @@ def hotline(pbx, database, clock):
 def recorded(name):
     """The record the real tracker makes of a recorded Asterisk 22 hotline call."""
     ended = []
-    tracker = HotlineTracker(lambda c, k: "ended" in k and ended.append(c.copy()))
+    tracker = HotlineTracker(lambda c, k: "ended" in k and ended.append(c.copy()), clock=Clock().seconds)
     for m in Transcript.load(ASTERISK / f"{name}.ami.jsonl").events():
         tracker.handle(m)
     (call,) = ended

@@ -2,9 +2,11 @@
 
 Order creation only writes deliveries as `queued`; this writes, in ONE transaction per sweep,
 each delivery's new state together with what it causes (the SMS message and its segments, or
-the first call attempt), then lets the bank and the caller act on the committed rows.  An order
-committed by another process (the CLI) is picked up by the sweep; after a crash the bank and
-the caller resume from the rows, so nothing is sent twice or silently not sent.
+the first call attempt), then lets the bank and the caller act on the committed rows.  An SMS
+delivery stays `queued` (handed: `handed_at`) until a modem accepted its first segment (then
+`sent`, written by the SMS store).  An order committed by another process (the CLI) is picked up
+by the sweep; after a crash the bank and the caller resume from the rows, so nothing is sent
+twice or silently not sent.
 """
 from __future__ import annotations
 

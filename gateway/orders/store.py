@@ -5,7 +5,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, exists, func, insert, or_, select, update
 
 from gateway.escalation.config import EscalationConfig
 from gateway.eventlog import record_event
@@ -13,6 +13,7 @@ from gateway.escalation.deadlines import plan_steps, response_minutes
 from gateway.orders import directory_queries as dq
 from gateway.orders import team_state as ts
 from gateway.orders.codes import choose_code
+from gateway.mode import drill_text
 from gateway.orders.messages import order_sms
 from gateway.orders.order import CreatedOrder, OrderRequest
 from gateway.orders.times import utc
@@ -36,7 +37,7 @@ def create_order_tx(conn, req: OrderRequest, now: datetime, cfg: EscalationConfi
     code = choose_code(conn, rng)
     order_id = conn.execute(insert(orders).values(
         code=code, incident_ref=req.incident_ref, kind=req.kind, onscene_commander=req.onscene_commander(),
-        text=req.text, rule=req.rule, voice=req.voice, state="open", created_at=now,
+        text=req.text, rule=req.rule, voice=req.voice, drill=req.drill, state="open", created_at=now,
         created_by=req.created_by, idempotency_key=req.idempotency_key)).inserted_primary_key[0]
     contacts = dq.team_commanders(conn, [t.id for t in found])
     plan = plan_steps(req.rule, now, cfg)
@@ -70,11 +71,12 @@ def create_order_tx(conn, req: OrderRequest, now: datetime, cfg: EscalationConfi
     conn.execute(insert(audit_log).values(
         at=now, actor=req.created_by, action="order.created", subject=f"order {code}",
         detail={"order_id": order_id, "incident_ref": req.incident_ref, "kind": req.kind, "rule": req.rule,
-                "target": req.target.describe(), "teams": [t.code for t in found], "voice": req.voice}))
+                "target": req.target.describe(), "teams": [t.code for t in found], "voice": req.voice,
+                "drill": req.drill}))
     record_event(conn, "order.created", {"order_code": code, "order_id": order_id, "incident_ref": req.incident_ref,
                                          "kind": req.kind, "rule": req.rule,
                                          "onscene_commander": req.onscene_commander(), "teams": len(found),
-                                         "voice": req.voice}, now)
+                                         "voice": req.voice, "drill": req.drill}, now)
     return CreatedOrder(order_id, code, now.timestamp(), tuple(t.id for t in found), tuple(timers))
 
 
@@ -88,9 +90,13 @@ def existing_order_tx(conn, order_id: int) -> CreatedOrder:
 def _queued_deliveries(conn, order_id: int | None, limit: int):
     q = (select(deliveries.c.id, deliveries.c.order_id, deliveries.c.team_id, deliveries.c.member_id,
                 deliveries.c.phone, deliveries.c.channel, orders.c.code, orders.c.incident_ref, orders.c.text,
-                orders.c.onscene_commander, orders.c.rule, orders.c.created_at)
+                orders.c.onscene_commander, orders.c.rule, orders.c.created_at, orders.c.drill)
          .join(orders, orders.c.id == deliveries.c.order_id)
-         .where(or_(and_(deliveries.c.channel == "sms", deliveries.c.state == "queued"),
+         .where(or_(and_(deliveries.c.channel == "sms", deliveries.c.state == "queued",
+                         # queued but already in the outbox (waiting for a modem): never twice,
+                         # nor after a crash between the outbox's commit and ours
+                         deliveries.c.handed_at.is_(None),
+                         ~exists().where(sms_messages.c.delivery_id == deliveries.c.id)),
                     and_(deliveries.c.channel == "voice", deliveries.c.state == "requested")),
                 orders.c.state == "open")
          .order_by(deliveries.c.id).limit(limit))
@@ -109,14 +115,16 @@ class Handed:
 def hand_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: EscalationConfig, stage_sms, stage_call,
                        limit: int = 2000) -> Handed:
     """The transactional outbox of an order: each queued delivery changes state in the SAME
-    transaction that writes what it causes: the SMS message with its segments (delivery `sent`),
-    or the first call attempt (delivery `calling`).  A crash leaves either both or neither."""
+    transaction that writes what it causes: the SMS message with its segments (the delivery
+    stays `queued`, handed_at set, until a modem accepts it) or the first call attempt (delivery
+    `calling`).  A crash leaves either both or neither."""
     out = Handed([], 0, 0)
     for r in _queued_deliveries(conn, order_id, limit):
         values = dict(attempts=deliveries.c.attempts + 1, updated_at=now)
         if r.channel == "sms":
             minutes = response_minutes(r.rule, utc(r.created_at), cfg)
-            text = order_sms(r.code, r.incident_ref, r.text, r.onscene_commander or "", r.rule, minutes)
+            text = drill_text(order_sms(r.code, r.incident_ref, r.text, r.onscene_commander or "", r.rule, minutes),
+                              r.drill)
             try:
                 rec = stage_sms(conn, now, r.phone, text, purpose="order", order_id=r.order_id, delivery_id=r.id)
             except ValueError as e:        # text the network cannot carry: refused, said, not retried
@@ -124,7 +132,9 @@ def hand_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: Escalatio
                 out.refused += 1
             else:
                 out.messages.append(rec)
-                values.update(state="sent", detail=f"sms {rec['id']}")
+                # Still `queued`: in the outbox, not yet accepted by a modem.  The SMS store marks
+                # it `sent` in the transaction that records the modem's +CMGS for its first segment.
+                values.update(handed_at=now, detail=f"sms {rec['id']} in the outbox")
         else:
             stage_call(conn, now, order_id=r.order_id, team_id=r.team_id, member_id=r.member_id, phone=r.phone,
                        purpose="order", delivery_id=r.id)

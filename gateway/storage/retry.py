@@ -19,7 +19,8 @@ log = Logger()
 
 
 def is_transient(e: BaseException) -> bool:
-    if isinstance(e, (OperationalError, InterfaceError)):
+    from gateway.storage.pool import DatabaseDeadline      # (rolled back: the same work again)
+    if isinstance(e, (OperationalError, InterfaceError, DatabaseDeadline)):
         return True
     return isinstance(e, DBAPIError) and bool(getattr(e, "connection_invalidated", False))
 

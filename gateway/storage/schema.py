@@ -7,7 +7,7 @@ from datetime import timezone
 
 from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Column, DateTime, Float,
                         ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
-                        TypeDecorator, UniqueConstraint)
+                        TypeDecorator, UniqueConstraint, false)
 
 # Stable constraint names so that migrations work the same on SQLite and PostgreSQL.
 metadata = MetaData(naming_convention={
@@ -141,6 +141,7 @@ orders = Table(
     Column("text", Text, nullable=False),
     Column("rule", String(24), nullable=False),                   # same_township / leaving_city
     Column("voice", Boolean, nullable=False, default=False),
+    Column("drill", Boolean, nullable=False, default=False, server_default=false()),  # 【演练】, counted apart
     Column("state", String(16), nullable=False, default="open"),  # open / closed / cancelled
     Column("created_at", TS, nullable=False),
     Column("created_by", String(100)),
@@ -179,6 +180,7 @@ deliveries = Table(
                                                       # (+ requested/handing: an order call not yet handed on)
     Column("attempts", Integer, nullable=False, default=0),
     Column("detail", Text),
+    Column("handed_at", TS),                          # given to the SMS outbox (still queued until a modem took it)
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
     Index("ix_deliveries_state", "state"),           # the fan-out's sweep for rows not yet handed on
