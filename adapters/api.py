@@ -35,8 +35,9 @@ class ApiRequest:
     path: str
     params: dict[str, str]           # from the path pattern
     query: dict[str, str]
-    body: Any
+    body: Any                        # a JSON object, or bytes for a raw-body route
     headers: dict[str, str]
+    truncated: bool = False          # raw-body route: the body was longer than its limit
 
 
 Handler = Callable[[ApiRequest], Any]
@@ -45,9 +46,14 @@ Handler = Callable[[ApiRequest], Any]
 class Router:
     def __init__(self):
         self.routes: list[tuple[str, re.Pattern, Handler]] = []
+        self.raw_limits: dict[Handler, int] = {}
 
-    def add(self, method: str, pattern: str, handler: Handler) -> None:
+    def add(self, method: str, pattern: str, handler: Handler, raw_body: int | None = None) -> None:
+        """raw_body=N: the handler gets the body as bytes (at most N; `truncated` says if longer),
+        for documents that are not JSON (CAP XML)."""
         regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "$"
+        if raw_body is not None:
+            self.raw_limits[handler] = raw_body
         self.routes.append((method, re.compile(regex), handler))
 
     def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
@@ -95,7 +101,13 @@ class ApiResource(Resource):
     def _handle(self, request, method, path):
         handler, params = self.router.match(method, path)
         body = None
-        if method in ("POST", "PUT", "PATCH"):
+        truncated = False
+        raw_limit = self.router.raw_limits.get(handler)
+        if raw_limit is not None:
+            body = request.content.read(raw_limit + 1) if request.content else b""
+            truncated = len(body) > raw_limit
+            body = body[:raw_limit]
+        elif method in ("POST", "PUT", "PATCH"):
             raw = request.content.read(MAX_BODY + 1) if request.content else b""
             if len(raw) > MAX_BODY:
                 raise ApiError(413, f"request body over {MAX_BODY} bytes")
@@ -108,7 +120,7 @@ class ApiResource(Resource):
         query = {k.decode("utf-8", "replace"): v[-1].decode("utf-8", "replace") for k, v in request.args.items()}
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                    for k, v in request.requestHeaders.getAllRawHeaders() for v in v}
-        return handler(ApiRequest(method, path, params, query, body, headers))
+        return handler(ApiRequest(method, path, params, query, body, headers, truncated))
 
     @staticmethod
     def _reply(request, status: int, body: Any) -> None:

@@ -16,7 +16,9 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from gateway.cap import store as cap_store
 from gateway.hotline import store as hotline_store
+from gateway.hotline.callers import HotlineSection, history_tx
 from gateway.orders.summary import load_summary_tx
 from gateway.storage.schema import orders as orders_table
 
@@ -28,20 +30,30 @@ STATE_COLOUR = {"sent": "#b00", "delivered": "#c60", "received": "#c90", "assemb
                 "arrived": "#08a", "finished": "#070", "unreachable": "#b00", "declined": "#b00"}
 
 
-def _board_tx(conn, cfg, limit: int = 20):
-    codes = [r.code for r in conn.execute(select(orders_table.c.code).where(orders_table.c.state == "open")
-                                          .order_by(orders_table.c.created_at.desc()).limit(limit))]
-    summaries = [s for s in (load_summary_tx(conn, c, cfg) for c in codes) if s is not None]
+def _board_tx(conn, cfg, callers_cfg=None, now=None, limit: int = 20):
+    rows = conn.execute(select(orders_table.c.id, orders_table.c.code).where(orders_table.c.state == "open")
+                        .order_by(orders_table.c.created_at.desc()).limit(limit)).all()
+    summaries = [s for s in (load_summary_tx(conn, r.code, cfg) for r in rows) if s is not None]
     live = [c for c in hotline_store.open_calls(conn)]
     callbacks = hotline_store.callback_list(conn)
-    return summaries, live, callbacks
+    # What the wall adds for dispatchers: the caller history of calls ringing now, the CAP
+    # warnings' full text, and proposals waiting for a person.
+    now = now or datetime.now(timezone.utc)
+    callers_cfg = callers_cfg or HotlineSection()
+    histories = {c.call_id: history_tx(conn, c.caller, _dt(c.arrived_at) or now, callers_cfg, c.call_id)
+                 for c in live}
+    full = cap_store.full_texts_tx(conn, [r.id for r in rows])
+    full_by_code = {r.code: full[r.id] for r in rows if r.id in full}
+    proposals = cap_store.pending_proposals_tx(conn)
+    return summaries, live, callbacks, {"histories": histories, "full_texts": full_by_code, "proposals": proposals}
 
 
 class BoardResource(Resource):
     isLeaf = True
 
-    def __init__(self, clock, database, esc_cfg, time_zone: str, health=(), refresh_s: int = 5):
+    def __init__(self, clock, database, esc_cfg, time_zone: str, health=(), refresh_s: int = 5, callers=None):
         super().__init__()
+        self.callers = callers
         self.clock, self.database, self.cfg = clock, database, esc_cfg
         self.tz = ZoneInfo(time_zone)
         self.health = health            # callables -> (name, ok, detail)
@@ -54,8 +66,9 @@ class BoardResource(Resource):
     @inlineCallbacks
     def _render(self, request):
         try:
-            summaries, live, callbacks = yield self.database.run(_board_tx, self.cfg)
-            body = self.page(summaries, live, callbacks)
+            summaries, live, callbacks, more = yield self.database.run(
+                _board_tx, self.cfg, self.callers, datetime.fromtimestamp(self.clock.seconds(), timezone.utc))
+            body = self.page(summaries, live, callbacks, more)
             status = 200
         except Exception:  # noqa: BLE001 - the wall shows that something is wrong, never a blank page
             log.failure("status board: could not read the database")
@@ -73,7 +86,8 @@ class BoardResource(Resource):
             return "-"
         return dt.astimezone(self.tz).strftime("%H:%M")
 
-    def page(self, summaries, live, callbacks) -> str:
+    def page(self, summaries, live, callbacks, more=None) -> str:
+        more = more or {}
         now = datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
         parts = [f"<h1>一呼百应 指挥调度 <small>{now.astimezone(self.tz):%Y-%m-%d %H:%M:%S}</small></h1>"]
         checks = [h() for h in self.health]
@@ -94,15 +108,26 @@ class BoardResource(Resource):
                             f"<td style='color:{colour};font-weight:bold'>{escape(STATE_WORD.get(t.state, t.state))}</td>"
                             f"<td>{escape(t.answered_by or '-')}</td><td>{escape(took)}</td>"
                             f"<td>{'催办 ' + str(steps) if steps else ''}</td></tr>")
+            full = more.get("full_texts", {}).get(s.code)
             parts.append(f"<h3>{escape(s.code)} · {escape(s.incident_ref)} · 下达 {self._local(s.sent_at)} · "
                          f"现场指挥 {escape(s.onscene_commander)}</h3><p>{escape(s.text)}</p>"
+                         + (f"<p class=full>预警全文 Full warning: {escape(full)}</p>" if full else "")
                          "<table><tr><th>队伍</th><th></th><th>状态</th><th>回复人</th><th>用时</th><th>升级</th></tr>"
                          + "".join(rows) + "</table>")
+        proposals = more.get("proposals", [])
+        if proposals:
+            parts.append(f"<h2>待确认指令 Proposals to confirm ({len(proposals)})</h2><table><tr><th>#</th>"
+                         "<th>规则</th><th>队伍</th><th>内容</th><th>确认</th></tr>" + "".join(
+                             f"<tr><td>{p['id']}</td><td>{escape(str(p['rule'] or '-'))}</td>"
+                             f"<td>{escape(p['request']['target'])}</td><td>{escape(p['request']['text'])}</td>"
+                             f"<td>yihu order confirm {p['id']}</td></tr>" for p in proposals) + "</table>")
+        histories = more.get("histories", {})
         parts.append(f"<h2>热线通话中 Hotline calls in progress ({len(live)})</h2>")
-        parts.append("<table><tr><th>线路</th><th>来电</th><th>到达</th><th>状态</th></tr>" + "".join(
+        parts.append("<table><tr><th>线路</th><th>来电</th><th>到达</th><th>状态</th><th>来电记录 History</th></tr>" + "".join(
             f"<tr><td>{escape(c.line)}</td><td>{escape(c.caller or '-')}</td>"
             f"<td>{self._local(_dt(c.arrived_at))}</td>"
-            f"<td>{'已接听 ' + escape(c.call_taker or '') if c.answered_at else ('排队' if c.queue_joined_at else '语音导航')}</td></tr>"
+            f"<td>{'已接听 ' + escape(c.call_taker or '') if c.answered_at else ('排队' if c.queue_joined_at else '语音导航')}</td>"
+            f"<td>{_history_cell(histories.get(c.call_id))}</td></tr>"
             for c in live) + "</table>")
         parts.append(f"<h2>待回拨 Call-backs ({len(callbacks)})</h2>")
         parts.append("<table><tr><th>线路</th><th>来电</th><th>时间</th><th>结果</th></tr>" + "".join(
@@ -117,6 +142,23 @@ class BoardResource(Resource):
                 "body{font-family:sans-serif;background:#fff;color:#111;margin:1em}table{border-collapse:collapse}"
                 "td,th{border:1px solid #999;padding:.2em .6em}.ok{color:#070}.bad{color:#b00;font-weight:bold}"
                 "span{margin-right:1.5em}</style></head><body>" + inner + "</body></html>")
+
+
+FLAG_WORD = {"repeat": "重复来电", "often_invalid": "多次无效"}
+
+
+def _history_cell(h) -> str:
+    """What a call-taker needs at a glance: flags first, then the counts."""
+    if not h:
+        return "-"
+    if h["withheld"]:
+        return "号码未显示 withheld"
+    flags = " ".join(f"<b class=bad>{FLAG_WORD.get(f, f)} {f}</b>" for f in h["flags"])
+    m = h["marks"]
+    text = (f"{flags} 24h {h['calls_24h']} · 30d {h['calls_30d']} · 有效 {m['valid']} / 无效 {m['invalid']}")
+    if h["nuisance"]:
+        text += f" · <b class=bad>骚扰名单 nuisance: {escape(h['nuisance']['reason'])}</b>"
+    return text
 
 
 def _dt(value):

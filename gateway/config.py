@@ -80,6 +80,8 @@ _PART_SECTIONS: dict[str, str] = {
     "ivr": "ivr.config.IvrSection",
     "sms": "sms.config.SmsConfig",
     "escalation": "gateway.escalation.config.EscalationConfig",
+    "hotline": "gateway.hotline.callers.HotlineSection",
+    "cap": "gateway.cap.config.CapSection",
 }
 
 

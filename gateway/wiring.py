@@ -122,12 +122,17 @@ def build_service(config: Config, reactor) -> Gateway:
 
     # --- hotlines --------------------------------------------------------------------------
     from gateway.hotline.service import HotlineService
-    hotline = HotlineService(reactor, db, events, link, lines=tuple(ami_cfg.lines))
+    hotline = HotlineService(reactor, db, events, link, lines=tuple(ami_cfg.lines), callers=config.hotline)
     hotline.setServiceParent(gw)
     gw.hotline = hotline
     if ami_cfg.enabled:
         CallbackService("ami", lambda: hotline.ready.addCallback(lambda _: link.startService()),
                         link.stopService).setServiceParent(gw)
+
+    # Who hears the nuisance notice at the overflow point: the list, kept in memory.
+    from ivr.nuisance_notice import NuisanceNotices
+    notices = NuisanceNotices(reactor, db, config.hotline.nuisance_refresh_s, config.hotline.nuisance_notice)
+    CallbackService("nuisance-notices", notices.start, notices.stop).setServiceParent(gw)
 
     # --- FastAGI ---------------------------------------------------------------------------
     if ivr_cfg.enabled:
@@ -146,7 +151,7 @@ def build_service(config: Config, reactor) -> Gateway:
         factory = make_fastagi_factory(reactor, sink=feedback, journal=KeypadJournal(reactor, db),
                                        orders=OrderBook(db), speech=speech,
                                        settings=MenuSettings(timeout_ms=ivr_cfg.menu_timeout_ms),
-                                       tokens=token_gate,
+                                       tokens=token_gate, nuisance_notice=notices,
                                        pins=MemberPins(db, refusals),
                                        peers=PeerGate(ivr_cfg.allowed_peers, refusals))
         gw.fastagi_factory = factory
@@ -164,7 +169,27 @@ def build_service(config: Config, reactor) -> Gateway:
     from adapters.orders_api import add_order_routes
     from adapters.hotline_api import add_hotline_routes
     add_order_routes(gw.api, db, orders, reactor)
-    add_hotline_routes(gw.api, db, config.gateway.time_zone)
+    add_hotline_routes(gw.api, db, config.gateway.time_zone, callers=config.hotline, clock=reactor,
+                       on_nuisance_change=notices.refresh)
+    # --- CAP alerts -> orders and proposals --------------------------------------------------
+    from adapters.cap_api import add_cap_routes
+    from gateway.cap.intake import CapIntake
+    from gateway.cap.signature import SignatureCheck, load_certs
+    cap_cfg = config.cap
+    intake = CapIntake(db, reactor, orders, events, cap_cfg, esc_cfg,
+                       verify=SignatureCheck(load_certs(cap_cfg.trusted_certs), cap_cfg.require_signature))
+    gw.cap_intake = intake
+    add_cap_routes(gw.api, db, intake, cap_cfg.max_bytes)
+    if cap_cfg.inbox_dir:
+        from pathlib import Path
+
+        from gateway.cap.inbox import CapInbox
+        inbox_dir = Path(cap_cfg.inbox_dir)
+        if not inbox_dir.is_absolute():
+            inbox_dir = config.data_dir / inbox_dir
+        inbox = CapInbox(reactor, intake, inbox_dir, cap_cfg.poll_s, cap_cfg.max_bytes)
+        gw.cap_inbox = inbox
+        CallbackService("cap-inbox", inbox.start, inbox.stop).setServiceParent(gw)
     gw.health_checks.append(lambda: ("ami", link.connected or not ami_cfg.enabled,
                                      "logged in" if link.connected else (link.last_error or "connecting")))
     gw.health_checks.append(lambda: ("sms", any(s.driver.healthy for s in bank.slots.values()) or not bank.slots,
@@ -174,5 +199,6 @@ def build_service(config: Config, reactor) -> Gateway:
                                          + (f" {s.driver.signal_dbm}dBm" if s.driver.signal_dbm is not None else "")
                                          for name, s in bank.slots.items())))
     from adapters.board import BoardResource
-    gw.root.putChild(b"board", BoardResource(reactor, db, esc_cfg, config.gateway.time_zone, gw.health_checks))
+    gw.root.putChild(b"board", BoardResource(reactor, db, esc_cfg, config.gateway.time_zone, gw.health_checks,
+                                             callers=config.hotline))
     return gw

@@ -15,6 +15,8 @@ from twisted.logger import Logger
 
 from gateway import metrics
 from gateway.hotline import store
+from gateway.hotline.callers import HotlineSection
+from gateway.hotline.history import CallerHistory
 from gateway.hotline.tracker import DEFAULT_CONTEXTS, DEFAULT_LINES, HotlineCall, HotlineTracker
 
 log = Logger()
@@ -45,7 +47,7 @@ class HotlineService(service.Service):
     name = "hotline"
 
     def __init__(self, reactor, db, sink, link=None, *, lines=DEFAULT_LINES,
-                 contexts=DEFAULT_CONTEXTS, clock=None, retry_max: float = 30.0):
+                 contexts=DEFAULT_CONTEXTS, clock=None, retry_max: float = 30.0, callers=None):
         self.reactor = reactor
         self.clock = clock or reactor
         self.db = db
@@ -60,6 +62,8 @@ class HotlineService(service.Service):
         self.writes = 0
         self.published = 0
         self.ready: defer.Deferred | None = None
+        # Caller history rides on the events; it is looked up after the record's COMMIT.
+        self.history = CallerHistory(self.clock, db, callers or HotlineSection(), self._check_idle)
         if link is not None:
             link.add_event_listener(self.tracker.handle)
             link.add_resync_listener(self.tracker)
@@ -109,14 +113,18 @@ class HotlineService(service.Service):
     def _written(self, _id, snap: HotlineCall, kinds: list) -> None:
         self.writes += 1
         self._failures.pop(snap.call_id, None)
+        self.history.when_known(snap, kinds, self._publish)
+        self._next(snap.call_id)
+
+    def _publish(self, snap: HotlineCall, kinds: list, history: dict | None) -> None:
         payload = call_payload(snap)
+        payload["caller_history"] = history
         for k in kinds:
             try:
                 self.sink.publish(f"hotline.{k}", payload)
                 self.published += 1
             except Exception:
                 log.failure("hotline: publishing hotline.{kind} failed", kind=k)
-        self._next(snap.call_id)
 
     def _write_failed(self, f, snap: HotlineCall, kinds: list) -> None:
         n = self._failures[snap.call_id] = self._failures.get(snap.call_id, 0) + 1
@@ -139,7 +147,7 @@ class HotlineService(service.Service):
             self._check_idle()
 
     def _check_idle(self) -> None:
-        if not self._writing and not self._dirty and self._idle_waiters:
+        if not self._writing and not self._dirty and not self.history.waiting and self._idle_waiters:
             waiters, self._idle_waiters = self._idle_waiters, []
             for d in waiters:
                 d.callback(None)

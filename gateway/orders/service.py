@@ -27,12 +27,22 @@ class OrderService:
         """Deferred[CreatedOrder], fired once the order is committed (not yet delivered)."""
         return self._lock.run(self._send, req)
 
+    def run_locked(self, fn, *args):
+        """Run ``fn(*args)`` (a Deferred-returning function that may create orders, e.g. the CAP
+        intake's unit of work) while no other order is being created: codes are never two alike."""
+        return self._lock.run(fn, *args)
+
     @defer.inlineCallbacks
     def _send(self, req: OrderRequest):
         created: CreatedOrder = yield self.db.run(store.create_order_tx, req, now(self.clock), self.cfg, self.rng)
+        self.announce(created, req)
+        return created
+
+    def announce(self, created: CreatedOrder, req: OrderRequest) -> None:
+        """After the order's COMMIT: its timers, its event, its fan-out."""
         if created.existing:
             log.info("order {code}: idempotency key seen before; not sent again", code=created.code)
-            return created
+            return
         metrics.ORDERS_CREATED.inc()
         if self.escalation is not None:
             self.escalation.schedule_many(created.timers)
@@ -42,7 +52,10 @@ class OrderService:
                                               "incident_ref": req.incident_ref, "kind": req.kind, "rule": req.rule,
                                               "onscene_commander": req.onscene_commander(),
                                               "teams": len(created.team_ids), "voice": req.voice})
+        self.resend(created.order_id, created.code)
+
+    def resend(self, order_id: int, code: str) -> None:
+        """Hand the order's queued deliveries on now (the sweep would, a little later)."""
         if self.fanout is not None:
-            self.fanout.send(created.order_id).addErrback(
-                lambda f: log.failure("order {code}: fan-out failed; the sweep retries", f, code=created.code))
-        return created
+            self.fanout.send(order_id).addErrback(
+                lambda f: log.failure("order {code}: fan-out failed; the sweep retries", f, code=code))

@@ -1,0 +1,70 @@
+"""The CAP intake: a document (from the API or the inbox directory) -> one committed unit of work
+-> events and the new order's fan-out, in that order (durable before told)."""
+from __future__ import annotations
+
+import random
+
+from sqlalchemy.exc import IntegrityError
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from gateway.cap import store
+from gateway.cap.config import CapSection
+from gateway.escalation.config import EscalationConfig
+from gateway.orders.times import now
+
+log = Logger()
+
+
+class CapIntake:
+    def __init__(self, db, clock, orders, events, cfg: CapSection, esc: EscalationConfig, verify=None,
+                 rng: random.Random | None = None):
+        self.db, self.clock, self.orders, self.events = db, clock, orders, events
+        self.cfg, self.esc, self.verify = cfg, esc, verify
+        self.rng = rng or random.SystemRandom()
+
+    def take(self, raw: bytes, source: str, truncated: bool = False) -> defer.Deferred:
+        """Deferred[store.Outcome], fired after COMMIT and after its events were published."""
+        return self.orders.run_locked(self._take, bytes(raw), source, truncated)
+
+    @defer.inlineCallbacks
+    def _take(self, raw, source, truncated):
+        try:
+            out = yield self._commit(raw, source, truncated)
+        except IntegrityError:
+            # The same alert committed at the same moment by another process: it is a duplicate now.
+            out = yield self._commit(raw, source, truncated)
+        self._after_commit(out, source)
+        return out
+
+    def _commit(self, raw, source, truncated):
+        return self.db.run(store.take_alert_tx, raw, source, now(self.clock), self.cfg, self.esc, self.rng,
+                           self.verify, truncated)
+
+    def _after_commit(self, out: store.Outcome, source: str) -> None:
+        if out.state == "refused":
+            log.warn("CAP document #{id} from {source} refused: {element}: {reason}", id=out.alert_id,
+                     source=source, element=out.element, reason=out.reason)
+        else:
+            log.info("CAP alert {key} from {source}: {state}, {action}", key=out.alert_key, source=source,
+                     state=out.state, action=out.action)
+        for created, req in out.created:
+            self.orders.announce(created, req)
+        for order_id, code in out.resend:
+            self.orders.resend(order_id, code)
+        for kind, payload in out.events:
+            try:
+                self.events.publish(kind, payload)
+            except Exception:  # noqa: BLE001 - committed already; one bad subscriber must not lose the rest
+                log.failure("CAP: publishing {kind} failed", kind=kind)
+
+    @defer.inlineCallbacks
+    def confirm(self, proposal_id: int, by: str):
+        """A dispatcher confirms a proposal: Deferred[(CreatedOrder, OrderRequest)] after COMMIT."""
+        created, req = yield self.orders.run_locked(
+            self.db.run, store.confirm_proposal_tx, proposal_id, by, now(self.clock), self.esc, self.rng)
+        self.orders.announce(created, req)
+        if not created.existing:
+            self.events.publish("order.proposal_confirmed", {"proposal_id": proposal_id, "order_code": created.code,
+                                                             "by": by})
+        return created, req
