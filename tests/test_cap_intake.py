@@ -189,6 +189,8 @@ def test_api_posts_xml_and_confirms_proposals(database):
 @pytest_twisted.inlineCallbacks
 def test_inbox_directory_takes_files_once(database, tmp_path):
     intake, bus = yield rig(database)
+    tmp_path = tmp_path / "inbox"
+    tmp_path.mkdir()
     inbox = CapInbox(reactor, intake, tmp_path, 60.0, 262144)
     (tmp_path / "done").mkdir()
     (tmp_path / "refused").mkdir()
