@@ -112,7 +112,7 @@ class BoardResource(Resource):
             parts.append(f"<h3>{escape(s.code)} · {escape(s.incident_ref)} · 下达 {self._local(s.sent_at)} · "
                          f"现场指挥 {escape(s.onscene_commander)}</h3><p>{escape(s.text)}</p>"
                          + (f"<p class=full>预警全文 Full warning: {escape(full)}</p>" if full else "")
-                         "<table><tr><th>队伍</th><th></th><th>状态</th><th>回复人</th><th>用时</th><th>升级</th></tr>"
+                         + "<table><tr><th>队伍</th><th></th><th>状态</th><th>回复人</th><th>用时</th><th>升级</th></tr>"
                          + "".join(rows) + "</table>")
         proposals = more.get("proposals", [])
         if proposals:
