@@ -176,10 +176,10 @@ def build_service(config: Config, reactor) -> Gateway:
     from gateway.cap.intake import CapIntake
     from gateway.cap.signature import SignatureCheck, load_certs
     cap_cfg = config.cap
-    intake = CapIntake(db, reactor, orders, events, cap_cfg, esc_cfg,
-                       verify=SignatureCheck(load_certs(cap_cfg.trusted_certs), cap_cfg.require_signature))
-    gw.cap_intake = intake
-    add_cap_routes(gw.api, db, intake, cap_cfg.max_bytes)
+    cap_intake = CapIntake(db, reactor, orders, events, cap_cfg, esc_cfg,
+                           verify=SignatureCheck(load_certs(cap_cfg.trusted_certs), cap_cfg.require_signature))
+    gw.cap_intake = cap_intake
+    add_cap_routes(gw.api, db, cap_intake, cap_cfg.max_bytes)
     if cap_cfg.inbox_dir:
         from pathlib import Path
 
@@ -187,7 +187,7 @@ def build_service(config: Config, reactor) -> Gateway:
         inbox_dir = Path(cap_cfg.inbox_dir)
         if not inbox_dir.is_absolute():
             inbox_dir = config.data_dir / inbox_dir
-        inbox = CapInbox(reactor, intake, inbox_dir, cap_cfg.poll_s, cap_cfg.max_bytes)
+        inbox = CapInbox(reactor, cap_intake, inbox_dir, cap_cfg.poll_s, cap_cfg.max_bytes)
         gw.cap_inbox = inbox
         CallbackService("cap-inbox", inbox.start, inbox.stop).setServiceParent(gw)
     gw.health_checks.append(lambda: ("ami", link.connected or not ami_cfg.enabled,

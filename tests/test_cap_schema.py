@@ -98,3 +98,15 @@ def test_order_text_is_cut_to_the_limit_and_the_full_text_kept():
     assert full == "\n".join([rain.info.headline, rain.info.description, rain.info.instruction])
     whole, _ = order_text(rain.info, 1000)
     assert not whole.endswith("…") and "防汛抗旱专业队做好抢险准备" in whole
+
+
+def test_rule_table_mistakes_are_named_in_the_configuration(tmp_path):
+    from gateway.config import ConfigError, load_config
+    cfg = tmp_path / "yihu.toml"
+    cfg.write_text('[[cap.rules]]\nname = "暴雨"\ntarget = "township:*"\n'
+                   '[[cap.rules]]\nname = "坏"\nseverity = ["Huge"]\n'
+                   '[[cap.rules]]\nname = "坏2"\ntarget = "region:x"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert any(p.startswith("cap.rules[1].severity: rule '坏': Huge not one of") for p in e.value.problems)
+    assert any(p.startswith("cap.rules[2]") and "region:x" in p for p in e.value.problems), e.value.problems

@@ -32,8 +32,6 @@ class CapRule:
     confirm: bool = True                    # a dispatcher confirms before anything is sent
 
     def __post_init__(self):
-        if not self.name:
-            raise ValueError("name: every rule needs a name")
         for key, allowed in (("category", CATEGORIES), ("severity", SEVERITIES), ("urgency", URGENCIES)):
             bad = [v for v in getattr(self, key) if v not in allowed]
             if bad:
@@ -67,6 +65,9 @@ class CapSection:
             raise ValueError("max_bytes (>= 1024), max_text_chars (>= 64) and text_chars (>= 20) are too small")
         from gateway.cap.signature import load_certs
         load_certs(self.trusted_certs)      # unreadable or not PEM: refused at start, naming the file
+        for i, r in enumerate(self.rules):
+            if not r.name:
+                raise ValueError(f"rules: rule {i + 1} has no name (every rule needs one)")
         names = [r.name for r in self.rules]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
