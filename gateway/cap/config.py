@@ -56,7 +56,7 @@ class CapSection:
     max_bytes: int = 262144               # a larger document is refused unread
     max_text_chars: int = 16384           # an element with more text is refused, named
     text_chars: int = 120                 # the order text is cut to this (the full text is on the board)
-    rules: list[CapRule] = field(default_factory=list)
+    rules: list[CapRule] = field(default_factory=list)   # the rule table: the first matching rule decides
 
     def __post_init__(self):
         if self.poll_s <= 0:
