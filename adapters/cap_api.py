@@ -3,7 +3,8 @@
 Scopes (wired at merge with the API keys work): dispatch for the POSTs, read for the GETs.
 
     POST /cap                        dispatch  a CAP 1.2 XML document as the body (any content type);
-                                               201 taken (accepted or duplicate), 422 refused (element and reason)
+                                               201 accepted, 200 a duplicate of one taken before,
+                                               422 refused (element and reason)
     GET  /cap/alerts                 read      the latest 100 documents and what became of each
     GET  /cap/alerts/{id}            read      one document, raw text included
     GET  /proposals                  read      pending proposals (rules with confirm = true)
@@ -14,6 +15,7 @@ from __future__ import annotations
 from adapters.api import ApiError, Router, require
 from gateway.cap import store
 from gateway.cap.store import ProposalError
+from gateway.orders.store import NoTeams
 
 
 def _id(raw: str, what: str) -> int:
@@ -30,7 +32,7 @@ def add_cap_routes(router: Router, database, intake, max_bytes: int) -> None:
             if out.state == "refused":
                 raise ApiError(422, f"CAP alert refused: {out.element}: {out.reason}", alert_id=out.alert_id,
                                element=out.element, reason=out.reason)
-            return 201, out.as_dict()
+            return (200 if out.state == "duplicate" else 201), out.as_dict()
         return intake.take(req.body, f"api:{client}"[:200], truncated=req.truncated).addCallback(done)
 
     def alerts(req):                                                  # scope: read
@@ -63,6 +65,8 @@ def add_cap_routes(router: Router, database, intake, max_bytes: int) -> None:
         def failed(f):
             if f.check(ProposalError):
                 raise ApiError(409, f.getErrorMessage())
+            if f.check(NoTeams):
+                raise ApiError(422, f"proposal {pid}: {f.getErrorMessage()}")
             if f.check(LookupError):
                 raise ApiError(404, f.getErrorMessage().strip("'\""))
             return f

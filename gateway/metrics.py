@@ -52,3 +52,9 @@ ESCALATION_LATENESS = Histogram("yihu_escalation_lateness_seconds", "How late an
 # --- trust boundaries --------------------------------------------------------------------------
 AUTH_REFUSED = Counter("yihu_auth_refused_total", "Refused requests by reason (API key, FastAGI peer, "
                        "order-call token, feedback-line PIN)", ["reason"])
+
+# --- CAP intake and caller history -----------------------------------------------------------------
+CAP_DOCUMENTS = Counter("yihu_cap_documents_total", "CAP documents taken in, by what became of them",
+                        ["state", "action"])
+CALLER_HISTORY_LATE = Counter("yihu_caller_history_late_total",
+                              "Hotline calls whose events went out without the caller history (lookup late or failed)")

@@ -176,6 +176,8 @@ def test_api_posts_xml_and_confirms_proposals(database):
         # the Cancel closes the order the confirmed proposal became
         status, body = yield call("POST", f"{base}/cap", data=RAIN[2])
         assert status == 201 and body["action"] == "order_closed" and body["order_code"] == code
+        status, body = yield call("POST", f"{base}/cap", data=RAIN[2])
+        assert status == 200 and body["state"] == "duplicate" and body["order_code"] == code
         status, body = yield call("POST", f"{base}/cap", data=b"<alert>")
         assert status == 422 and body["element"].startswith("/") and "not well-formed" in body["reason"]
         status, body = yield call("POST", f"{base}/cap", data=RAIN[0] + b" " * 9000)

@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from gateway import metrics
 from gateway.cap import store
 from gateway.cap.config import CapSection
 from gateway.escalation.config import EscalationConfig
@@ -42,6 +43,7 @@ class CapIntake:
                            self.verify, truncated)
 
     def _after_commit(self, out: store.Outcome, source: str) -> None:
+        metrics.CAP_DOCUMENTS.labels(out.state, out.action or "none").inc()
         if out.state == "refused":
             log.warn("CAP document #{id} from {source} refused: {element}: {reason}", id=out.alert_id,
                      source=source, element=out.element, reason=out.reason)

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 from twisted.logger import Logger
 
+from gateway import metrics
 from gateway.hotline import callers
 
 log = Logger()
@@ -57,6 +58,8 @@ class CallerHistory:
         timer = self._timers.pop(cid, None)
         if timer is not None and timer.active():
             timer.cancel()
+        if problem and cid in self._queued:
+            metrics.CALLER_HISTORY_LATE.inc()
         if problem == "late":
             log.warn("hotline call {cid}: caller history not ready after {s:g} s; events go on without it",
                      cid=cid, s=self.cfg.history_wait_s)
