@@ -5,16 +5,19 @@ import datetime
 from pathlib import Path
 
 import pytest
+import pytest_twisted
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from lxml import etree
 from signxml import XMLSigner
+from sqlalchemy import select
 
 from gateway.cap.config import CapSection
 from gateway.cap.document import CapRefused, parse
 from gateway.cap.signature import SignatureCheck, load_certs
+from gateway.storage.schema import cap_alerts
 
 RAIN = (Path(__file__).resolve().parent / "cap" / "zh_rainstorm_alert.xml").read_bytes()
 
@@ -90,3 +93,32 @@ def test_unreadable_trusted_certs_are_refused_in_the_configuration(tmp_path):
     (tmp_path / "junk.pem").write_text("hello")
     with pytest.raises(ValueError, match="not a PEM certificate"):
         load_certs([str(tmp_path / "junk.pem")])
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_intake_records_the_signature_and_refuses_a_forged_alert(database, weather_office):
+    from twisted.internet import reactor
+
+    from adapters.events import EventBus
+    from gateway.cap.config import CapRule
+    from gateway.cap.intake import CapIntake
+    from gateway.escalation.config import EscalationConfig
+    from gateway.orders.service import OrderService
+    from gateway.directory.roster import read_roster
+    from gateway.directory.store import import_roster
+    yield database.run(import_roster, read_roster(Path(__file__).resolve().parent.parent / "deploy" / "examples"
+                                                  / "roster.yaml"), source="t", actor="test")
+    bus = EventBus(reactor)
+    intake = CapIntake(database, reactor, OrderService(database, reactor, None, None, bus), bus,
+                       CapSection(rules=[CapRule(name="暴雨", event=["暴雨"], target="township:*")]),
+                       EscalationConfig(), verify=SignatureCheck([("office.pem", weather_office[1].decode())]))
+    signed = sign(RAIN, weather_office)
+    forged = signed.replace("白塔镇、田市镇</areaDesc>".encode(), "全县</areaDesc>".encode())
+    bad = yield intake.take(forged, "api:t")
+    assert (bad.state, bad.element) == ("refused", "/alert/Signature")
+    good = yield intake.take(signed, "api:t")
+    assert (good.state, good.signature, good.action) == ("accepted", "verified", "proposal")
+    rows = yield database.run(lambda c: c.execute(select(cap_alerts.c.state, cap_alerts.c.signature, cap_alerts.c.raw)
+                                                  .order_by(cap_alerts.c.id)).all())
+    assert [(r.state, r.signature) for r in rows] == [("refused", None), ("accepted", "verified")]
+    assert rows[0].raw == forged
