@@ -2,11 +2,11 @@
 reactor, on a migrated database."""
 import argparse
 import random
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, insert, select
 
 from gateway.cap.config import CapRule, CapSection
 from gateway.cap.store import take_alert_tx
@@ -16,7 +16,7 @@ from gateway.escalation.config import EscalationConfig
 from gateway.hotline.callers import HotlineSection
 from gateway.hotline.cli import add_hotline_commands
 from gateway.orders.cli import add_order_commands
-from gateway.storage.schema import audit_log, orders
+from gateway.storage.schema import audit_log, hotline_calls, orders
 
 HERE = Path(__file__).resolve().parent
 ROSTER = HERE.parent / "deploy" / "examples" / "roster.yaml"
@@ -59,6 +59,13 @@ def test_confirm_a_proposal_from_the_command_line(migrated_url, capsys):
 
 
 def test_nuisance_caller_and_month_figures_from_the_command_line(migrated_url, capsys):
+    eng = create_engine(migrated_url)
+    with eng.begin() as c:
+        at = datetime.now(timezone.utc) - timedelta(hours=2)
+        c.execute(insert(hotline_calls).values(call_id="c1", line="119", caller="13905761111", arrived_at=at,
+                                               outcome="abandoned_queue", valid=False, category="prank",
+                                               updated_at=at))
+    eng.dispose()
     assert run(migrated_url, "hotline", "nuisance", "add", "13905761111", "--reason", "谎报", "--by", "王",
                "--days", "7", "--notice") == 0
     assert "calls still go to the call-takers" in capsys.readouterr().out
@@ -66,7 +73,8 @@ def test_nuisance_caller_and_month_figures_from_the_command_line(migrated_url, c
     assert "13905761111" in capsys.readouterr().out
     assert run(migrated_url, "hotline", "caller", "13905761111") == 0
     out = capsys.readouterr().out
-    assert "0 call(s) in 24 h" in out and "on the nuisance list: 谎报" in out
+    assert "1 call(s) in 24 h" in out and "on the nuisance list: 谎报" in out
+    assert "line 119 abandoned_queue" in out and "invalid: prank 1" in out
     assert run(migrated_url, "hotline", "nuisance", "remove", "13905761111", "--by", "李") == 0
     assert run(migrated_url, "hotline", "nuisance", "remove", "13905761111", "--by", "李") == 2
     capsys.readouterr()

@@ -92,6 +92,8 @@ def test_rainstorm_alert_update_cancel_create_update_close_the_order(database):
                       .where(order_teams.c.order_id == order.id, escalation_steps.c.state == "pending"))
     assert pending[0][0] == 0
     assert kinds(bus)[-1] == "order.closed"
+    for e in bus.recent:                      # the event stream and webhooks serialise them as they are
+        json.dumps(e.as_dict())
 
 
 @pytest_twisted.inlineCallbacks

@@ -2,6 +2,7 @@
 show its history, and its call reaches the queue as fast as a first-time caller's.  The history
 lookup is off the call's path: held back on purpose, the call's record is still written at
 every stage, and only the events wait for it (at most hotline.history_wait_s)."""
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -122,6 +123,7 @@ def test_a_flagged_caller_is_shown_and_queued_as_fast_as_anyone(pbx, database):
         assert (h["calls_24h"], h["calls_30d"], h["flags"]) == (2, 4, ["repeat", "often_invalid"])
         assert h["marks"]["invalid_categories"] == {"prank": 2, "silent": 1} and h["nuisance"]["reason"] == "多次谎报"
         assert events_of(sink, other)[0][1]["caller_history"]["flags"] == []
+        json.dumps(payload)                     # as the event stream and webhooks serialise it: plain JSON
         # while both ring, the wall shows the flagged one's history
         yield wait_for(reactor, lambda: database.run_sync(get_call, flagged.info["linkedid"])["queue_joined_at"],
                        5, what="the flagged call in the queue")

@@ -78,14 +78,21 @@ def history_tx(conn, number: str | None, at: datetime, cfg: HotlineSection = Hot
     last = None
     if earlier:
         r = earlier[0]
-        last = {"call_id": r.call_id, "line": r.line, "arrived_at": _utc(r.arrived_at), "outcome": r.outcome,
+        last = {"call_id": r.call_id, "line": r.line, "arrived_at": _iso(r.arrived_at), "outcome": r.outcome,
                 "valid": r.valid, "category": r.category}
     flag = ",".join(flags) or None
     if mark_call and call_id is not None:
         conn.execute(update(T).where(T.c.call_id == call_id).values(caller_flag=flag))
+    entry = nuisance.active_entry(conn, number, at)
+    if entry is not None:
+        entry = {k: _iso(v) if isinstance(v, datetime) else v for k, v in entry.items()}
+    # Plain JSON types only: the history rides on events that the stream and webhooks serialise as is.
     return {"number": number, "withheld": False, "calls_24h": calls_24h, "calls_30d": len(earlier),
-            "marks": marks, "last": last, "flags": flags, "flag": flag,
-            "nuisance": nuisance.active_entry(conn, number, at)}
+            "marks": marks, "last": last, "flags": flags, "flag": flag, "nuisance": entry}
+
+
+def _iso(v) -> str | None:
+    return None if v is None else _utc(v).isoformat()
 
 
 def _utc(v):

@@ -223,7 +223,7 @@ def cmd_caller(args) -> int:
     if m["invalid_categories"]:
         print("  invalid: " + ", ".join(f"{k} {v}" for k, v in sorted(m["invalid_categories"].items())))
     if h["last"]:
-        print(f"  last call: {_local(h['last']['arrived_at'], DEFAULT_TZ)} line {h['last']['line']} "
+        print(f"  last call: {_local(datetime.fromisoformat(h['last']['arrived_at']), DEFAULT_TZ)} line {h['last']['line']} "
               f"{h['last']['outcome'] or 'live'}")
     print(f"  flag: {h['flag'] or '-'}")
     if h["nuisance"]:
