@@ -110,3 +110,15 @@ def test_rule_table_mistakes_are_named_in_the_configuration(tmp_path):
         load_config(cfg)
     assert any(p.startswith("cap.rules[1].severity: rule '坏': Huge not one of") for p in e.value.problems)
     assert any(p.startswith("cap.rules[2]") and "region:x" in p for p in e.value.problems), e.value.problems
+
+
+def test_the_readme_rule_table_example_is_a_valid_configuration(tmp_path):
+    from gateway.config import load_config
+    readme = (HERE.parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```toml\n[cap]\n", 1)[1].split("```", 1)[0]
+    # the certificate file of the example does not exist here; everything else is taken as written
+    body = "[cap]\n" + "\n".join(line for line in block.splitlines() if not line.startswith("trusted_certs"))
+    (tmp_path / "yihu.toml").write_text(body, encoding="utf-8")
+    cap = load_config(tmp_path / "yihu.toml").cap
+    assert [r.name for r in cap.rules] == ["暴雨红色预警", "地质灾害"]
+    assert cap.rules[0].target == "township:*" and cap.rules[1].confirm is True
