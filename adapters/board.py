@@ -30,7 +30,7 @@ STATE_COLOUR = {"sent": "#b00", "delivered": "#c60", "received": "#c90", "assemb
                 "arrived": "#08a", "finished": "#070", "unreachable": "#b00", "declined": "#b00"}
 
 
-def _board_tx(conn, cfg, callers_cfg=None, now=None, limit: int = 20):
+def _board_tx(conn, cfg, callers_cfg=None, now=None, time_zone: str = "Asia/Shanghai", limit: int = 20):
     rows = conn.execute(select(orders_table.c.id, orders_table.c.code).where(orders_table.c.state == "open")
                         .order_by(orders_table.c.created_at.desc()).limit(limit)).all()
     summaries = [s for s in (load_summary_tx(conn, r.code, cfg) for r in rows) if s is not None]
@@ -45,7 +45,9 @@ def _board_tx(conn, cfg, callers_cfg=None, now=None, limit: int = 20):
     full = cap_store.full_texts_tx(conn, [r.id for r in rows])
     full_by_code = {r.code: full[r.id] for r in rows if r.id in full}
     proposals = cap_store.pending_proposals_tx(conn)
-    return summaries, live, callbacks, {"histories": histories, "full_texts": full_by_code, "proposals": proposals}
+    today = hotline_store.line_figures(conn, now.astimezone(ZoneInfo(time_zone)).date(), time_zone)
+    return summaries, live, callbacks, {"histories": histories, "full_texts": full_by_code, "proposals": proposals,
+                                        "today": today}
 
 
 class BoardResource(Resource):
@@ -67,7 +69,8 @@ class BoardResource(Resource):
     def _render(self, request):
         try:
             summaries, live, callbacks, more = yield self.database.run(
-                _board_tx, self.cfg, self.callers, datetime.fromtimestamp(self.clock.seconds(), timezone.utc))
+                _board_tx, self.cfg, self.callers, datetime.fromtimestamp(self.clock.seconds(), timezone.utc),
+                self.tz.key)
             body = self.page(summaries, live, callbacks, more)
             status = 200
         except Exception:  # noqa: BLE001 - the wall shows that something is wrong, never a blank page
@@ -129,6 +132,13 @@ class BoardResource(Resource):
             f"<td>{'已接听 ' + escape(c.call_taker or '') if c.answered_at else ('排队' if c.queue_joined_at else '语音导航')}</td>"
             f"<td>{_history_cell(histories.get(c.call_id))}</td></tr>"
             for c in live) + "</table>")
+        today = more.get("today")
+        if today:
+            parts.append("<h2>今日热线 Hotlines today</h2><table><tr><th>线路</th><th>来电</th><th>有效率 valid</th>"
+                         "<th>标记来电占比 flagged</th></tr>" + "".join(
+                             f"<tr><td>{escape(line)}</td><td>{f['calls']}</td><td>{_pct(f['valid_rate'])}</td>"
+                             f"<td>{_pct(f['flagged_share'])}</td></tr>" for line, f in sorted(today.items()))
+                         + "</table>")
         parts.append(f"<h2>待回拨 Call-backs ({len(callbacks)})</h2>")
         parts.append("<table><tr><th>线路</th><th>来电</th><th>时间</th><th>结果</th></tr>" + "".join(
             f"<tr><td>{escape(str(c.get('line')))}</td><td>{escape(str(c.get('caller') or '-'))}</td>"
@@ -142,6 +152,10 @@ class BoardResource(Resource):
                 "body{font-family:sans-serif;background:#fff;color:#111;margin:1em}table{border-collapse:collapse}"
                 "td,th{border:1px solid #999;padding:.2em .6em}.ok{color:#070}.bad{color:#b00;font-weight:bold}"
                 "span{margin-right:1.5em}</style></head><body>" + inner + "</body></html>")
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
 
 
 FLAG_WORD = {"repeat": "重复来电", "often_invalid": "多次无效"}

@@ -130,6 +130,7 @@ def test_a_flagged_caller_is_shown_and_queued_as_fast_as_anyone(pbx, database):
         html = yield board_html(database)
         assert FLAGGED in html and "重复来电 repeat" in html and "多次无效 often_invalid" in html
         assert "骚扰名单 nuisance: 多次谎报" in html
+        assert "今日热线 Hotlines today" in html and "标记来电占比 flagged" in html
         yield bounded(defer.gatherResults([flagged.ended, other.ended]))
         yield wait_for(reactor, lambda: all(events_of(sink, c)[-1][0] == "hotline.ended" for c in (flagged, other)),
                        5, what="hotline.ended")
