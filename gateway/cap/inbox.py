@@ -5,6 +5,10 @@ files are never read.  Each file is taken in through the intake (committed with 
 then moved to done/ or refused/ beside it, so the directory shows what is still to do.  A crash
 between the commit and the move takes the file again: the second copy is a duplicate and makes
 no second order.
+
+Files are listed and read on the reactor thread: a local directory listing and a read capped at
+cap.max_bytes (256 KiB by default) take well under a millisecond; everything heavier (parsing,
+schema, signature, the database) runs in the intake's unit of work in the database pool.
 """
 from __future__ import annotations
 
