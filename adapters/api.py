@@ -1,10 +1,12 @@
 """The REST/JSON API that dispatch software calls, under /api/v1.
 
-Small on purpose: a route table of (method, pattern) -> handler; handlers return a Deferred of
-(status, body).  Every error is JSON with a message that names what was wrong; a request body is
-limited in size and must be a JSON object.  A POST that creates something answers only after
-the database committed it (durable before acknowledged), and honours Idempotency-Key so that a
-dispatch client that retries after a timeout does not create a second order.
+A route table of declared operations (adapters/contract.py): each names the scope it needs and
+the fields it accepts; the same declarations validate every request and write /openapi.json.
+Handlers return a Deferred of (status, body).  Every error is JSON naming what was wrong and
+which field.  A POST must be `application/json` (so a web page cannot send one cross-origin
+without a preflight, which is never granted), its body a JSON object within the route's size.
+A POST that creates something answers only after the database committed it (durable before
+acknowledged).  A `read` key sees phone numbers masked to their last four digits.
 """
 from __future__ import annotations
 
@@ -12,15 +14,21 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
+from urllib.parse import unquote
 
-from twisted.internet.defer import maybeDeferred
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from adapters.apikeys import Principal
+from adapters.contract import Invalid, Route, check_object
+from adapters.masking import mask_phones
+
 log = Logger()
 
 MAX_BODY = 64 * 1024
+PREFIX = "/api/v1"
 
 
 class ApiError(Exception):
@@ -34,10 +42,16 @@ class ApiRequest:
     method: str
     path: str
     params: dict[str, str]           # from the path pattern
-    query: dict[str, str]
-    body: Any                        # a JSON object, or bytes for a raw-body route
+    query: dict[str, Any]
+    body: Any
     headers: dict[str, str]
-    truncated: bool = False          # raw-body route: the body was longer than its limit
+    principal: Principal
+    truncated: bool = False          # raw-body route: the body was longer than its limit (max_body)
+
+    @property
+    def actor(self) -> str:
+        """The author of whatever this request changes: the API key's name, never the body's word."""
+        return self.principal.actor
 
 
 Handler = Callable[[ApiRequest], Any]
@@ -45,91 +59,153 @@ Handler = Callable[[ApiRequest], Any]
 
 class Router:
     def __init__(self):
-        self.routes: list[tuple[str, re.Pattern, Handler]] = []
-        self.raw_limits: dict[Handler, int] = {}
+        self.routes: list[tuple[re.Pattern, Route]] = []
 
-    def add(self, method: str, pattern: str, handler: Handler, raw_body: int | None = None) -> None:
-        """raw_body=N: the handler gets the body as bytes (at most N; `truncated` says if longer),
-        for documents that are not JSON (CAP XML)."""
+    def add(self, method: str, pattern: str, handler: Handler, *, scope: str = "read", summary: str = "",
+            **declared) -> Route:
+        route = Route(method, PREFIX + pattern, scope, summary or handler.__doc__ or "", handler, **declared)
         regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "$"
-        if raw_body is not None:
-            self.raw_limits[handler] = raw_body
-        self.routes.append((method, re.compile(regex), handler))
+        self.routes.append((re.compile(regex), route))
+        return route
 
-    def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         allowed = []
-        for m, regex, handler in self.routes:
+        for regex, route in self.routes:
             found = regex.match(path)
             if found:
-                if m == method:
-                    return handler, found.groupdict()
-                allowed.append(m)
+                if route.method == method or (method == "HEAD" and route.method == "GET"):
+                    return route, {k: unquote(v) for k, v in found.groupdict().items()}
+                allowed.append(route.method)
         if allowed:
-            raise ApiError(405, f"{method} not allowed on {path}", allowed=sorted(set(allowed)))
-        raise ApiError(404, f"no such resource: {path}")
+            raise ApiError(405, f"{method} not allowed on {PREFIX}{path}", field="method",
+                           allowed=sorted(set(allowed)))
+        raise ApiError(404, f"no such resource: {PREFIX}{path}", field="path")
+
+    def declared(self) -> list[Route]:
+        return [route for _, route in self.routes]
+
+
+def is_database_outage(failure) -> bool:
+    """The database is unreachable or too slow: 503, the client may retry."""
+    from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
+    from twisted.internet.defer import TimeoutError as DeferredTimeout
+    if failure.check(OperationalError, PoolTimeout, DeferredTimeout):
+        return True
+    return bool(failure.check(DBAPIError)) and bool(getattr(failure.value, "connection_invalidated", False))
+
+
+def write_json(request, status: int, body: Any, headers: dict[bytes, bytes] | None = None) -> None:
+    if request.finished or getattr(request, "_disconnected", False):
+        return
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json; charset=utf-8")
+    request.setHeader(b"cache-control", b"no-store")
+    for k, v in (headers or {}).items():
+        request.setHeader(k, v)
+    request.write(json.dumps(body, ensure_ascii=False, default=_json_default).encode())
+    request.finish()
+
+
+def reply_failure(request, f, what: str) -> None:
+    """An ApiError as its JSON; a database outage as 503; anything else as a logged 500."""
+    if f.check(ApiError):
+        e = f.value
+        headers = {b"retry-after": str(e.detail["retry_after"]).encode()} if "retry_after" in e.detail else None
+        write_json(request, e.status, {"error": e.message, **e.detail}, headers)
+    elif is_database_outage(f):
+        log.error("{what}: database unavailable: {err}", what=what, err=f.getErrorMessage())
+        write_json(request, 503, {"error": "the database is unavailable; retry shortly", "field": "database"},
+                   {b"retry-after": b"5"})
+    else:
+        log.failure("{what} failed", f, what=what)
+        write_json(request, 500, {"error": "internal error; the gateway log names it", "field": "server"})
 
 
 class ApiResource(Resource):
     isLeaf = True
 
-    def __init__(self, router: Router, prefix: str = "/api/v1"):
+    def __init__(self, router: Router, auth, prefix: str = PREFIX):
         super().__init__()
-        self.router, self.prefix = router, prefix
+        self.router, self.auth, self.prefix = router, auth, prefix
 
     def render(self, request):
         method = request.method.decode("ascii", "replace")
         path = request.path.decode("utf-8", "replace")
         if path.startswith(self.prefix):
             path = path[len(self.prefix):] or "/"
-        d = maybeDeferred(self._handle, request, method, path)
+        d = defer.maybeDeferred(self._handle, request, method, path)
 
         def ok(result):
-            status, body = result
-            self._reply(request, status, body)
-
-        def failed(f):
-            if f.check(ApiError):
-                e = f.value
-                self._reply(request, e.status, {"error": e.message, **e.detail})
-            else:
-                log.failure("API {method} {path} failed", f, method=method, path=path)
-                self._reply(request, 500, {"error": "internal error; the gateway log names it"})
-        d.addCallbacks(ok, failed)
+            route_status, body = result
+            write_json(request, route_status, body)
+        d.addCallbacks(ok, lambda f: reply_failure(request, f, f"API {method} {path}"))
         d.addErrback(lambda f: log.failure("API reply failed", f))
         return NOT_DONE_YET
 
+    @defer.inlineCallbacks
     def _handle(self, request, method, path):
-        handler, params = self.router.match(method, path)
-        body = None
-        truncated = False
-        raw_limit = self.router.raw_limits.get(handler)
-        if raw_limit is not None:
-            body = request.content.read(raw_limit + 1) if request.content else b""
-            truncated = len(body) > raw_limit
-            body = body[:raw_limit]
-        elif method in ("POST", "PUT", "PATCH"):
-            raw = request.content.read(MAX_BODY + 1) if request.content else b""
-            if len(raw) > MAX_BODY:
-                raise ApiError(413, f"request body over {MAX_BODY} bytes")
-            try:
-                body = json.loads(raw.decode("utf-8")) if raw.strip() else {}
-            except (UnicodeDecodeError, ValueError) as e:
-                raise ApiError(400, f"request body is not JSON: {e}") from None
-            if not isinstance(body, dict):
-                raise ApiError(400, "request body must be a JSON object")
-        query = {k.decode("utf-8", "replace"): v[-1].decode("utf-8", "replace") for k, v in request.args.items()}
+        route, params = self.router.match(method, path)
+        principal = yield self.auth.check(request, route.scope)
+        try:
+            params = check_object(route.params, params)
+            query = check_object(route.query, {k.decode("utf-8", "replace"): v[-1].decode("utf-8", "replace")
+                                               for k, v in request.args.items()})
+            truncated = False
+            if route.raw_body:
+                body, truncated = read_raw_body(request, route)
+            else:
+                body = read_body(request, route) if route.body is not None else None
+        except Invalid as e:
+            raise ApiError(422, f"{e.field}: {e.message}", field=e.field) from None
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in request.requestHeaders.getAllRawHeaders() for v in v}
-        return handler(ApiRequest(method, path, params, query, body, headers, truncated))
+                   for k, vs in request.requestHeaders.getAllRawHeaders() for v in vs}
+        status, answer = yield route.handler(ApiRequest(method, path, params, query, body, headers, principal, truncated))
+        return status, (answer if principal.sees_full_numbers else mask_phones(answer))
 
-    @staticmethod
-    def _reply(request, status: int, body: Any) -> None:
-        if request.finished or request._disconnected:
-            return
-        request.setResponseCode(status)
-        request.setHeader(b"content-type", b"application/json; charset=utf-8")
-        request.write(json.dumps(body, ensure_ascii=False, default=_json_default).encode())
-        request.finish()
+
+def read_body(request, route: Route) -> dict:
+    """The request's JSON object, checked against the route's declared fields."""
+    ctype = (request.getHeader(b"content-type") or b"").decode("latin-1").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise ApiError(415, f"a POST body must be application/json, got {ctype or 'no Content-Type'}",
+                       field="Content-Type")
+    raw = request.content.read(route.max_body + 1) if request.content else b""
+    if len(raw) > route.max_body:
+        raise ApiError(413, f"request body over {route.max_body} bytes", field="body")
+    try:
+        body = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates,
+                          parse_constant=_no_constant) if raw.strip() else {}
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ApiError(400, f"request body is not JSON: {e}", field="body") from None
+    except Invalid as e:
+        raise ApiError(422, f"{e.field}: {e.message}", field=e.field) from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "request body must be a JSON object", field="body")
+    return check_object(route.body, body)
+
+
+def read_raw_body(request, route: Route) -> tuple[bytes, bool]:
+    """A document that is not JSON (CAP XML), as bytes: at most `route.max_body` of them, and
+    whether there were more (the handler keeps what came and refuses it, naming the limit)."""
+    ctype = (request.getHeader(b"content-type") or b"").decode("latin-1").split(";")[0].strip().lower()
+    if ctype not in route.raw_body:
+        raise ApiError(415, f"the body must be one of {', '.join(route.raw_body)}, got {ctype or 'no Content-Type'}",
+                       field="Content-Type")
+    raw = request.content.read(route.max_body + 1) if request.content else b""
+    return raw[:route.max_body], len(raw) > route.max_body
+
+
+def _no_duplicates(pairs):
+    seen = {}
+    for k, v in pairs:
+        if k in seen:
+            raise Invalid(k, "given twice")
+        seen[k] = v
+    return seen
+
+
+def _no_constant(name):
+    raise Invalid("body", f"{name} is not a JSON number")
 
 
 def _json_default(value):
@@ -141,11 +217,5 @@ def _json_default(value):
     return str(value)
 
 
-def require(body: dict, key: str, kind: type | tuple, what: str | None = None):
-    """A required field of the right JSON type, or a 400 naming it."""
-    if key not in body:
-        raise ApiError(400, f"missing field: {key}")
-    value = body[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ApiError(400, f"field {key} must be {what or getattr(kind, '__name__', kind)}")
-    return value
+def refuse(status: int, field_name: str, message: str, **detail) -> ApiError:
+    return ApiError(status, f"{field_name}: {message}" if status == 422 else message, field=field_name, **detail)

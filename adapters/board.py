@@ -13,9 +13,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
-from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from adapters.http import JsonResource
+from adapters.masking import mask_number
 from gateway.cap import store as cap_store
 from gateway.hotline import store as hotline_store
 from gateway.hotline.callers import HotlineSection, history_tx
@@ -50,7 +51,13 @@ def _board_tx(conn, cfg, callers_cfg=None, now=None, time_zone: str = "Asia/Shan
                                         "today": today}
 
 
-class BoardResource(Resource):
+def _sees_full_numbers(request) -> bool:
+    """Only a dispatch (or admin) key sees whole numbers; the wall's read key gets the last four."""
+    principal = getattr(request, "principal", None)
+    return principal is not None and principal.sees_full_numbers
+
+
+class BoardResource(JsonResource):
     isLeaf = True
 
     def __init__(self, clock, database, esc_cfg, time_zone: str, health=(), refresh_s: int = 5, callers=None):
@@ -71,7 +78,7 @@ class BoardResource(Resource):
             summaries, live, callbacks, more = yield self.database.run(
                 _board_tx, self.cfg, self.callers, datetime.fromtimestamp(self.clock.seconds(), timezone.utc),
                 self.tz.key)
-            body = self.page(summaries, live, callbacks, more)
+            body = self.page(summaries, live, callbacks, more, full_numbers=_sees_full_numbers(request))
             status = 200
         except Exception:  # noqa: BLE001 - the wall shows that something is wrong, never a blank page
             log.failure("status board: could not read the database")
@@ -89,8 +96,11 @@ class BoardResource(Resource):
             return "-"
         return dt.astimezone(self.tz).strftime("%H:%M")
 
-    def page(self, summaries, live, callbacks, more=None) -> str:
+    def page(self, summaries, live, callbacks, more=None, full_numbers: bool = False) -> str:
         more = more or {}
+
+        def number(n):
+            return (n if full_numbers else mask_number(n)) or "-"
         now = datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
         parts = [f"<h1>一呼百应 指挥调度 <small>{now.astimezone(self.tz):%Y-%m-%d %H:%M:%S}</small></h1>"]
         checks = [h() for h in self.health]
@@ -127,7 +137,7 @@ class BoardResource(Resource):
         histories = more.get("histories", {})
         parts.append(f"<h2>热线通话中 Hotline calls in progress ({len(live)})</h2>")
         parts.append("<table><tr><th>线路</th><th>来电</th><th>到达</th><th>状态</th><th>来电记录 History</th></tr>" + "".join(
-            f"<tr><td>{escape(c.line)}</td><td>{escape(c.caller or '-')}</td>"
+            f"<tr><td>{escape(c.line)}</td><td>{escape(number(c.caller))}</td>"
             f"<td>{self._local(_dt(c.arrived_at))}</td>"
             f"<td>{'已接听 ' + escape(c.call_taker or '') if c.answered_at else ('排队' if c.queue_joined_at else '语音导航')}</td>"
             f"<td>{_history_cell(histories.get(c.call_id))}</td></tr>"
@@ -141,7 +151,7 @@ class BoardResource(Resource):
                          + "</table>")
         parts.append(f"<h2>待回拨 Call-backs ({len(callbacks)})</h2>")
         parts.append("<table><tr><th>线路</th><th>来电</th><th>时间</th><th>结果</th></tr>" + "".join(
-            f"<tr><td>{escape(str(c.get('line')))}</td><td>{escape(str(c.get('caller') or '-'))}</td>"
+            f"<tr><td>{escape(str(c.get('line')))}</td><td>{escape(number(c.get('caller')))}</td>"
             f"<td>{self._local(c.get('arrived_at'))}</td><td>{escape(str(c.get('outcome')))}</td></tr>"
             for c in callbacks) + "</table>")
         return self._wrap("\n".join(parts))

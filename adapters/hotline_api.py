@@ -2,27 +2,47 @@
 
     GET  /hotline/calls[?day=YYYY-MM-DD&line=110&outcome=...]   calls of a local day
     GET  /hotline/calls/{call_id}
-    POST /hotline/calls/{call_id}/mark      {"valid": true, "category": "...", "by": "..."}
-    GET  /hotline/callbacks                  abandoned calls still to call back
-    POST /hotline/callbacks/{call_id}/done   {"by": "..."}
+    POST /hotline/calls/{call_id}/mark      {"valid": true, "category": "..."}
+    GET  /hotline/callbacks                  unanswered calls (abandoned or cut off) to call back
+    POST /hotline/callbacks/{call_id}/done   {}
     GET  /hotline/figures[?day=YYYY-MM-DD|month=YYYY-MM]  per line: calls, answered, abandoned, valid,
                                              mean/p90 to answer, valid-call rate, share from flagged numbers
     GET  /hotline/callers/{number}           read      the number's history and flags
-    GET  /hotline/nuisance[?all=1]           read      the nuisance list
-    POST /hotline/nuisance                   dispatch  {"number", "reason", "by", "days"?, "notice"?}
-    POST /hotline/nuisance/{number}/remove   dispatch  {"by"}
-The nuisance list never blocks a call: it changes what call-takers see, nothing else.
+    GET  /hotline/nuisance[?all=true]        read      the nuisance list
+    POST /hotline/nuisance                   dispatch  {"number", "reason", "days"?, "notice"?}
+    POST /hotline/nuisance/{number}/remove   dispatch  {}
+
+Who marked a call, called back, or changed the nuisance list is the API key's name, never a word
+of the body.  The nuisance list never blocks a call: it changes what call-takers see, nothing else.
 """
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from adapters.api import ApiError, Router, require
+from adapters.api import ApiError, Router
+from adapters.contract import Field, Response, text
 from gateway.hotline import callers as caller_history, nuisance, store
 
 LINES = ("110", "119", "122")
 OUTCOMES = ("answered", "abandoned_ivr", "abandoned_queue", "failed", "live")
+
+CALL_ID = text("call_id", 64, "the Asterisk Linkedid of the caller's channel", required=True, not_blank=True)
+DAY = Field("day", "string", "a local day (gateway.time_zone), YYYY-MM-DD; default today", fmt="date",
+            pattern=r"^\d{4}-\d{2}-\d{2}$")
+MARK_BODY = (Field("valid", "boolean", "a real emergency (true) or not (false)", required=True),
+             text("category", 80, "e.g. 火警, 交通事故, 误拨", required=True, not_blank=True))
+NUMBER = text("number", 40, "a phone number as the caller ID shows it", required=True, not_blank=True)
+MAX_NUISANCE_DAYS = 3650
+NUISANCE_BODY = (text("number", 40, "the phone number", required=True, not_blank=True),
+                 text("reason", 200, "why it is listed (shown to call-takers)", required=True, not_blank=True),
+                 Field("days", "integer", f"how long it stays listed, 1 to {MAX_NUISANCE_DAYS}; omit: until removed"),
+                 Field("notice", "boolean", "play the recorded notice while the caller waits in the queue"))
+HISTORY = {"type": "object", "required": ["withheld", "flags"],
+           "properties": {"withheld": {"type": "boolean"}, "flags": {"type": "array"}}}
+CALL = {"type": "object", "required": ["call_id", "line"],
+        "properties": {"call_id": {"type": "string"}, "line": {"type": "string"},
+                       "caller": {"type": ["string", "null"]}}}
 
 
 def add_hotline_routes(router: Router, database, time_zone: str, callers=None, clock=None,
@@ -40,21 +60,25 @@ def add_hotline_routes(router: Router, database, time_zone: str, callers=None, c
         try:
             return date.fromisoformat(raw)
         except ValueError:
-            raise ApiError(400, f"day must be YYYY-MM-DD, got {raw!r}") from None
+            raise ApiError(422, f"day: must be a date YYYY-MM-DD, got {raw!r}", field="day") from None
 
     def _translate(f):
         if f.check(LookupError):
-            raise ApiError(404, f.getErrorMessage().strip("'\""))
+            raise ApiError(404, f.getErrorMessage().strip("'\""), field="call_id")
         if f.check(ValueError):
-            raise ApiError(400, f.getErrorMessage())
+            raise ApiError(422, f.getErrorMessage(), field="call_id")
+        return f
+
+    def _nuisance_refused(f):
+        if f.check(LookupError):
+            raise ApiError(404, f.getErrorMessage().strip("'\""), field="number")
+        if f.check(ValueError):
+            msg = f.getErrorMessage()
+            raise ApiError(422, msg, field="reason" if "reason" in msg else "number")
         return f
 
     def calls(req):
         line, outcome = req.query.get("line"), req.query.get("outcome")
-        if line and line not in LINES:
-            raise ApiError(400, f"line must be one of {', '.join(LINES)}")
-        if outcome and outcome not in OUTCOMES:
-            raise ApiError(400, f"outcome must be one of {', '.join(OUTCOMES)}")
         day = _day(req)
         return database.run(store.list_calls, day=day, tz=time_zone, line=line, outcome=outcome, limit=1000) \
             .addCallback(lambda rows: (200, {"day": day.isoformat(), "calls": rows}))
@@ -64,24 +88,20 @@ def add_hotline_routes(router: Router, database, time_zone: str, callers=None, c
 
         def done(row):
             if row is None:
-                raise ApiError(404, f"no hotline call {cid}")
+                raise ApiError(404, f"no hotline call {cid}", field="call_id")
             return 200, row
         return database.run(store.get_call, cid).addCallback(done)
 
     def mark(req):
         b = req.body
-        valid = require(b, "valid", bool, "true or false")
-        category = require(b, "category", str, "text")
-        by = require(b, "by", str, "the call-taker's name")
-        return database.run(store.mark_call, req.params["call_id"], valid, category, by) \
+        return database.run(store.mark_call, req.params["call_id"], b["valid"], b["category"], req.actor) \
             .addCallbacks(lambda row: (200, row), _translate)
 
     def callbacks(req):
         return database.run(store.callback_list).addCallback(lambda rows: (200, {"callbacks": rows}))
 
     def callback_done(req):
-        by = require(req.body, "by", str, "who called back")
-        return database.run(store.mark_callback, req.params["call_id"], by) \
+        return database.run(store.mark_callback, req.params["call_id"], req.actor) \
             .addCallbacks(lambda row: (200, row), _translate)
 
     def figures(req):
@@ -91,19 +111,19 @@ def add_hotline_routes(router: Router, database, time_zone: str, callers=None, c
                 y, m = (int(x) for x in month.split("-"))
                 date(y, m, 1)
             except ValueError:
-                raise ApiError(400, f"month must be YYYY-MM, got {month!r}") from None
+                raise ApiError(422, f"month: must be a month YYYY-MM, got {month!r}", field="month") from None
             return database.run(store.month_figures, y, m, time_zone) \
                 .addCallback(lambda figs: (200, {"month": month, "time_zone": time_zone, "lines": figs}))
         day = _day(req)
         return database.run(store.line_figures, day, time_zone) \
             .addCallback(lambda figs: (200, {"day": day.isoformat(), "time_zone": time_zone, "lines": figs}))
 
-    def caller(req):                                                   # scope: read
+    def caller(req):
         return database.run(caller_history.history_tx, req.params["number"], _now(), callers_cfg) \
             .addCallback(lambda h: (200, h))
 
-    def nuisance_list(req):                                            # scope: read
-        all_ = req.query.get("all") in ("1", "true", "yes")
+    def nuisance_list(req):
+        all_ = req.query.get("all") == "true"
         return database.run(nuisance.listing, _now(), all_).addCallback(lambda rows: (200, {"numbers": rows}))
 
     def _changed(result):
@@ -111,36 +131,52 @@ def add_hotline_routes(router: Router, database, time_zone: str, callers=None, c
             on_nuisance_change()
         return result
 
-    def nuisance_add(req):                                             # scope: dispatch
+    def nuisance_add(req):
         b = req.body
-        number = require(b, "number", str, "the phone number")
-        reason = require(b, "reason", str, "text")
-        by = require(b, "by", str, "the dispatcher's name")
         days = b.get("days")
-        if days is not None and (isinstance(days, bool) or not isinstance(days, (int, float)) or days <= 0):
-            raise ApiError(400, "field days must be a positive number (omit it: until removed)")
-        notice = b.get("notice", False)
-        if not isinstance(notice, bool):
-            raise ApiError(400, "field notice must be true or false")
+        if days is not None and not 1 <= days <= MAX_NUISANCE_DAYS:
+            raise ApiError(422, f"days: from 1 to {MAX_NUISANCE_DAYS} (omit it: until removed), got {days}",
+                           field="days")
         now = _now()
         expires = now + timedelta(days=days) if days else None
-        return database.run(nuisance.add, number, reason, f"api:{by}", now, expires, notice) \
-            .addCallbacks(lambda e: (201, e), _translate).addCallback(_changed)
+        return database.run(nuisance.add, b["number"], b["reason"], req.actor, now, expires, b.get("notice", False)) \
+            .addCallbacks(lambda e: (201, e), _nuisance_refused).addCallback(_changed)
 
-    def nuisance_remove(req):                                          # scope: dispatch
-        by = require(req.body, "by", str, "the dispatcher's name")
+    def nuisance_remove(req):
         number = req.params["number"]
-        return database.run(nuisance.remove, number, f"api:{by}", _now()) \
-            .addCallbacks(lambda n: (200, {"number": nuisance.number_key(number), "removed": n}), _translate) \
+        return database.run(nuisance.remove, number, req.actor, _now()) \
+            .addCallbacks(lambda n: (200, {"number": nuisance.number_key(number), "removed": n}), _nuisance_refused) \
             .addCallback(_changed)
 
-    router.add("GET", "/hotline/calls", calls)
-    router.add("GET", "/hotline/calls/{call_id}", one)
-    router.add("POST", "/hotline/calls/{call_id}/mark", mark)
-    router.add("GET", "/hotline/callbacks", callbacks)
-    router.add("POST", "/hotline/callbacks/{call_id}/done", callback_done)
-    router.add("GET", "/hotline/figures", figures)                             # scope: read
-    router.add("GET", "/hotline/callers/{number}", caller)                     # scope: read
-    router.add("GET", "/hotline/nuisance", nuisance_list)                      # scope: read
-    router.add("POST", "/hotline/nuisance", nuisance_add)                      # scope: dispatch
-    router.add("POST", "/hotline/nuisance/{number}/remove", nuisance_remove)   # scope: dispatch
+    listed = {"type": "object", "required": ["day"], "properties": {"day": {"type": "string"}}}
+    router.add("GET", "/hotline/calls", calls, summary="hotline calls of a local day",
+               query=(DAY, Field("line", "string", "one hotline", enum=LINES),
+                      Field("outcome", "string", "answered, abandoned in the IVR or queue, failed, or still live",
+                            enum=OUTCOMES)),
+               ok={200: Response("the calls", listed)})
+    router.add("GET", "/hotline/calls/{call_id}", one, summary="one hotline call", params=(CALL_ID,),
+               ok={200: Response("the call", CALL)})
+    router.add("POST", "/hotline/calls/{call_id}/mark", mark, scope="dispatch", params=(CALL_ID,), body=MARK_BODY,
+               summary="mark a call valid or not, with a category (the key's name is recorded as who marked it)",
+               ok={200: Response("the call as marked", CALL)})
+    router.add("GET", "/hotline/callbacks", callbacks, summary="abandoned calls still to be called back",
+               ok={200: Response("the list", {"type": "object", "required": ["callbacks"]})})
+    router.add("POST", "/hotline/callbacks/{call_id}/done", callback_done, scope="dispatch", params=(CALL_ID,),
+               body=(), summary="take a call off the call-back list (the key's name is recorded)",
+               ok={200: Response("the call", CALL)})
+    router.add("GET", "/hotline/figures", figures, summary="per line: calls, answered, abandoned, valid, mean "
+               "and p90 time to answer, valid-call rate and share of calls from flagged numbers; of a day or a month",
+               query=(DAY, Field("month", "string", "a month, YYYY-MM (instead of day)", pattern=r"^\d{4}-\d{2}$")),
+               ok={200: Response("the figures", {"type": "object", "required": ["lines"]})})
+    router.add("GET", "/hotline/callers/{number}", caller, summary="a number's caller history: calls in 24 h and "
+               "30 days, how they were marked, the last one, flags and any nuisance entry", params=(NUMBER,),
+               ok={200: Response("the history", HISTORY)})
+    router.add("GET", "/hotline/nuisance", nuisance_list, summary="the nuisance list (active entries; all=true: "
+               "also expired and removed ones)", query=(Field("all", "string", "true: every entry", enum=("true", "false")),),
+               ok={200: Response("the list", {"type": "object", "required": ["numbers"]})})
+    router.add("POST", "/hotline/nuisance", nuisance_add, scope="dispatch", body=NUISANCE_BODY,
+               summary="put a number on the nuisance list (never blocks a call; the key's name is recorded)",
+               ok={201: Response("the entry", {"type": "object", "required": ["number"]})})
+    router.add("POST", "/hotline/nuisance/{number}/remove", nuisance_remove, scope="dispatch", params=(NUMBER,),
+               body=(), summary="take a number off the nuisance list (the key's name is recorded)",
+               ok={200: Response("how many entries were closed", {"type": "object", "required": ["number"]})})

@@ -5,6 +5,9 @@
     yihu db upgrade|downgrade|current   schema migrations
     yihu directory import FILE          import a roster (CSV or YAML), all or nothing
     yihu directory show                 teams with their commanders
+    yihu apikey create|list|revoke      keys for the HTTP API (read, dispatch, admin)
+    yihu prompts build [--out DIR]      render the Mandarin voice prompts (espeak-ng + sox)
+    yihu webhook add|list|remove        webhook subscribers besides webhooks.urls
 
 Exit status 2, with one line per problem and no traceback, for a bad configuration, an
 unreachable database or a refused roster.
@@ -78,6 +81,7 @@ def cmd_run(args) -> int:
     from gateway.logs import start_logging
     start_logging(cfg.log.format, cfg.log.level)
     _open_database(cfg)
+    check_http_trust(cfg)
     if args.roster:
         _seed_roster(cfg, args.roster)
     from twisted.internet import reactor
@@ -94,6 +98,23 @@ def cmd_run(args) -> int:
     # services (flushing what they accepted) before the database pool drains.
     reactor.run()
     return 0
+
+
+def check_http_trust(cfg: Config) -> None:
+    """Off loopback, the API is only ever behind keys: no key defined, no start."""
+    from adapters.apikeys import any_active_key_tx
+    from adapters.auth import is_loopback
+    from gateway.storage import Database
+    if is_loopback(cfg.http.interface):
+        return
+    db = Database(None, cfg.database_url)
+    try:
+        if db.run_sync(any_active_key_tx):
+            return
+    finally:
+        db.engine.dispose()
+    raise Fatal(f"http.interface {cfg.http.interface} is not loopback and no API key is defined; make one first: "
+                "yihu apikey create --name NAME --scope admin")
 
 
 def _seed_roster(cfg: Config, path: str) -> None:
@@ -186,6 +207,42 @@ def cmd_directory_show(args) -> int:
     return 0
 
 
+def _keys_db(args):
+    from gateway.storage import Database
+    return Database(None, _open_database(_load(args)))
+
+
+def cmd_apikey(args) -> int:
+    from datetime import datetime, timezone
+
+    from adapters.apikeys import ApiKeyError, create_key_tx, list_keys_tx, revoke_key_tx
+    db = _keys_db(args)
+    now, actor = datetime.now(timezone.utc), f"cli:{_user()}"
+    try:
+        if args.apikey_command == "create":
+            key = db.run_sync(create_key_tx, args.name, args.scope, now, actor)
+            print(f"API key {args.name!r} (scope {args.scope}) created. It is shown once, here; only its hash "
+                  "is kept. Send it as: Authorization: Bearer KEY", file=sys.stderr)
+            print(key)
+        elif args.apikey_command == "revoke":
+            db.run_sync(revoke_key_tx, args.name, now, actor)
+            print(f"API key {args.name!r} revoked")
+        else:
+            rows = db.run_sync(list_keys_tx)
+            if not rows:
+                print("no API keys (yihu apikey create --name NAME --scope read|dispatch|admin)")
+            for r in rows:
+                def when(t):
+                    return t.isoformat(timespec="seconds") if t else "never"
+                print(f"{r['name']:<24} {r['scope']:<8} created {when(r['created_at'])}  last used "
+                      f"{when(r['last_used_at'])}" + (f"  REVOKED {when(r['revoked_at'])}" if r["revoked_at"] else ""))
+    except ApiKeyError as e:
+        raise Fatal(str(e)) from None
+    finally:
+        db.engine.dispose()
+    return 0
+
+
 def _user() -> str:
     return os.environ.get("SUDO_USER") or os.environ.get("USER") or "unknown"
 
@@ -225,8 +282,21 @@ def build_parser() -> argparse.ArgumentParser:
     imp.set_defaults(func=cmd_directory_import)
     dsub.add_parser("show", parents=[common], help="teams with their commanders").set_defaults(func=cmd_directory_show)
 
+    k = sub.add_parser("apikey", help="keys for the HTTP API: create (printed once), list, revoke")
+    ksub = k.add_subparsers(dest="apikey_command", required=True, metavar="ACTION")
+    kc = ksub.add_parser("create", parents=[common], help="make a key; it is printed once, on the last line")
+    kc.add_argument("--name", required=True, help="who uses it; recorded as the author of what it does")
+    kc.add_argument("--scope", required=True, choices=("read", "dispatch", "admin"))
+    kc.set_defaults(func=cmd_apikey)
+    ksub.add_parser("list", parents=[common], help="name, scope, created, last used (never the key)") \
+        .set_defaults(func=cmd_apikey)
+    kr = ksub.add_parser("revoke", parents=[common], help="revoke a key at once")
+    kr.add_argument("name")
+    kr.set_defaults(func=cmd_apikey)
+
     for module, fn in (("gateway.orders.cli", "add_order_commands"), ("gateway.hotline.cli", "add_hotline_commands"),
-                       ("gateway.ami.cli", "add_ami_commands")):
+                       ("gateway.ami.cli", "add_ami_commands"), ("ivr.prompts.cli", "add_prompt_commands"),
+                       ("adapters.webhook_cli", "add_webhook_commands")):
         try:
             mod = __import__(module, fromlist=[fn])
         except ImportError:

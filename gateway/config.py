@@ -54,6 +54,25 @@ class EmbeddedSection:
 class HttpSection:
     interface: str = "127.0.0.1"           # where /health, /metrics, /board and the API listen
     port: int = 8080                       # 0: any free port
+    tls_cert: str = ""                     # PEM certificate (chain) file: serve HTTPS; empty: plain HTTP
+    tls_key: str = ""                      # PEM private key file of tls_cert (empty: in tls_cert)
+    refusal_burst: int = 20                # refused requests (bad key, low scope) a peer may make per window
+    refusal_window_s: float = 60.0         # past the burst the peer gets 429 until its window ends
+
+    def __post_init__(self):
+        if self.tls_key and not self.tls_cert:
+            raise ValueError("tls_key is set but tls_cert is not")
+        if self.refusal_burst < 1 or self.refusal_window_s <= 0:
+            raise ValueError("refusal_burst must be 1 or more and refusal_window_s above 0")
+
+
+@dataclass(frozen=True)
+class OrdersSection:
+    max_sms_parts: int = 8                 # an order whose SMS needs more parts is refused at creation
+
+    def __post_init__(self):
+        if not 1 <= self.max_sms_parts <= 255:
+            raise ValueError(f"max_sms_parts must be 1-255, got {self.max_sms_parts}")
 
 
 @dataclass(frozen=True)
@@ -65,7 +84,7 @@ class LogSection:
 def _sections() -> dict[str, type]:
     """Section name -> dataclass.  Parts register here; imported lazily to keep start-up light."""
     sections: dict[str, type] = {"gateway": GatewaySection, "http": HttpSection, "log": LogSection,
-                                 "embedded": EmbeddedSection}
+                                 "embedded": EmbeddedSection, "orders": OrdersSection}
     for name, dotted in _PART_SECTIONS.items():
         module, _, cls = dotted.rpartition(".")
         mod = __import__(module, fromlist=[cls])
@@ -75,6 +94,7 @@ def _sections() -> dict[str, type]:
 
 # Sections whose dataclass lives with the part it configures.
 _PART_SECTIONS: dict[str, str] = {
+    "events": "adapters.events.EventsSection",
     "webhooks": "adapters.webhooks.WebhookSection",
     "ami": "gateway.ami.config.AmiSection",
     "ivr": "ivr.config.IvrSection",
@@ -211,6 +231,10 @@ def _check_values(cfg: Config, problems: list[str]) -> None:
     http = cfg.sections["http"]
     if not 0 <= http.port <= 65535:
         problems.append(f"http.port: must be 0-65535, got {http.port}")
+    for key in ("tls_cert", "tls_key"):
+        path = getattr(http, key)
+        if path and not os.access(path, os.R_OK):
+            problems.append(f"http.{key}: cannot read {path}")
     gw = cfg.sections["gateway"]
     try:
         from zoneinfo import ZoneInfo

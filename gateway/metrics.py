@@ -23,6 +23,9 @@ SMS_MODEM_QUEUE = Gauge("yihu_sms_modem_queue_depth", "Segments assigned to a mo
 SMS_MODEM_SIGNAL_DBM = Gauge("yihu_sms_modem_signal_dbm", "Modem signal strength (from +CSQ)", ["modem"])
 SMS_MODEM_STATE = Gauge("yihu_sms_modem_state", "1 for the modem's current state", ["modem", "state"])
 SMS_INBOUND = Counter("yihu_sms_inbound_total", "SMS received and committed", ["modem"])
+MODEM_UNSOLICITED = Counter("yihu_modem_unsolicited_total",
+                            "Unsolicited result codes from the modems, by prefix (CMTI, CTZV, QUSIM, NWTIME, ...; "
+                            "'other' when it has none or too many kinds were seen)", ["kind"])
 
 # --- AMI and hotlines -------------------------------------------------------------------------
 AMI_CONNECTED = Gauge("yihu_ami_connected", "1 while the AMI link is logged in")
@@ -38,6 +41,9 @@ HOTLINE_ANSWER_SECONDS = Histogram("yihu_hotline_answer_seconds", "Arrival to an
 AGI_SESSIONS = Counter("yihu_agi_sessions_total", "FastAGI sessions by script", ["script"])
 AGI_ACTIVE = Gauge("yihu_agi_sessions_active", "FastAGI sessions in progress")
 AGI_ERRORS = Counter("yihu_agi_errors_total", "FastAGI sessions that ended in error", ["script"])
+AGI_PROMPTS_UNPLAYABLE = Counter("yihu_agi_prompts_unplayable_total",
+                                 "Prompts Asterisk could not play (result=-1 on a live channel: "
+                                 "file missing or unreadable)", ["script", "prompt"])
 ORDER_CALLS = Counter("yihu_order_calls_total", "Voice order calls by outcome", ["outcome"])
 
 # --- orders, feedback, escalation -------------------------------------------------------------
@@ -56,5 +62,16 @@ AUTH_REFUSED = Counter("yihu_auth_refused_total", "Refused requests by reason (A
 # --- CAP intake and caller history -----------------------------------------------------------------
 CAP_DOCUMENTS = Counter("yihu_cap_documents_total", "CAP documents taken in, by what became of them",
                         ["state", "action"])
-CALLER_HISTORY_LATE = Counter("yihu_caller_history_late_total",
-                              "Hotline calls whose events went out without the caller history (lookup late or failed)")
+CALLER_HISTORY_FAILED = Counter("yihu_caller_history_failures_total",
+                                "Hotline calls whose caller-history lookup failed (the call went on without it)")
+
+# --- the event log and webhooks ------------------------------------------------------------------
+EVENTS_HEAD = Gauge("yihu_events_head", "The last event id handed to the event stream and webhooks")
+EVENTS_HELD_SECONDS = Gauge("yihu_events_held_seconds",
+                            "How long the log's next event has waited for an older open transaction")
+EVENTS_SWEPT = Counter("yihu_events_swept_total", "Events deleted by the retention sweep")
+WEBHOOK_SENT = Counter("yihu_webhook_sent_total", "Events delivered to a webhook", ["target"])
+WEBHOOK_FAILED = Counter("yihu_webhook_failures_total", "Failed webhook POSTs (retried)", ["target"])
+WEBHOOK_BACKLOG = Gauge("yihu_webhook_backlog", "Events in the log not yet delivered to a webhook", ["target"])
+WEBHOOK_DEAD_LETTERS = Counter("yihu_webhook_dead_letters_total",
+                               "Events given up for a webhook after webhooks.dead_letter_after_s", ["target"])

@@ -75,35 +75,55 @@ class Gateway(service.MultiService):
         threads = gw.db_threads or None
         self.database = Database(reactor, config.database_url, threads=threads)
         DatabaseService(self.database).setServiceParent(self)
-        from adapters.events import EventBus
+        from adapters.events import EventsService, EventTail, RetentionSweep
         from adapters.http import build_site
         from adapters.stream import EventStreamResource
         from adapters.webhooks import Webhooks
-        self.events = EventBus(reactor, node=gw.node_name)
-        self.webhooks = Webhooks(reactor, self.events, config.webhooks)
+        # The event log's live end, its retention and the webhooks: started after the database.
+        self.events = EventTail(reactor, self.database, config.events)
+        self.webhooks = Webhooks(reactor, self.database, self.events, config.webhooks)
+        EventsService(self.events, RetentionSweep(reactor, self.database, config.events),
+                      self.webhooks).setServiceParent(self)
         self.health_checks: list = []
         site, self.root = build_site(reactor, self.database, gw.node_name, reactor.seconds(), self.health_checks)
-        self.root.putChild(b"events", EventStreamResource(self.events, reactor))
         from adapters.api import ApiResource, Router
+        from adapters.auth import Authenticator, RefusalBrake, api_is_open
         from adapters.directory_api import add_directory_routes
+        from adapters.http import Guarded, OpenApiResource, http_endpoint_description
+        http = config.http
+        self.api_open = api_is_open(config)
+        self.auth = Authenticator(reactor, self.database, open_access=self.api_open,
+                                  brake=RefusalBrake(reactor, http.refusal_burst, http.refusal_window_s))
+        secure = bool(http.tls_cert)
+        self.root.putChild(b"events", Guarded(EventStreamResource(self.events, reactor), self.auth, cookie=True,
+                                              secure=secure))
         self.api = Router()
         add_directory_routes(self.api, self.database)
-        self.root.putChild(b"api", ApiResource(self.api))
-        http = config.http
-        endpoint = serverFromString(reactor, f"tcp:{http.port}:interface={http.interface}")
+        self.root.putChild(b"api", ApiResource(self.api, self.auth))
+        self.root.putChild(b"openapi.json", Guarded(OpenApiResource(self.api), self.auth))
+        self.health_checks.append(lambda: ("api", True, "OPEN: embedded default on loopback, no API key needed"
+                                           if self.api_open else "API keys required"))
+        endpoint = serverFromString(reactor, http_endpoint_description(http.interface, http.port, http.tls_cert,
+                                                                       http.tls_key))
         self.http_service = ListeningService(endpoint, site, "http")
+
+    def guard_board(self, board):
+        """The wall board behind a read key, taken once as ?key= and kept in a cookie."""
+        from adapters.http import Guarded
+        return Guarded(board, self.auth, cookie=True, query_key=True, secure=bool(self.config.http.tls_cert))
 
     def startService(self):
         # The HTTP port opens last so /health is never green before the parts are up.
         if self.http_service.parent is None:
             self.http_service.setServiceParent(self)
         super().startService()
-        log.info("Yihu gateway {node} started; HTTP on {iface}:{port}", node=self.config.gateway.node_name,
-                 iface=self.config.http.interface, port=self.config.http.port)
+        http = self.config.http
+        log.info("Yihu gateway {node} started; {scheme} on {iface}:{port}; {access}",
+                 node=self.config.gateway.node_name, scheme="HTTPS" if http.tls_cert else "HTTP",
+                 iface=http.interface, port=http.port,
+                 access="API OPEN without a key (embedded default on loopback)" if self.api_open
+                 else "API keys required")
 
-    def stopService(self):
-        self.webhooks.stop()
-        return super().stopService()
 
 
 def build_gateway(config: Config, reactor) -> Gateway:

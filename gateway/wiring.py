@@ -46,7 +46,7 @@ class CallbackService(service.Service):
 
 def build_service(config: Config, reactor) -> Gateway:
     gw = build_gateway(config, reactor)
-    db, events = gw.database, gw.events
+    db = gw.database
     embedded = config.gateway.embedded
 
     # --- the domain's collaborators --------------------------------------------------------
@@ -109,11 +109,11 @@ def build_service(config: Config, reactor) -> Gateway:
                          tokens=call_tokens)
 
     # --- orders, feedback, escalation ------------------------------------------------------
-    escalation = EscalationEngine(db, reactor, bank, caller, events, esc_cfg)
-    feedback = FeedbackEngine(db, bank, events, escalation, esc_cfg)
+    escalation = EscalationEngine(db, reactor, bank, caller, esc_cfg)
+    feedback = FeedbackEngine(db, bank, escalation, esc_cfg)
     bank.inbound.sink = feedback
     fanout = FanOut(db, reactor, bank, caller, esc_cfg)
-    orders = OrderService(db, reactor, fanout, escalation, events, esc_cfg)
+    orders = OrderService(db, reactor, fanout, escalation, esc_cfg)
     gw.orders, gw.feedback, gw.escalation, gw.fanout = orders, feedback, escalation, fanout
 
     CallbackService("sms-bank", bank.start, bank.stop).setServiceParent(gw)
@@ -122,7 +122,7 @@ def build_service(config: Config, reactor) -> Gateway:
 
     # --- hotlines --------------------------------------------------------------------------
     from gateway.hotline.service import HotlineService
-    hotline = HotlineService(reactor, db, events, link, lines=tuple(ami_cfg.lines), callers=config.hotline)
+    hotline = HotlineService(reactor, db, link, lines=tuple(ami_cfg.lines), callers=config.hotline)
     hotline.setServiceParent(gw)
     gw.hotline = hotline
     if ami_cfg.enabled:
@@ -168,7 +168,8 @@ def build_service(config: Config, reactor) -> Gateway:
     # --- the API routes of the parts -------------------------------------------------------
     from adapters.orders_api import add_order_routes
     from adapters.hotline_api import add_hotline_routes
-    add_order_routes(gw.api, db, orders, reactor)
+    add_order_routes(gw.api, db, orders, reactor, max_sms_parts=config.orders.max_sms_parts,
+                     ref_bits=sms_cfg.concat_ref_bits)
     add_hotline_routes(gw.api, db, config.gateway.time_zone, callers=config.hotline, clock=reactor,
                        on_nuisance_change=notices.refresh)
     # --- CAP alerts -> orders and proposals --------------------------------------------------
@@ -176,7 +177,7 @@ def build_service(config: Config, reactor) -> Gateway:
     from gateway.cap.intake import CapIntake
     from gateway.cap.signature import SignatureCheck, load_certs
     cap_cfg = config.cap
-    cap_intake = CapIntake(db, reactor, orders, events, cap_cfg, esc_cfg,
+    cap_intake = CapIntake(db, reactor, orders, cap_cfg, esc_cfg,
                            verify=SignatureCheck(load_certs(cap_cfg.trusted_certs), cap_cfg.require_signature))
     gw.cap_intake = cap_intake
     add_cap_routes(gw.api, db, cap_intake, cap_cfg.max_bytes)
@@ -199,6 +200,6 @@ def build_service(config: Config, reactor) -> Gateway:
                                          + (f" {s.driver.signal_dbm}dBm" if s.driver.signal_dbm is not None else "")
                                          for name, s in bank.slots.items())))
     from adapters.board import BoardResource
-    gw.root.putChild(b"board", BoardResource(reactor, db, esc_cfg, config.gateway.time_zone, gw.health_checks,
-                                             callers=config.hotline))
+    gw.root.putChild(b"board", gw.guard_board(BoardResource(reactor, db, esc_cfg, config.gateway.time_zone,
+                                                             gw.health_checks, callers=config.hotline)))
     return gw

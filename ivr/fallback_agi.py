@@ -48,6 +48,28 @@ def spool_answer(spool_dir: str, record: dict) -> str:
     return name
 
 
+def _play(agi, name: str, escape: str = "") -> str:
+    """STREAM FILE; pyst2 raises on any result=-1, but a missing file answers -1 on a live
+    channel (no HANGUP line): that prompt is skipped.  A caller really gone fails the next
+    command (HANGUP, then 511), which pyst2 does raise on."""
+    from asterisk.agi import AGIAppError
+    try:
+        return agi.stream_file(name, escape)
+    except AGIAppError:
+        print(f"yihu fallback: prompt {name} could not be played", file=sys.stderr)
+        return ""
+
+
+def _menu(agi, name: str, timeout_ms: int) -> str:
+    """GET DATA for one key; where its prompt cannot be played, the key is still read."""
+    from asterisk.agi import AGIAppError
+    try:
+        return agi.get_data(name, timeout_ms, 1)[:1]
+    except AGIAppError:
+        print(f"yihu fallback: menu {name} could not be played", file=sys.stderr)
+        return agi.wait_for_digit(timeout_ms)
+
+
 def order_call(agi, spool_dir: str, *, menu_timeout_ms: int = 5000) -> str:
     from asterisk.agi import AGIException
     env = agi.env
@@ -58,7 +80,7 @@ def order_call(agi, spool_dir: str, *, menu_timeout_ms: int = 5000) -> str:
         agi.answer()
         code = agi.get_variable("ORDER_CODE") or ""
         if not re.fullmatch(r"[0-9A-Za-z]{1,8}", code):
-            agi.stream_file(sound("system_error"))
+            _play(agi, sound("system_error"))
             agi.hangup()
             return "error"
         # The call's one-time token goes into the record: the gateway checks it on intake, so a
@@ -70,22 +92,22 @@ def order_call(agi, spool_dir: str, *, menu_timeout_ms: int = 5000) -> str:
         no_input = plays = 0
         while no_input < 2 and plays < 4:
             plays += 1
-            digit = (agi.stream_file(sound("order_intro"), ANSWER_KEYS) or agi.say_digits(code, ANSWER_KEYS)
-                     or agi.get_data(menu, menu_timeout_ms, 1)[:1])
+            digit = (_play(agi, sound("order_intro"), ANSWER_KEYS) or agi.say_digits(code, ANSWER_KEYS)
+                     or _menu(agi, menu, menu_timeout_ms))
             if digit == "0":
                 continue
             if digit in STATUS_BY_DIGIT:
                 record.update(digits=digit, spooled_at=time.time())
                 spool_answer(spool_dir, record)          # durable before it is confirmed
-                agi.stream_file(sound("recorded"))
-                agi.stream_file(sound(STATUS_PROMPT[STATUS_BY_DIGIT[digit]]))
-                agi.stream_file(sound("goodbye"))
+                _play(agi, sound("recorded"))
+                _play(agi, sound(STATUS_PROMPT[STATUS_BY_DIGIT[digit]]))
+                _play(agi, sound("goodbye"))
                 agi.hangup()
                 return "recorded"
             no_input += 1
         record.update(note="no answer: no key pressed", spooled_at=time.time())
         spool_answer(spool_dir, record)
-        agi.stream_file(sound("no_input_goodbye"))
+        _play(agi, sound("no_input_goodbye"))
         agi.hangup()
         return "no_answer"
     except AGIException:

@@ -20,7 +20,7 @@ log = Logger()
 
 
 class OrderSpeech:
-    def __init__(self, reactor, cache_dir: str | os.PathLike, *, voice: str = "cmn",
+    def __init__(self, reactor, cache_dir: str | os.PathLike, *, voice: str = "cmn-latn-pinyin",
                  espeak: str | None = None, sox: str | None = None, timeout: float = 20.0):
         self.reactor = reactor
         self.cache_dir = Path(cache_dir)

@@ -3,7 +3,10 @@
 What real modems do, and what this layer therefore handles (TS 27.005 / 27.007):
 - unsolicited result codes (+CMTI, +CDS with its PDU line, RING, ^RSSI, RDY, ...) arrive at any
   time, including between the information lines of another command's response; they are
-  dispatched at once and never taken for (or lost in) that response;
+  dispatched at once and never taken for (or lost in) that response.  A "+", "^" or "*" line
+  that is not the answer of the command in flight (+CTZV, ^NWTIME, +QUSIM, *PSUTTZ: makes send
+  many we cannot list) is unsolicited too; the PDU after +CDS:/+CMT: is the next line shaped
+  like one, not merely the next line;
 - the SMS prompt is "> " with no line end;
 - a response can come after our timeout: a late "+CMGS: <mr>" is still reported;
 - after a reboot the modem echoes commands again: echoes are recognised and reported;
@@ -19,13 +22,15 @@ from typing import Callable
 from twisted.internet import defer, protocol
 from twisted.logger import Logger
 
-from sms.atparse import parse_cmgs
+from sms.atparse import parse_cmgs, pdu_shape
 
 log = Logger()
 
 CTRL_Z = b"\x1a"
 ESC = b"\x1b"
 MAX_LINE = 4096
+# lines an unsolicited +CDS:/+CMT: waits for its PDU while other unsolicited lines come between
+MAX_PDU_WAIT = 3
 
 FINAL_OK = {"OK"}
 FINAL_ERRORS = {"ERROR", "NO CARRIER", "NO DIALTONE", "BUSY", "NO ANSWER", "COMMAND NOT SUPPORT",
@@ -128,6 +133,7 @@ class ATSession(protocol.Protocol):
         self._current: _Command | None = None
         self._awaiting_prompt = False
         self._pending_urc: str | None = None    # +CDS:/+CMT: waiting for its PDU line
+        self._pending_skips = 0                 # lines that came in between
         self._zombie: _Command | None = None    # timed-out command whose answer may still come
         self.connected = False
         self.garbage_count = 0
@@ -302,9 +308,17 @@ class ATSession(protocol.Protocol):
 
     def _line(self, line: str):
         if self._pending_urc is not None:
-            urc, self._pending_urc = self._pending_urc, None
-            self._dispatch_urc(urc, line)
-            return
+            urc = self._pending_urc
+            if pdu_shape(line, _announced_length(urc)):
+                self._pending_urc, self._pending_skips = None, 0
+                self._dispatch_urc(urc, line)
+                return
+            self._pending_skips += 1
+            if self._pending_skips > MAX_PDU_WAIT:
+                self._pending_urc, self._pending_skips = None, 0
+                log.warn("{modem}: {urc} came without its PDU", modem=self.name, urc=urc)
+                self._dispatch_urc(urc, "")       # kept as a garbage record, not silently dropped
+            # otherwise: an unsolicited line between the header and its PDU, handled as any other
         upper = line.upper()
         cmd = self._current
         # echo (after a reboot the modem echoes again)
@@ -322,7 +336,9 @@ class ATSession(protocol.Protocol):
             cmd.lines.append(line)
             return
         if upper.startswith(URC_WITH_PDU):
-            self._pending_urc = line
+            if self._pending_urc is not None:
+                self._dispatch_urc(self._pending_urc, "")
+            self._pending_urc, self._pending_skips = line, 0
             return
         if upper.startswith(URC_PREFIXES):
             self._dispatch_urc(line, None)
@@ -345,7 +361,7 @@ class ATSession(protocol.Protocol):
                          command=self._shown(self._zombie), line=line)
                 self._zombie = None
                 return
-            log.info("{modem}: stray line {line!r}", modem=self.name, line=line)
+            self._dispatch_urc(line, None)     # nothing asked: unsolicited (DST: 0, Call Ready, ...)
             return
         # final results
         if upper in FINAL_OK:
@@ -371,6 +387,9 @@ class ATSession(protocol.Protocol):
         if upper in FINAL_ERRORS:
             self._finish(cmd, error=AtError(cmd.text, line, cmd.lines))
             return
+        if (cmd.prefix and upper[:1] in "+^*") or not _bare_lines_expected(cmd):
+            self._dispatch_urc(line, None)      # not this command's answer: unsolicited
+            return
         cmd.lines.append(line)       # information line (e.g. the PDU after +CMGR:)
 
     def _late_submit(self, line: str):
@@ -391,6 +410,26 @@ class ATSession(protocol.Protocol):
             self.on_unsolicited(line, pdu)
         except Exception:  # noqa: BLE001
             log.failure("{modem}: unsolicited handler failed on {line!r}", modem=self.name, line=line)
+
+
+# Commands whose information lines may come without the prefix (the PDU after +CMGR:/+CMGL:, a
+# maker's name); in the answer of any other command a line without its prefix is unsolicited.
+BARE_INFO = ("+CMGR:", "+CMGL:", "+CGMI:", "+CGMM:", "+CGMR:", "+CGSN:", "+CIMI:", "+GMI:", "+GMM:", "+GMR:")
+NO_INFO = ("AT", "ATE0", "ATE1", "ATZ", "AT&F")
+
+
+def _bare_lines_expected(cmd: "_Command") -> bool:
+    if cmd.prefix is None:
+        return cmd.text.upper() not in NO_INFO
+    return cmd.prefix in BARE_INFO
+
+
+def _announced_length(urc: str) -> int | None:
+    """'+CDS: 25' / '+CMT: ,25' / '+CMT: "alpha",25' → 25."""
+    try:
+        return int(urc.split(":", 1)[1].strip().split(",")[-1])
+    except (IndexError, ValueError):
+        return None
 
 
 def _code(line: str) -> int:

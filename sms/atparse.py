@@ -212,3 +212,79 @@ def parse_cmti(line: str) -> tuple[str, int] | None:
 def parse_cmgs(line: str) -> int | None:
     f = _fields(line, "+CMGS")
     return _int(f[0]) if f else None
+
+
+# --- stored messages: the PDU after its header, recognised by its shape ------------------------
+
+_HEX = re.compile(r"[0-9A-Fa-f]+")
+
+
+def _pdu_octets(line: str) -> bytes | None:
+    s = line.strip().strip('"')
+    if len(s) < 4 or len(s) % 2 or not _HEX.fullmatch(s):
+        return None
+    return bytes.fromhex(s)
+
+
+def pdu_shape(line: str, tpdu_length: int | None) -> int:
+    """How well a line fits as the PDU announced by a +CMGR/+CMGL/+CDS header: 2 when it is hex
+    of exactly the announced length (SMSC octets + TPDU length), 1 when it is hex whose SMSC
+    field leaves a TPDU behind (some makes announce a wrong length: Gammu's dumps show 78 for
+    any size), 0 when it cannot be a PDU (an unsolicited line such as +CTZV, *PSUTTZ, DST: 0)."""
+    data = _pdu_octets(line)
+    if data is None:
+        return 0
+    smsc = data[0]
+    if smsc > 12 or 1 + smsc >= len(data):
+        return 0
+    return 2 if tpdu_length is not None and len(data) == 1 + smsc + tpdu_length else 1
+
+
+def stored_messages(lines: list[str], prefix: str) -> tuple[list[tuple[StoredHeader, str | None]], list[str]]:
+    """Split the information lines of AT+CMGR / AT+CMGL into (header, PDU) pairs and the other
+    lines (unsolicited results that arrived inside the response).  Each header takes the
+    best-fitting line before the next header, not merely the next line; a header with no
+    fitting line gets None (the message stays on the SIM)."""
+    parse = parse_cmgr_header if prefix.upper().startswith("+CMGR") else parse_cmgl_header
+    entries: list[tuple[StoredHeader, str | None]] = []
+    others: list[str] = []
+    spans: list[tuple[StoredHeader, list[str]]] = []
+    for ln in lines:
+        h = parse(ln) if ln.upper().startswith(prefix.upper()) else None
+        if h is not None:
+            spans.append((h, []))
+        elif spans:
+            spans[-1][1].append(ln)
+        else:
+            others.append(ln)
+    for h, span in spans:
+        scored = [(pdu_shape(ln, h.length), k) for k, ln in enumerate(span)]
+        best = max((sk for sk in scored if sk[0] > 0), key=lambda sk: (sk[0], -sk[1]), default=None)
+        pdu = span[best[1]].strip().strip('"') if best else None
+        entries.append((h, pdu))
+        others.extend(ln for k, ln in enumerate(span) if best is None or k != best[1])
+    return entries, others
+
+
+_KIND = re.compile(r"[+^*]?([A-Za-z][A-Za-z0-9_]{0,15})\s*:")
+
+
+def urc_kind(line: str) -> str:
+    """'+CTZV: 26/12/01,...' → 'CTZV', '^NWTIME: ...' → 'NWTIME', '*PSUTTZ: ...' → 'PSUTTZ';
+    a line with no such prefix → 'other'."""
+    s = line.strip()
+    m = _KIND.match(s)
+    if m:
+        return m.group(1).upper()
+    if re.fullmatch(r"[A-Za-z][A-Za-z ]{0,15}", s):       # RDY, RING, SMS Ready
+        return s.upper().replace(" ", "_")
+    return "other"
+
+
+def parse_cpms_current(lines: list[str]) -> str | None:
+    """'+CPMS: "SM",3,30,"SM",3,30,"SM",3,30' (answer to AT+CPMS?) → 'SM' (the read storage)."""
+    for line in lines:
+        if line.upper().startswith("+CPMS"):
+            m = re.search(r"[A-Za-z_]+", line[5:].lstrip(":"))
+            return m.group(0).upper() if m else None
+    return None

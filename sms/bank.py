@@ -4,7 +4,8 @@ Life of a message: enqueue → committed with its PDUs (state queued) → the pl
 the healthy modem that will finish it soonest; from then on all its parts go on that modem →
 each segment is committed "submitting" before AT+CMGS, then "sent" with its MR (the "sent"
 of one segment and the "submitting" of the next share one transaction) → status reports make
-them "delivered" (or "failed").
+them "delivered", "failed", or "queued" again when the SC gave up on a temporary error (handset
+off or busy) and attempts are left; "SC still trying" keeps them waiting (TS 23.040 9.2.3.15).
 
 When AT+CMGS times out after the PDU was written, or the port dies then, the segment's outcome
 is *unknown*: it is counted (sms_segments.outcome_unknown), and settled by a late +CMGS, by a
@@ -281,6 +282,8 @@ class SmsBank:
                 q = m.queued()
                 if not q or not d.healthy or m.state in ("failed", "delivered", "unknown"):
                     break
+                if m.not_before > self.reactor.seconds():
+                    break                     # a part to send again later (a status report said so)
                 seg = q[0]
                 wait = slot.next_allowed - self.reactor.seconds()
                 if wait > 0:
@@ -493,33 +496,50 @@ class SmsBank:
 
     @defer.inlineCallbacks
     def _status_report(self, modem: str, report, raw_row: dict, dedup: bool):
-        outcome = ("delivered" if report.delivered else "failed") if report.final else None
-        r = yield self.store.settle_report(self.reactor.seconds(), modem, report.mr, report.recipient, outcome,
-                                           raw_row=raw_row, dedup=dedup)
-        if outcome is None:
-            return
+        """A status report settles its segment by TP-Status (policy.report_outcome): delivered;
+        still trying (an unknown outcome is known to be with the SC: never resent); failed; or,
+        when the SC gave up on a temporary error, sent again while attempts are left."""
+        r = yield self.store.settle_report(self.reactor.seconds(), modem, report.mr, report.recipient,
+                                           report.status, raw_row=raw_row, dedup=dedup,
+                                           max_attempts=self.config.max_attempts)
+        what = policy.describe_status(report.status)
         if r is None:
-            log.info("{modem}: status report MR {mr} for {phone} matches no segment", modem=modem, mr=report.mr,
-                     phone=report.recipient)
+            log.info("{modem}: status report MR {mr} for {phone} ({what}) settles no segment", modem=modem,
+                     mr=report.mr, phone=report.recipient, what=what)
             return
-        mid, sid, _state = r
+        mid, sid, _state, outcome = r
         m = self.messages.get(mid)
-        if m is None:
+        if m is None or outcome is None:
             return
         for s in m.segments:
-            if s["id"] == sid:
-                if s["state"] == "unknown":
-                    self.stats["settled_report"] += 1
-                    self._cancel_settle(s)
-                    slot = self.slots.get(modem)
-                    if slot is not None and slot.zombie is not None and slot.zombie[1] is s:
-                        slot.zombie = None
-                if s["state"] in ("sent", "unknown", "submitting"):
-                    s["state"] = outcome
-                    s["mr"] = report.mr
-        if outcome == "failed":
-            log.warn("{modem}: message {mid} to {phone} NOT delivered (status {st:#04x})", modem=modem, mid=mid,
-                     phone=m.phone, st=report.status)
+            if s["id"] != sid:
+                continue
+            if s["state"] == "unknown":
+                self.stats["settled_report"] += 1
+                self._cancel_settle(s)
+                slot = self.slots.get(modem)
+                if slot is not None and slot.zombie is not None and slot.zombie[1] is s:
+                    slot.zombie = None
+            if s["state"] in ("sent", "unknown", "submitting"):
+                s["state"] = outcome
+                s["mr"] = report.mr
+                if outcome == "queued":
+                    self.stats["retried"] += 1
+                    metrics.SMS_SEGMENTS_FAILED.labels(modem=modem, reason="report_retry").inc()
+                    log.warn("{modem}: message {mid} part {seq} to {phone} not delivered ({what}); sending it "
+                             "again (attempt {n} of {max})", modem=modem, mid=mid, seq=s["seq"], phone=m.phone,
+                             what=what, n=s.get("attempts", 0) + 1, max=self.config.max_attempts)
+                    m.not_before = max(m.not_before, self.reactor.seconds() + self.config.retry_delay)
+                    if mid not in self.queue:
+                        self.queue.append(mid)
+                elif outcome == "failed":
+                    self.stats["failed"] += 1
+                    metrics.SMS_SEGMENTS_FAILED.labels(modem=modem, reason="report").inc()
+                    log.warn("{modem}: message {mid} to {phone} NOT delivered ({what})", modem=modem, mid=mid,
+                             phone=m.phone, what=what)
+                elif outcome == "sent":
+                    log.info("{modem}: message {mid} part {seq}: the SC is still trying ({what}); waiting for "
+                             "its final report", modem=modem, mid=mid, seq=s["seq"], what=what)
         self._set_state(m, message_state([s["state"] for s in m.segments]), save=False)
         self.dispatch()
 

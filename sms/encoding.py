@@ -1,14 +1,17 @@
 """Text → SMS-SUBMIT PDUs (3GPP TS 23.040 / 23.038).
 
-GSM-7 when every character is in the default alphabet (or its extension table), UCS-2
-otherwise.  Limits: 160 septets / 70 UTF-16 units for one part; 153 / 67 per part with an 8-bit
+GSM-7 when every character is in the default alphabet (or its extension table, sms.gsm7),
+UCS-2 otherwise: a backtick, which TS 23.038 does not have, sends the text as UCS-2 rather than
+as a look-alike, because the commander must read exactly what dispatch wrote (codes, addresses);
+orders are Chinese and go as UCS-2 anyway, so it costs nothing in practice.  Limits: 160 septets / 70 UTF-16 units for one part; 153 / 67 per part with an 8-bit
 concatenation reference, 152 / 66 with a 16-bit one.  Characters outside the BMP go out as
 UTF-16 surrogate pairs (what handsets decode), and a pair is never split across parts; an
 extension-table escape is never split either.  Nothing is ever cut short: a text that would
 need more than 255 parts is refused.
 
-python-gsmmodem-new supplies the alphabet tables, septet packing and address encoding; it cannot
-encode non-BMP text nor choose a reference size, so the splitting and the TPDU layout are here.
+python-gsmmodem-new supplies the address encoding; its encoder cannot encode non-BMP text, and
+its alphabet table has a backtick where TS 23.038 has §, so the alphabet
+(sms.gsm7), the splitting and the TPDU layout are here.
 """
 from __future__ import annotations
 
@@ -16,14 +19,13 @@ from dataclasses import dataclass
 
 from gsmmodem import pdu as gp
 
+from sms import gsm7
+
 GSM7 = "gsm7"
 UCS2 = "ucs2"
 
 SINGLE_LIMIT = {GSM7: 160, UCS2: 70}
 MAX_PARTS = 255
-
-_BASIC = set(gp.GSM7_BASIC) - {"\x1b"}
-_EXTENDED = set(gp.GSM7_EXTENDED) - {chr(0xFF)}
 
 
 class MessageTooLong(ValueError):
@@ -39,7 +41,7 @@ class SubmitPdu:
 
 
 def is_gsm7(text: str) -> bool:
-    return all(c in _BASIC or c in _EXTENDED for c in text)
+    return all(gsm7.in_alphabet(c) for c in text)
 
 
 def choose_encoding(text: str) -> str:
@@ -47,7 +49,7 @@ def choose_encoding(text: str) -> str:
 
 
 def _gsm7_units(c: str) -> int:
-    return 2 if c in _EXTENDED else 1
+    return gsm7.units(c)
 
 
 def split_text(text: str, encoding: str | None = None, ref_bits: int = 8) -> tuple[str, list[str]]:
@@ -115,7 +117,7 @@ def encode_submit(phone: str, text: str, *, ref: int = 0, ref_bits: int = 8,
         if encoding == GSM7:
             tpdu.append(0x00)                              # TP-DCS: default alphabet
             tpdu.append(vp)
-            septets = gp.encodeGsm7(part)
+            septets = gsm7.encode(part)
             if udh:
                 pad = (7 - (len(udh) * 8) % 7) % 7
                 udh_septets = (len(udh) * 8 + pad) // 7
@@ -138,7 +140,8 @@ def encode_submit(phone: str, text: str, *, ref: int = 0, ref_bits: int = 8,
 
 def _pack_septets(septets, pad: int) -> bytes:
     # LSB first; `pad` fill bits align the text on a septet boundary after the UDH
-    # (python-gsmmodem-new's packSeptets mis-packs a 1-bit pad).
+    # (python-gsmmodem-new's packSeptets takes the fill-bit count inverted, padBits=f giving 7-f
+    # fill bits; its own encoder compensates, but the helper cannot be used as documented).
     out = bytearray()
     acc, nbits = 0, pad
     for s in septets:

@@ -5,7 +5,11 @@ States: offline (port closed or vanished) → initialising → ready; benched af
 
 Inbound: +CMTI → AT+CMGR → handed to `inbound(modem, pdu, length)` whose Deferred fires once the
 raw message is committed → only then AT+CMGD.  At every (re)initialisation and every few probes
-the whole SIM is listed (AT+CMGL=4), so a message whose +CMTI was lost is still read.
+the whole SIM is listed (AT+CMGL=4), so a message whose +CMTI was lost is still read.  The PDU
+of a +CMGR/+CMGL entry is the line shaped like the PDU its header announces, wherever it sits;
+any other line in the answer is an unsolicited result (logged, counted by kind in
+yihu_modem_unsolicited_total), never stored as a message nor a reason to delete one.
++CDSI: "<mem>",<index> is read from the storage it names (AT+CPMS="<mem>" for the read).
 """
 from __future__ import annotations
 
@@ -23,6 +27,11 @@ log = Logger()
 
 OFFLINE, INITIALISING, READY, BENCHED = "offline", "initialising", "ready", "benched"
 STATES = (OFFLINE, INITIALISING, READY, BENCHED)
+
+# lines with which a modem announces it has (re)started, and those that follow them in a boot
+BOOT_LINES = ("RDY", "^SYSSTART", "+PBREADY")
+BOOT_TAIL_LINES = ("+CPIN: READY", "SMS READY", "CALL READY", "+QIND: SMS DONE", "+QIND: PB DONE")
+BOOT_SETTLE = 1.0       # seconds of quiet after the last boot line before initialising
 
 
 class ModemDriver:
@@ -50,6 +59,7 @@ class ModemDriver:
         self.seconds_per_segment = config.expected_segment_seconds
         self.cnmi: tuple | None = None
         self.storage: tuple | None = None
+        self.report_storage: str | None = None
         self._generation = 0
         self._reopen_call = None
         self._reopen_delay = config.reopen_interval
@@ -57,7 +67,10 @@ class ModemDriver:
         self._probe = task.LoopingCall(self._probe_tick)
         self._probe.clock = reactor
         self._probe_count = 0
-        self._reading: set[int] = set()
+        self._reading: set[tuple[str, int]] = set()     # (storage, index) being read
+        self._sim_lock = defer.DeferredLock()             # a storage switch spans several commands
+        self._boot_call = None
+        self._read_mem: str | None = None                 # the read storage, when not chosen by us
         self._stopped = True
         self._quiet_call = None
 
@@ -91,7 +104,7 @@ class ModemDriver:
         self._stopped = True
         if self._probe.running:
             self._probe.stop()
-        for c in (self._reopen_call, self._bench_call, self._quiet_call):
+        for c in (self._reopen_call, self._bench_call, self._quiet_call, self._boot_call):
             if c is not None and c.active():
                 c.cancel()
         self._set_state(OFFLINE)
@@ -131,6 +144,7 @@ class ModemDriver:
             self._schedule_reopen()
             return
         self.session = session
+        self._sim_lock = defer.DeferredLock()             # the old port's holders release the old lock
         self._reopen_delay = self.config.reopen_interval
         self._initialise(gen)
 
@@ -212,7 +226,10 @@ class ModemDriver:
                 log.warn("{modem}: no AT+CNMI setting accepted; inbound SMS found by polling only",
                          modem=self.name)
             try:
-                storage = atparse.choose_cpms(atparse.parse_cpms_ranges((yield s.command("AT+CPMS=?", timeout=t))))
+                offered = atparse.parse_cpms_ranges((yield s.command("AT+CPMS=?", timeout=t)))
+                # status reports stored apart ("SR", read-only storage): swept too
+                self.report_storage = "SR" if offered and "SR" in offered[0] else None
+                storage = atparse.choose_cpms(offered)
                 if storage:
                     yield s.command("AT+CPMS=" + ",".join(f'"{m}"' for m in storage), timeout=t)
                     self.storage = storage
@@ -239,6 +256,8 @@ class ModemDriver:
         t = self.config.command_timeout
         csq = yield s.command("AT+CSQ", timeout=t)
         for ln in csq:
+            if not ln.upper().startswith("+CSQ"):
+                continue              # an unsolicited line inside the answer (DST: 0, ...)
             dbm = atparse.csq_to_dbm(ln)
             self.signal_dbm = dbm
             if dbm is not None:
@@ -323,10 +342,13 @@ class ModemDriver:
     # --- inbound -------------------------------------------------------------------------------
     def _urc(self, gen: int, line: str, pdu: str | None):
         u = line.upper()
+        kind = atparse.urc_kind(line)
+        note_unsolicited(kind)
         if u.startswith("+CMTI:") or u.startswith("+CDSI:"):
             where = atparse.parse_cmti("+CMTI:" + line.split(":", 1)[1])
             if where is not None:
-                self._read_stored(where[1])
+                # +CDSI names the storage of the report (often "SR"): read it there
+                self._read_stored(where[1], where[0])
         elif u.startswith("+CDS:"):
             try:
                 length = int(line.split(":", 1)[1].strip().split(",")[-1])
@@ -342,74 +364,167 @@ class ModemDriver:
                 length = None
             self.inbound(self, pdu or "", length).addErrback(
                 lambda f: log.failure("{modem}: inbound SMS not stored", f, modem=self.name))
-        elif u in ("RDY", "^SYSSTART", "+PBREADY") or u.startswith("+CFUN: 1"):
+        elif u in BOOT_LINES or u.startswith("+CFUN: 1"):
             if gen == self._generation and self.state in (READY, INITIALISING):
                 log.warn("{modem}: modem announced a restart ({line})", modem=self.name, line=line)
-                self._initialise(gen)
+                self._boot_settling(gen)
+        elif u in BOOT_TAIL_LINES:
+            # the rest of a boot sequence (+CPIN: READY, SMS Ready): initialise once it is quiet
+            if self._boot_call is not None and self._boot_call.active():
+                self._boot_settling(gen)
         elif u.startswith("+CREG:"):
             reg = atparse.parse_creg([line])
             if reg is not None:
                 self.registration = reg
                 self.state_changed(self)
+        else:
+            log.info("{modem}: unsolicited {kind} line ignored: {line!r}", modem=self.name, kind=kind,
+                     line=line[:200])
+
+    def _boot_settling(self, gen: int):
+        """A boot announces itself in several lines (RDY, +CFUN: 1, +CPIN: READY, SMS Ready); the
+        modem is initialised once, when they have stopped coming, not once per line."""
+        if self._boot_call is not None and self._boot_call.active():
+            self._boot_call.cancel()
+
+        def settled():
+            self._boot_call = None
+            if gen == self._generation and not self._stopped and self.state in (READY, INITIALISING):
+                self._initialise(gen)
+        self._boot_call = self.reactor.callLater(BOOT_SETTLE, settled)
+
+    def _stray(self, lines: list[str], command: str):
+        """Lines inside a +CMGR/+CMGL answer that are neither a header nor its PDU."""
+        for ln in lines:
+            kind = atparse.urc_kind(ln)
+            note_unsolicited(kind)
+            log.info("{modem}: unsolicited {kind} line inside the answer to {command}: {line!r}",
+                     modem=self.name, kind=kind, command=command, line=ln[:200])
+
+    def _read_mem_name(self) -> str:
+        return (self.storage[0] if self.storage else self._read_mem) or "SM"
 
     @defer.inlineCallbacks
-    def _read_stored(self, index: int, report: bool = False):
-        if index in self._reading or self.session is None:
+    def _in_storage(self, s: ATSession, mem: str | None, work: Callable):
+        """Run work() with `mem` selected for reading and deleting (AT+CPMS="<mem>"), then select
+        the usual storage again.  Under the lock: a switch spans several commands, and a +CMTI
+        read in between would read the wrong storage."""
+        lock = self._sim_lock
+        yield lock.acquire()
+        restore = None
+        try:
+            restore = yield self._select_read_storage(s, mem)
+            return (yield work())
+        finally:
+            if restore is not None and s.connected:
+                # the next command is queued after this one, so it is not awaited
+                s.command(f'AT+CPMS="{restore}"', timeout=self.config.command_timeout).addErrback(
+                    lambda f: log.warn("{modem}: could not select storage {mem} again: {err}",
+                                       modem=self.name, mem=restore, err=f.getErrorMessage()))
+            lock.release()
+
+    @defer.inlineCallbacks
+    def _read_stored(self, index: int, mem: str | None = None):
+        key = ((mem or self._read_mem_name()).upper(), index)
+        if key in self._reading or self.session is None:
             return
-        self._reading.add(index)
+        self._reading.add(key)
         s = self.session
         try:
-            lines = yield s.command(f"AT+CMGR={index}", timeout=self.config.command_timeout)
-            header, pdu = None, None
-            for ln in lines:
-                if ln.upper().startswith("+CMGR"):
-                    header = atparse.parse_cmgr_header(ln)
-                elif header is not None and pdu is None:
-                    pdu = ln
-            if pdu is None:
-                log.warn("{modem}: AT+CMGR={index} gave no PDU: {lines!r}", modem=self.name, index=index,
-                         lines=lines)
-                return
-            yield self._take(s, index, pdu, header.length if header else None, report)
+            yield self._in_storage(s, mem, lambda: self._read_one(s, index, mem))
         except (AtError, AtTimeout, PortLost) as e:
-            log.warn("{modem}: reading SIM index {index} failed: {err} (kept on the SIM)", modem=self.name,
-                     index=index, err=str(e))
+            log.warn("{modem}: reading {mem} index {index} failed: {err} (kept there)", modem=self.name,
+                     mem=mem or "SIM", index=index, err=str(e))
         finally:
-            self._reading.discard(index)
+            self._reading.discard(key)
 
     @defer.inlineCallbacks
-    def _take(self, s: ATSession, index: int, pdu: str, length, report: bool):
-        """Commit, then delete from the SIM: durable before acknowledged."""
-        handler = self.status_report if report else self.inbound
-        yield handler(self, pdu, length)
+    def _read_one(self, s: ATSession, index: int, mem: str | None):
+        command = f"AT+CMGR={index}"
+        lines = yield s.command(command, timeout=self.config.command_timeout)
+        entries, others = atparse.stored_messages(lines, "+CMGR")
+        self._stray(others, command)
+        if not entries or entries[0][1] is None:
+            log.warn("{modem}: {command} ({mem}) gave no PDU: {lines!r} (kept there)", modem=self.name,
+                     command=command, mem=mem or "SIM", lines=lines)
+            return
+        header, pdu = entries[0]
+        yield self._take(s, index, pdu, header.length)
+
+    @defer.inlineCallbacks
+    def _select_read_storage(self, s: ATSession, mem: str | None):
+        """Select `mem` for reading and deleting (AT+CPMS=<mem1>); returns the storage to select
+        again afterwards, or None when no switch was needed."""
+        if not mem:
+            return None
+        current = self.storage[0] if self.storage else self._read_mem
+        if current is None:
+            try:
+                current = atparse.parse_cpms_current((yield s.command("AT+CPMS?",
+                                                                      timeout=self.config.command_timeout)))
+            except AtError as e:
+                log.info("{modem}: storage in use unknown ({err}); reading {mem} where we are", modem=self.name,
+                         err=str(e), mem=mem)
+                return None
+            self._read_mem = current
+        if current is None or current.upper() == mem.upper():
+            return None
+        yield s.command(f'AT+CPMS="{mem}"', timeout=self.config.command_timeout)
+        return current
+
+    @defer.inlineCallbacks
+    def _take(self, s: ATSession, index: int, pdu: str, length):
+        """Commit, then delete from the SIM: durable before acknowledged.  Status reports and
+        messages alike: the processor tells them apart by the PDU's own type."""
+        yield self.inbound(self, pdu, length)
         yield s.command(f"AT+CMGD={index}", timeout=self.config.command_timeout)
 
     @defer.inlineCallbacks
     def sweep(self):
-        """Read everything left on the SIM (a lost +CMTI, messages stored while we were away)."""
+        """Read everything left on the SIM (a lost +CMTI, messages stored while we were away), and
+        in the status-report storage ("SR") when the modem has one (a lost +CDSI)."""
         s = self.session
         if s is None or self.state != READY:
             return
-        try:
-            lines = yield s.command("AT+CMGL=4", timeout=self.config.command_timeout)
-        except (AtError, AtTimeout, PortLost) as e:
-            if not isinstance(e, CmeError):
-                log.info("{modem}: SIM listing failed: {err}", modem=self.name, err=str(e))
-            return
-        entries, header = [], None
-        for ln in lines:
-            if ln.upper().startswith("+CMGL"):
-                header = atparse.parse_cmgl_header(ln)
-            elif header is not None:
-                entries.append((header, ln))
-                header = None
-        for h, pdu in entries:
-            if h.index is None or h.index in self._reading:
-                continue
-            self._reading.add(h.index)
+        for mem in [None] + ([self.report_storage] if self.report_storage else []):
             try:
-                yield self._take(s, h.index, pdu, h.length, report=False)
+                yield self._in_storage(s, mem, lambda mem=mem: self._sweep_one(s, mem))
             except (AtError, AtTimeout, PortLost) as e:
-                log.warn("{modem}: SIM index {index}: {err}", modem=self.name, index=h.index, err=str(e))
+                if not isinstance(e, CmeError):
+                    log.info("{modem}: listing {mem} failed: {err}", modem=self.name, mem=mem or "SIM", err=str(e))
+                return
+
+    @defer.inlineCallbacks
+    def _sweep_one(self, s: ATSession, mem: str | None):
+        where = (mem or self._read_mem_name()).upper()
+        lines = yield s.command("AT+CMGL=4", timeout=self.config.command_timeout)
+        entries, others = atparse.stored_messages(lines, "+CMGL")
+        self._stray(others, f"AT+CMGL=4 ({where})")
+        for h, pdu in entries:
+            key = (where, h.index)
+            if h.index is None or key in self._reading:
+                continue
+            if pdu is None:
+                log.warn("{modem}: {mem} index {index} listed without a PDU; kept there", modem=self.name, mem=where,
+                         index=h.index)
+                continue
+            self._reading.add(key)
+            try:
+                yield self._take(s, h.index, pdu, h.length)
+            except (AtError, AtTimeout, PortLost) as e:
+                log.warn("{modem}: {mem} index {index}: {err}", modem=self.name, mem=where, index=h.index, err=str(e))
             finally:
-                self._reading.discard(h.index)
+                self._reading.discard(key)
+
+
+_kinds_seen: set[str] = set()
+MAX_KINDS = 64          # labels come from untrusted bytes: bounded, the rest count as "other"
+
+
+def note_unsolicited(kind: str):
+    if kind not in _kinds_seen:
+        if len(_kinds_seen) >= MAX_KINDS:
+            kind = "other"
+        else:
+            _kinds_seen.add(kind)
+    metrics.MODEM_UNSOLICITED.labels(kind=kind).inc()

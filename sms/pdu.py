@@ -2,8 +2,8 @@
 
 Every PDU is untrusted: the decoder checks each length against the octets actually present and
 raises `PduError` with a clear reason instead of inventing text (python-gsmmodem-new silently
-returns what it could read).  The field primitives (addresses, septets, GSM-7 tables,
-timestamps) are python-gsmmodem-new's.  UCS-2 is read as UTF-16 so that surrogate pairs (rare
+returns what it could read).  The field primitives (addresses, septets, timestamps) are
+python-gsmmodem-new's; the GSM-7 alphabet is sms.gsm7 (TS 23.038: § at 0x5F, not a backtick).  UCS-2 is read as UTF-16 so that surrogate pairs (rare
 characters in Chinese names) come back as one character.
 """
 from __future__ import annotations
@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from gsmmodem import pdu as gp
+
+from sms import gsm7
 
 
 class PduError(ValueError):
@@ -50,9 +52,10 @@ class StatusReport:
     final: bool = field(init=False)
 
     def __post_init__(self):
-        # TS 23.040 9.2.3.15: 0x00-0x1F completed (0x00-0x02 received by the handset),
-        # 0x20-0x3F still trying, 0x40-0x7F permanent/temporary failure, given up.
-        object.__setattr__(self, "delivered", self.status <= 0x02)
+        # TS 23.040 9.2.3.15: 0x00-0x1F transaction completed, 0x20-0x3F the SC is still trying,
+        # 0x40-0x7F it gave up (permanent or temporary error), 0x80-0xFF reserved.  What each
+        # means for a segment: sms.policy.report_outcome.
+        object.__setattr__(self, "delivered", self.status <= 0x1F)
         object.__setattr__(self, "final", not (0x20 <= self.status <= 0x3F))
 
 
@@ -88,7 +91,7 @@ def _address(r: _Reader, what: str, smsc: bool = False) -> str | None:
     ton = toa & 0x70
     try:
         if ton == 0x50:   # alphanumeric sender (e.g. an operator's name)
-            return gp.decodeGsm7(gp.unpackSeptets(bytearray(raw), (n * 4) // 7))
+            return gsm7.decode(gp.unpackSeptets(bytearray(raw), (n * 4) // 7))
         digits = gp.decodeSemiOctets(bytearray(raw), octets)
     except (IndexError, ValueError, KeyError) as e:
         raise PduError(f"undecodable {what}: {e}") from None
@@ -163,8 +166,8 @@ def _user_data(r: _Reader, first: int, dcs: int) -> tuple[str, str, Concat | Non
             skip = ((len(udh) + 1) * 8 + 6) // 7     # header septets, fill bits included
         septets = gp.unpackSeptets(bytearray(body), udl)[:udl]
         try:
-            text = gp.decodeGsm7(bytearray(septets[skip:]))
-        except (IndexError, StopIteration):
+            text = gsm7.decode(septets[skip:])
+        except ValueError:
             raise PduError("GSM-7 user data ends in an escape") from None
         return enc, text, _parse_udh(udh) if udhi else None, bytes(udh)
     body = r.take(udl, "user data")

@@ -38,6 +38,60 @@ def classify_cms(code: int) -> str:
     return RETRY
 
 
+# --- status reports (TS 23.040 9.2.3.15, TP-Status) --------------------------------------------
+
+COMPLETED = "completed"        # 0x00-0x1F: transaction completed (0x00 received by the handset)
+STILL_TRYING = "still_trying"  # 0x20-0x3F: temporary error, the SC is still trying to transfer it
+PERMANENT = "permanent"        # 0x40-0x5F: permanent error, the SC makes no more attempts
+GAVE_UP = "gave_up"            # 0x60-0x7F: temporary error, the SC makes no more attempts
+RESERVED = "reserved"          # 0x80-0xFF: bit 7 is reserved: nothing can be concluded
+
+STATUS_NAMES = {0x00: "received by the handset", 0x01: "forwarded, delivery unconfirmed",
+                0x02: "replaced by the SC", 0x20: "congestion", 0x21: "handset busy",
+                0x22: "no response from the handset", 0x23: "service rejected",
+                0x24: "quality of service not available", 0x25: "error in the handset",
+                0x40: "remote procedure error", 0x41: "incompatible destination",
+                0x42: "connection rejected by the handset", 0x43: "not obtainable",
+                0x44: "quality of service not available", 0x45: "no interworking available",
+                0x46: "validity period expired", 0x47: "deleted by the sender",
+                0x48: "deleted by SC administration", 0x49: "message does not exist",
+                0x60: "congestion", 0x61: "handset busy", 0x62: "no response from the handset",
+                0x63: "service rejected", 0x64: "quality of service not available",
+                0x65: "error in the handset"}
+
+
+def classify_status(status: int) -> str:
+    if not 0 <= status <= 0x7F:
+        return RESERVED
+    return (COMPLETED, STILL_TRYING, PERMANENT, GAVE_UP)[status >> 5]
+
+
+def describe_status(status: int) -> str:
+    kind = classify_status(status)
+    name = STATUS_NAMES.get(status, "reserved or SC-specific value")
+    return f"TP-Status {status:#04x} ({kind.replace('_', ' ')}: {name})"
+
+
+def report_outcome(status: int, attempts: int, max_attempts: int, state: str) -> str | None:
+    """The state a segment in `state` takes on a status report, or None to leave it as it is.
+
+    completed → delivered.  Still trying → the SC holds it: an unknown outcome becomes "sent"
+    (never resent); the report that ends the SC's attempts comes later.  Permanent → failed.
+    The SC gave up on a temporary error (handset off, busy, congestion) → sent again while
+    attempts are left (queued), then failed.  Reserved values settle nothing.
+    """
+    kind = classify_status(status)
+    if kind == COMPLETED:
+        return "delivered"
+    if kind == STILL_TRYING:
+        return "sent" if state in ("unknown", "submitting") else None
+    if kind == PERMANENT:
+        return "failed"
+    if kind == GAVE_UP:
+        return "queued" if attempts < max_attempts else "failed"
+    return None
+
+
 # --- planning ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from gateway.storage import schema as t
-from sms import encoding
+from sms import encoding, policy
 
 OPEN_MESSAGE_STATES = ("queued", "sending")
 SETTLEABLE = ("sent", "unknown", "submitting")
@@ -161,23 +161,25 @@ class SqlStore:
                         outcome_unknown=r["outcome_unknown"]))
         return list(msgs.values())
 
-    def settle_report(self, now: float, modem: str, mr: int, recipient: str, outcome: str | None,
-                      raw_row: dict | None = None, dedup: bool = True):
-        """Store the report raw (raw_row) and, when final (outcome delivered/failed), mark the
-        segment (modem, MR, recipient) — one transaction.  Returns (message_id, segment_id, new
-        message state), or None when nothing matched (or the report was a duplicate)."""
-        return self._unit(self._settle, _now(now), modem, mr, recipient, outcome, raw_row, dedup, urgent=False)
+    def settle_report(self, now: float, modem: str, mr: int, recipient: str, status: int,
+                      raw_row: dict | None = None, dedup: bool = True, max_attempts: int = 5):
+        """Store the report raw (raw_row) and settle the segment (modem, MR, recipient) by its
+        TP-Status (policy.report_outcome) — one transaction.  Returns (message_id, segment_id,
+        new message state, new segment state or None), or None when nothing matched (or the
+        report was a duplicate)."""
+        return self._unit(self._settle, _now(now), modem, mr, recipient, status, raw_row, dedup, max_attempts,
+                          urgent=False)
 
     @classmethod
-    def _settle(cls, conn, now, modem, mr, recipient, outcome, raw_row=None, dedup=True):
+    def _settle(cls, conn, now, modem, mr, recipient, status, raw_row=None, dedup=True, max_attempts=5):
         if raw_row is not None:
             _rid, dup = cls._store_inbound(conn, now, raw_row, dedup)
             if dup is not None:
                 return None
-        if outcome is None:
+        if policy.classify_status(status) == policy.RESERVED:
             return None
         m, s = t.sms_messages, t.sms_segments
-        q = (select(s.c.id, s.c.message_id, s.c.state, s.c.mr, m.c.phone)
+        q = (select(s.c.id, s.c.message_id, s.c.state, s.c.mr, s.c.attempts, m.c.phone)
              .join(m, m.c.id == s.c.message_id)
              .where(s.c.modem == modem, s.c.state.in_(SETTLEABLE),
                     or_(s.c.mr == mr, and_(s.c.mr.is_(None), s.c.state.in_(("unknown", "submitting")))))
@@ -187,12 +189,15 @@ class SqlStore:
         row = (exact or rows or [None])[0]
         if row is None:
             return None
-        conn.execute(update(s).where(s.c.id == row["id"]).values(state=outcome, mr=mr, reported_at=now,
-                                                                  updated_at=now))
+        outcome = policy.report_outcome(status, row["attempts"] or 0, max_attempts, row["state"])
+        fields = dict(mr=mr, reported_at=now, updated_at=now, last_error=policy.describe_status(status)[:200])
+        if outcome is not None:
+            fields["state"] = outcome
+        conn.execute(update(s).where(s.c.id == row["id"]).values(**fields))
         states = [r[0] for r in conn.execute(select(s.c.state).where(s.c.message_id == row["message_id"]))]
         new = message_state(states)
         conn.execute(update(m).where(m.c.id == row["message_id"]).values(state=new, updated_at=now))
-        return (row["message_id"], row["id"], new)
+        return (row["message_id"], row["id"], new, outcome)
 
     def counts(self):
         return self.db.run(lambda conn: dict(conn.execute(
@@ -287,12 +292,12 @@ class MemoryStore:
                                 modem=m["modem"], parts=m["parts"], segments=segs))
         return defer.succeed(out)
 
-    def settle_report(self, now, modem, mr, recipient, outcome, raw_row=None, dedup=True):
+    def settle_report(self, now, modem, mr, recipient, status, raw_row=None, dedup=True, max_attempts=5):
         if raw_row is not None:
             _rid, dup = self.store_inbound(now, dedup=dedup, **raw_row).result
             if dup is not None:
                 return defer.succeed(None)
-        if outcome is None:
+        if policy.classify_status(status) == policy.RESERVED:
             return defer.succeed(None)
         cands = [s for s in self.segments.values()
                  if s["modem"] == modem and s["state"] in SETTLEABLE
@@ -303,11 +308,14 @@ class MemoryStore:
         if not cands:
             return defer.succeed(None)
         seg = cands[0]
-        seg.update(state=outcome, mr=mr)
+        outcome = policy.report_outcome(status, seg.get("attempts") or 0, max_attempts, seg["state"])
+        seg.update(mr=mr, last_error=policy.describe_status(status))
+        if outcome is not None:
+            seg["state"] = outcome
         mid = seg["message_id"]
         new = message_state([s["state"] for s in self.segments.values() if s["message_id"] == mid])
         self.messages[mid]["state"] = new
-        return defer.succeed((mid, seg["id"], new))
+        return defer.succeed((mid, seg["id"], new, outcome))
 
     def store_inbound(self, now, dedup=True, **row):
         if dedup and row.get("raw") is not None:

@@ -12,7 +12,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from adapters.api import ApiResource, Router
-from adapters.events import EventBus
+from adapters.auth import Authenticator
+from tests._orders_rig import FakeEvents
 from adapters.hotline_api import add_hotline_routes
 from adapters.orders_api import add_order_routes
 from gateway.directory.roster import read_roster
@@ -26,13 +27,14 @@ ROSTER = Path(__file__).resolve().parent.parent / "deploy" / "examples" / "roste
 @inlineCallbacks
 def serve(database):
     yield database.run(import_roster, read_roster(ROSTER), source="t", actor="test")
-    bus = EventBus(reactor)
-    orders = OrderService(database, reactor, None, None, bus)
+    bus = FakeEvents()
+    database.add_event_listener(bus.committed)
+    orders = OrderService(database, reactor, None, None)
     router = Router()
     add_order_routes(router, database, orders, reactor)
     add_hotline_routes(router, database, "Asia/Shanghai")
     root = Resource()
-    root.putChild(b"api", ApiResource(router))
+    root.putChild(b"api", ApiResource(router, Authenticator(reactor, database, open_access=True)))
     port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
     return port, f"http://127.0.0.1:{port.getHost().port}/api/v1", bus
 
@@ -54,17 +56,19 @@ def test_order_create_show_list_close(database):
         status, body = yield call("POST", f"{base}/orders", GOOD)
         assert status == 201 and body["teams"] == 16, body
         code = body["order_code"]
-        assert [e.kind for e in bus.recent] == ["order.created"]
+        assert [k for k, _ in bus.events] == ["order.created"]
         status, s = yield call("GET", f"{base}/orders/{code}")
         assert status == 200 and s["onscene_commander"].startswith("县公安局局长")     # stability: the police chief
         assert len(s["teams"]) == 16 and s["sent_at"].endswith("+00:00") and "T" in s["sent_at"]
         status, listing = yield call("GET", f"{base}/orders")
         assert [o["order_code"] for o in listing["orders"]] == [code]
-        status, closed = yield call("POST", f"{base}/orders/{code}/close", {"by": "值班长"})
+        status, err = yield call("POST", f"{base}/orders/{code}/close", {"by": "值班长"})
+        assert status == 422 and err["field"] == "by"        # the author is never the body's word
+        status, closed = yield call("POST", f"{base}/orders/{code}/close", {})
         assert status == 200 and closed["state"] == "closed"
         status, listing = yield call("GET", f"{base}/orders")
         assert listing["orders"] == []
-        status, err = yield call("POST", f"{base}/orders/{code}/close", {"by": "值班长"})
+        status, err = yield call("POST", f"{base}/orders/{code}/close", {})
         assert status == 404 and code in err["error"]
     finally:
         yield port.stopListening()
@@ -75,20 +79,29 @@ def test_bad_orders_are_refused_with_the_reason(database):
     port, base, bus = yield serve(database)
     try:
         cases = [
-            ({**GOOD, "kind": "war"}, 400, "order kind 'war'"),
-            ({**GOOD, "rule": "fast"}, 400, "response rule 'fast'"),
-            ({k: v for k, v in GOOD.items() if k != "text"}, 400, "missing field: text"),
-            ({**GOOD, "target": "squad:1"}, 400, "target 'squad:1'"),
-            ({**GOOD, "target": 7}, 400, "field target must be a target"),
+            ({**GOOD, "kind": "war"}, 422, "kind: must be one of"),
+            ({**GOOD, "rule": "fast"}, 422, "rule: must be one of"),
+            ({k: v for k, v in GOOD.items() if k != "text"}, 422, "text: missing"),
+            ({**GOOD, "target": "squad:1"}, 422, "target 'squad:1'"),
+            ({**GOOD, "target": 7}, 422, "target: must be text or an object"),
             ({**GOOD, "target": "teams:NOPE-1"}, 422, "no team matches target teams:NOPE-1"),
-            ({**GOOD, "text": "   "}, 400, "needs an incident reference and a text"),
+            ({**GOOD, "text": "   "}, 422, "text: must not be empty"),
+            ({**GOOD, "voice": "false"}, 422, "voice: must be true or false"),
+            ({**GOOD, "created_by": "someone"}, 422, "created_by: unknown field"),
+            ({**GOOD, "incident_ref": "X" * 101}, 422, "incident_ref: at most 100 characters"),
         ]
         for body, status, fragment in cases:
             got_status, got = yield call("POST", f"{base}/orders", body)
             assert got_status == status and fragment in got["error"], (body, got_status, got)
+        # 600 UCS-2 characters alone need 9 parts of 67: refused with the count.
+        status, got = yield call("POST", f"{base}/orders", {**GOOD, "text": "火" * 600})
+        assert status == 422 and got["field"] == "text" and got["sms_parts"] >= 9
+        assert f"SMS would need {got['sms_parts']} parts; at most 8 (orders.max_sms_parts)" in got["error"]
+        status, got = yield call("POST", f"{base}/orders", {**GOOD, "text": "火" * 400, "target": "teams:PUB-01"})
+        assert status == 201, got                          # 400 + the frame fit in 8 x 67
         status, _ = yield call("GET", f"{base}/orders/9999")
         assert status == 404
-        assert bus.recent == type(bus.recent)(maxlen=bus.recent.maxlen)     # nothing was created
+        assert [k for k, _ in bus.events] == ["order.created"]     # only the one that fits
     finally:
         yield port.stopListening()
 
@@ -107,21 +120,24 @@ def test_hotline_calls_mark_callbacks_and_figures(database):
         status, body = yield call("GET", f"{base}/hotline/calls")
         assert status == 200 and [c["call_id"] for c in body["calls"]] == ["1764482000.12"]
         status, body = yield call("POST", f"{base}/hotline/calls/1764482000.12/mark", {"valid": "yes"})
-        assert status == 400 and "valid must be true or false" in body["error"]
+        assert status == 422 and body["field"] == "valid" and "must be true or false" in body["error"]
         status, body = yield call("POST", f"{base}/hotline/calls/1764482000.12/mark",
                                   {"valid": True, "category": "火警", "by": "接警员甲"})
+        assert status == 422 and body["field"] == "by"
+        status, body = yield call("POST", f"{base}/hotline/calls/1764482000.12/mark", {"valid": True, "category": "火警"})
         assert status == 200 and body["valid"] is True and body["category"] == "火警"
-        status, body = yield call("POST", f"{base}/hotline/calls/nope/mark", {"valid": False, "category": "x", "by": "y"})
+        assert body["marked_by"] == "open:loopback"
+        status, body = yield call("POST", f"{base}/hotline/calls/nope/mark", {"valid": False, "category": "x"})
         assert status == 404 and "no hotline call nope" in body["error"]
         status, body = yield call("GET", f"{base}/hotline/callbacks")
         assert [c["call_id"] for c in body["callbacks"]] == ["1764482000.12"]
-        status, body = yield call("POST", f"{base}/hotline/callbacks/1764482000.12/done", {"by": "接警员甲"})
+        status, body = yield call("POST", f"{base}/hotline/callbacks/1764482000.12/done", {})
         assert status == 200
         status, body = yield call("GET", f"{base}/hotline/callbacks")
         assert body["callbacks"] == []
         status, body = yield call("GET", f"{base}/hotline/figures")
         assert status == 200 and body["lines"]["119"]["calls"] == 1 and body["lines"]["119"]["valid"] == 1
         status, body = yield call("GET", f"{base}/hotline/figures?day=30-11-2026")
-        assert status == 400 and "YYYY-MM-DD" in body["error"]
+        assert status == 422 and body["field"] == "day"
     finally:
         yield port.stopListening()

@@ -10,12 +10,12 @@ from twisted.internet import reactor
 from gateway.ami.cli import add_ami_commands
 from gateway.ami.diagnose import check_ami_deferred
 from gateway.ami.emulator import AmiEmulator, HotlineCall
-from gateway.ami.testing import sleep
+from gateway.ami.testing import run_deferred, run_for, test_clock
 
 
 @pytest.fixture
 def em():
-    e = AmiEmulator(reactor, login_fail_delay=0.05)
+    e = AmiEmulator(reactor, login_fail_delay=0.05, clock=test_clock())
     e.listen(0, "127.0.0.1")
     yield e
     pytest_twisted.blockon(e.stop())
@@ -26,7 +26,7 @@ def test_check_reports_channels_hotline_calls_and_queues(em):
     call = HotlineCall(line="110", outcome="answered", ivr_seconds=0.2, queue_seconds=0.2,
                        talk_seconds=3)
     done = em.play(call)
-    yield sleep(reactor, 0.8)
+    yield run_for(reactor, em.clock, 0.8)        # in the bridge with the call-taker
     reactor_thread = threading.get_ident()
     res = yield check_ami_deferred(reactor, "127.0.0.1", em.port_number, "gateway", "rig-secret",
                                    timeout=3)
@@ -35,13 +35,14 @@ def test_check_reports_channels_hotline_calls_and_queues(em):
     assert res.channels == 2 and res.hotline_calls == 1
     assert res.queues["calltakers"]["members"] == 2
     assert threading.get_ident() == reactor_thread
-    yield done
+    yield run_deferred(reactor, em.clock, done)
 
 
 @pytest_twisted.inlineCallbacks
 def test_check_says_what_is_wrong(em):
-    res = yield check_ami_deferred(reactor, "127.0.0.1", em.port_number, "gateway", "wrong",
-                                   timeout=2)
+    # Asterisk refuses a bad login after a delay (on the emulator's clock, driven here)
+    res = yield run_deferred(reactor, em.clock, check_ami_deferred(
+        reactor, "127.0.0.1", em.port_number, "gateway", "wrong", timeout=2))
     assert not res.ok and res.reachable and "login refused" in res.error
     port = em.port_number
     yield em.stop()
@@ -66,7 +67,7 @@ def test_emulator_runs_standalone():
     import subprocess
     import sys
     proc = subprocess.Popen([sys.executable, "-m", "gateway.ami.emulator", "--port", "0",
-                             "--calls", "2", "--rate", "10", "--seed", "1"],
+                             "--calls", "2", "--rate", "10", "--seed", "1", "--speed", "20"],
                             stderr=subprocess.PIPE, text=True)
     try:
         line = ""

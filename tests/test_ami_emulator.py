@@ -1,6 +1,7 @@
-"""The AMI emulator is faithful to the recorded Asterisk 22 sessions."""
-import time
+"""The AMI emulator is faithful to the recorded Asterisk 22 sessions.
 
+Over real loopback sockets; the emulator's time (scenario pace, the login refusal delay, the
+restart) is a task.Clock the test moves on, so nothing waits in real time."""
 import pytest
 import pytest_twisted
 from twisted.internet import defer, protocol, reactor
@@ -10,20 +11,20 @@ from gateway.ami.emulator import AmiEmulator, HotlineCall, OrderCall, Transcript
 from gateway.ami.emulator.model import EVENT_CLASS
 from gateway.ami.parser import AmiParser
 from gateway.ami.protocol import AmiClientProtocol
-from gateway.ami.testing import sleep, wait_for
-from tests._paths import reference
+from gateway.ami.testing import run_deferred, run_for, run_until, test_clock
+from tests._paths import ASTERISK, asterisk
 
 RIG_QUEUES = {"nobody": ["Local/2001@calltaker-noanswer/n"],
               "calltakers": ["Local/1001@calltaker/n"]}
 
 
 def load(name):
-    return Transcript.load(reference("asterisk-22", f"{name}.ami.jsonl"))
+    return Transcript.load(asterisk(f"{name}.ami.jsonl"))
 
 
 @pytest.fixture
 def em():
-    e = AmiEmulator(reactor, queues=RIG_QUEUES)
+    e = AmiEmulator(reactor, queues=RIG_QUEUES, clock=test_clock())
     e.listen(0, "127.0.0.1")
     yield e
     pytest_twisted.blockon(e.stop())
@@ -32,7 +33,8 @@ def em():
 class Raw(protocol.Protocol):
     """A bare client that records what the server sends, byte for byte."""
 
-    def __init__(self):
+    def __init__(self, clock):
+        self.clock = clock
         self.data = b""
         self.closed = defer.Deferred()
         self.closed_at = None
@@ -41,7 +43,7 @@ class Raw(protocol.Protocol):
         self.data += data
 
     def connectionLost(self, reason):
-        self.closed_at = time.monotonic()
+        self.closed_at = self.clock.seconds()
         self.closed.callback(None)
 
     def messages(self):
@@ -49,13 +51,21 @@ class Raw(protocol.Protocol):
 
 
 def connect_raw(em):
-    return connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", em.port_number), Raw())
+    return connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", em.port_number), Raw(em.clock))
 
 
 def connect_client(em, events=None):
     return connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", em.port_number),
-                           AmiClientProtocol(reactor, on_event=events.append if events is not None
+                           AmiClientProtocol(em.clock, on_event=events.append if events is not None
                                              else None))
+
+
+def advance(em, seconds):
+    return run_for(reactor, em.clock, seconds)
+
+
+def drive(em, d, limit=30.0):
+    return run_deferred(reactor, em.clock, d, limit)
 
 
 VARYING = {"Timestamp", "Uptime", "LastReload", "Output", "LoginTime", "LastCall", "CallsTaken",
@@ -77,8 +87,8 @@ def test_basics_session_answers_like_asterisk(em):
     # Replay the recorded client's bytes action by action, with its own ActionIDs.
     for _t, action in tr.client:
         raw.transport.write(action.to_bytes())
-        yield sleep(reactor, 0.05)
-    yield wait_for(reactor, lambda: raw.closed.called, 3, what="Logoff closes the socket")
+        yield advance(em, 0.05)
+    yield run_until(reactor, em.clock, lambda: raw.closed.called, 3, what="Logoff closes the socket")
     got = raw.messages()
     assert raw.data.startswith(b"Asterisk Call Manager/11.0.0\r\nResponse: Success\r\n")
     assert [m.kind for m in got] == [m.kind for _t, m in want]
@@ -92,15 +102,15 @@ def test_md5_challenge_then_wrong_secret_is_refused_after_a_second_and_closed(em
     raw = yield connect_raw(em)
     (_t, challenge), (_t2, login) = tr.client
     raw.transport.write(challenge.to_bytes())
-    yield sleep(reactor, 0.1)
+    yield advance(em, 0.1)
     raw.transport.write(login.to_bytes())
-    sent_at = time.monotonic()
-    yield raw.closed
+    sent_at = em.clock.seconds()
+    yield drive(em, raw.closed)
     banner, ch, err = raw.messages()
     assert banner["Banner"] == "Asterisk Call Manager/11.0.0"
     assert ch.keys() == ["Response", "ActionID", "Challenge"] and ch["Challenge"].isdigit()
     same_shape(err, tr.responses()["login-bad"])
-    assert 0.9 <= raw.closed_at - sent_at < 2.0
+    assert 0.9 <= raw.closed_at - sent_at < 1.2          # Asterisk makes a bad login wait 1 s
 
 
 @pytest_twisted.inlineCallbacks
@@ -132,8 +142,8 @@ def test_event_mask_at_login_filters_classes(em):
     yield c2.banner
     yield c1.login("gateway", "rig-secret", auth="plain", events="call,dtmf,agent,user")
     yield c2.login("gateway", "rig-secret", auth="plain")
-    yield em.play(HotlineCall(line="110", outcome="answered", speed=50))
-    yield sleep(reactor, 0.1)
+    yield drive(em, em.play(HotlineCall(line="110", outcome="answered", speed=50)))
+    yield advance(em, 0.1)
     got = {m.name for m in masked}
     assert "FullyBooted" in {m.name for m in full} and "FullyBooted" not in got
     assert "Newexten" in {m.name for m in full}
@@ -145,7 +155,7 @@ def test_event_mask_at_login_filters_classes(em):
 
 def recorded_shapes():
     shapes = {}
-    for p in reference("asterisk-22").glob("*.ami.jsonl"):
+    for p in ASTERISK.glob("*.ami.jsonl"):
         for m in Transcript.load(p).events():
             shapes.setdefault(m.name, set()).add(tuple(shape_keys(m)))
     return shapes
@@ -171,8 +181,8 @@ def test_every_scripted_event_has_a_recorded_shape(em):
         plays.append(OrderCall({"Channel": f"PJSIP/{oc}@trunk", "Context": "gateway-out",
                                 "Exten": "order", "Timeout": "100",
                                 "Variable": ["ORDER_CODE=0427"]}, "x-1", outcome=oc, speed=100))
-    yield defer.gatherResults([em.play(p) for p in plays])
-    yield sleep(reactor, 0.1)
+    yield drive(em, defer.gatherResults([em.play(p) for p in plays]))
+    yield advance(em, 0.1)
     shapes = recorded_shapes()
     checked = set()
     for m in events:
@@ -195,16 +205,16 @@ def test_core_show_channels_shows_what_is_live(em):
     call = HotlineCall(line="119", outcome="answered", ivr_seconds=0.3, queue_seconds=0.3,
                        talk_seconds=0.6)
     done = em.play(call)
-    yield sleep(reactor, 1.3)           # in the bridge with the call-taker
-    r = yield c.send_action("CoreShowChannels")
+    yield advance(em, 1.3)              # in the bridge with the call-taker
+    r = yield drive(em, c.send_action("CoreShowChannels"))
     assert r.response["Message"] == "Channels will follow"
     assert r.complete["ListItems"] == str(len(r.events)) == "2"
     mine = next(e for e in r.events if e["Uniqueid"] == call.result["uniqueid"])
     assert mine["Application"] == "Queue" and mine["BridgeId"]
     assert "HOTLINE=119" in mine.getall("ChanVariable")
-    assert mine["Duration"].startswith("00:00:0")
-    yield done
-    r = yield c.send_action("CoreShowChannels")
+    assert mine["Duration"] == "00:00:01"
+    yield drive(em, done)
+    r = yield drive(em, c.send_action("CoreShowChannels"))
     assert r.events == [] and r.complete["ListItems"] == "0"
     c.transport.loseConnection()
 
@@ -216,13 +226,13 @@ def test_queue_status_lists_callers_waiting(em):
     yield c.login("gateway", "rig-secret", auth="plain")
     call = HotlineCall(line="122", outcome="abandoned_queue", ivr=False, queue_seconds=1.0)
     done = em.play(call)
-    yield sleep(reactor, 0.3)
-    r = yield c.send_action("QueueStatus")
+    yield advance(em, 0.3)
+    r = yield drive(em, c.send_action("QueueStatus"))
     entries = [e for e in r.events if e.name == "QueueEntry"]
     assert [e["Uniqueid"] for e in entries] == [call.result["uniqueid"]]
     assert r.complete.name == "QueueStatusComplete"
     assert r.complete["ListItems"] == str(len(r.events))
-    yield done
+    yield drive(em, done)
     c.transport.loseConnection()
 
 
@@ -239,7 +249,7 @@ def test_originate_response_goes_to_every_session_with_the_originators_action_id
                                            ("Priority", "1"), ("Async", "true")],
                              action_id="gw-A-77")
     assert r.response["Message"] == "Originate successfully queued"
-    yield wait_for(reactor, lambda: any(m.name == "OriginateResponse" for m in ev2), 3)
+    yield run_until(reactor, em.clock, lambda: any(m.name == "OriginateResponse" for m in ev2), 3)
     for events in (ev1, ev2):
         (o,) = [m for m in events if m.name == "OriginateResponse"]
         assert o["ActionID"] == "gw-A-77" and o["Reason"] == "4" and o["Response"] == "Success"
@@ -256,24 +266,15 @@ def test_core_restart_closes_every_session_without_a_word_and_comes_back(em):
     c.on_connection_lost = lambda p, reason: lost.callback(None)
     d = c.send_action("Command", {"Command": "core restart now"})
     d.addErrback(lambda f: f)           # fails with AmiConnectionLost: no reply ever comes
-    yield lost
-    raw = yield wait_for_reconnect(em)
+    yield drive(em, lost)
+    restarted_at = em.clock.seconds()
+    assert em.port is None                       # nothing listens while Asterisk restarts
+    yield run_until(reactor, em.clock, lambda: em.port is not None, 5, what="Asterisk back")
+    assert 0 < em.clock.seconds() - restarted_at <= 1.1
+    raw = yield connect_raw(em)
+    yield run_until(reactor, em.clock, lambda: raw.data, 1, what="the new banner")
     assert raw.data == b"Asterisk Call Manager/11.0.0\r\n"
     raw.transport.loseConnection()
-
-
-@defer.inlineCallbacks
-def wait_for_reconnect(em, timeout=5):
-    start = time.monotonic()
-    while True:
-        try:
-            raw = yield connect_raw(em)
-            yield sleep(reactor, 0.05)
-            return raw
-        except Exception:
-            if time.monotonic() - start > timeout:
-                raise
-            yield sleep(reactor, 0.1)
 
 
 @pytest_twisted.inlineCallbacks
@@ -283,8 +284,8 @@ def test_transcript_replay_sends_the_recorded_events(em):
     c = yield connect_client(em, events)
     yield c.banner
     yield c.login("gateway", "rig-secret", auth="plain")
-    yield em.play(tr.unsolicited(speed=20))
-    yield sleep(reactor, 0.1)
+    yield drive(em, em.play(tr.unsolicited(speed=20)))
+    yield advance(em, 0.1)
     want = [m for m in tr.events() if m.name != "FullyBooted"]
     got = [m for m in events if m.name != "FullyBooted"]
     assert got == want

@@ -7,9 +7,9 @@ from gateway import metrics
 from gateway.ami.actionid import ActionIdGenerator, default_generator
 from gateway.ami.message import AmiMessage, device_of, encode_action
 from gateway.ami.parser import AmiParser, iter_messages
-from tests._paths import ASTERISK, reference
+from tests._paths import ASTERISK
 
-TRANSCRIPTS = sorted(p.name for p in reference("asterisk-22").glob("*.ami.jsonl"))
+TRANSCRIPTS = sorted(p.name for p in ASTERISK.glob("*.ami.jsonl"))
 
 
 def server_chunks(name):

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest_twisted
 import treq
+from sqlalchemy import select
 from twisted.internet import reactor
 
 from gateway.config import load_config
 from gateway.directory.roster import read_roster
 from gateway.directory.store import import_roster
+from gateway.storage.schema import event_log
 from gateway.wiring import build_service
 from tests.test_embedded_drill import eventually, free_port
 
@@ -51,18 +53,19 @@ def test_inbox_warning_becomes_an_order_and_the_api_cancel_closes_it(migrated_ur
         (order,) = yield eventually(order_made, "the order made from the inbox warning", timeout=20)
         assert order["incident_ref"] == "CAP 33102441600000_20260701083000"
         assert (inbox / "done" / "rain.xml").exists()
-        resp = yield treq.post(base + "/api/v1/cap", data=(HERE / "cap" / "cap_amber.xml").read_bytes())
+        xml = {"Content-Type": "application/cap+xml"}
+        resp = yield treq.post(base + "/api/v1/cap", data=(HERE / "cap" / "cap_amber.xml").read_bytes(), headers=xml)
         assert resp.code == 201 and json.loads((yield resp.content()))["action"] == "proposal"
         board = (yield get("/board")).decode()
         assert "预警全文 Full warning" in board and "防汛抗旱专业队做好抢险准备" in board
         assert "待确认指令 Proposals to confirm (1)" in board and "kind:public" in board
-        resp = yield treq.post(base + "/api/v1/cap", data=RAIN[2], headers={"X-Yihu-Client": "warning-feed"})
+        resp = yield treq.post(base + "/api/v1/cap", data=RAIN[2], headers=xml)
         body = json.loads((yield resp.content()))
         assert resp.code == 201 and body["action"] == "order_closed" and body["order_code"] == order["order_code"]
         alerts = json.loads((yield get("/api/v1/cap/alerts")))["alerts"]
         assert [(a["source"], a["action"]) for a in alerts] == [
-            ("api:warning-feed", "order_closed"), ("api:dispatch", "proposal"), ("inbox:rain.xml", "order_created")]
-        kinds = [e.kind for e in gw.events.recent]
+            ("open:loopback", "order_closed"), ("open:loopback", "proposal"), ("inbox:rain.xml", "order_created")]
+        kinds = yield gw.database.run(lambda c: [r.kind for r in c.execute(select(event_log.c.kind))])
         assert {"cap.accepted", "order.created", "order.proposed", "order.closed"} <= set(kinds)
     finally:
         yield gw.stopService()

@@ -5,16 +5,10 @@ import json
 from pathlib import Path
 
 import pytest_twisted
-import treq
 from sqlalchemy import func, select
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.web.resource import Resource
-from twisted.web.server import Site
 
-from adapters.api import ApiResource, Router
-from adapters.cap_api import add_cap_routes
-from adapters.events import EventBus
 from gateway.cap.config import CapRule, CapSection
 from gateway.cap.inbox import CapInbox
 from gateway.cap.intake import CapIntake
@@ -22,7 +16,8 @@ from gateway.directory.roster import read_roster
 from gateway.directory.store import import_roster
 from gateway.escalation.config import EscalationConfig
 from gateway.orders.service import OrderService
-from gateway.storage.schema import cap_alerts, deliveries, escalation_steps, order_teams, orders, teams
+from gateway.storage.schema import cap_alerts, deliveries, escalation_steps, event_log, order_teams, orders, teams
+from tests._http_rig import start_rig
 
 HERE = Path(__file__).resolve().parent
 ROSTER = HERE.parent / "deploy" / "examples" / "roster.yaml"
@@ -40,19 +35,28 @@ RULES = [
 @inlineCallbacks
 def rig(database, **cfg):
     yield database.run(import_roster, read_roster(ROSTER), source="t", actor="test")
-    bus = EventBus(reactor)
-    orders_svc = OrderService(database, reactor, None, None, bus)
-    intake = CapIntake(database, reactor, orders_svc, bus, CapSection(rules=cfg.pop("rules", RULES), **cfg),
-                       EscalationConfig())
-    return intake, bus
+    return make_intake(database, **cfg), database
+
+
+def make_intake(database, **cfg):
+    orders_svc = OrderService(database, reactor, None, None)
+    return CapIntake(database, reactor, orders_svc, CapSection(rules=cfg.pop("rules", RULES), **cfg),
+                     EscalationConfig())
 
 
 def q(database, stmt):
     return database.run(lambda conn: conn.execute(stmt).all())
 
 
-def kinds(bus):
-    return [e.kind for e in bus.recent]
+def logged(database):
+    """The events committed so far (the event log), oldest first: [(kind, payload)]."""
+    return database.run(lambda conn: [(r.kind, r.payload) for r in conn.execute(
+        select(event_log.c.kind, event_log.c.payload).order_by(event_log.c.id))])
+
+
+@inlineCallbacks
+def kinds(database):
+    return [k for k, _ in (yield logged(database))]
 
 
 @pytest_twisted.inlineCallbacks
@@ -70,7 +74,7 @@ def test_rainstorm_alert_update_cancel_create_update_close_the_order(database):
     assert sorted(n.township for n in names) == ["田市镇", "白塔镇"]         # the townships the area names
     (row,) = yield q(database, select(cap_alerts).where(cap_alerts.c.id == out.alert_id))
     assert row.raw == RAIN[0] and row.order_id == order.id and "防汛抗旱专业队做好抢险准备" in row.text_full
-    assert kinds(bus) == ["order.created", "cap.accepted"]
+    assert (yield kinds(database)) == ["order.created", "cap.accepted"]
     sms_before = (yield q(database, select(func.count()).select_from(deliveries)
                           .where(deliveries.c.order_id == order.id)))[0][0]
     assert sms_before == 4                                                     # commander + deputy, 2 teams
@@ -81,7 +85,7 @@ def test_rainstorm_alert_update_cancel_create_update_close_the_order(database):
     assert "更新暴雨红色预警信号" in order.text and "180毫米" in order.text and order.state == "open"
     n = (yield q(database, select(func.count()).select_from(deliveries).where(deliveries.c.order_id == order.id)))[0][0]
     assert n == 2 * sms_before                                                 # the update goes to the same people
-    assert kinds(bus)[-2:] == ["cap.accepted", "order.updated"]
+    assert (yield kinds(database))[-2:] == ["cap.accepted", "order.updated"]
 
     cancel = yield intake.take(RAIN[2], "inbox:cancel.xml")
     assert (cancel.action, cancel.order_code) == ("order_closed", code)
@@ -91,9 +95,9 @@ def test_rainstorm_alert_update_cancel_create_update_close_the_order(database):
                       .join(order_teams, order_teams.c.id == escalation_steps.c.order_team_id)
                       .where(order_teams.c.order_id == order.id, escalation_steps.c.state == "pending"))
     assert pending[0][0] == 0
-    assert kinds(bus)[-1] == "order.closed"
-    for e in bus.recent:                      # the event stream and webhooks serialise them as they are
-        json.dumps(e.as_dict())
+    assert (yield kinds(database))[-1] == "order.closed"
+    for kind, payload in (yield logged(database)):     # the stream and webhooks serialise them as they are
+        json.dumps(payload)
 
 
 @pytest_twisted.inlineCallbacks
@@ -105,7 +109,7 @@ def test_the_same_alert_twice_makes_one_order(database):
     assert (yield q(database, select(func.count()).select_from(orders)))[0][0] == 1
     rows = yield q(database, select(cap_alerts.c.state, cap_alerts.c.raw).order_by(cap_alerts.c.id))
     assert [r.state for r in rows] == ["accepted", "duplicate"] and rows[1].raw == RAIN[0]   # kept raw too
-    assert kinds(bus).count("order.created") == 1
+    assert (yield kinds(database)).count("order.created") == 1
 
 
 @pytest_twisted.inlineCallbacks
@@ -121,14 +125,14 @@ def test_refused_documents_are_kept_raw_with_the_element(database):
     assert [(r.state, r.element) for r in rows] == [("refused", "/alert/info[1]/severity"), ("refused", "/alert")]
     assert rows[0].raw == bad and rows[1].raw == big
     assert (yield q(database, select(func.count()).select_from(orders)))[0][0] == 0
-    assert kinds(bus) == ["cap.refused", "cap.refused"]
+    assert (yield kinds(database)) == ["cap.refused", "cap.refused"]
 
 
 @pytest_twisted.inlineCallbacks
 def test_oasis_examples_follow_the_rule_table(database):
     intake, bus = yield rig(database)
     storm = yield intake.take((HERE / "cap" / "cap_thunderstorm.xml").read_bytes(), "api:t")
-    assert storm.action == "no_rule" and kinds(bus)[-1] == "cap.unmatched"     # no rule for Met/thunderstorm
+    assert storm.action == "no_rule" and (yield kinds(database))[-1] == "cap.unmatched"     # no rule for Met/thunderstorm
     amber = yield intake.take((HERE / "cap" / "cap_amber.xml").read_bytes(), "api:t")
     assert (amber.action, amber.rule) == ("proposal", "儿童失踪")
     quake = yield intake.take((HERE / "cap" / "cap_earthquake.xml").read_bytes(), "api:t")
@@ -137,57 +141,56 @@ def test_oasis_examples_follow_the_rule_table(database):
     assert (yield q(database, select(func.count()).select_from(orders)))[0][0] == 0      # nothing sent unconfirmed
 
 
-def serve(database, intake):
-    router = Router()
-    add_cap_routes(router, database, intake, 8192)
-    root = Resource()
-    root.putChild(b"api", ApiResource(router))
-    port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
-    return port, f"http://127.0.0.1:{port.getHost().port}/api/v1"
-
-
-@inlineCallbacks
-def call(method, url, **kw):
-    resp = yield treq.request(method, url, **kw)
-    return resp.code, json.loads((yield resp.content()))
-
-
 @pytest_twisted.inlineCallbacks
-def test_api_posts_xml_and_confirms_proposals(database):
-    confirm_rules = [CapRule(name="暴雨红色预警", category=["Met"], event=["暴雨"], target="township:*", confirm=True)]
-    intake, bus = yield rig(database, rules=confirm_rules, max_bytes=8192)
-    port, base = yield serve(database, intake)
+def test_api_posts_xml_and_confirms_proposals(migrated_url, tmp_path):
+    r = yield start_rig(migrated_url, tmp_path, cap={"max_bytes": 8192, "rules": [  # keys of each scope, a roster
+        {"name": "暴雨红色预警", "category": ["Met"], "event": ["暴雨"], "target": "township:*", "confirm": True}]})
+    database = r.db
+    read, dispatch = r.keys["read"], r.keys["dispatch"]
+    xml = {"Content-Type": "application/xml"}
     try:
-        status, body = yield call("POST", f"{base}/cap", data=RAIN[0], headers={"Content-Type": "application/xml"})
+        status, body, _ = yield r.call("POST", "/api/v1/cap", raw=RAIN[0], key=read, headers=xml)
+        assert status == 403                                                   # a read key takes no alert
+        status, body, _ = yield r.call("POST", "/api/v1/cap", raw=RAIN[0], key=dispatch)
+        assert status == 415 and body["field"] == "Content-Type"               # XML, said so
+        status, body, _ = yield r.call("POST", "/api/v1/cap", raw=RAIN[0], key=dispatch, headers=xml)
         assert status == 201 and body["action"] == "proposal", body
         pid = body["proposal_id"]
-        proposed = [e for e in bus.recent if e.kind == "order.proposed"]
-        assert proposed and proposed[0].payload["target"] == "township:田市镇,白塔镇"
-        assert "防汛抗旱专业队做好抢险准备" in proposed[0].payload["text_full"]
-        status, body = yield call("GET", f"{base}/proposals")
+        proposed = [p for k, p in (yield logged(database)) if k == "order.proposed"]
+        assert proposed and proposed[0]["target"] == "township:田市镇,白塔镇"
+        assert "防汛抗旱专业队做好抢险准备" in proposed[0]["text_full"]
+        status, body, _ = yield r.call("GET", "/api/v1/proposals", key=read)
         assert [p["id"] for p in body["proposals"]] == [pid]
-        status, body = yield call("POST", f"{base}/proposals/{pid}/confirm", json={})
-        assert status == 400 and body["error"] == "missing field: by"
-        status, body = yield call("POST", f"{base}/proposals/{pid}/confirm", json={"by": "值班员王"})
+        status, body, _ = yield r.call("POST", f"/api/v1/proposals/{pid}/confirm", {}, key=read)
+        assert status == 403
+        status, body, _ = yield r.call("POST", f"/api/v1/proposals/{pid}/confirm", {"by": "值班员王"}, key=dispatch)
+        assert status == 422 and body["field"] == "by"                         # the author is the key, never the body
+        status, body, _ = yield r.call("POST", f"/api/v1/proposals/{pid}/confirm", {}, key=dispatch)
         assert status == 201 and body["teams"] == 2, body
         code = body["order_code"]
-        status, again = yield call("POST", f"{base}/proposals/{pid}/confirm", json={"by": "值班员李"})
+        status, again, _ = yield r.call("POST", f"/api/v1/proposals/{pid}/confirm", {}, key=dispatch)
         assert status == 200 and again["order_code"] == code and again["existing"]   # one order
-        status, body = yield call("POST", f"{base}/proposals/999/confirm", json={"by": "x"})
-        assert status == 404
+        confirmed = [p for k, p in (yield logged(database)) if k == "order.proposal_confirmed"]
+        assert [c["by"] for c in confirmed] == ["api:dispatch-desk"]
+        (order,) = yield q(database, select(orders.c.created_by).where(orders.c.code == code))
+        assert order.created_by == "api:dispatch-desk"
+        status, body, _ = yield r.call("POST", "/api/v1/proposals/999/confirm", {}, key=dispatch)
+        assert status == 404 and body["field"] == "proposal_id"
         # the Cancel closes the order the confirmed proposal became
-        status, body = yield call("POST", f"{base}/cap", data=RAIN[2])
+        status, body, _ = yield r.call("POST", "/api/v1/cap", raw=RAIN[2], key=dispatch, headers=xml)
         assert status == 201 and body["action"] == "order_closed" and body["order_code"] == code
-        status, body = yield call("POST", f"{base}/cap", data=RAIN[2])
+        status, body, _ = yield r.call("POST", "/api/v1/cap", raw=RAIN[2], key=dispatch, headers=xml)
         assert status == 200 and body["state"] == "duplicate" and body["order_code"] == code
-        status, body = yield call("POST", f"{base}/cap", data=b"<alert>")
+        status, body, _ = yield r.call("POST", "/api/v1/cap", raw=b"<alert>", key=dispatch, headers=xml)
         assert status == 422 and body["element"].startswith("/") and "not well-formed" in body["reason"]
-        status, body = yield call("POST", f"{base}/cap", data=RAIN[0] + b" " * 9000)
+        status, body, _ = yield r.call("POST", "/api/v1/cap", raw=RAIN[0] + b" " * 9000, key=dispatch, headers=xml)
         assert status == 422 and body["element"] == "/alert" and "over the limit of 8192" in body["reason"]
-        status, body = yield call("GET", f"{base}/cap/alerts/{body['alert_id']}")
+        status, body, _ = yield r.call("GET", f"/api/v1/cap/alerts/{body['alert_id']}", key=read)
         assert status == 200 and body["state"] == "refused" and len(body["raw"].encode()) == 8192   # the first 8192 bytes kept
+        sources = yield q(database, select(cap_alerts.c.source).order_by(cap_alerts.c.id))
+        assert {s.source for s in sources} == {"api:dispatch-desk"}           # the key's name, never a header
     finally:
-        yield port.stopListening()
+        yield r.stop()
 
 
 @pytest_twisted.inlineCallbacks

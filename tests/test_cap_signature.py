@@ -99,7 +99,6 @@ def test_unreadable_trusted_certs_are_refused_in_the_configuration(tmp_path):
 def test_the_intake_records_the_signature_and_refuses_a_forged_alert(database, weather_office):
     from twisted.internet import reactor
 
-    from adapters.events import EventBus
     from gateway.cap.config import CapRule
     from gateway.cap.intake import CapIntake
     from gateway.escalation.config import EscalationConfig
@@ -108,8 +107,7 @@ def test_the_intake_records_the_signature_and_refuses_a_forged_alert(database, w
     from gateway.directory.store import import_roster
     yield database.run(import_roster, read_roster(Path(__file__).resolve().parent.parent / "deploy" / "examples"
                                                   / "roster.yaml"), source="t", actor="test")
-    bus = EventBus(reactor)
-    intake = CapIntake(database, reactor, OrderService(database, reactor, None, None, bus), bus,
+    intake = CapIntake(database, reactor, OrderService(database, reactor, None, None),
                        CapSection(rules=[CapRule(name="暴雨", event=["暴雨"], target="township:*")]),
                        EscalationConfig(), verify=SignatureCheck([("office.pem", weather_office[1].decode())]))
     signed = sign(RAIN, weather_office)

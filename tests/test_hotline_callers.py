@@ -15,6 +15,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from adapters.api import ApiResource, Router
+from adapters.apikeys import create_key_tx
+from adapters.auth import Authenticator
 from adapters.hotline_api import add_hotline_routes
 from gateway.hotline import nuisance
 from gateway.hotline.callers import HotlineSection, history_tx, is_withheld
@@ -166,38 +168,60 @@ def test_api_caller_history_and_nuisance(database):
             return NOW.timestamp()
     router = Router()
     add_hotline_routes(router, database, "Asia/Shanghai", clock=Fixed(), on_nuisance_change=lambda: changes.append(1))
+    now = datetime.now(timezone.utc)
+    read = yield database.run(create_key_tx, "wall", "read", now, "test")
+    desk = yield database.run(create_key_tx, "desk-3", "dispatch", now, "test")
     root = Resource()
-    root.putChild(b"api", ApiResource(router))
+    root.putChild(b"api", ApiResource(router, Authenticator(reactor, database)))
     port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
     base = f"http://127.0.0.1:{port.getHost().port}/api/v1"
 
-    def get(path):
-        return treq.get(base + path).addCallback(lambda r: treq.json_content(r).addCallback(lambda b: (r.code, b)))
+    def answer(d):
+        return d.addCallback(lambda r: treq.json_content(r).addCallback(lambda b: (r.code, b)))
 
-    def post(path, body):
-        return treq.post(base + path, data=json.dumps(body).encode()).addCallback(
-            lambda r: treq.json_content(r).addCallback(lambda b: (r.code, b)))
+    def get(path, key=desk):
+        return answer(treq.get(base + path, headers={"Authorization": f"Bearer {key}"}))
+
+    def post(path, body, key=desk):
+        return answer(treq.post(base + path, data=json.dumps(body).encode(),
+                                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"}))
     try:
         code, h = yield get("/hotline/callers/13905769999")
         assert code == 200 and h["flags"] == ["repeat", "often_invalid"] and h["calls_24h"] == 3
+        code, h = yield get("/hotline/callers/13905769999", key=read)
+        assert code == 200 and h["number"] == "****9999" and h["calls_24h"] == 3    # a read key sees the last four
         code, h = yield get("/hotline/callers/anonymous")
         assert code == 200 and h["withheld"] is True
-        code, body = yield post("/hotline/nuisance", {"number": "13905769999", "reason": "恶作剧", "by": "王",
-                                                      "days": 3, "notice": True})
+        code, body = yield post("/hotline/nuisance", {"number": "13905769999", "reason": "恶作剧", "days": 3},
+                                key=read)
+        assert code == 403 and changes == []                       # a read key changes nothing
+        code, body = yield post("/hotline/nuisance", {"number": "13905769999", "reason": "恶作剧", "by": "王"})
+        assert code == 422 and body["field"] == "by"                # who did it is the key, never the body
+        code, body = yield post("/hotline/nuisance", {"number": "13905769999", "reason": "恶作剧", "days": 3,
+                                                      "notice": True})
         assert code == 201 and body["notice"] is True and changes == [1]
-        code, body = yield post("/hotline/nuisance", {"number": "13905769999", "by": "王"})
-        assert code == 400 and body["error"] == "missing field: reason"
-        code, body = yield post("/hotline/nuisance", {"number": "1", "reason": "x", "by": "王"})
-        assert code == 400 and "too few digits" in body["error"]
+        code, body = yield post("/hotline/nuisance", {"number": "13905769999"})
+        assert code == 422 and body["field"] == "reason"
+        code, body = yield post("/hotline/nuisance", {"number": "1", "reason": "x"})
+        assert code == 422 and body["field"] == "number" and "too few digits" in body["error"]
+        code, body = yield post("/hotline/nuisance", {"number": "13905769999", "reason": "x", "days": 0})
+        assert code == 422 and body["field"] == "days"
         code, h = yield get("/hotline/callers/13905769999")
         assert h["nuisance"]["reason"] == "恶作剧"
         code, body = yield get("/hotline/nuisance")
         assert [r["number"] for r in body["numbers"]] == ["13905769999"]
-        code, body = yield post("/hotline/nuisance/13905769999/remove", {"by": "李"})
+        code, body = yield post("/hotline/nuisance/13905769999/remove", {})
         assert code == 200 and body["removed"] == 1 and changes == [1, 1]
+        code, body = yield post("/hotline/nuisance/13905769999/remove", {})
+        assert code == 404 and body["field"] == "number"
         code, body = yield get("/hotline/figures?month=2026-06")
         assert code == 200 and body["month"] == "2026-06" and "valid_rate" in body["lines"]["110"]
         code, body = yield get("/hotline/figures?month=June")
-        assert code == 400 and "YYYY-MM" in body["error"]
+        assert code == 422 and body["field"] == "month"
+        audit = yield database.run(lambda c: c.execute(
+            select(audit_log.c.action, audit_log.c.actor).where(audit_log.c.action.like("hotline.nuisance%"))
+            .order_by(audit_log.c.id)).all())
+        assert [tuple(a) for a in audit] == [("hotline.nuisance_add", "api:desk-3"),
+                                             ("hotline.nuisance_remove", "api:desk-3")]
     finally:
         yield port.stopListening()

@@ -1,7 +1,7 @@
-"""End to end on the emulated PBX: a flagged number calls 110; the hotline events and the board
-show its history, and its call reaches the queue as fast as a first-time caller's.  The history
-lookup is off the call's path: held back on purpose, the call's record is still written at
-every stage, and only the events wait for it (at most hotline.history_wait_s)."""
+"""End to end on the emulated PBX: a flagged number calls 110; the event log (a
+`hotline.caller_history` event after `hotline.arrived`) and the board show its history, and its
+call reaches the queue as fast as a first-time caller's.  The history lookup is off the call's
+path: held back on purpose, the call's record and its events are still committed at every stage."""
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -19,7 +19,8 @@ from gateway.ami.emulator.pbx import EmulatedPbx, Phone
 from gateway.ami.testing import CollectingSink, wait_for
 from gateway.escalation.config import EscalationConfig
 from gateway.hotline import nuisance
-from gateway.hotline.callers import HotlineSection, history_tx
+from gateway.hotline.callers import HotlineSection
+from gateway.hotline.history import caller_history_tx
 from gateway.hotline.service import HotlineService
 from gateway.hotline.store import get_call
 from gateway.storage.schema import hotline_calls
@@ -58,7 +59,7 @@ class GatedDb:
         self.gate = defer.Deferred()
 
     def run(self, fn, *args, **kw):
-        if fn is history_tx:
+        if fn is caller_history_tx:
             d = defer.Deferred()
             self.gate.addCallback(lambda _: self.db.run(fn, *args, **kw).chainDeferred(d))
             return d
@@ -79,11 +80,12 @@ def pbx():
 
 
 @defer.inlineCallbacks
-def start_hotline(pbx, db, cfg):
+def start_hotline(pbx, db, cfg, database):
     sink = CollectingSink()
+    database.add_event_listener(sink.committed)       # what the event stream and webhooks are told, after COMMIT
     link = AmiLink(reactor, "127.0.0.1", pbx.port_number, username="gateway", secret="rig-secret",
                    action_timeout=2, backoff_initial=0.05, backoff_max=0.3)
-    svc = HotlineService(reactor, db, sink, link, callers=cfg)
+    svc = HotlineService(reactor, db, link, callers=cfg)
     svc.startService()
     yield bounded(svc.ready)
     link.startService()
@@ -92,7 +94,12 @@ def start_hotline(pbx, db, cfg):
 
 
 def events_of(sink, call):
-    return [(k, p) for k, p in sink.events if p["call_id"] == call.info.get("linkedid")]
+    return [(k, p) for k, p in sink.events if p.get("call_id") == call.info.get("linkedid")]
+
+
+def history_of(sink, call):
+    found = [p["caller_history"] for k, p in events_of(sink, call) if k == "hotline.caller_history"]
+    return found[0] if found else None
 
 
 @defer.inlineCallbacks
@@ -112,36 +119,39 @@ def board_html(database, time_zone="Asia/Shanghai"):
 @pytest_twisted.inlineCallbacks
 def test_a_flagged_caller_is_shown_and_queued_as_fast_as_anyone(pbx, database):
     yield database.run(seed_history)
-    svc, sink, link = yield start_hotline(pbx, database, HotlineSection())
+    svc, sink, link = yield start_hotline(pbx, database, HotlineSection(), database)
     try:
         flagged = pbx.hotline_call("110", FLAGGED, outcome="answered", queue_seconds=1.5, talk_seconds=0.2, speed=4)
         other = pbx.hotline_call("110", FIRST_TIMER, outcome="answered", queue_seconds=1.5, talk_seconds=0.2, speed=4)
-        yield wait_for(reactor, lambda: events_of(sink, flagged) and events_of(sink, other), 5, what="hotline.arrived")
-        kind, payload = events_of(sink, flagged)[0]
-        h = payload["caller_history"]
-        assert kind == "hotline.arrived" and h["number"] == FLAGGED
+        yield wait_for(reactor, lambda: history_of(sink, flagged) and history_of(sink, other), 5,
+                       what="hotline.caller_history")
+        kinds = [k for k, _ in events_of(sink, flagged)]
+        assert kinds[0] == "hotline.arrived" and "hotline.caller_history" in kinds   # the call first, then its history
+        h = history_of(sink, flagged)
+        assert h["number"] == FLAGGED
         assert (h["calls_24h"], h["calls_30d"], h["flags"]) == (2, 4, ["repeat", "often_invalid"])
         assert h["marks"]["invalid_categories"] == {"prank": 2, "silent": 1} and h["nuisance"]["reason"] == "多次谎报"
-        assert events_of(sink, other)[0][1]["caller_history"]["flags"] == []
-        json.dumps(payload)                     # as the event stream and webhooks serialise it: plain JSON
+        assert history_of(sink, other)["flags"] == []
+        json.dumps(h)                           # as the event stream and webhooks serialise it: plain JSON
         # while both ring, the wall shows the flagged one's history
         yield wait_for(reactor, lambda: database.run_sync(get_call, flagged.info["linkedid"])["queue_joined_at"],
                        5, what="the flagged call in the queue")
         html = yield board_html(database)
-        assert FLAGGED in html and "重复来电 repeat" in html and "多次无效 often_invalid" in html
+        assert "****" + FLAGGED[-4:] in html and "重复来电 repeat" in html   # the wall sees the last four digits
+        assert "多次无效 often_invalid" in html and FLAGGED not in html
         assert "骚扰名单 nuisance: 多次谎报" in html
         assert "今日热线 Hotlines today" in html and "标记来电占比 flagged" in html
         yield bounded(defer.gatherResults([flagged.ended, other.ended]))
-        yield wait_for(reactor, lambda: all(events_of(sink, c)[-1][0] == "hotline.ended" for c in (flagged, other)),
-                       5, what="hotline.ended")
+        yield wait_for(reactor, lambda: all("hotline.ended" in [k for k, _ in events_of(sink, c)]
+                                            for c in (flagged, other)), 5, what="hotline.ended")
         yield bounded(svc.flushed())
         rows = [database.run_sync(get_call, c.info["linkedid"]) for c in (flagged, other)]
         waits = [(r["queue_joined_at"] - r["arrived_at"]).total_seconds() for r in rows]
         assert rows[0]["outcome"] == rows[1]["outcome"] == "answered"
         assert abs(waits[0] - waits[1]) < 0.25, waits             # the flag cost the caller nothing
         assert rows[0]["caller_flag"] == "repeat,often_invalid" and rows[1]["caller_flag"] is None
-        # every event of the call carries the history
-        assert all(p["caller_history"]["flags"] == ["repeat", "often_invalid"] for _k, p in events_of(sink, flagged))
+        # one history event per call, however many events the call had
+        assert [k for k, _ in events_of(sink, flagged)].count("hotline.caller_history") == 1
     finally:
         yield link.stopService()
 
@@ -150,7 +160,7 @@ def test_a_flagged_caller_is_shown_and_queued_as_fast_as_anyone(pbx, database):
 def test_a_stuck_history_lookup_never_holds_the_call_or_its_record(pbx, database):
     yield database.run(seed_history)
     gated = GatedDb(database)
-    svc, sink, link = yield start_hotline(pbx, gated, HotlineSection(history_wait_s=30.0))
+    svc, sink, link = yield start_hotline(pbx, gated, HotlineSection(), database)
     try:
         call = pbx.hotline_call("110", FLAGGED, outcome="answered", queue_seconds=0.3, talk_seconds=0.2, speed=4)
         yield bounded(call.ended)                       # the PBX ran the whole call: IVR, queue, answer, hang-up
@@ -158,10 +168,14 @@ def test_a_stuck_history_lookup_never_holds_the_call_or_its_record(pbx, database
                        .get("outcome") == "answered", 5, what="the record of the answered call")
         row = database.run_sync(get_call, call.info["linkedid"])
         assert row["queue_joined_at"] and row["answered_at"] and row["ended_at"]
-        assert events_of(sink, call) == []              # only the events wait for the history
-        gated.gate.callback(None)
-        yield wait_for(reactor, lambda: len(events_of(sink, call)) == 3, 5, what="the held events")
+        yield wait_for(reactor, lambda: len(events_of(sink, call)) == 3, 5, what="the call's events")
+        # the call's events are committed with its record: none waits for the history
         assert [k for k, _ in events_of(sink, call)] == ["hotline.arrived", "hotline.answered", "hotline.ended"]
-        assert all(p["caller_history"]["flag"] == "repeat,often_invalid" for _k, p in events_of(sink, call))
+        assert row["caller_flag"] is None
+        gated.gate.callback(None)
+        yield wait_for(reactor, lambda: history_of(sink, call), 5, what="the history, once the lookup ends")
+        assert history_of(sink, call)["flag"] == "repeat,often_invalid"
+        assert database.run_sync(get_call, call.info["linkedid"])["caller_flag"] == "repeat,often_invalid"
+        yield bounded(svc.flushed())
     finally:
         yield link.stopService()

@@ -1,10 +1,9 @@
-"""The hotline service's write path, on a fake clock and a database that fails: records are
-committed before events go out, writes for a call are coalesced, failures are retried."""
+"""The hotline service's write path, on a fake clock and a database that fails: a record and
+its events commit together, writes for a call are coalesced, failures are retried."""
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
-from gateway.ami.testing import CollectingSink
-from gateway.hotline.callers import history_tx
+from gateway.hotline.history import caller_history_tx
 from gateway.hotline.service import HotlineService
 from gateway.hotline.tracker import HotlineCall
 
@@ -16,38 +15,40 @@ class FlakyDb:
         self.fail = fail
         self.pending: list[tuple[defer.Deferred, HotlineCall]] = []
         self.committed: dict[str, HotlineCall] = {}
+        self.events: list[tuple[str, dict]] = []      # committed with the record, in order
         self.calls = 0
-        self.lookups = 0
+        self.lookups: list[defer.Deferred] = []       # caller-history lookups, answered by the test
 
-    def run(self, fn, *args):
-        if fn is history_tx:        # the caller-history lookup: answered at once, not a write
-            self.lookups += 1
-            return defer.succeed({"flag": None})
-        call = args[0]
+    def run(self, fn, call, *args):
+        if fn is caller_history_tx:     # its own transaction; the test decides when (and whether) it ends
+            d = defer.Deferred()
+            self.lookups.append(d)
+            return d
+        kinds, _at = args
         self.calls += 1
         d = defer.Deferred()
-        self.pending.append((d, call))
+        self.pending.append((d, call, list(kinds)))
         return d
 
     def finish_one(self):
-        d, call = self.pending.pop(0)
+        d, call, kinds = self.pending.pop(0)
         if self.fail:
             self.fail -= 1
             d.errback(RuntimeError("database is down"))
         else:
             self.committed[call.call_id] = call
+            self.events += [(f"hotline.{k}", {"call_id": call.call_id}) for k in kinds]
             d.callback(1)
 
 
 def make(fail=0):
     clock = Clock()
     db = FlakyDb(fail)
-    sink = CollectingSink(check=lambda kind, p: db.committed[p["call_id"]])
-    svc = HotlineService(clock, db, sink, clock=clock)
-    return svc, db, sink, clock
+    svc = HotlineService(clock, db, clock=clock)
+    return svc, db, db, clock
 
 
-def test_events_wait_for_the_commit_and_writes_coalesce():
+def test_events_commit_with_the_record_and_writes_coalesce():
     svc, db, sink, clock = make()
     call = HotlineCall(call_id="1.1", line="110", arrived_at=1.0, uniqueid="1.1")
     svc._changed(call, ("arrived",))
@@ -62,7 +63,6 @@ def test_events_wait_for_the_commit_and_writes_coalesce():
     db.finish_one()
     assert [k for k, _ in sink.events] == ["hotline.arrived", "hotline.answered", "hotline.ended"]
     assert db.committed["1.1"].outcome == "answered" and db.calls == 2
-    assert sink.errors == []
 
 
 def test_failed_writes_are_retried_and_their_events_kept_in_order():
@@ -81,5 +81,24 @@ def test_failed_writes_are_retried_and_their_events_kept_in_order():
     db.finish_one()                      # commits the latest state
     assert [k for k, _ in sink.events] == ["hotline.arrived", "hotline.abandoned", "hotline.ended"]
     assert db.committed["2.1"].outcome == "abandoned_ivr"
+    db.lookups.pop().callback({})        # the caller history, looked up after the first commit
     done = svc.flushed()
+    assert done.called
+
+
+def test_caller_history_is_looked_up_after_the_first_commit_and_never_holds_the_call():
+    svc, db, sink, clock = make()
+    call = HotlineCall(call_id="3.1", line="110", caller="13905769999", arrived_at=1.0, uniqueid="3.1")
+    svc._changed(call, ("arrived",))
+    assert db.lookups == []                  # nothing before the record is committed
+    db.finish_one()
+    assert len(db.lookups) == 1              # now, in a transaction of its own
+    call.answered_at, call.outcome, call.ended_at = 4.0, "answered", 9.0
+    svc._changed(call, ("answered", "ended"))
+    db.finish_one()                          # the lookup is still open: the call's writes go on
+    assert [k for k, _ in sink.events] == ["hotline.arrived", "hotline.answered", "hotline.ended"]
+    assert len(db.lookups) == 1              # one lookup per call
+    done = svc.flushed()
+    assert not done.called                   # flushed() also waits for the history's commit
+    db.lookups[0].errback(RuntimeError("database is down"))   # a failed lookup is logged, nothing more
     assert done.called

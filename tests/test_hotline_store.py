@@ -152,3 +152,33 @@ def test_cli_commands(engine, migrated_url, capsys):
     capsys.readouterr()
     assert cli(migrated_url, "hotline", "callbacks", "--json") == 0
     assert [r["call_id"] for r in json.loads(capsys.readouterr().out)] == ["b1", "c1"]
+
+
+def test_calls_cut_off_by_the_pbx_are_failed_in_the_figures_but_called_back(engine):
+    """Through the tracker: a citizen hanging up (cause 16), Asterisk cutting a caller off
+    (cause 0), and a call closed by the resync after an AMI outage."""
+    from gateway.ami.link import ResyncSnapshot
+    from gateway.hotline.tracker import HotlineTracker
+    now = [ts("2026-11-30T10:00:00")]
+    written = []
+    t = HotlineTracker(lambda c, kinds: written.append(c.copy()), clock=lambda: now[0])
+
+    def arrive(uid, caller):
+        c = {"Channel": f"PJSIP/trunk-{uid}", "CallerIDNum": caller, "Context": "hotline",
+             "Exten": "119", "Uniqueid": uid, "Linkedid": uid, "ChanVariable": ["HOTLINE=119"]}
+        t.handle({"Event": "Newchannel", **c})
+        t.handle({"Event": "Newexten", **c, "Application": "Queue", "AppData": "calltakers"})
+        return c
+    gave_up, cut, lost = (arrive("9.1", "13900000011"), arrive("9.2", "13900000012"),
+                          arrive("9.3", "13900000013"))
+    t.handle({"Event": "Hangup", **gave_up, "Cause": "16", "Cause-txt": "Normal Clearing"})
+    t.handle({"Event": "Hangup", **cut, "Cause": "0", "Cause-txt": "Unknown"})
+    token = t.resync_begin()
+    now[0] += 30
+    t.resync_end(token, ResyncSnapshot(at=now[0], channels=[], queue_events=[], reconnect=True))
+    for c in written:
+        run(engine, upsert_call, c)
+    outcomes = {r["call_id"]: r["outcome"] for r in run(engine, callback_list)}
+    assert outcomes == {"9.1": "abandoned_queue", "9.2": "failed", "9.3": "failed"}
+    f = run(engine, line_figures, date(2026, 11, 30))["119"]
+    assert (f["calls"], f["abandoned"], f["abandoned_queue"], f["failed"]) == (3, 1, 1, 2)

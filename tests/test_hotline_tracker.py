@@ -4,7 +4,7 @@ import pytest
 from gateway.ami.emulator import Transcript
 from gateway.ami.link import ResyncSnapshot
 from gateway.hotline.tracker import FOUND_NOTE, RESYNC_NOTE, HotlineTracker
-from tests._paths import reference
+from tests._paths import asterisk
 
 
 class Clock:
@@ -46,7 +46,7 @@ def ev(name, c, **extra):
 ])
 def test_recorded_calls_as_plain_dicts(name, line, outcome, caller):
     t, changes, clock = tracker()
-    for ts, m in Transcript.load(reference("asterisk-22", f"{name}.ami.jsonl")).server:
+    for ts, m in Transcript.load(asterisk(f"{name}.ami.jsonl")).server:
         if m.kind != "event":
             continue
         d = m.as_dict()
@@ -148,7 +148,7 @@ def test_resync_closes_what_ended_and_opens_what_began_during_an_outage():
     t.resync_end(token, snap)
     closed = ended(changes)
     assert [c.call_id for c in closed] == ["1.1"]
-    assert closed[0].outcome == "abandoned_queue" and closed[0].note == RESYNC_NOTE
+    assert closed[0].outcome == "failed" and closed[0].note == RESYNC_NOTE     # nobody saw it given up
     answered = [c for k, c in changes if k == ("answered",)]
     assert [(c.call_id, c.call_taker) for c in answered] == [("1.2", "PJSIP/1002")]
     opened = [c for k, c in changes if k == ("arrived",) and c.call_id == "1.3"]
@@ -188,3 +188,27 @@ def test_many_calls_at_once_keep_apart():
         t.handle(ev("Hangup", chan(f"PJSIP/trunk-{i:08x}", f"2.{i}"), Cause="16"))
     assert len(ended(changes)) == 150 and len(t.calls) == 150
     assert {c.caller for c in ended(changes)} == {f"1380000{i:04d}" for i in range(0, 300, 2)}
+
+
+def _caller_in_queue(t, name, uid, line="110"):
+    c = chan(name, uid, context="hotline", exten=line)
+    t.handle(ev("Newchannel", c))
+    t.handle(ev("Newexten", c, Application="Queue", AppData="calltakers"))
+    return c
+
+
+@pytest.mark.parametrize("headers,outcome", [
+    ({"Cause": "16", "Cause-txt": "Normal Clearing"}, "abandoned_queue"),    # the citizen hung up
+    ({"Cause": "0", "Cause-txt": "Unknown"}, "failed"),                      # Asterisk cut it off
+    ({"Cause": "38", "Cause-txt": "Network out of order"}, "failed"),
+    ({}, "abandoned_queue"),                                                 # no cause given: as before
+])
+def test_who_ended_an_unanswered_call_decides_abandoned_or_failed(headers, outcome):
+    t, changes, _clock = tracker()
+    c = _caller_in_queue(t, "PJSIP/trunk-00000021", "4.1")
+    t.handle(ev("Hangup", c, **headers))
+    (call,) = ended(changes)
+    assert call.outcome == outcome
+    # hotline.abandoned is for citizens who gave up, not for calls the PBX dropped
+    assert [k for k, _c in changes if "ended" in k] == [
+        ("abandoned", "ended") if outcome.startswith("abandoned") else ("ended",)]

@@ -46,9 +46,9 @@ def test_timeouts_as_asterisk_sends_them():
 
 def test_get_data_digits_up_to_hash_or_max():
     ch = EmulatedChannel(caller=ScriptedCaller([Press("0427#"), Press("12345"), Press("12")]))
-    assert ch.handle("GET DATA code 8000 8").lines == ["200 result=0427"]
-    assert ch.handle("GET DATA code 8000 3").lines == ["200 result=123"]
-    assert ch.handle("GET DATA code 8000 8").lines == ["200 result=12 (timeout)"]
+    assert ch.handle("GET DATA beep 8000 8").lines == ["200 result=0427"]
+    assert ch.handle("GET DATA beep 8000 3").lines == ["200 result=123"]
+    assert ch.handle("GET DATA beep 8000 8").lines == ["200 result=12 (timeout)"]
 
 
 def test_errors_510_and_multiline_520():

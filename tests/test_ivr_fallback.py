@@ -29,10 +29,10 @@ def gate(reactor):
     return CallTokenGate(reactor, None, TOKENS, RefusalAudit(reactor, None))
 
 
-def fallback(reactor, spool, moves, variables=None):
+def fallback(reactor, spool, moves, variables=None, sounds=None):
     argv = [sys.executable, "-m", "ivr.fallback_agi", "--spool", str(spool), "--menu-timeout-ms", "100"]
     return run_classic_agi(reactor, argv, caller=ScriptedCaller(moves), variables=variables or VARS,
-                           uniqueid="yihu-order-0427-12-1").addTimeout(30, reactor)
+                           uniqueid="yihu-order-0427-12-1", sounds=sounds).addTimeout(30, reactor)
 
 
 def spooled(spool):
@@ -129,3 +129,16 @@ async def test_a_spool_file_without_the_calls_token_answers_for_no_team(tmp_path
     assert sorted(p.name for p in (tmp_path / "refused").iterdir()) == [
         "1-none.json", "2-other.json", "3-late.json", "5-again.json"]
     assert [e.state for e in journal.entries].count("refused") == 4      # kept raw, as refused
+
+@pytest_twisted.ensureDeferred
+async def test_without_prompts_the_key_is_still_read_and_spooled(tmp_path):
+    """pyst2 raises on every result=-1; a missing prompt (no hang-up) must not end the call."""
+    from twisted.internet import reactor
+
+    from ivr.emulator.sounds import SoundLibrary
+    spool = tmp_path / "spool"
+    record = await fallback(reactor, spool, [Press("3")], sounds=SoundLibrary.bare())
+    assert record.exit_code == 0
+    [rec] = spooled(spool)
+    assert (rec["order_code"], rec["digits"]) == ("0427", "3")
+    assert "WAIT FOR DIGIT 100" in record.commands and "yihu/order-menu" in record.channel.unplayable

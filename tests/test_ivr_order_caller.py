@@ -156,8 +156,8 @@ def test_no_answer_from_the_flow_survives_the_answered_attempt_in_either_order()
 def recorded_originate_response(name):
     """The OriginateResponse event of a recorded AMI session, as an OriginateResult."""
     import json
-    from tests._paths import reference
-    text = "".join(json.loads(ln)["data"] for ln in reference("asterisk-22", f"{name}.ami.jsonl")
+    from tests._paths import asterisk
+    text = "".join(json.loads(ln)["data"] for ln in asterisk(f"{name}.ami.jsonl")
                    .read_text().splitlines() if ln.strip() and json.loads(ln)["dir"] == "<")
     for block in text.replace("\r\n", "\n").split("\n\n"):
         headers = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)

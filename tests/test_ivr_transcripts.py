@@ -3,7 +3,8 @@
 The server side runs a flow that sends the very commands the recording gateway sent, through the
 session API; the test checks (1) that our session writes them byte for byte as recorded, and
 (2) what each reply became (value, hang-up, dead channel), including the HANGUP line that
-arrives between a command and its own reply.  Replayed in memory (whole, and one byte at a
+arrives between a command and its own reply, and a prompt that does not exist (result=-1 with
+no HANGUP line: not played, the call goes on).  Replayed in memory (whole, and one byte at a
 time) and over real loopback TCP with the emulator.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ivr.agi.session import Collected, Played
 from ivr.emulator.channel import split_args
 from ivr.emulator.inmemory import InMemoryCall
 from ivr.emulator.transcript import Transcript, TranscriptResponder, replay_transcript
-from tests._paths import ASTERISK, reference
+from tests._paths import ASTERISK, asterisk
 
 HU, DEAD = "hung_up", "dead_channel"
 
@@ -31,9 +32,15 @@ EXPECTED = {
     "order-call-press1": [None, "0427", Played(None, 3520), Collected("1", False), HU, None, None, DEAD],
     "order-call-prompts": [None, "0427", Played("1", 9760), HU, None, DEAD, DEAD],
     "order-call-silent": [None, None, None, None],
+    # A missing prompt is not a hang-up: not played, and the call goes on (the next prompt plays,
+    # the key is read, the channel is up) until the commander really hangs up.
+    "order-call-missing-prompts": [None, Played(None, 0, played=False), "-1", "-1",
+                                   Collected("", False, played=False), "0", Played(None, 3520), "1", 6,
+                                   HU, DEAD, DEAD, DEAD],
 }
 HANGUP_SEEN_AT = {      # index of the first command after which the HANGUP line had been seen
     "hotline-abandoned": 2, "order-call-press1": 5, "order-call-prompts": 4,
+    "order-call-missing-prompts": 10,
 }
 
 
@@ -61,6 +68,10 @@ async def run_recorded(s, line: str):
         return await s.get_data(a[2], int(a[3]), int(a[4]))
     if verb == "WAIT FOR":
         return await s.wait_for_digit(int(a[3]))
+    if verb == "CHANNEL STATUS":
+        return await s.channel_status()
+    if verb in ("CONTROL STREAM", "GET OPTION") or a[0] == "EXEC":
+        return (await s.command(line)).result       # no session method: the flows do not use them
     raise AssertionError(f"unmapped recorded command {line!r}")
 
 
@@ -81,7 +92,7 @@ NAMES = sorted(EXPECTED)
 
 
 def test_every_recorded_agi_session_is_covered():
-    recorded = {p.name.split(".")[0] for p in reference("asterisk-22").glob("*.agi.jsonl")}
+    recorded = {p.name.split(".")[0] for p in ASTERISK.glob("*.agi.jsonl")}
     assert recorded == set(EXPECTED)
 
 
@@ -96,7 +107,7 @@ def check(name, sent, outcomes, flags):
 @pytest.mark.parametrize("chunk", [0, 1, 7])
 @pytest.mark.parametrize("name", NAMES)
 def test_replay_in_memory(name, chunk):
-    t = Transcript.load(reference("asterisk-22", f"{name}.agi.jsonl"))
+    t = Transcript.load(asterisk(f"{name}.agi.jsonl"))
     outcomes, flags = [], []
     script = t.environment["agi_network_script"].split("?")[0]
     factory = FastAgiFactory(Clock(), {script: recorded_flow(t, outcomes, flags)})
@@ -116,7 +127,7 @@ def test_replay_in_memory(name, chunk):
 @pytest_twisted.ensureDeferred
 async def test_replay_over_tcp(name):
     from twisted.internet import reactor
-    t = Transcript.load(reference("asterisk-22", f"{name}.agi.jsonl"))
+    t = Transcript.load(asterisk(f"{name}.agi.jsonl"))
     outcomes, flags = [], []
     script = t.environment["agi_network_script"].split("?")[0]
     factory = FastAgiFactory(reactor, {script: recorded_flow(t, outcomes, flags)})
@@ -133,7 +144,7 @@ async def test_replay_over_tcp(name):
 
 def test_replay_at_the_recorded_pace_on_a_clock():
     """order-call-getdata: GET DATA answered 2.76 s after it was sent, as recorded."""
-    t = Transcript.load(reference("asterisk-22", "order-call-getdata.agi.jsonl"))
+    t = Transcript.load(asterisk("order-call-getdata.agi.jsonl"))
     assert 2.7 < t.delays[2] < 2.8
     outcomes, flags = [], []
     clock = Clock()

@@ -245,7 +245,7 @@ def test_the_sweep_survives_a_failing_database_unit(database):
         if calls["n"] == 2:      # the first sweep's claim fails
             return defer.fail(RuntimeError("database hiccup"))
         return real_run(fn, *a, **kw)
-    cli = OrderService(database, rig.clock, None, None, rig.events, rig.cfg)   # as the CLI does
+    cli = OrderService(database, rig.clock, None, None, rig.cfg)   # as the CLI does
     yield cli.send(req("all"))
     rig.fanout.db = type("DB", (), {"run": staticmethod(flaky)})()
     yield rig.fanout.start()

@@ -1,6 +1,10 @@
 """The emulated PBX against the real gateway parts, over loopback TCP: AmiLink logs in to its
 AMI face, the FastAGI server (the real flows) takes its AGI sessions, OrderCaller places order
-calls through it, and the hotline service records the citizens' calls it plays."""
+calls through it, and the hotline service records the citizens' calls it plays.
+
+The sockets are real (loopback); every timer on both sides (the phones' key presses and rings,
+the menu timeouts, the retry delays, the PBX scenarios, the AMI deadlines) runs on one
+task.Clock that the test moves on: nothing waits in real time."""
 import hashlib
 import hmac
 from datetime import datetime, timezone
@@ -12,7 +16,7 @@ from twisted.internet import defer, reactor
 
 from gateway.ami import AmiLink
 from gateway.ami.emulator.pbx import EmulatedPbx, PbxService, Phone, PhoneDirectory, dialled_number
-from gateway.ami.testing import CollectingSink, wait_for
+from gateway.ami.testing import CollectingSink, database_busy, run_deferred, run_until, test_clock
 from gateway.ami.emulator.transcript import Transcript
 from gateway.hotline.service import HotlineService
 from gateway.hotline.store import get_call
@@ -41,42 +45,53 @@ TOKEN_KEY = b"pbx-test-token-key-0123456789abc"
 TOKENS = CallTokens(TOKEN_KEY)       # the order caller mints, the order flow checks: as the gateway
 
 
-def bounded(d, seconds=8.0):
-    return d.addTimeout(seconds, reactor)
+@pytest.fixture
+def clock():
+    return test_clock()
+
+
+def bounded(clock, d, seconds=8.0):
+    """d's result, the clock driven until it fires (at most ``seconds`` of clock time)."""
+    return run_deferred(reactor, clock, d, seconds)
+
+
+def until(clock, predicate, seconds=5.0, what=""):
+    return run_until(reactor, clock, predicate, seconds, what=what)
 
 
 @pytest.fixture
-def gateway_side():
+def gateway_side(clock):
     """The gateway's FastAGI server with the real flows, a drill sink and an in-memory journal."""
     sink = DrillKeypadSink({COMMANDER: ["0427"]})
-    journal = MemoryJournal(reactor)
-    factory = make_fastagi_factory(reactor, sink=sink, journal=journal,
+    journal = MemoryJournal(clock)
+    factory = make_fastagi_factory(clock, sink=sink, journal=journal,
                                    settings=MenuSettings(timeout_ms=200), hotline_triage_ms=100,
-                                   tokens=CallTokenGate(reactor, None, TOKENS, RefusalAudit(reactor, None)))
+                                   tokens=CallTokenGate(clock, None, TOKENS, RefusalAudit(clock, None)))
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     yield sink, journal, port.getHost().port
     pytest_twisted.blockon(defer.maybeDeferred(port.stopListening))
 
 
 @pytest.fixture
-def pbx(gateway_side):
+def pbx(gateway_side, clock):
     phones = {PRESSES_1: Phone.presses("1", after=0.1),
               PRESSES_0_THEN_2: Phone.presses("0", "2", after=0.05),
               BUSY: Phone.busy(ring=0.05), MISSING: Phone.missing(), SILENT: Phone.silent(ring=0.05),
               HANGS_UP: Phone.hangs_up(after=0.05), NO_ANSWER: Phone.unanswered()}
     p = EmulatedPbx(reactor, agi_host="127.0.0.1", agi_port=gateway_side[2], phones=phones,
-                    default=Phone.missing(), agi_idle_timeout=5)
+                    default=Phone.missing(), agi_idle_timeout=5, clock=clock)
     p.listen(0, "127.0.0.1")
     yield p
     pytest_twisted.blockon(p.stop())
 
 
 @pytest.fixture
-def link(pbx):
+def link(pbx, clock):
     lk = AmiLink(reactor, "127.0.0.1", pbx.port_number, username="gateway", secret="rig-secret",
-                 action_timeout=2, backoff_initial=0.05, backoff_max=0.3, originate_grace=3)
+                 action_timeout=2, backoff_initial=0.05, backoff_max=0.3, originate_grace=3,
+                 clock=clock)
     lk.startService()
-    pytest_twisted.blockon(bounded(lk.when_ready(), 5))
+    pytest_twisted.blockon(bounded(clock, lk.when_ready(), 5))
     yield lk
     pytest_twisted.blockon(lk.stopService())
 
@@ -89,13 +104,14 @@ def _seed(conn):
 
 
 @pytest.fixture
-def caller(link, database):
+def caller(link, database, clock):
+    clock.owed.append(database_busy(database))
     pytest_twisted.blockon(database.run(_seed))
-    return OrderCaller(reactor, link, database, policy=POLICY, tokens=TOKENS)
+    return OrderCaller(clock, link, database, policy=POLICY, tokens=TOKENS)
 
 
 def call_order(caller, phone):
-    return bounded(caller.call_order("0427", phone, order_id=1, team_id=3))
+    return bounded(caller.reactor, caller.call_order("0427", phone, order_id=1, team_id=3))
 
 
 def delivery(database):
@@ -105,19 +121,19 @@ def delivery(database):
 # --- order calls --------------------------------------------------------------------------------
 @pytest_twisted.inlineCallbacks
 def test_a_phone_that_presses_1_is_recorded_with_the_order_and_phone(caller, gateway_side, pbx,
-                                                                      link, database):
+                                                                      link, database, clock):
     sink, journal, _ = gateway_side
     events = []
     link.add_event_listener(events.append)
     outcome = yield call_order(caller, PRESSES_1)
     assert outcome == "answered"
-    yield wait_for(reactor, lambda: sink.answers, 5, what="the keypad answer")
+    yield until(clock, lambda: sink.answers, 5, what="the keypad answer")
     (answer,) = sink.answers
     assert (answer.digit, answer.order_code, answer.caller) == ("1", "0427", PRESSES_1)
     (call,) = pbx.order_calls()
     assert answer.call_id == call.uniqueid and call.uniqueid.startswith("yihu-order-0427-")
     assert call.number == "07700900001" and call.script == "order?order=0427"
-    yield bounded(call.ended)
+    yield bounded(clock, call.ended)
     assert call.agi_status == "HANGUP" and call.agi.channel.hung_up_by == "gateway"
     assert call.heard[:2] == ["yihu/order-intro", "digits:0427"] and "yihu/status-received" in call.heard
     # The Originate's token reached the channel as Asterisk sets Variable: headers, and it is the
@@ -129,7 +145,7 @@ def test_a_phone_that_presses_1_is_recorded_with_the_order_and_phone(caller, gat
     assert variables["YIHU_PHONE"] == PRESSES_1 and "GET VARIABLE YIHU_TOKEN" in call.agi.commands
     # The AMI stream, as recorded (order-call-press1): the dial, the answer, the AGI, our
     # OriginateResponse, and the hang-up only after the FastAGI session is over.
-    yield wait_for(reactor, lambda: any(m.name == "Hangup" and m["Uniqueid"] == call.uniqueid
+    yield until(clock, lambda: any(m.name == "Hangup" and m["Uniqueid"] == call.uniqueid
                                         for m in events), 5, what="the Hangup event")
     mine = [m for m in events if m.get("Uniqueid") == call.uniqueid
             or m.get("DestUniqueid") == call.uniqueid]
@@ -147,15 +163,35 @@ def test_a_phone_that_presses_1_is_recorded_with_the_order_and_phone(caller, gat
 
 
 @pytest_twisted.inlineCallbacks
-def test_zero_repeats_the_order_then_two_is_arrived(caller, gateway_side, pbx):
+def test_an_asterisk_without_our_prompts_still_takes_the_answer(caller, gateway_side, pbx, clock):
+    """The prompts were never installed on this PBX: every STREAM FILE / GET DATA of ours is
+    answered `result=-1` (no HANGUP), and the commander's key is still read and recorded."""
+    from ivr.emulator.sounds import SoundLibrary
+    sink, journal, _ = gateway_side
+    pbx.sounds = SoundLibrary.bare()
+    outcome = yield call_order(caller, PRESSES_1)
+    assert outcome == "answered"
+    yield until(clock, lambda: sink.answers, 5, what="the keypad answer")
+    assert [(a.digit, a.order_code) for a in sink.answers] == [("1", "0427")]
+    (call,) = pbx.order_calls()
+    yield bounded(clock, call.ended)
+    ch = call.agi.channel
+    assert "yihu/order-intro" in ch.unplayable and "yihu/order-menu" in ch.unplayable
+    assert "WAIT FOR DIGIT 200" in call.agi.commands          # the menu key, read all the same
+    assert "HANGUP" not in call.agi.replies[:call.agi.replies.index("200 result=-1") + 1]
+    assert ch.hung_up_by == "gateway" and journal.no_answers == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_zero_repeats_the_order_then_two_is_arrived(caller, gateway_side, pbx, clock):
     sink, journal, _ = gateway_side
     outcome = yield call_order(caller, PRESSES_0_THEN_2)
     assert outcome == "answered"
-    yield wait_for(reactor, lambda: sink.answers, 5, what="the keypad answer")
+    yield until(clock, lambda: sink.answers, 5, what="the keypad answer")
     assert [a.digit for a in sink.answers] == ["2"]
     assert [e.digits for e in journal.entries] == ["0", "2"]
     (call,) = pbx.order_calls()
-    yield bounded(call.ended)
+    yield bounded(clock, call.ended)
     assert call.heard.count("yihu/order-intro") == 2          # 0 read the order again
 
 
@@ -175,7 +211,7 @@ def test_a_busy_phone_is_busy_after_every_attempt(caller, gateway_side, pbx, lin
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_number_that_does_not_exist_cannot_be_called(caller, gateway_side, pbx, link, database):
+def test_a_number_that_does_not_exist_cannot_be_called(caller, gateway_side, pbx, link, database, clock):
     sink, journal, _ = gateway_side
     responses = []
     link.add_event_listener(lambda m: m.name == "OriginateResponse" and responses.append(m))
@@ -185,53 +221,55 @@ def test_a_number_that_does_not_exist_cannot_be_called(caller, gateway_side, pbx
         [("Failure", "0", "<unknown>")] * POLICY.attempts
     assert sink.answers == [] and delivery(database)["state"] == "failed"
     # Unknown numbers follow the directory's default (here: no such number).
-    outcome = yield bounded(caller.call_order("0427", "+447700900999", order_id=1, team_id=3))
+    outcome = yield bounded(clock, caller.call_order("0427", "+447700900999", order_id=1, team_id=3))
     assert outcome == "failed"
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_silent_phone_answers_but_no_answer_is_recorded(caller, gateway_side, pbx):
+def test_a_silent_phone_answers_but_no_answer_is_recorded(caller, gateway_side, pbx, clock):
     sink, journal, _ = gateway_side
     outcome = yield call_order(caller, SILENT)
     assert outcome == "answered"            # the phone was picked up ...
     (call,) = pbx.order_calls()
-    yield bounded(call.ended)
+    yield bounded(clock, call.ended)
     assert sink.answers == []               # ... but nothing was keyed
     (na,) = journal.no_answers
     assert (na.order_code, na.caller, na.call_id) == ("0427", SILENT, call.uniqueid)
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_phone_that_hangs_up_during_the_prompt(caller, gateway_side, pbx):
+def test_a_phone_that_hangs_up_during_the_prompt(caller, gateway_side, pbx, clock):
     sink, journal, _ = gateway_side
     outcome = yield call_order(caller, HANGS_UP)
     assert outcome == "answered"
     (call,) = pbx.order_calls()
-    yield bounded(call.ended)
+    yield bounded(clock, call.ended)
     assert call.agi.channel.hung_up_by == "caller" and call.agi_status == "HANGUP"
     assert sink.answers == [] and [e.note for e in journal.no_answers] == \
         ["no answer: hung up before keying an answer"]
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_phone_nobody_picks_up_rings_until_the_timeout(caller, gateway_side, pbx, link):
+def test_a_phone_nobody_picks_up_rings_until_the_timeout(caller, gateway_side, pbx, link, clock):
     responses = []
     link.add_event_listener(lambda m: m.name == "OriginateResponse" and responses.append(m))
-    start = reactor.seconds()
+    start = clock.seconds()
     outcome = yield call_order(caller, NO_ANSWER)
     assert outcome == "no_answer"
     assert [r["Reason"] for r in responses] == ["3"] * POLICY.attempts
-    # each attempt rang for the Originate's Timeout (0.3 s)
-    assert reactor.seconds() - start >= POLICY.attempts * POLICY.ring_timeout_ms / 1000
+    # each attempt rang for the Originate's Timeout (0.3 s), with the retry delay between
+    elapsed = clock.seconds() - start
+    want = POLICY.attempts * POLICY.ring_timeout_ms / 1000 + (POLICY.attempts - 1) * POLICY.delay
+    assert want <= elapsed < want + 0.5
 
 
 @pytest_twisted.inlineCallbacks
-def test_calls_at_the_same_time_each_go_their_own_way(caller, gateway_side, pbx):
+def test_calls_at_the_same_time_each_go_their_own_way(caller, gateway_side, pbx, clock):
     sink, journal, _ = gateway_side
     outcomes = yield defer.gatherResults([call_order(caller, p) for p in
                                           (PRESSES_1, SILENT, BUSY, PRESSES_0_THEN_2)])
     assert outcomes == ["answered", "answered", "busy", "answered"]
-    yield bounded(defer.gatherResults([c.ended for c in pbx.order_calls()]))
+    yield bounded(clock, defer.gatherResults([c.ended for c in pbx.order_calls()]))
     assert sorted((a.caller, a.digit) for a in sink.answers) == [(PRESSES_1, "1"),
                                                                  (PRESSES_0_THEN_2, "2")]
     assert [na.caller for na in journal.no_answers] == [SILENT]
@@ -239,10 +277,10 @@ def test_calls_at_the_same_time_each_go_their_own_way(caller, gateway_side, pbx)
 
 # --- the feedback line ----------------------------------------------------------------------------
 @pytest_twisted.inlineCallbacks
-def test_a_commander_calls_the_feedback_line(pbx, gateway_side, link):
+def test_a_commander_calls_the_feedback_line(pbx, gateway_side, link, clock):
     sink, journal, _ = gateway_side
     call = pbx.feedback_call(COMMANDER, ["3"])
-    yield bounded(call.ended)
+    yield bounded(clock, call.ended)
     assert call.script == "feedback" and call.agi_status in ("SUCCESS", "HANGUP")
     (answer,) = sink.answers
     assert (answer.caller, answer.order_code, answer.digit) == (COMMANDER, "0427", "3")
@@ -263,15 +301,17 @@ def test_the_directory_matches_e164_and_national_forms(tmp_path):
 
 # --- hotline calls ------------------------------------------------------------------------------------
 @pytest.fixture
-def hotline(pbx, database):
+def hotline(pbx, database, clock):
+    clock.owed.append(database_busy(database))
     sink = CollectingSink()
     lk = AmiLink(reactor, "127.0.0.1", pbx.port_number, username="gateway", secret="rig-secret",
-                 action_timeout=2, backoff_initial=0.05, backoff_max=0.3)
-    svc = HotlineService(reactor, database, sink, lk)
+                 action_timeout=2, backoff_initial=0.05, backoff_max=0.3, clock=clock)
+    database.add_event_listener(sink.committed)
+    svc = HotlineService(reactor, database, lk, clock=clock)
     svc.startService()
-    pytest_twisted.blockon(bounded(svc.ready))
+    pytest_twisted.blockon(bounded(clock, svc.ready))
     lk.startService()
-    pytest_twisted.blockon(bounded(lk.when_ready(), 5))
+    pytest_twisted.blockon(bounded(clock, lk.when_ready(), 5))
     yield svc, sink
     pytest_twisted.blockon(lk.stopService())
 
@@ -295,18 +335,24 @@ def same_story(row: dict, rec) -> None:
 
 
 def kinds(sink, call):
-    return [k.split(".")[1] for k, p in sink.events if p["call_id"] == call.info.get("linkedid")]
+    return [k.split(".")[1] for k, p in sink.events
+            if p["call_id"] == call.info.get("linkedid") and k != "hotline.caller_history"]
+
+
+def tracked_end(svc, call):
+    """The tracker closed the call (in memory: the clock does not wait for the database)."""
+    return call.info.get("linkedid") in svc.tracker.finished
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_119_caller_who_hangs_up_in_the_ivr_is_abandoned_ivr(pbx, hotline, gateway_side, database):
+def test_a_119_caller_who_hangs_up_in_the_ivr_is_abandoned_ivr(pbx, hotline, gateway_side, database, clock):
     svc, sink = hotline
     call = pbx.hotline_call("119", "13905769876", outcome="abandoned_ivr", speed=4)
-    yield bounded(call.ended)
+    yield bounded(clock, call.ended)
     assert call.script == "hotline?line=119" and call.agi.channel.hung_up_by == "caller"
     assert call.agi_status == "HANGUP"
-    yield wait_for(reactor, lambda: "ended" in kinds(sink, call), 5, what="hotline.ended")
-    yield bounded(svc.flushed())
+    yield until(clock, lambda: tracked_end(svc, call), 5, what="the call ended")
+    yield bounded(clock, svc.flushed())
     r = database.run_sync(get_call, call.info["linkedid"])
     assert (r["line"], r["caller"], r["outcome"]) == ("119", "13905769876", "abandoned_ivr")
     assert r["ivr_at"] is not None and r["queue_joined_at"] is None and r["answered_at"] is None
@@ -315,15 +361,15 @@ def test_a_119_caller_who_hangs_up_in_the_ivr_is_abandoned_ivr(pbx, hotline, gat
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_119_caller_who_presses_2_and_is_answered(pbx, hotline, gateway_side, database):
+def test_a_119_caller_who_presses_2_and_is_answered(pbx, hotline, gateway_side, database, clock):
     svc, sink = hotline
     _, journal, _ = gateway_side
     call = pbx.hotline_call("119", "13905769876", outcome="answered", moves=["2"],
                             queue_seconds=0.4, talk_seconds=0.4, speed=4)
-    yield bounded(call.ended)
+    yield bounded(clock, call.ended)
     assert call.agi_status == "SUCCESS" and call.agi.variables.get("TRIAGE") == "2"
-    yield wait_for(reactor, lambda: "ended" in kinds(sink, call), 5, what="hotline.ended")
-    yield bounded(svc.flushed())
+    yield until(clock, lambda: tracked_end(svc, call), 5, what="the call ended")
+    yield bounded(clock, svc.flushed())
     r = database.run_sync(get_call, call.info["linkedid"])
     assert (r["line"], r["outcome"], r["call_taker"]) == ("119", "answered", "PJSIP/1001")
     assert r["ivr_at"] <= r["queue_joined_at"] <= r["answered_at"] <= r["ended_at"]
@@ -333,13 +379,13 @@ def test_a_119_caller_who_presses_2_and_is_answered(pbx, hotline, gateway_side, 
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_122_caller_who_gives_up_in_the_queue(pbx, hotline, database):
+def test_a_122_caller_who_gives_up_in_the_queue(pbx, hotline, database, clock):
     svc, sink = hotline
     call = pbx.hotline_call("122", "13905760000", outcome="abandoned_queue", queue_seconds=0.4,
                             speed=4)
-    yield bounded(call.ended)
-    yield wait_for(reactor, lambda: "ended" in kinds(sink, call), 5, what="hotline.ended")
-    yield bounded(svc.flushed())
+    yield bounded(clock, call.ended)
+    yield until(clock, lambda: tracked_end(svc, call), 5, what="the call ended")
+    yield bounded(clock, svc.flushed())
     r = database.run_sync(get_call, call.info["linkedid"])
     assert (r["line"], r["outcome"]) == ("122", "abandoned_queue")
     rec = recorded("hotline-queue-abandon")
@@ -347,27 +393,27 @@ def test_a_122_caller_who_gives_up_in_the_queue(pbx, hotline, database):
 
 
 @pytest_twisted.inlineCallbacks
-def test_the_gateway_unreachable_the_citizen_still_reaches_the_queue():
+def test_the_gateway_unreachable_the_citizen_still_reaches_the_queue(clock):
     # A PBX whose FastAGI target is a closed port: AGISTATUS=FAILURE, and the dialplan goes on
     # to the call-takers' queue (an emergency call never depends on the gateway).
     from twisted.internet.protocol import Factory
     p = reactor.listenTCP(0, Factory(), interface="127.0.0.1")
     dead = p.getHost().port
     yield p.stopListening()
-    pbx = EmulatedPbx(reactor, agi_port=dead)
+    pbx = EmulatedPbx(reactor, agi_port=dead, clock=clock)
     pbx.listen(0)
     events = []
     lk = AmiLink(reactor, "127.0.0.1", pbx.port_number, username="gateway", secret="rig-secret",
-                 backoff_initial=0.05)
+                 backoff_initial=0.05, clock=clock)
     lk.add_event_listener(events.append)
     lk.startService()
     try:
-        yield bounded(lk.when_ready(), 5)
+        yield bounded(clock, lk.when_ready(), 5)
         call = pbx.hotline_call("110", outcome="answered", queue_seconds=0.1, talk_seconds=0.1,
                                 speed=4)
-        yield bounded(call.ended)
+        yield bounded(clock, call.ended)
         assert call.agi_status == "FAILURE" and call.agi is None
-        yield wait_for(reactor, lambda: any(m.name == "Hangup" for m in events), 5, what="Hangup")
+        yield until(clock, lambda: any(m.name == "Hangup" for m in events), 5, what="Hangup")
         statuses = [m["Value"] for m in events if m.name == "VarSet" and m["Variable"] == "AGISTATUS"]
         assert statuses == ["FAILURE"]
         assert "AgentConnect" in [m.name for m in events]
@@ -377,28 +423,28 @@ def test_the_gateway_unreachable_the_citizen_still_reaches_the_queue():
 
 
 @pytest_twisted.inlineCallbacks
-def test_stopping_the_pbx_mid_call_drops_the_fastagi_session(gateway_side):
+def test_stopping_the_pbx_mid_call_drops_the_fastagi_session(gateway_side, clock):
     sink, journal, agi_port = gateway_side
-    pbx = EmulatedPbx(reactor, agi_port=agi_port, default=Phone.presses("1", after=30))
+    pbx = EmulatedPbx(reactor, agi_port=agi_port, default=Phone.presses("1", after=30), clock=clock)
     svc = PbxService(pbx, 0)
     svc.startService()
     lk = AmiLink(reactor, "127.0.0.1", pbx.port_number, username="gateway", secret="rig-secret",
-                 backoff_initial=0.05)
+                 backoff_initial=0.05, clock=clock)
     lk.startService()
     try:
-        yield bounded(lk.when_ready(), 5)
+        yield bounded(clock, lk.when_ready(), 5)
         phone_ = "+447700900042"
         variables = {"ORDER_CODE": "0427", "YIHU_PHONE": phone_, "YIHU_DELIVERY": "1",
-                     **TOKENS.variables("1", phone_, reactor.seconds(), 30)}
-        r = yield bounded(lk.originate("PJSIP/07700900042@trunk", context="gateway-out",
-                                       exten="order", variables=variables))
+                     **TOKENS.variables("1", phone_, clock.seconds(), 30)}
+        r = yield bounded(clock, lk.originate("PJSIP/07700900042@trunk", context="gateway-out",
+                                              exten="order", variables=variables))
         assert (r.success, r.reason) == (True, 4)
         (call,) = pbx.order_calls()
-        yield wait_for(reactor, lambda: call.agi is None and any(
+        yield until(clock, lambda: call.agi is None and any(
             "GET DATA" in c for p in pbx._agi_sessions for c in p.record.commands), 5,
             what="the FastAGI session at the menu")
-        yield bounded(svc.stopService())        # the phone is still "thinking" about its key
-        yield wait_for(reactor, lambda: call.agi is not None, 5, what="the session closed")
+        yield bounded(clock, svc.stopService())        # the phone is still "thinking" about its key
+        yield until(clock, lambda: call.agi is not None, 5, what="the session closed")
         assert not pbx._agi_sessions and sink.answers == []
     finally:
         yield lk.stopService()

@@ -193,3 +193,37 @@ def test_pin_is_never_logged(capsys):
     from twisted.logger import formatEvent
     text = " ".join(formatEvent(e) for e in seen)
     assert "4321" not in text and "CPIN" in text
+
+
+REPORT_PDU = "0791448720003023" "06E80C91666666666666" "909070618422809090706184628000"
+
+
+@pytest.mark.parametrize("intruders", [["+CTZV: +32,0"], ["^NWTIME: 26/12/01,09:30:00+32,00", "DST: 0"],
+                                       ['*PSUTTZ: 2026,12,1,9,30,0,"+32",0', "+QUSIM: 1", "RING"]])
+def test_unsolicited_lines_between_cds_and_its_pdu_are_not_the_pdu(intruders):
+    clock, s, t, rec = session()
+    s.dataReceived(b"\r\n+CDS: 25\r\n" + b"".join(b"\r\n" + i.encode() + b"\r\n" for i in intruders)
+                   + b"\r\n" + REPORT_PDU.encode() + b"\r\n")
+    assert ("+CDS: 25", REPORT_PDU) in rec.urcs
+    assert [u[0] for u in rec.urcs if u[0] != "+CDS: 25"] == intruders
+
+
+def test_a_cds_whose_pdu_never_comes_is_handed_on_empty_not_fed_the_next_answer():
+    clock, s, t, rec = session()
+    s.dataReceived(b"\r\n+CDS: 25\r\n")
+    d = s.command("AT+CSQ")
+    s.dataReceived(b"\r\n+CSQ: 9,99\r\n\r\nOK\r\n\r\n+CTZV: +32,0\r\n\r\n^RSSI: 9\r\n")
+    assert result(d) == ["+CSQ: 9,99"]
+    assert ("+CDS: 25", "") in rec.urcs       # kept (as garbage) by the receiver, never dropped
+
+
+@pytest.mark.parametrize("line", ["+CTZV: +32,0", "^NWTIME: 26/12/01,09:30:00+32,00", "+QUSIM: 1",
+                                  '*PSUTTZ: 2026,12,1,9,30,0,"+32",0'])
+def test_a_foreign_line_inside_an_answer_is_unsolicited_not_part_of_it(line):
+    clock, s, t, rec = session()
+    d = s.command("AT+CMGR=1")
+    s.dataReceived(b"\r\n+CMGR: 0,,2\r\n\r\n" + line.encode() + b"\r\n\r\n00AABB\r\n\r\nOK\r\n")
+    assert result(d) == ["+CMGR: 0,,2", "00AABB"]
+    assert rec.urcs == [(line, None)]
+    s.dataReceived(b"\r\n" + line.encode() + b"\r\n")      # and with no command in flight
+    assert rec.urcs == [(line, None), (line, None)]

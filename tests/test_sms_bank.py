@@ -12,18 +12,21 @@ from sms.emulator.harness import in_process
 from sms.emulator.network import deliver_pdus
 from sms.modem import BENCHED, READY
 from sms.store import MemoryStore
-from tests._paths import MODEMS
+from tests._paths import modem_dumps
 from tests._sms_fixtures import ORDER, FakeSink, phone
 
 
 
 
 
+EMULATOR_OPTIONS = ("segment_time", "report_delay", "status_reports", "boot_time", "cnmi_ranges", "pin", "seed",
+                    "noise_rate", "noise_interval", "header_style", "submit_error_rate", "report_trouble_rate")
+
+
 def make(n=2, sink=None, **cfg):
     clock = Clock()
     store = MemoryStore()
-    emu_opts = {k: cfg.pop(k) for k in list(cfg) if k in ("segment_time", "report_delay", "status_reports",
-                                                              "boot_time", "cnmi_ranges", "pin")}
+    emu_opts = {k: cfg.pop(k) for k in list(cfg) if k in EMULATOR_OPTIONS}
     emu_opts.setdefault("segment_time", 3.0)
     cfg.setdefault("probe_interval", 30.0)
     config = SmsConfig(**cfg)
@@ -245,7 +248,7 @@ def test_every_reference_pdu_is_stored_raw_and_the_sim_emptied():
     clock, store, rig = make(n=1, sink=sink)
     emu = rig.emulator.modems[0]
     n = 0
-    for f in sorted((MODEMS / "at-sms").glob("*.dump")):
+    for f in sorted(modem_dumps("at-sms").glob("*.dump")):
         lines = [ln.strip() for ln in f.read_bytes().decode("latin-1").splitlines() if ln.strip()]
         length = parse_cmgr_header(lines[1]).length
         emu.store_pdu(lines[2].strip('"'), length)

@@ -62,3 +62,28 @@ def test_makespan_of_uniform_fanout_is_ideal():
             queue = [j for j in queue if j.key != key]
         now = min(t for t in free.values() if t > now) if queue else now
     assert max(free.values()) == 20 * 3.0
+
+
+# --- status reports: TP-Status per TS 23.040 9.2.3.15, written out here from the spec's table ----
+
+SPEC_GROUPS = [(0x00, 0x1F, "completed"), (0x20, 0x3F, "still_trying"), (0x40, 0x5F, "permanent"),
+               (0x60, 0x7F, "gave_up"), (0x80, 0xFF, "reserved")]
+
+
+def test_every_tp_status_value_falls_in_its_spec_group():
+    for lo, hi, group in SPEC_GROUPS:
+        for st in range(lo, hi + 1):
+            assert policy.classify_status(st) == group, hex(st)
+
+
+@pytest.mark.parametrize("status,attempts,state,expected", [
+    (0x00, 1, "sent", "delivered"), (0x01, 1, "sent", "delivered"), (0x02, 1, "unknown", "delivered"),
+    (0x21, 1, "sent", None),            # still trying: keep waiting, nothing changes
+    (0x22, 1, "unknown", "sent"),       # still trying: the SC has it; never resent by the unknown policy
+    (0x30, 1, "submitting", "sent"),
+    (0x40, 1, "sent", "failed"), (0x46, 1, "sent", "failed"), (0x49, 4, "sent", "failed"),
+    (0x60, 1, "sent", "queued"), (0x62, 4, "sent", "queued"), (0x62, 5, "sent", "failed"),
+    (0x65, 7, "unknown", "failed"), (0x80, 1, "sent", None), (0xFF, 1, "unknown", None),
+])
+def test_report_outcome_drives_the_retry_policy(status, attempts, state, expected):
+    assert policy.report_outcome(status, attempts, 5, state) == expected

@@ -1,5 +1,5 @@
 """The CAP intake: a document (from the API or the inbox directory) -> one committed unit of work
--> events and the new order's fan-out, in that order (durable before told)."""
+(with its events, in the event log) -> the new order's timers and fan-out (durable before told)."""
 from __future__ import annotations
 
 import random
@@ -18,14 +18,14 @@ log = Logger()
 
 
 class CapIntake:
-    def __init__(self, db, clock, orders, events, cfg: CapSection, esc: EscalationConfig, verify=None,
+    def __init__(self, db, clock, orders, cfg: CapSection, esc: EscalationConfig, verify=None,
                  rng: random.Random | None = None):
-        self.db, self.clock, self.orders, self.events = db, clock, orders, events
+        self.db, self.clock, self.orders = db, clock, orders
         self.cfg, self.esc, self.verify = cfg, esc, verify
         self.rng = rng or random.SystemRandom()
 
     def take(self, raw: bytes, source: str, truncated: bool = False) -> defer.Deferred:
-        """Deferred[store.Outcome], fired after COMMIT and after its events were published."""
+        """Deferred[store.Outcome], fired after COMMIT (its events committed with it)."""
         return self.orders.run_locked(self._take, bytes(raw), source, truncated)
 
     @defer.inlineCallbacks
@@ -54,11 +54,6 @@ class CapIntake:
             self.orders.announce(created, req)
         for order_id, code in out.resend:
             self.orders.resend(order_id, code)
-        for kind, payload in out.events:
-            try:
-                self.events.publish(kind, payload)
-            except Exception:  # noqa: BLE001 - committed already; one bad subscriber must not lose the rest
-                log.failure("CAP: publishing {kind} failed", kind=kind)
 
     @defer.inlineCallbacks
     def confirm(self, proposal_id: int, by: str):
@@ -66,7 +61,4 @@ class CapIntake:
         created, req = yield self.orders.run_locked(
             self.db.run, store.confirm_proposal_tx, proposal_id, by, now(self.clock), self.esc, self.rng)
         self.orders.announce(created, req)
-        if not created.existing:
-            self.events.publish("order.proposal_confirmed", {"proposal_id": proposal_id, "order_code": created.code,
-                                                             "by": by})
         return created, req

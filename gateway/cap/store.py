@@ -2,7 +2,9 @@
 
 One transaction per document: its raw bytes, the verdict, and whatever it caused (an order, a
 proposal, an order updated or closed) are committed together, so a restart finds either all of
-it or none, and the same alert taken again finds the first copy.
+it or none, and the same alert taken again finds the first copy.  The events it causes
+(cap.accepted / cap.refused / order.proposed / order.updated / ...) are written to the event log
+in the same transaction (the new order's `order.created` by create_order_tx itself).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from gateway.cap import rules as cap_rules
 from gateway.cap.config import CapRule, CapSection
 from gateway.cap.document import Alert, CapRefused, order_text, parse
 from gateway.escalation.config import EscalationConfig
+from gateway.eventlog import record_event, record_events
 from gateway.orders import directory_queries as dq
 from gateway.orders.order import CreatedOrder, OrderRequest, Target
 from gateway.orders.store import NoTeams, create_order_tx
@@ -26,7 +29,7 @@ ACTOR = "cap"
 
 @dataclass
 class Outcome:
-    """What became of one document; `events` are published and `created` announced after COMMIT."""
+    """What became of one document; `events` are recorded with it and `created` announced after COMMIT."""
     alert_id: int
     state: str                                  # accepted / refused / duplicate
     action: str | None = None
@@ -59,8 +62,15 @@ def _refuse(conn, raw: bytes, source: str, now: datetime, e: CapRefused, key: st
 
 def take_alert_tx(conn, raw: bytes, source: str, now: datetime, cfg: CapSection, esc: EscalationConfig,
                   rng: random.Random, verify=None, truncated: bool = False) -> Outcome:
-    """Check one CAP document and act on it.  `verify(root) -> (signature state, Alert)` is the
-    signature check (gateway/cap/signature.py); it raises CapRefused."""
+    """Check one CAP document and act on it, its events in the same transaction.
+    `verify(root) -> (signature state, Alert)` is the signature check (gateway/cap/signature.py);
+    it raises CapRefused."""
+    out = _take_alert(conn, raw, source, now, cfg, esc, rng, verify, truncated)
+    record_events(conn, out.events, now)
+    return out
+
+
+def _take_alert(conn, raw, source, now, cfg, esc, rng, verify, truncated) -> Outcome:
     if truncated:
         return _refuse(conn, raw, source, now, CapRefused(
             "/alert", f"document is over the limit of {cfg.max_bytes} bytes (cap.max_bytes); its first "
@@ -258,6 +268,8 @@ def confirm_proposal_tx(conn, proposal_id: int, by: str, now: datetime, esc: Esc
         conn.execute(insert(audit_log).values(at=now, actor=by[:100], action="proposal.confirmed",
                                               subject=f"proposal {proposal_id}",
                                               detail={"order_code": created.code}))
+        record_event(conn, "order.proposal_confirmed", {"proposal_id": proposal_id, "order_code": created.code,
+                                                        "by": by}, now)
     return created, req
 
 

@@ -361,15 +361,17 @@ def read_roster(path: str | Path) -> Roster:
     except UnicodeDecodeError as e:
         line = p.read_bytes()[: e.start].count(b"\n") + 1
         raise RosterError(str(p), [(line, "not UTF-8 text")]) from None
-    problems = _Problems()
     suffix = p.suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        roster = parse_yaml(text, problems)
-    elif suffix == ".csv":
-        roster = parse_csv(text, problems)
-    else:
+    if suffix not in (".yaml", ".yml", ".csv"):
         raise RosterError(str(p), [(0, "unknown file type: use .yaml, .yml or .csv")])
+    return parse_roster_text(text, "csv" if suffix == ".csv" else "yaml", str(p))
+
+
+def parse_roster_text(text: str, fmt: str, source: str) -> Roster:
+    """A roster given as text (yaml or csv), checked as a file is; RosterError names `source`."""
+    problems = _Problems()
+    roster = parse_csv(text, problems) if fmt == "csv" else parse_yaml(text, problems)
     check(roster, problems)
     if problems.items:
-        raise RosterError(str(p), problems.items)
+        raise RosterError(source, problems.items)
     return roster

@@ -13,6 +13,7 @@ from sqlalchemy import func, insert, select, update
 
 from gateway.escalation.config import EscalationConfig
 from gateway.escalation.deadlines import RECEIPT, local_hhmm, stage_deadlines
+from gateway.eventlog import record_events
 from gateway.orders import directory_queries as dq
 from gateway.orders import store as ostore
 from gateway.orders import team_state as ts
@@ -175,8 +176,22 @@ def claim_due_tx(conn, order_team_ids, now: datetime, cfg: EscalationConfig) -> 
                 at=now, actor="system", action="escalation.no_supervisor", subject=f"order {a.order_code}",
                 detail={"stage": a.stage, "teams": [t[1] for t in a.teams]}))
     claim.alerts = list(alerts.values())
+    record_events(conn, [("order.escalated", _escalated_event(f, now)) for f in claim.fired]
+                  + [("order.supervisor_alert", _alert_event(a)) for a in claim.alerts], now)
     claim.next_due = ostore.next_due_many_tx(conn, set(order_team_ids) | {r.order_team_id for r in rows})
     return claim
+
+
+def _escalated_event(f: FiredStep, now: datetime) -> dict:
+    return {"order_code": f.order_code, "order_id": f.order_id, "team": f.team_code, "stage": f.stage,
+            "step": f.step, "action": f.action, "late": f.late, "reason": f.reason, "due_at": f.due_at.isoformat(),
+            "fired_at": now.isoformat()}
+
+
+def _alert_event(a: SupervisorAlert) -> dict:
+    return {"order_code": a.order_code, "order_id": a.order_id, "incident_ref": a.incident_ref, "stage": a.stage,
+            "teams": [{"code": c, "name": n, "state": s} for _, c, n, s in a.teams],
+            "supervisor": a.supervisor.name if a.supervisor else None}
 
 
 def _reason(r, st: ts.TeamOrderState, cfg: EscalationConfig, due: datetime) -> str:

@@ -1,7 +1,7 @@
 """The feedback engine: IInboundSmsSink and IKeypadSink.
 
-Parse (pure), judge and record (one transaction), then, only after the commit, answer the
-sender, stop the team's escalation and publish the event.  A reply that does not parse, comes
+Parse (pure), judge and record with its event (one transaction), then, only after the commit,
+answer the sender and stop the team's escalation.  A reply that does not parse, comes
 from a number not on the roster, or names an order the team does not have, is kept raw with
 the reason (inbound_raw.state refused/garbage), audited, and the engine carries on.
 """
@@ -29,8 +29,8 @@ class FeedbackEngine:
     # claims wait behind at most one batch, not behind thousands of queued transactions.
     MAX_BATCH = 100
 
-    def __init__(self, db, outbox, events, escalation=None, cfg: EscalationConfig = EscalationConfig()):
-        self.db, self.outbox, self.events, self.escalation, self.cfg = db, outbox, events, escalation, cfg
+    def __init__(self, db, outbox, escalation=None, cfg: EscalationConfig = EscalationConfig()):
+        self.db, self.outbox, self.escalation, self.cfg = db, outbox, escalation, cfg
         self._queue: list[tuple[store.Answer, defer.Deferred]] = []
         self._busy = False
 
@@ -89,7 +89,6 @@ class FeedbackEngine:
                      team=v.team_code, phone=a.phone, status=v.status, channel=a.channel)
             if self.escalation is not None:
                 self.escalation.schedule(v.order_team_id, v.next_due)
-            self.events.publish("order.feedback", v.event)
         else:
             metrics.FEEDBACK_REFUSED.labels(reason=v.outcome).inc()
             log.warn("reply from {phone} {outcome}: {reason}", phone=a.phone, outcome=v.outcome, reason=v.reason)

@@ -28,7 +28,6 @@ class HotlineSection:
     repeat_calls_24h: int = 2             # earlier calls from the number within 24 h that flag this one "repeat"
     invalid_calls_30d: int = 3            # "often_invalid": at least this many earlier calls marked invalid in 30 days
     invalid_share_30d: float = 0.5        # "often_invalid": and at least this share of its marked calls in 30 days
-    history_wait_s: float = 1.0           # a call's events wait at most this long for its caller history
     nuisance_notice: bool = True          # listed numbers marked notice hear their own prompt at the overflow point
     nuisance_refresh_s: float = 30.0      # how often the FastAGI side reloads the nuisance list
 
@@ -37,8 +36,8 @@ class HotlineSection:
             raise ValueError("repeat_calls_24h and invalid_calls_30d must be at least 1")
         if not 0 < self.invalid_share_30d <= 1:
             raise ValueError("invalid_share_30d must be more than 0 and at most 1")
-        if self.history_wait_s <= 0 or self.nuisance_refresh_s <= 0:
-            raise ValueError("history_wait_s and nuisance_refresh_s must be positive")
+        if self.nuisance_refresh_s <= 0:
+            raise ValueError("nuisance_refresh_s must be positive")
 
 
 def is_withheld(number: str | None) -> bool:

@@ -71,7 +71,7 @@ def add_hotline_commands(subparsers, common) -> argparse.ArgumentParser:
     p.add_argument("--tz", default=DEFAULT_TZ)
     p.set_defaults(func=cmd_stats)
 
-    p = _leaf(sub, "callbacks", common, help="abandoned calls to call back")
+    p = _leaf(sub, "callbacks", common, help="unanswered calls (abandoned or cut off) to call back")
     p.add_argument("--done", metavar="CALL_ID", help="take a call off the list")
     p.add_argument("--by", help="who called back (with --done)")
     p.set_defaults(func=cmd_callbacks)

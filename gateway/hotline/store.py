@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, func, insert, select, update
 
-from gateway.hotline.tracker import ABANDONED, DEFAULT_LINES, HotlineCall
+from gateway.hotline.tracker import ABANDONED, CALL_BACK, DEFAULT_LINES, HotlineCall
 from gateway.storage.schema import audit_log, hotline_calls as T
 
 UTC = timezone.utc
@@ -58,8 +58,9 @@ def call_values(call: HotlineCall) -> dict:
 def upsert_call(conn, call: HotlineCall, now: datetime | None = None) -> int:
     """Write the tracker's view of a call (insert or update); returns the row id.
 
-    Call-takers' fields (valid, category, marked_by) are never touched here.  An abandoned call
-    goes on the call-back list (callback_state 'pending') the first time it is written as such.
+    Call-takers' fields (valid, category, marked_by) are never touched here.  A call that ended
+    unanswered (abandoned, or cut off: failed) goes on the call-back list (callback_state
+    'pending') the first time it is written as such.
     """
     now = now or datetime.now(UTC)
     values = call_values(call)
@@ -67,10 +68,10 @@ def upsert_call(conn, call: HotlineCall, now: datetime | None = None) -> int:
     row = conn.execute(select(T.c.id, T.c.callback_state).where(T.c.call_id == call.call_id)).first()
     if row is None:
         values["call_id"] = call.call_id
-        if call.outcome in ABANDONED:
+        if call.outcome in CALL_BACK:
             values["callback_state"] = "pending"
         return conn.execute(insert(T).values(**values)).inserted_primary_key[0]
-    if call.outcome in ABANDONED and row.callback_state is None:
+    if call.outcome in CALL_BACK and row.callback_state is None:
         values["callback_state"] = "pending"
     conn.execute(update(T).where(T.c.id == row.id).values(**values))
     return row.id
@@ -153,9 +154,9 @@ def mark_callback(conn, call_id: str, by: str, state: str = "done") -> dict:
 
 
 def callback_list(conn) -> list[dict]:
-    """Abandoned calls still to be called back, oldest first.
+    """Unanswered calls (abandoned or cut off) still to be called back, oldest first.
 
-    Each row also tells ``repeats`` (pending abandoned calls from the same number) and
+    Each row also tells ``repeats`` (pending calls from the same number) and
     ``answered_since`` (the number got through on some line after this call), so that the
     call-taker sees at a glance who is still unheard.  Nothing is taken off automatically."""
     rows = conn.execute(select(T).where(T.c.callback_state == "pending")

@@ -20,12 +20,14 @@ to AGI, or AGIExecStart/AsyncAGIStart), queue join (QueueCallerJoin, or Newexten
 the call-taker who answered (AgentConnect's MemberName, else the other party of the first
 bridge), answer time, hold time, hangup time and cause, and the outcome:
 ``answered`` / ``abandoned_ivr`` (gone before reaching the queue) / ``abandoned_queue``
-(gone while waiting) / ``failed`` (ended by a network or system failure cause, unanswered).
+(gone while waiting) / ``failed`` (unanswered and cut off: a network or system failure cause,
+or cause 0, Asterisk hanging the caller up itself).  Abandoned and failed calls both go on the
+call-back list; only the citizen's own hang-up counts as abandoned in the figures.
 
 After an AMI outage the link hands over a CoreShowChannels snapshot (``resync_end``): calls
 known before the outage whose caller channel is gone are closed (end time = the resync, outcome
-from the last known state, noted as approximate), and hotline calls that began meanwhile are
-opened.
+``failed`` unless answered: nobody saw the citizen hang up; noted as approximate), and hotline
+calls that began meanwhile are opened.
 """
 from __future__ import annotations
 
@@ -44,6 +46,9 @@ ABANDONED_IVR = "abandoned_ivr"
 ABANDONED_QUEUE = "abandoned_queue"
 FAILED = "failed"
 ABANDONED = (ABANDONED_IVR, ABANDONED_QUEUE)
+# Every call that ended unanswered goes on the call-back list: the citizen who gave up, and the
+# one the network or the PBX cut off (the figures count that one as failed, not abandoned).
+CALL_BACK = (ABANDONED_IVR, ABANDONED_QUEUE, FAILED)
 
 # Q.850 causes that mean the network or the system failed, not that the caller hung up.
 FAILURE_CAUSES = frozenset({2, 3, 27, 34, 38, 41, 42, 44, 47, 58, 63, 65, 66, 69, 79, 95, 96, 97,
@@ -51,6 +56,9 @@ FAILURE_CAUSES = frozenset({2, 3, 27, 34, 38, 41, 42, 44, 47, 58, 63, 65, 66, 69
 _DIAL_LEG_APPS = frozenset({"AppDial", "AppDial2", "AppQueue"})
 _IVR_APPS = frozenset({"AGI", "EAGI", "DeadAGI"})
 _UNKNOWN = frozenset({"", "<unknown>", "unknown", "anonymous"})
+# Cause 0 ("Unknown") on the caller's own leg: Asterisk hung it up without a cause from the
+# caller's side (a citizen hanging up gives 16, Normal Clearing; see the recorded sessions).
+PBX_CUT_CAUSES = frozenset({0})
 RESYNC_NOTE = "closed by resync after an AMI outage: end time and outcome are approximate"
 FOUND_NOTE = "found live at resync: times before the resync are approximate"
 
@@ -332,30 +340,32 @@ class HotlineTracker:
         if call is None or uid != call.uniqueid:
             return
         try:
-            cause = int(d.get("Cause") or 0)
+            cause = int(d["Cause"]) if d.get("Cause") not in (None, "") else None
         except ValueError:
             cause = None
         self._end(call, t, cause, d.get("Cause-txt"))
 
     # --- ending ------------------------------------------------------------------------------------
     @staticmethod
-    def classify(call: HotlineCall) -> str:
+    def classify(call: HotlineCall, cut_by_pbx: bool = False) -> str:
+        """cut_by_pbx: the call was closed for us (the resync after an AMI outage), not by the
+        caller: a citizen we know nothing of is not counted as having given up."""
         if call.answered_at is not None:
             return ANSWERED
-        if call.hangup_cause in FAILURE_CAUSES:
+        if cut_by_pbx or call.hangup_cause in FAILURE_CAUSES or call.hangup_cause in PBX_CUT_CAUSES:
             return FAILED
         if call.queue_joined_at is not None or call.left_queue_abandoned:
             return ABANDONED_QUEUE
         return ABANDONED_IVR
 
     def _end(self, call: HotlineCall, t: float, cause: int | None, text: str | None,
-             note: str | None = None) -> None:
+             note: str | None = None, cut_by_pbx: bool = False) -> None:
         call.ended_at = t
         call.hangup_cause = cause
         call.hangup_text = text
         if note:
             call.note = note
-        call.outcome = self.classify(call)
+        call.outcome = self.classify(call, cut_by_pbx)
         call.state = "ended"
         self.calls.pop(call.call_id, None)
         self.finished[call.call_id] = None
@@ -411,7 +421,8 @@ class HotlineTracker:
         for lid in known_calls:
             call = self.calls.get(lid)
             if call is not None and call.uniqueid not in live:
-                self._end(call, at, None, "ended while the AMI link was down", RESYNC_NOTE)
+                self._end(call, at, None, "ended while the AMI link was down", RESYNC_NOTE,
+                          cut_by_pbx=True)
         # Calls still live: answered meanwhile?
         for call in list(self.calls.values()):
             entry = live.get(call.uniqueid)
@@ -471,4 +482,5 @@ class HotlineTracker:
 
 
 __all__ = ["HotlineTracker", "HotlineCall", "device_of", "ANSWERED", "ABANDONED_IVR",
-           "ABANDONED_QUEUE", "FAILED", "DEFAULT_LINES", "FAILURE_CAUSES"]
+           "ABANDONED_QUEUE", "FAILED", "DEFAULT_LINES", "FAILURE_CAUSES", "CALL_BACK",
+           "PBX_CUT_CAUSES"]

@@ -1,4 +1,4 @@
-"""Sending an order: commit it whole (teams, deliveries, every escalation step), then fan out."""
+"""Sending an order: commit it whole (teams, deliveries, every escalation step, its event), then fan out."""
 from __future__ import annotations
 
 import random
@@ -16,16 +16,16 @@ log = Logger()
 
 
 class OrderService:
-    def __init__(self, db, clock, fanout, escalation, events, cfg: EscalationConfig = EscalationConfig(),
+    def __init__(self, db, clock, fanout, escalation, cfg: EscalationConfig = EscalationConfig(),
                  rng: random.Random | None = None):
-        self.db, self.clock, self.fanout, self.escalation, self.events, self.cfg = \
-            db, clock, fanout, escalation, events, cfg
+        self.db, self.clock, self.fanout, self.escalation, self.cfg = db, clock, fanout, escalation, cfg
         self.rng = rng or random.SystemRandom()
         self._lock = defer.DeferredLock()    # codes are chosen one order at a time: never two alike
 
-    def send(self, req: OrderRequest):
-        """Deferred[CreatedOrder], fired once the order is committed (not yet delivered)."""
-        return self._lock.run(self._send, req)
+    def send(self, req: OrderRequest, create_tx=store.create_order_tx):
+        """Deferred[CreatedOrder], fired once the order is committed (not yet delivered).
+        `create_tx` (same arguments as store.create_order_tx) lets the API add its idempotency rows."""
+        return self._lock.run(self._send, req, create_tx)
 
     def run_locked(self, fn, *args):
         """Run ``fn(*args)`` (a Deferred-returning function that may create orders, e.g. the CAP
@@ -33,13 +33,13 @@ class OrderService:
         return self._lock.run(fn, *args)
 
     @defer.inlineCallbacks
-    def _send(self, req: OrderRequest):
-        created: CreatedOrder = yield self.db.run(store.create_order_tx, req, now(self.clock), self.cfg, self.rng)
+    def _send(self, req: OrderRequest, create_tx=store.create_order_tx):
+        created: CreatedOrder = yield self.db.run(create_tx, req, now(self.clock), self.cfg, self.rng)
         self.announce(created, req)
         return created
 
     def announce(self, created: CreatedOrder, req: OrderRequest) -> None:
-        """After the order's COMMIT: its timers, its event, its fan-out."""
+        """After the order's COMMIT (its event was committed with it): its timers, its fan-out."""
         if created.existing:
             log.info("order {code}: idempotency key seen before; not sent again", code=created.code)
             return
@@ -48,10 +48,6 @@ class OrderService:
             self.escalation.schedule_many(created.timers)
         log.info("order {code} ({ref}) committed for {n} teams", code=created.code, ref=req.incident_ref,
                  n=len(created.team_ids))
-        self.events.publish("order.created", {"order_code": created.code, "order_id": created.order_id,
-                                              "incident_ref": req.incident_ref, "kind": req.kind, "rule": req.rule,
-                                              "onscene_commander": req.onscene_commander(),
-                                              "teams": len(created.team_ids), "voice": req.voice})
         self.resend(created.order_id, created.code)
 
     def resend(self, order_id: int, code: str) -> None:

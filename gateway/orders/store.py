@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import and_, func, insert, or_, select, update
 
 from gateway.escalation.config import EscalationConfig
+from gateway.eventlog import record_event
 from gateway.escalation.deadlines import plan_steps, response_minutes
 from gateway.orders import directory_queries as dq
 from gateway.orders import team_state as ts
@@ -26,11 +27,9 @@ def create_order_tx(conn, req: OrderRequest, now: datetime, cfg: EscalationConfi
                     rng: random.Random) -> CreatedOrder:
     """The order, its per-team rows, its deliveries (queued) and every escalation step: one commit."""
     if req.idempotency_key:
-        row = conn.execute(select(orders.c.id, orders.c.code, orders.c.created_at)
-                           .where(orders.c.idempotency_key == req.idempotency_key)).first()
-        if row:
-            tids = conn.execute(select(order_teams.c.team_id).where(order_teams.c.order_id == row.id)).scalars()
-            return CreatedOrder(row.id, row.code, utc(row.created_at).timestamp(), tuple(tids), existing=True)
+        oid = conn.execute(select(orders.c.id).where(orders.c.idempotency_key == req.idempotency_key)).scalar()
+        if oid is not None:
+            return existing_order_tx(conn, oid)
     found = dq.teams_by_target(conn, req.target.how, req.target.values)
     if not found:
         raise NoTeams(f"no team matches {req.target.describe()}")
@@ -72,7 +71,18 @@ def create_order_tx(conn, req: OrderRequest, now: datetime, cfg: EscalationConfi
         at=now, actor=req.created_by, action="order.created", subject=f"order {code}",
         detail={"order_id": order_id, "incident_ref": req.incident_ref, "kind": req.kind, "rule": req.rule,
                 "target": req.target.describe(), "teams": [t.code for t in found], "voice": req.voice}))
+    record_event(conn, "order.created", {"order_code": code, "order_id": order_id, "incident_ref": req.incident_ref,
+                                         "kind": req.kind, "rule": req.rule,
+                                         "onscene_commander": req.onscene_commander(), "teams": len(found),
+                                         "voice": req.voice}, now)
     return CreatedOrder(order_id, code, now.timestamp(), tuple(t.id for t in found), tuple(timers))
+
+
+def existing_order_tx(conn, order_id: int) -> CreatedOrder:
+    """An order made before, as an idempotent repeat of its request answers it."""
+    row = conn.execute(select(orders.c.code, orders.c.created_at).where(orders.c.id == order_id)).one()
+    tids = conn.execute(select(order_teams.c.team_id).where(order_teams.c.order_id == order_id)).scalars()
+    return CreatedOrder(order_id, row.code, utc(row.created_at).timestamp(), tuple(tids), existing=True)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from gateway import metrics
+from gateway import eventlog  # (module: eventlog imports the schema, which imports this package)
 
 T = TypeVar("T")
 log = Logger()
@@ -69,6 +70,7 @@ class Database:
         self._started = False
         self._shutdown_trigger = None
         self.reactor_thread_id: int | None = None
+        self._event_listeners: list[Callable[[list], None]] = []
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -94,11 +96,26 @@ class Database:
         self.engine.dispose()
 
     # --- work ---------------------------------------------------------------------------------
+    def add_event_listener(self, fn: Callable[[list], None]) -> None:
+        """fn(events) on the reactor thread after each COMMIT that recorded events (eventlog)."""
+        self._event_listeners.append(fn)
+
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred:
         """Run fn(conn, *args, **kwargs) in one transaction on the database pool."""
         if not self._started:
             raise RuntimeError("database pool is not started")
-        return deferToThreadPool(self.reactor, self.pool, self._in_transaction, fn, args, kwargs)
+        d = deferToThreadPool(self.reactor, self.pool, self._in_transaction, fn, args, kwargs)
+        return d.addCallback(self._committed)
+
+    def _committed(self, outcome):
+        result, events = outcome
+        if events:
+            for listener in list(self._event_listeners):
+                try:
+                    listener(events)
+                except Exception:  # noqa: BLE001 - the commit stands; a listener must not undo the caller
+                    log.failure("event listener failed after a commit")
+        return result
 
     def _in_transaction(self, fn, args, kwargs):
         if threading.get_ident() == self.reactor_thread_id:
@@ -106,7 +123,12 @@ class Database:
         t0 = time.perf_counter()
         try:
             with self.engine.begin() as conn:
-                return fn(conn, *args, **kwargs)
+                recorded = eventlog.begin_recording(conn)
+                try:
+                    result = fn(conn, *args, **kwargs)
+                finally:
+                    eventlog.end_recording(conn)
+            return result, recorded          # committed: now the listeners may be told
         except Exception:
             metrics.DB_ERRORS.inc()
             raise
@@ -116,7 +138,7 @@ class Database:
     def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """For the CLI and migrations only (no reactor running): run in the calling thread."""
         with self.engine.begin() as conn:
-            return fn(conn, *args, **kwargs)
+            return fn(conn, *args, **kwargs)    # a running gateway's tail finds its events in the log
 
 
 def default_sqlite_url(data_dir: str | os.PathLike) -> str:

@@ -355,3 +355,69 @@ order_proposals = Table(
     Column("order_id", ID, ForeignKey("orders.id")),
     Index("ix_order_proposals_state", "state"),
 )
+
+# --- HTTP trust: API keys and idempotency -----------------------------------------------------
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),     # the author orders and audit rows record
+    Column("key_id", String(16), nullable=False, unique=True),   # the public part of the key, to find the row
+    Column("key_hash", String(64), nullable=False),              # SHA-256 of the whole key; the key is never stored
+    Column("scope", String(16), nullable=False),                 # read / dispatch / admin
+    Column("created_at", TS, nullable=False),
+    Column("created_by", String(100)),
+    Column("last_used_at", TS),
+    Column("revoked_at", TS),
+    CheckConstraint("scope in ('read','dispatch','admin')", name="scope"),
+)
+
+api_idempotency = Table(
+    "api_idempotency", metadata,
+    Column("id", ID, primary_key=True),
+    Column("key_name", String(64), nullable=False),              # scoped to the API key that sent it
+    Column("idem_key", String(100), nullable=False),             # the client's Idempotency-Key
+    Column("request_hash", String(64), nullable=False),          # SHA-256 of method, path and body
+    Column("order_id", ID, ForeignKey("orders.id", ondelete="CASCADE")),
+    Column("created_at", TS, nullable=False),                    # kept 24 h
+    UniqueConstraint("key_name", "idem_key", name="uq_api_idempotency_key"),
+    Index("ix_api_idempotency_created_at", "created_at"),
+)
+
+# --- the event log and its webhook subscribers (gateway/eventlog.py, adapters/webhooks.py) ---------
+
+event_log = Table(
+    "event_log", metadata,
+    # PostgreSQL: a sequence; SQLite: AUTOINCREMENT, so an id is never reused after a sweep.
+    Column("id", ID, primary_key=True),
+    Column("kind", String(64), nullable=False),         # hotline.arrived, order.feedback, ...
+    Column("at", TS, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Index("ix_event_log_at", "at"),                     # the retention sweep
+    sqlite_autoincrement=True,
+)
+
+webhook_subscribers = Table(
+    "webhook_subscribers", metadata,
+    Column("id", ID, primary_key=True),
+    Column("url", String(500), nullable=False, unique=True),
+    Column("secret", Text),                             # own HMAC key; null: webhooks.secret
+    Column("source", String(8), nullable=False),        # config / cli
+    Column("cursor", BigInteger, nullable=False),       # the last event id delivered (acknowledged)
+    Column("created_at", TS, nullable=False),
+    Column("delivered_at", TS),
+    Column("failing_since", TS),                        # first failed POST of the event at the head
+    Column("last_error", String(200)),
+    CheckConstraint("source in ('config','cli')", name="source"),
+)
+
+webhook_dead_letters = Table(
+    "webhook_dead_letters", metadata,
+    Column("id", ID, primary_key=True),
+    Column("subscriber_id", ID, ForeignKey("webhook_subscribers.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("event_id", BigInteger, nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("at", TS, nullable=False),                   # when it was given up
+    Column("error", String(200)),
+)

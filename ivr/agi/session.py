@@ -3,6 +3,14 @@
 Every method returns a Deferred, so flows are `async def` coroutines that `await` them.  A
 media command cut by the caller hanging up raises ChannelHungUp; 511 raises AgiDeadChannel.
 Arguments are never allowed to carry a line break (that would inject commands).
+
+`result=-1` is not always a hang-up.  Asterisk 22 answers STREAM FILE of a file it cannot open
+with `200 result=-1 endpos=0`, and GET DATA with `200 result=-1`, on a channel that is still up
+and with no HANGUP line (order-call-missing-prompts transcript).  So for those two a -1 ends the
+call only when the HANGUP line has been seen or the stream had started (endpos > 0); otherwise
+the prompt is logged and counted as unplayable and the flow goes on: if the caller is really
+gone, Asterisk says HANGUP at once and the next command gets 511.  WAIT FOR DIGIT and SAY DIGITS
+play no file the gateway names (Asterisk skips missing digit files), so their -1 is a hang-up.
 """
 from __future__ import annotations
 
@@ -10,6 +18,7 @@ from dataclasses import dataclass
 
 from twisted.logger import Logger
 
+from gateway import metrics
 from ivr.agi.errors import AgiCommandFailed, AgiDeadChannel, ChannelHungUp
 from ivr.agi.reply import AgiReply
 from ivr.agi.request import AgiRequest
@@ -49,12 +58,14 @@ def _digit(reply: AgiReply, command: str) -> str | None:
 class Played:
     digit: str | None        # the escape digit that interrupted the prompt, if any
     endpos: int | None
+    played: bool = True      # False: Asterisk could not play it (missing file), the call goes on
 
 
 @dataclass(frozen=True)
 class Collected:
     digits: str              # without the terminating '#'
     timed_out: bool
+    played: bool = True      # False: the prompt could not be played, so no key was read
 
 
 class AgiSession:
@@ -108,6 +119,9 @@ class AgiSession:
     async def stream_file(self, name: str, escape: str = "") -> Played:
         cmd = f'STREAM FILE {quote(name)} "{_escape(escape)}"'
         r = await self.command(cmd, self.media_timeout)
+        if r.result == "-1" and not (r.endpos or 0) > 0:
+            self._unplayable("STREAM FILE", name)
+            return Played(None, r.endpos, played=False)
         return Played(_digit(r, "STREAM FILE"), r.endpos)
 
     async def say_digits(self, digits: str, escape: str = "") -> str | None:
@@ -120,7 +134,8 @@ class AgiSession:
         cmd = f"GET DATA {quote(prompt)} {int(timeout_ms)} {int(max_digits)}"
         r = await self.command(cmd, self.media_timeout + timeout_ms / 1000.0 * (max_digits + 1))
         if r.result == "-1":
-            raise ChannelHungUp("GET DATA: result=-1")
+            self._unplayable("GET DATA", prompt)
+            return Collected("", False, played=False)
         digits = r.result
         if not all(c in DTMF for c in digits):
             log.warn("FastAGI call {call_id}: GET DATA returned {raw!r}; taken as nothing",
@@ -134,6 +149,26 @@ class AgiSession:
         r = await self.command(f"WAIT FOR DIGIT {int(timeout_ms)}",
                                self.protocol.command_timeout + timeout_ms / 1000.0)
         return _digit(r, "WAIT FOR DIGIT")
+
+    async def channel_status(self) -> int:
+        """Asterisk's channel state (6 = up, 4 = ringing, ...); 511 raises AgiDeadChannel."""
+        r = await self.command("CHANNEL STATUS")
+        if r.result_int is None:
+            raise AgiCommandFailed(f"unreadable result {r.raw!r} on CHANNEL STATUS")
+        return r.result_int
+
+    def _unplayable(self, command: str, prompt: str) -> None:
+        """A media command answered result=-1 without playing: the caller gone, or the file."""
+        if self.hung_up:
+            raise ChannelHungUp(f"{command}: result=-1 after HANGUP")
+        script = self.request.script
+        log.warn("FastAGI call {call_id} ({script}): {command} could not play prompt {prompt!r} "
+                 "(result=-1, no HANGUP: the sound file is missing or unreadable on the Asterisk "
+                 "host); the call goes on", call_id=self.call_id, script=script, command=command,
+                 prompt=prompt)
+        # Absolute paths are rendered order texts (one per order): one label for all of them.
+        label = "order_text" if prompt.startswith("/") else prompt[:60]
+        metrics.AGI_PROMPTS_UNPLAYABLE.labels(script, label).inc()
 
     async def hangup(self) -> None:
         """Hang the channel up; a channel already gone (511) is not an error here."""

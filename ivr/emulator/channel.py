@@ -5,6 +5,9 @@ Reply formats are those of the Asterisk 22 transcripts: `200 result=1 (value)`,
 unsolicited `HANGUP` line before the next reply, then `511 Command Not Permitted on a dead channel
 or intercept routine` for commands that need a live channel; `510 Invalid or unknown command`;
 the multi-line `520-Invalid command syntax.  Proper usage follows:` ... `520 End of proper usage.`
+A prompt the emulated Asterisk does not have (see sounds.SoundLibrary) is answered as Asterisk
+22 answers it: STREAM FILE `200 result=-1 endpos=0`, GET DATA `200 result=-1`, at once, with no
+HANGUP line and the channel still up; the caller's next move is left for the next command.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from ivr.emulator.caller import HangUp, Press, ScriptedCaller
+from ivr.emulator.sounds import SoundLibrary
 
 DEAD = "511 Command Not Permitted on a dead channel or intercept routine"
 INVALID = "510 Invalid or unknown command"
@@ -31,6 +35,10 @@ COMMANDS = {
     "GET DATA": (1, 3, False, "GET DATA <file to be streamed> [<timeout>] [<maxdigits>]"),
     "WAIT FOR DIGIT": (1, 1, False, "WAIT FOR DIGIT <timeout>"),
     "CHANNEL STATUS": (0, 1, False, "CHANNEL STATUS [<channelname>]"),
+    "CONTROL STREAM FILE": (2, 7, False, "CONTROL STREAM FILE <filename> <escape_digits> [<skipms>] "
+                                         "[<ffchar>] [<rewchr>] [<pausechr>] [<offsetms>]"),
+    "GET OPTION": (2, 3, False, "GET OPTION <filename> <escape_digits> [<timeout>]"),
+    "EXEC": (1, 2, False, "EXEC <application> <options>"),
 }
 _VERBS = [(v, v.split()) for v in sorted(COMMANDS, key=len, reverse=True)]
 
@@ -78,6 +86,8 @@ class EmulatedChannel:
     commands: list[str] = field(default_factory=list)
     played: list[str] = field(default_factory=list)     # prompts and digits the caller heard
     hung_up_by: str | None = None                       # "caller" / "gateway"
+    sounds: SoundLibrary = field(default_factory=SoundLibrary.installed)
+    unplayable: list[str] = field(default_factory=list)  # prompts asked for that do not exist
 
     def handle(self, line: str) -> Reply:
         self.commands.append(line)
@@ -106,7 +116,8 @@ class EmulatedChannel:
 
     @staticmethod
     def _args_ok(verb, args) -> bool:
-        numeric = {"GET DATA": args[1:], "WAIT FOR DIGIT": args[:1], "SAY DIGITS": args[:1]}.get(verb, [])
+        numeric = {"GET DATA": args[1:], "WAIT FOR DIGIT": args[:1], "SAY DIGITS": args[:1],
+                   "GET OPTION": args[2:]}.get(verb, [])
         return all(re.fullmatch(r"-?\d+", a) for a in numeric)
 
     # --- caller-independent ------------------------------------------------------------------------
@@ -156,8 +167,16 @@ class EmulatedChannel:
             return True
         return False
 
-    def _stream_file(self, args):
+    def _missing(self, name: str) -> bool:
+        if self.sounds.exists(name):
+            return False
+        self.unplayable.append(name)
+        return True
+
+    def _stream_file(self, args, missing="200 result=-1 endpos=0"):
         name, escape = args[0], args[1]
+        if self._missing(name):
+            return Reply([missing])
         move = self.caller.peek()
         if self._caller_hangs_up(move):
             return Reply(["200 result=-1 endpos=1760"], move.after)
@@ -166,6 +185,28 @@ class EmulatedChannel:
             self.caller.take()
             return Reply([f"200 result={ord(move.digits[0])} endpos=1760"], move.after)
         return Reply([f"200 result=0 endpos={SAMPLES_PER_PROMPT}"])
+
+    def _control_stream_file(self, args):
+        # As recorded: a file it cannot open is endpos=-1 here, not 0.
+        return self._stream_file(args, missing="200 result=-1 endpos=-1")
+
+    def _get_option(self, args):
+        """STREAM FILE, then a wait for one key (the timeout, in ms)."""
+        played = self._stream_file(args[:2])
+        if played.lines[0] != f"200 result=0 endpos={SAMPLES_PER_PROMPT}":
+            return played
+        key = self._wait_for_digit(args[2:] or ["0"])
+        return Reply([f"{key.lines[0]} endpos={SAMPLES_PER_PROMPT}"], key.delay)
+
+    def _exec(self, args):
+        app = args[0].lower()
+        if app != "playback":
+            return Reply(["200 result=-2"])           # Asterisk: no such application
+        # Playback of a missing file warns, sets PLAYBACKSTATUS=FAILED and returns 0 (recorded).
+        for name in (args[1].split(",")[0].split("&") if len(args) > 1 else []):
+            if not self._missing(name):
+                self.played.append(name)
+        return Reply(["200 result=0"])
 
     def _say_digits(self, args):
         digits, escape = args
@@ -181,6 +222,8 @@ class EmulatedChannel:
     def _get_data(self, args):
         prompt = args[0]
         max_digits = int(args[2]) if len(args) > 2 else 1024
+        if self._missing(prompt):
+            return Reply(["200 result=-1"])
         move = self.caller.peek()
         if self._caller_hangs_up(move):
             return Reply(["200 result=-1"], move.after)

@@ -14,6 +14,7 @@ from twisted.protocols.basic import LineReceiver
 from ivr.emulator.caller import ScriptedCaller
 from ivr.emulator.channel import EmulatedChannel, Reply
 from ivr.emulator.environment import agi_environment, environment_bytes
+from ivr.emulator.sounds import SoundLibrary
 
 log = Logger()
 
@@ -109,15 +110,18 @@ async def place_call(reactor, host: str, port: int, script: str, *, caller: Scri
                      env: dict[str, str] | None = None, idle_timeout: float = 30.0,
                      pace: Callable[[str], float] | None = None,
                      on_turnaround: Callable[[float], None] | None = None,
-                     started: Callable[[AgiClientProtocol], None] | None = None) -> CallRecord:
+                     started: Callable[[AgiClientProtocol], None] | None = None,
+                     sounds: SoundLibrary | None = None, clock=None) -> CallRecord:
     """One emulated call into the gateway; returns when the gateway closes the session.
 
     pace(command) -> extra seconds before the reply (how long a prompt plays, say);
     on_turnaround(seconds) is told how long the gateway took from each reply to its next command;
-    started(protocol) is given the protocol before it connects.
+    started(protocol) is given the protocol before it connects;
+    sounds: the prompts this Asterisk has (default: core sounds and the shipped prompts);
+    clock: what times the replies and the idle limit (default: the reactor).
     """
     channel = EmulatedChannel(caller=caller or ScriptedCaller(), variables=dict(variables or {}),
-                              callerid=callerid)
+                              callerid=callerid, sounds=sounds or SoundLibrary.installed())
     pairs = agi_environment(script, host=host, port=port, callerid=callerid)
     if env:
         pairs = [(k, env.get(k, v)) for k, v in pairs] + [(k, v) for k, v in env.items()
@@ -129,7 +133,7 @@ async def place_call(reactor, host: str, port: int, script: str, *, caller: Scri
             reply = channel.handle(line)
             reply.delay += pace(line)
             return reply
-    proto = AgiClientProtocol(reactor, environment_bytes(pairs), respond, record,
+    proto = AgiClientProtocol(clock or reactor, environment_bytes(pairs), respond, record,
                               idle_timeout=idle_timeout, on_turnaround=on_turnaround)
     if started is not None:       # the caller may abort the session (the PBX stopping)
         started(proto)

@@ -5,6 +5,7 @@
          └─────────────────┘ nothing twice: recorded as no answer, goodbye
 
 A digit pressed while the order is still being read (barge-in) counts as pressed at the menu.
+A menu Asterisk cannot play (its file missing) is still a menu: the key is read all the same.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Awaitable, Callable
 from twisted.logger import Logger
 
 from gateway.interfaces import FeedbackOutcome, KeypadAnswer
-from ivr.agi.session import AgiSession
+from ivr.agi.session import AgiSession, Collected
 from ivr.journal import KeypadEntry, utc
 from ivr.prompts import STATUS_BY_DIGIT, STATUS_PROMPT, sound
 
@@ -59,7 +60,7 @@ async def take_answer(session: AgiSession, call: AnswerCall, *, sink, journal, r
             replay = False
             digit = await play_order()
         if digit is None:
-            got = await session.get_data(menu, settings.timeout_ms, 1)
+            got = await ask(session, menu, settings.timeout_ms, 1)
             digit = got.digits[:1] or None
         if digit is None:
             no_input += 1
@@ -79,6 +80,23 @@ async def take_answer(session: AgiSession, call: AnswerCall, *, sink, journal, r
             continue
         return await _answer(session, call, digit, sink=sink, journal=journal, reactor=reactor,
                              speech=speech)
+
+
+async def ask(session: AgiSession, prompt: str, timeout_ms: int, max_digits: int) -> Collected:
+    """GET DATA; where Asterisk could not play the prompt (it answers at once, having read no
+    key), the keys are read with WAIT FOR DIGIT instead, '#' ending them, as GET DATA would."""
+    got = await session.get_data(prompt, timeout_ms, max_digits)
+    if got.played:
+        return got
+    keyed = ""
+    while len(keyed) < max_digits:
+        digit = await session.wait_for_digit(timeout_ms)
+        if digit is None:
+            return Collected(keyed, True, played=False)
+        if digit == "#":
+            break
+        keyed += digit
+    return Collected(keyed, False, played=False)
 
 
 async def _answer(session, call: AnswerCall, digit: str, *, sink, journal, reactor, speech) -> str:

@@ -16,7 +16,7 @@ from twisted.logger import Logger
 
 from ivr.agi.session import AgiSession
 from ivr.callers import to_e164
-from ivr.flows.answer_menu import ANSWER_KEYS, AnswerCall, MenuSettings, take_answer
+from ivr.flows.answer_menu import ANSWER_KEYS, AnswerCall, MenuSettings, ask, take_answer
 from ivr.journal import KeypadEntry
 from ivr.prompts import sound
 
@@ -101,7 +101,7 @@ class FeedbackLineFlow:
 
     async def _pin_keyed(self, session, caller: str) -> bool:
         for attempt in range(1, self.pin_tries + 1):
-            got = await session.get_data(sound("enter_pin"), self.code_timeout_ms, 4)
+            got = await ask(session, sound("enter_pin"), self.code_timeout_ms, 4)
             if got.digits and await self.pins.matches(caller, got.digits):
                 return True
             log.info("feedback line call {call_id} from {caller}: PIN try {n} wrong", call_id=session.call_id,
@@ -115,7 +115,7 @@ class FeedbackLineFlow:
 
     async def _ask_code(self, session, caller, codes: list[str], identified_by: str) -> str | None:
         for _ in range(self.code_tries):
-            got = await session.get_data(sound("enter_order_code"), self.code_timeout_ms, 8)
+            got = await ask(session, sound("enter_order_code"), self.code_timeout_ms, 8)
             keyed = got.digits
             if not keyed:
                 continue

@@ -93,8 +93,8 @@ class OverflowFlow:
 
     async def __call__(self, session: AgiSession) -> str:
         try:
-            await session.stream_file(sound(self._prompt(session)))
-            return "played"
+            played = await session.stream_file(sound(self._prompt(session)))
+            return "played" if played.played else "unplayable"
         except _HUNG_UP:
             return "abandoned"
         except Exception:  # noqa: BLE001 - never drop the caller over a message

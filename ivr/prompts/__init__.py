@@ -1,12 +1,18 @@
 """The recorded prompts the IVR plays: name -> Asterisk sound file + the Chinese it must say.
 
-Sound names are relative to Asterisk's sounds directory (no extension: Asterisk picks the best
-format installed).  See README.md here for recording and installing them.  The text is the
-script for the recording and what the espeak-ng fallback renders when a file is missing.
+This is the one list of prompts: the flows play them by name, `yihu prompts build` renders each
+text to SHIPPED_DIR (committed), and the tests check the two agree.  Sound names are relative to
+Asterisk's sounds directory (no extension: Asterisk picks the best format installed).  See
+README.md here for rebuilding them and replacing them with studio recordings.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+# The generated Mandarin recordings, committed (see README.md): SHIPPED_DIR/yihu/<name>.wav,
+# laid out as under Asterisk's sounds directory.
+SHIPPED_DIR = Path(__file__).resolve().parent / "sounds"
 
 
 @dataclass(frozen=True)
@@ -41,9 +47,9 @@ PROMPTS: dict[str, Prompt] = {p_name: Prompt(f"yihu/{p_name.replace('_', '-')}",
     "wrong_pin": "密码错误。",
     "pin_refused": "密码两次错误，无法受理按键反馈，请联系指挥中心值班员。",
     # hotlines (the merged 110 / 119 / 122 center)
-    "hotline_110": "您好，这里是110报警服务台，正在为您接通，请不要挂机。",
-    "hotline_119": "您好，这里是119火警服务台，正在为您接通，请不要挂机。",
-    "hotline_122": "您好，这里是122交通事故报警台，正在为您接通，请不要挂机。",
+    "hotline_110": "您好，这里是幺幺零报警服务台，正在为您接通，请不要挂机。",
+    "hotline_119": "您好，这里是幺幺九火警服务台，正在为您接通，请不要挂机。",
+    "hotline_122": "您好，这里是幺二二交通事故报警台，正在为您接通，请不要挂机。",
     "hotline_overflow": "现在接警员全部忙碌，请不要挂机，您的电话会按顺序尽快接通。",
     # played instead of hotline_overflow to numbers on the nuisance list with the notice on
     "hotline_nuisance": "本线路为紧急报警电话，无故占用将依法处理。如有紧急情况，请不要挂机，接警员会尽快接听。",
@@ -56,5 +62,18 @@ STATUS_PROMPT = {"received": "status_received", "arrived": "status_arrived",
                  "finished": "status_finished", "assembled": "status_assembled"}
 
 
+# Mandarin digits for Asterisk's SAY DIGITS (order codes) when the channel language is zh:
+# shipped as zh/digits/<d>.  1 is read 幺 (yāo), as dispatchers read codes, so it is never
+# heard as 七.
+DIGITS: dict[str, Prompt] = {d: Prompt(f"digits/{d}", t) for d, t in zip("0123456789", "零幺二三四五六七八九")}
+
+
 def sound(name: str) -> str:
     return PROMPTS[name].sound
+
+
+def shipped_files() -> dict[str, tuple[str, str]]:
+    """Every file of the shipped set, relative to SHIPPED_DIR -> (sound name, text)."""
+    files = {f"{p.sound}.wav": (p.sound, p.text) for p in PROMPTS.values()}
+    files.update({f"zh/{p.sound}.wav": (p.sound, p.text) for p in DIGITS.values()})
+    return files

@@ -30,8 +30,10 @@ class EmulatorBank:
         self.directory = directory
         self.modems: list[EmulatedModem] = []
         self.ports: list = []
+        seed = modem_options.pop("seed", None)
         for i in range(count):
-            m = EmulatedModem(reactor, f"emu{i}", f"{sim_prefix}{i:03d}", self.network, **modem_options)
+            m = EmulatedModem(reactor, f"emu{i}", f"{sim_prefix}{i:03d}", self.network,
+                              seed=None if seed is None else seed + i, **modem_options)
             self.modems.append(m)
             if loopback:
                 self.ports.append(LoopbackPort(reactor, m))
@@ -52,8 +54,12 @@ class EmulatorBank:
             os.makedirs(self.directory, exist_ok=True)
         for p in self.ports:
             p.plug()
+        for m in self.modems:
+            m.start_noise()
 
     def stop(self):
+        for m in self.modems:
+            m.stop_noise()
         for p in self.ports:
             p.unplug()
 

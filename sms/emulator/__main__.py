@@ -10,6 +10,9 @@ import sys
 import tempfile
 
 
+from sms.emulator.modem import HEADER_STYLES
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m sms.emulator")
     ap.add_argument("--modems", type=int, default=4)
@@ -17,6 +20,17 @@ def main(argv=None):
     ap.add_argument("--segment-time", type=float, default=3.0, help="seconds per submitted segment")
     ap.add_argument("--report-delay", type=float, default=0.5, help="seconds before a status report")
     ap.add_argument("--boot-time", type=float, default=2.0)
+    ap.add_argument("--seed", type=int, default=None, help="for every random draw below (modem i: seed + i)")
+    ap.add_argument("--noise-rate", type=float, default=0.0,
+                    help="chance of an unsolicited line (+CTZV, ^NWTIME, ...) at each point of an answer")
+    ap.add_argument("--noise-interval", type=float, default=0.0,
+                    help="mean seconds between unsolicited lines sent on their own (0: none)")
+    ap.add_argument("--header-style", default="standard", choices=HEADER_STYLES,
+                    help="+CMGR/+CMGL header form (random: one per read)")
+    ap.add_argument("--submit-error-rate", type=float, default=0.0,
+                    help="chance a submission is refused (+CMS ERROR 500, 330, 512-515)")
+    ap.add_argument("--report-trouble-rate", type=float, default=0.0,
+                    help="chance a segment's status reports say still trying / failed")
     args = ap.parse_args(argv)
 
     from twisted.internet import reactor, stdio
@@ -26,7 +40,10 @@ def main(argv=None):
 
     directory = args.dir or tempfile.mkdtemp(prefix="yihu-modems-")
     bank = EmulatorBank(reactor, args.modems, directory, segment_time=args.segment_time,
-                        report_delay=args.report_delay, boot_time=args.boot_time)
+                        report_delay=args.report_delay, boot_time=args.boot_time, seed=args.seed,
+                        noise_rate=args.noise_rate, noise_interval=args.noise_interval,
+                        header_style=args.header_style, submit_error_rate=args.submit_error_rate,
+                        report_trouble_rate=args.report_trouble_rate)
     bank.start()
     for m, p in zip(bank.modems, bank.paths):
         print(f"{m.name} {p} {m.sim_number}", flush=True)

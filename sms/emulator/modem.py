@@ -2,13 +2,19 @@
 
 Bytes in (`feed`), bytes out (through the writer given to `attach`); time from the reactor.
 Faithful points: echo on at power-up (ATE0 turns it off), "\\r\\n> " prompt with no line end,
-"+CMGS: <mr>" after a configurable time per segment, +CMS ERROR codes, +CMTI then
-CMGR/CMGD, +CDS status reports, unsolicited lines in the middle of a response, a response late
-after the client's timeout, silence (hang), a reboot (echo back on, indications reset, "RDY"),
-power loss (the port layer makes the port disappear).
+"+CMGS: <mr>" after a configurable time per segment, +CMS ERROR codes (scripted, or at random:
+500 unknown, 330 SMSC unknown, Huawei's 512-515), +CMTI then CMGR/CMGD, the +CMGR/+CMGL header
+variants of the makes in ../shared/reference/modems, storages SM/ME/SR chosen with AT+CPMS,
++CDS status reports or reports stored in "SR" and announced with +CDSI, reports that say "still
+trying" or "failed" (TS 23.040 9.2.3.15), unsolicited lines in the middle of a response and at
+random points (between a +CMGR header and its PDU too; seeded), a response late after the
+client's timeout, silence (hang), a reboot (echo back on, indications reset; RDY, +CFUN: 1,
++CPIN: READY, SMS Ready; SMS commands refused with 314 until SMS Ready), power loss (the port
+layer makes the port disappear).
 """
 from __future__ import annotations
 
+import random
 import re
 from collections import deque
 
@@ -21,12 +27,62 @@ log = Logger()
 
 DEFAULT_CNMI_RANGES = "(0-2),(0,1,3),(0),(0,1),(0,1)"
 
+# Unsolicited lines real modems send unasked (network time, SIM, signal, service state): SIMCom,
+# Quectel and Huawei.  None of them is a PDU or a message.
+NOISE_LINES = ("+CTZV: +32,0", "*PSUTTZ: 2026,12,1,9,30,0,\"+32\",0", "DST: 0", "+QUSIM: 1",
+               "^NWTIME: 26/12/01,09:30:00+32,00", "^RSSI: 18", "^SRVST: 2", "^MODE: 5,4", "^SIMST: 1",
+               "+CTZE: \"+32\",0,\"2026/12/01,09:30:00\"", "+QIND: \"csq\",20,99",
+               "^HCSQ: \"LTE\",49,44,120,27", "+CIEV: 10,\"46000\",\"CMCC\",\"CMCC\",0,0")
+
+# +CMGR header forms (<stat>, <alpha>, <length> as the makes in ../shared/reference/modems/at-sms
+# write them: "no_alpha" as 07.dump, "length_only" as 38.dump, "no_stat" as 39.dump, "with_index"
+# as 26.dump, "length_78" as 14.dump; the alpha quoted or named as 27.005 allows)
+CMGR_HEADERS = {
+    "standard": "+CMGR: {stat},,{length}",
+    "no_alpha": "+CMGR: {stat},{length}",
+    "quoted_alpha": '+CMGR: {stat},"",{length}',
+    "named_alpha": '+CMGR: {stat},"ZHANG SAN",{length}',
+    "length_only": "+CMGR: {length}",
+    "no_stat": "+CMGR: ,,{length}",
+    "with_index": "+CMGR: {index},{stat},,{length}",
+    "length_78": "+CMGR: {stat},,78",          # as 14-24.dump: 78 announced whatever the size
+}
+CMGL_HEADERS = {
+    "standard": "+CMGL: {index},{stat},,{length}",
+    "no_alpha": "+CMGL: {index},{stat},{length}",
+    "quoted_alpha": '+CMGL: {index},{stat},"",{length}',
+    "named_alpha": '+CMGL: {index},{stat},"ZHANG SAN",{length}',
+    "length_78": "+CMGL: {index},{stat},,78",
+}
+HEADER_STYLES = tuple(CMGR_HEADERS) + ("random",)
+
+# +CMS ERROR codes drawn at random: unknown error, SMSC address unknown, Huawei's own (512+)
+SUBMIT_ERROR_CODES = (500, 330, 512, 513, 514, 515)
+# Status-report sequences drawn at random for a troubled segment: still trying then delivered,
+# still trying then given up (handset off), a permanent failure.
+TROUBLED_REPORTS = ((0x21, 0x00), (0x22, 0x62), (0x41,))
+BOOT_LINES = ((0.0, "RDY"), (0.2, "+CFUN: 1"), (0.5, "+CPIN: READY"), (1.5, "SMS Ready"))
+SMS_COMMANDS = ("+CMGS", "+CMGR", "+CMGL", "+CMGD", "+CPMS", "+CNMI", "+CMGF")
+STORAGES = ("SM", "ME", "SR")
+
 
 class EmulatedModem:
     def __init__(self, reactor, name: str, sim_number: str, network: Network, *,
                  segment_time: float = 3.0, report_delay: float = 0.5, boot_time: float = 2.0,
                  latency: float = 0.0, status_reports: bool = True, pin: str | None = None,
-                 cnmi_ranges: str = DEFAULT_CNMI_RANGES, rssi: int = 20, creg_stat: int = 1):
+                 cnmi_ranges: str = DEFAULT_CNMI_RANGES, rssi: int = 20, creg_stat: int = 1,
+                 seed: int | None = None, noise_rate: float = 0.0, noise_interval: float = 0.0,
+                 noise_lines: tuple[str, ...] = NOISE_LINES, header_style: str = "standard",
+                 submit_error_rate: float = 0.0, submit_error_codes: tuple[int, ...] = SUBMIT_ERROR_CODES,
+                 report_trouble_rate: float = 0.0, report_storage: str = "SR"):
+        """Fidelity options: `noise_rate` (0-1) is the chance of an unsolicited line at each point
+        of a response (before each line, between a +CMGR header and its PDU too); `noise_interval`
+        > 0: one also comes on its own every so many seconds on average; `header_style`: one of
+        HEADER_STYLES ("random": a form per read); `submit_error_rate`: chance that a submission
+        is refused with one of `submit_error_codes`; `report_trouble_rate`: chance that a
+        segment's status reports are one of TROUBLED_REPORTS.  All draws come from `seed`."""
+        if header_style not in HEADER_STYLES:
+            raise ValueError(f"header_style must be one of {HEADER_STYLES}")
         self.reactor = reactor
         self.name = name
         self.sim_number = sim_number
@@ -40,8 +96,22 @@ class EmulatedModem:
         self.cnmi_ranges = cnmi_ranges
         self.rssi = rssi
         self.creg_stat = creg_stat
-        self.sim: dict[int, tuple[int, str, int]] = {}     # index → (stat, pdu hex, tpdu length)
+        self.rng = random.Random(seed)
+        self.noise_rate = noise_rate
+        self.noise_interval = noise_interval
+        self.noise_lines = noise_lines
+        self.header_style = header_style
+        self.submit_error_rate = submit_error_rate
+        self.submit_error_codes = submit_error_codes
+        self.report_trouble_rate = report_trouble_rate
+        self.report_storage = report_storage
+        self.noise_sent = 0
+        # storages by name: index → (stat, pdu hex, tpdu length); `sim` is "SM"
+        self.storages: dict[str, dict[int, tuple[int, str, int]]] = {m: {} for m in STORAGES}
+        self.sim = self.storages["SM"]
         self.sim_size = 30
+        self._report_script: deque[tuple[int, ...]] = deque()
+        self._noise_call = None
         self._write = None
         self._buf = b""
         self._pdu_len: int | None = None       # in PDU entry after AT+CMGS=<n>
@@ -91,6 +161,8 @@ class EmulatedModem:
         self.cmgf = 0
         self.cnmi = (0, 0, 0, 0, 0)
         self.pin_ok = self.pin is None
+        self.sms_ready = True
+        self.mems = ["SM", "SM", "SM"]          # read/delete, write/send, receive
         self._pdu_len = None
         self._buf = b""
         self._inflight = None
@@ -106,12 +178,26 @@ class EmulatedModem:
         return indexes
 
     def store_pdu(self, pdu_hex: str, length: int, stat: int = 0) -> int:
-        """Put a PDU (possibly malformed, from the reference dumps) on the SIM and announce it."""
-        idx = next(i for i in range(self.sim_size) if i not in self.sim)
-        self.sim[idx] = (stat, pdu_hex, length)
+        """Put a PDU (possibly malformed, from the reference dumps) in the receive storage and
+        announce it."""
+        mem = self.mems[2]
+        store = self.storages[mem]
+        idx = next(i for i in range(self.sim_size) if i not in store)
+        store[idx] = (stat, pdu_hex, length)
         if self.cnmi[0] in (1, 2, 3) and self.cnmi[1] == 1:
-            self.unsolicited(f'+CMTI: "SM",{idx}')
+            self.unsolicited(f'+CMTI: "{mem}",{idx}')
         return idx
+
+    def script_reports(self, *sequences):
+        """The status reports of the next submitted segments, one sequence of TP-Status values
+        per segment, sent `report_delay` apart: e.g. (0x21, 0x62) "handset busy, still trying",
+        then "no response, given up"; (0x41,) incompatible destination."""
+        self._report_script.extend(tuple(s) for s in sequences)
+
+    def noise(self) -> str:
+        """One unsolicited line of the kinds real modems send unasked."""
+        self.noise_sent += 1
+        return self.rng.choice(self.noise_lines)
 
     def unsolicited(self, line: str):
         self._out(b"\r\n" + line.encode("latin-1") + b"\r\n")
@@ -147,6 +233,7 @@ class EmulatedModem:
         self._pdu_len = None
 
     def power_off(self, network_gets_inflight: bool = False):
+        """Power lost: everything scheduled (answers, boot lines, noise) is cancelled."""
         if network_gets_inflight and self._inflight is not None:
             self._deliver_inflight()
         self._drop_inflight()
@@ -165,8 +252,35 @@ class EmulatedModem:
         self.power_on(boot_time)
 
     def _booted(self):
+        """Power-up as SIMCom/Quectel modems announce it; SMS commands wait for "SMS Ready"."""
         self.powered = True
-        self.unsolicited("RDY")
+        self.sms_ready = False
+        for delay, line in BOOT_LINES:
+            self._later(delay, self._boot_line, line)
+        self._arm_noise()
+
+    def _boot_line(self, line: str):
+        if line == "SMS Ready":
+            self.sms_ready = True
+        self.unsolicited(line)
+
+    def _arm_noise(self):
+        if self.noise_interval > 0 and (self._noise_call is None or not self._noise_call.active()):
+            self._noise_call = self._later(self.rng.expovariate(1.0 / self.noise_interval), self._noise_tick)
+
+    def _noise_tick(self):
+        if self._pdu_len is None:          # not in the middle of the "> " PDU entry
+            self.unsolicited(self.noise())
+        self._arm_noise()
+
+    def start_noise(self):
+        """Unsolicited lines on their own, every `noise_interval` seconds on average."""
+        self._arm_noise()
+
+    def stop_noise(self):
+        c, self._noise_call = self._noise_call, None
+        if c is not None and c.active():
+            c.cancel()
 
     # --- input ----------------------------------------------------------------------------------
     def feed(self, data: bytes):
@@ -212,10 +326,16 @@ class EmulatedModem:
                 inside = line
                 del self._inside[k]
                 break
-        data = b"".join(b"\r\n" + ln.encode("latin-1") + b"\r\n" for ln in info)
+        lines = []
+        for ln in info + [None]:
+            if self.noise_rate and self.rng.random() < self.noise_rate:
+                lines.append(self.noise())       # before any line: between a header and its PDU too
+            if ln is not None:
+                lines.append(ln)
         if inside is not None:
-            data += b"\r\n" + inside.encode("latin-1") + b"\r\n"
-        data += b"\r\n" + final.encode("latin-1") + b"\r\n"
+            lines.append(inside)
+        lines.append(final)
+        data = b"".join(b"\r\n" + ln.encode("latin-1") + b"\r\n" for ln in lines)
         if d <= 0:
             self._out(data)
         else:
@@ -234,6 +354,9 @@ class EmulatedModem:
             self._final("ERROR")
             return
         body = u[2:]
+        if not self.sms_ready and body.startswith(SMS_COMMANDS):
+            self._error("CMS", 314, u)          # SIM busy: still booting
+            return
         if body in ("", "Z", "&F"):
             if body:
                 self.echo = True
@@ -262,10 +385,12 @@ class EmulatedModem:
         elif body.startswith("+CNMI="):
             self._set_cnmi(body[6:], u)
         elif body == "+CPMS=?":
-            self._respond(['+CPMS: ("SM","ME"),("SM","ME"),("SM","ME")'], "OK", u)
+            self._respond(['+CPMS: ("SM","ME","SR"),("SM","ME"),("SM","ME")'], "OK", u)
+        elif body == "+CPMS?":
+            self._respond(["+CPMS: " + ",".join(f'"{m}",{len(self.storages[m])},{self.sim_size}' for m in self.mems)],
+                          "OK", u)
         elif body.startswith("+CPMS="):
-            n = len(self.sim)
-            self._respond([f"+CPMS: {n},{self.sim_size},{n},{self.sim_size},{n},{self.sim_size}"], "OK", u)
+            self._set_cpms(body[6:], u)
         elif body == "+CSQ":
             self._respond([f"+CSQ: {self.rssi},99"], "OK", u)
         elif body == "+CREG?":
@@ -279,32 +404,53 @@ class EmulatedModem:
             self._pdu_len = int(body[6:] or 0)
             self._out(b"\r\n> ")
         elif body.startswith("+CMGR="):
-            idx = int(body[6:] or -1)
-            if idx not in self.sim:
+            store = self.storages[self.mems[0]]
+            idx = _int(body[6:])
+            if idx not in store:
                 self._error("CMS", 321, u)
                 return
-            stat, pdu, length = self.sim[idx]
+            stat, pdu, length = store[idx]
             if stat == 0:
-                self.sim[idx] = (1, pdu, length)
-            self._respond([f"+CMGR: {stat},,{length}", pdu], "OK", u)
+                store[idx] = (1, pdu, length)
+            self._respond([self._header(CMGR_HEADERS, index=idx, stat=stat, length=length), pdu], "OK", u)
         elif body.startswith("+CMGD="):
-            idx = int(body[6:].split(",")[0] or -1)
-            self.sim.pop(idx, None)
+            idx = _int(body[6:].split(",")[0])
+            if idx is None:
+                self._error("CMS", 304, u)
+                return
+            self.storages[self.mems[0]].pop(idx, None)
             self._final("OK", u)
         elif body.startswith("+CMGL="):
-            want = int(body[6:] or 4)
+            want = _int(body[6:] or "4")
+            store = self.storages[self.mems[0]]
             info = []
-            for idx in sorted(self.sim):
-                stat, pdu, length = self.sim[idx]
+            for idx in sorted(store):
+                stat, pdu, length = store[idx]
                 if want == 4 or stat == want:
-                    info += [f"+CMGL: {idx},{stat},,{length}", pdu]
+                    info += [self._header(CMGL_HEADERS, index=idx, stat=stat, length=length), pdu]
                     if stat == 0:
-                        self.sim[idx] = (1, pdu, length)
+                        store[idx] = (1, pdu, length)
             self._respond(info, "OK", u)
         elif body.startswith(("+CGMI", "+CGMM", "+CGMR", "I")):
             self._respond(["Yihu emulated modem"], "OK", u)
         else:
             self._final("ERROR", u)
+
+    def _header(self, forms: dict, **fields) -> str:
+        style = self.header_style
+        if style == "random":
+            style = self.rng.choice(list(forms))
+        return forms.get(style, forms["standard"]).format(**fields)
+
+    def _set_cpms(self, args: str, cmd: str):
+        names = [a.strip().strip('"').upper() for a in args.split(",")]
+        if not names or len(names) > 3 or any(n not in STORAGES for n in names) or \
+                any(n == "SR" for n in names[1:]):
+            self._error("CMS", 302, cmd)          # operation not allowed (SR is read/delete only)
+            return
+        self.mems[:len(names)] = names
+        self._respond(["+CPMS: " + ",".join(f"{len(self.storages[m])},{self.sim_size}" for m in self.mems)],
+                      "OK", cmd)
 
     def _set_cnmi(self, args: str, cmd: str):
         ranges = [set() for _ in range(5)]
@@ -338,8 +484,12 @@ class EmulatedModem:
         except (ValueError, IndexError):
             self._error("CMS", 304, "AT+CMGS")
             return
+        code = None
         if self._fail_codes:
             code = self._fail_codes.popleft()
+        elif self.submit_error_rate and self.rng.random() < self.submit_error_rate:
+            code = self.rng.choice(self.submit_error_codes)
+        if code is not None:
             self._later(self.segment_time, self._respond, [], f"+CMS ERROR: {code}", "AT+CMGS", 0)
             return
         self._inflight = pdu_hex
@@ -355,11 +505,19 @@ class EmulatedModem:
 
     def _to_network(self, pdu_hex: str) -> int:
         self._mr = (self._mr + 1) % 256
-        d = self.network.submit(self.sim_number, pdu_hex, self.reactor.seconds())
+        if self._report_script:
+            statuses = self._report_script.popleft()
+        elif self.report_trouble_rate and self.rng.random() < self.report_trouble_rate:
+            statuses = self.rng.choice(TROUBLED_REPORTS)
+        else:
+            statuses = (0x00,)
+        # the handset gets it only when the SC's last word is "completed" (0x00-0x1F)
+        d = self.network.submit(self.sim_number, pdu_hex, self.reactor.seconds(), delivered=statuses[-1] < 0x20)
         self.submits_accepted += 1
         if d["status_report"] and self.status_reports:
             mr = self._mr
-            self.reactor.callLater(self.report_delay, self._status_report, mr, d["phone"])
+            for k, st in enumerate(statuses, 1):
+                self.reactor.callLater(self.report_delay * k, self._status_report, mr, d["phone"], st)
         return self._mr
 
     def _submitted(self, pdu_hex: str):
@@ -373,14 +531,23 @@ class EmulatedModem:
         mr = self._to_network(pdu_hex)
         self._respond([f"+CMGS: {mr}"], "OK", "AT+CMGS", 0 if not self._extra_delay else None)
 
-    def _status_report(self, mr: int, phone: str):
+    def _status_report(self, mr: int, phone: str, status: int = 0x00):
         if not self.powered or self.cnmi[3] == 0:
             return
-        pdu, length = status_report_pdu(mr, phone, self.reactor.seconds())
+        pdu, length = status_report_pdu(mr, phone, self.reactor.seconds(), status)
         if self.cnmi[3] == 1:
             self._out(f"\r\n+CDS: {length}\r\n{pdu}\r\n".encode("ascii"))
         else:
-            idx = next((i for i in range(self.sim_size) if i not in self.sim), None)
+            mem = self.report_storage
+            store = self.storages[mem]
+            idx = next((i for i in range(self.sim_size) if i not in store), None)
             if idx is not None:
-                self.sim[idx] = (1, pdu, length)
-                self.unsolicited(f'+CDSI: "SM",{idx}')
+                store[idx] = (1, pdu, length)
+                self.unsolicited(f'+CDSI: "{mem}",{idx}')
+
+
+def _int(s: str) -> int | None:
+    try:
+        return int(s)
+    except (TypeError, ValueError):
+        return None

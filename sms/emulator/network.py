@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sms import encoding as enc
+from sms import gsm7
 from sms.pdu import decode_submit
 
 
@@ -27,16 +28,18 @@ class ReceivedPart:
 class Network:
     def __init__(self):
         self.parts: dict[str, list[ReceivedPart]] = defaultdict(list)
+        self.undelivered: dict[str, list[ReceivedPart]] = defaultdict(list)
         self.submitted = 0
 
-    def submit(self, sim_number: str, pdu_hex: str, at: float) -> dict:
-        """A modem handed this SMS-SUBMIT to the network; the phone receives it."""
+    def submit(self, sim_number: str, pdu_hex: str, at: float, delivered: bool = True) -> dict:
+        """A modem handed this SMS-SUBMIT to the network; the phone receives it, unless the SC
+        never manages to deliver it (`delivered` False: its status report says so)."""
         d = decode_submit(pdu_hex)
         c = d["concat"]
         part = ReceivedPart(sender=sim_number, phone=d["phone"], text=d["text"],
                             ref=c.ref if c else None, total=c.total if c else 1,
                             seq=c.seq if c else 1, at=at)
-        self.parts[d["phone"]].append(part)
+        (self.parts if delivered else self.undelivered)[d["phone"]].append(part)
         self.submitted += 1
         return d
 
@@ -89,7 +92,7 @@ def deliver_pdus(sender: str, text: str, at: float, ref: int = 1, ref_bits: int 
         if encoding == enc.GSM7:
             tpdu.append(0x00)
             tpdu += _scts(at)
-            septets = gp.encodeGsm7(part)
+            septets = gsm7.encode(part)
             if udh:
                 pad = (7 - (len(udh) * 8) % 7) % 7
                 tpdu.append((len(udh) * 8 + pad) // 7 + len(septets))

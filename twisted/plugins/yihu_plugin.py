@@ -19,7 +19,7 @@ class YihuServiceMaker:
     def makeService(self, options):
         from twisted.internet import reactor
 
-        from gateway.cli import Fatal, _load, _open_database
+        from gateway.cli import Fatal, _load, _open_database, check_http_trust
         from gateway.wiring import build_service
 
         class Args:
@@ -29,6 +29,7 @@ class YihuServiceMaker:
         try:
             cfg = _load(Args)
             _open_database(cfg)
+            check_http_trust(cfg)
         except Fatal as e:
             raise SystemExit("\n".join(f"yihu: {line}" for line in e.lines)) from None
         return build_service(cfg, reactor)

@@ -314,14 +314,19 @@ class EmulatedPbx:
 
     def __init__(self, reactor, *, agi_host: str = "127.0.0.1", agi_port: int = 4573,
                  phones: PhoneDirectory | dict | None = None, default: Phone | None = None,
-                 agi_idle_timeout: float = 30.0, prompt_seconds: float = 0.0, **ami_options):
+                 agi_idle_timeout: float = 30.0, prompt_seconds: float = 0.0, sounds=None,
+                 **ami_options):
         """phones: number -> Phone (or a PhoneDirectory); default: what unknown numbers do.
         prompt_seconds: how long each prompt takes to play (0: at once, for tests).
-        ami_options go to AmiEmulator (users, channelvars, queues, login_fail_delay, ...)."""
+        sounds: the prompts installed (an ivr.emulator.sounds.SoundLibrary; default: Asterisk's
+        core sounds and the project's shipped prompts); a missing one answers as Asterisk does.
+        ami_options go to AmiEmulator (users, channelvars, queues, login_fail_delay, clock, ...);
+        its clock also times the FastAGI side (the phones' key presses)."""
         self.reactor = reactor
         self.agi_host, self.agi_port = agi_host, agi_port
         self.agi_idle_timeout = agi_idle_timeout
         self.prompt_seconds = prompt_seconds
+        self.sounds = sounds
         if isinstance(phones, PhoneDirectory):
             self.phones = phones
             if default is not None:
@@ -431,7 +436,8 @@ class EmulatedPbx:
         d = defer.Deferred.fromCoroutine(place_call(
             self.reactor, self.agi_host, self.agi_port, script, caller=caller,
             variables=variables, callerid=callerid, env=env, pace=pace,
-            idle_timeout=self.agi_idle_timeout, started=started))
+            idle_timeout=self.agi_idle_timeout, started=started, sounds=self.sounds,
+            clock=self.ami.clock))
 
         def done(record):
             call.agi = record

@@ -89,6 +89,10 @@ class AmiServerSession(Protocol):
     # --- connection -----------------------------------------------------------------------------
     def connectionMade(self):
         self.em.sessions.append(self)
+        # Each event goes out when emitted (no Nagle wait for the client's delayed ACK, up to
+        # 40 ms on loopback): tests driven by a task.Clock see the bytes at once.  Same bytes.
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)
         if self.em.stall_new_sessions:
             self.stalled = True
             return

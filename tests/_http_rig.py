@@ -1,0 +1,104 @@
+"""A gateway's HTTP face on the real reactor over loopback: every route the wiring mounts (orders,
+hotline, teams, directory import, CAP and proposals, board, events, OpenAPI), keys of each scope, a roster and a
+hotline call, without the emulators the full wiring starts."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import treq
+from sqlalchemy import insert
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+
+from adapters.apikeys import create_key_tx
+from adapters.board import BoardResource
+from adapters.cap_api import add_cap_routes
+from adapters.hotline_api import add_hotline_routes
+from adapters.orders_api import add_order_routes
+from gateway.cap.intake import CapIntake
+from gateway.config import load_config
+from gateway.directory.roster import read_roster
+from gateway.directory.store import import_roster
+from gateway.orders.service import OrderService
+from gateway.service import build_gateway
+from gateway.storage.schema import hotline_calls
+
+ROSTER = Path(__file__).resolve().parent.parent / "deploy" / "examples" / "roster.yaml"
+CALLER = "+8613905761234"
+CALL_ID = "1764482000.12"
+
+
+@dataclass
+class Rig:
+    gw: object
+    root: str                     # http://127.0.0.1:PORT
+    keys: dict                    # scope -> key
+    bus: object
+
+    @property
+    def api(self) -> str:
+        return f"{self.root}/api/v1"
+
+    @property
+    def db(self):
+        return self.gw.database
+
+    @inlineCallbacks
+    def call(self, method, path, body=None, key=None, headers=None, raw=None, **kw):
+        """(status, JSON body or text, response)."""
+        h = dict(headers or {})
+        if key:
+            h["Authorization"] = f"Bearer {key}"
+        url = path if path.startswith("http") else f"{self.root}{path}"
+        if isinstance(body, bytes):             # a document that is not JSON: CAP XML
+            raw, body = body, None
+            h.setdefault("Content-Type", "application/xml")
+        if raw is not None:
+            resp = yield treq.request(method, url, data=raw, headers=h, **kw)
+        elif body is not None:
+            resp = yield treq.request(method, url, json=body, headers=h, **kw)
+        else:
+            resp = yield treq.request(method, url, headers=h, **kw)
+        content = yield resp.content()
+        try:
+            parsed = json.loads(content)
+        except ValueError:
+            parsed = content.decode("utf-8", "replace")
+        return resp.code, parsed, resp
+
+    @inlineCallbacks
+    def stop(self):
+        yield self.gw.stopService()
+        self.gw.database.stop()
+
+
+@inlineCallbacks
+def start_rig(url: str, tmp_path, *, embedded: bool = False, http: dict | None = None, keys=True,
+              seed=True, cap: dict | None = None) -> Rig:
+    cfg = load_config(None, {"gateway": {"database_url": url, "data_dir": str(tmp_path), "embedded": embedded},
+                             "http": {"port": 0, **(http or {})}, "cap": cap or {}})
+    gw = build_gateway(cfg, reactor)
+    orders = OrderService(gw.database, reactor, None, None, cfg.escalation)
+    add_order_routes(gw.api, gw.database, orders, reactor, max_sms_parts=cfg.orders.max_sms_parts)
+    add_hotline_routes(gw.api, gw.database, cfg.gateway.time_zone, callers=cfg.hotline)
+    add_cap_routes(gw.api, gw.database, CapIntake(gw.database, reactor, orders, cfg.cap, cfg.escalation),
+                   cfg.cap.max_bytes)
+    gw.root.putChild(b"board", gw.guard_board(BoardResource(reactor, gw.database, cfg.escalation,
+                                                            cfg.gateway.time_zone)))
+    gw.startService()
+    port = (yield gw.http_service.listening).getHost().port
+    now = datetime.now(timezone.utc)
+    if seed:
+        yield gw.database.run(import_roster, read_roster(ROSTER), source="roster", actor="test")
+        yield gw.database.run(lambda c: c.execute(insert(hotline_calls).values(
+            call_id=CALL_ID, line="119", caller=CALLER, arrived_at=now, ended_at=now, outcome="abandoned_ivr",
+            callback_state="pending", updated_at=now)))
+    made = {}
+    if keys:
+        for scope in ("read", "dispatch", "admin"):
+            made[scope] = yield gw.database.run(create_key_tx, f"{scope}-desk", scope, now, "test")
+    scheme = "https" if cfg.http.tls_cert else "http"
+    return Rig(gw, f"{scheme}://127.0.0.1:{port}", made, gw.events)
