@@ -14,10 +14,12 @@ ERROR = {"type": "object", "required": ["error", "field"],
          "properties": {"error": {"type": "string", "description": "what was wrong"},
                         "field": {"type": "string", "description": "the field, header or part it was about"},
                         "required_scope": {"type": "string"}, "allowed": {"type": "array"},
-                        "problems": {"type": "array"}, "sms_parts": {"type": "integer"}}}
+                        "problems": {"type": "array"}, "sms_parts": {"type": "integer"},
+                        "modem": {"type": "string"}, "state": {"type": "string"}, "detail": {"type": "string"}}}
 ERROR_WORDS = {400: "the body is not a JSON object", 401: "no API key, or an unknown, revoked or malformed one",
                403: "the key's scope is too low", 404: "no such resource", 405: "method not allowed",
-               409: "the thing is in a state that does not allow it", 413: "body too large", 415: "the body is not application/json",
+               409: "the thing is in a state that does not allow it (named in the error)", 413: "body too large",
+               415: "the body is not application/json",
                422: "a field is missing, unknown, of the wrong type, too long, or refused",
                429: "too many refused requests from this address", 503: "the database is unavailable"}
 
@@ -105,12 +107,14 @@ def full_routes():
     from gateway.cap.config import CapSection
     from adapters.directory_api import add_directory_routes
     from adapters.hotline_api import add_hotline_routes
+    from adapters.modems_api import add_modem_routes
     from adapters.orders_api import add_order_routes
     router = Router()
     add_directory_routes(router, None)
     add_order_routes(router, None, None, None)
     add_hotline_routes(router, None, "Asia/Shanghai")
     add_cap_routes(router, None, None, CapSection().max_bytes)
+    add_modem_routes(router, None, None, None, None)
     return router.declared()
 
 

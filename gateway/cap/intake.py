@@ -24,6 +24,10 @@ class CapIntake:
         self.cfg, self.esc, self.verify = cfg, esc, verify
         self.rng = rng or random.SystemRandom()
 
+    def _drill(self) -> bool:
+        """In drill mode every order is a drill, CAP's too (as OrderService.send makes them)."""
+        return bool(getattr(self.orders, "drill_mode", False))
+
     def take(self, raw: bytes, source: str, truncated: bool = False) -> defer.Deferred:
         """Deferred[store.Outcome], fired after COMMIT (its events committed with it)."""
         return self.orders.run_locked(self._take, bytes(raw), source, truncated)
@@ -40,7 +44,7 @@ class CapIntake:
 
     def _commit(self, raw, source, truncated):
         return self.db.run(store.take_alert_tx, raw, source, now(self.clock), self.cfg, self.esc, self.rng,
-                           self.verify, truncated)
+                           self.verify, truncated, self._drill())
 
     def _after_commit(self, out: store.Outcome, source: str) -> None:
         metrics.CAP_DOCUMENTS.labels(out.state, out.action or "none").inc()
@@ -59,6 +63,7 @@ class CapIntake:
     def confirm(self, proposal_id: int, by: str):
         """A dispatcher confirms a proposal: Deferred[(CreatedOrder, OrderRequest)] after COMMIT."""
         created, req = yield self.orders.run_locked(
-            self.db.run, store.confirm_proposal_tx, proposal_id, by, now(self.clock), self.esc, self.rng)
+            self.db.run, store.confirm_proposal_tx, proposal_id, by, now(self.clock), self.esc, self.rng,
+            self._drill())
         self.orders.announce(created, req)
         return created, req

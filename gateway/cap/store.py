@@ -61,16 +61,16 @@ def _refuse(conn, raw: bytes, source: str, now: datetime, e: CapRefused, key: st
 
 
 def take_alert_tx(conn, raw: bytes, source: str, now: datetime, cfg: CapSection, esc: EscalationConfig,
-                  rng: random.Random, verify=None, truncated: bool = False) -> Outcome:
+                  rng: random.Random, verify=None, truncated: bool = False, drill: bool = False) -> Outcome:
     """Check one CAP document and act on it, its events in the same transaction.
     `verify(root) -> (signature state, Alert)` is the signature check (gateway/cap/signature.py);
-    it raises CapRefused."""
-    out = _take_alert(conn, raw, source, now, cfg, esc, rng, verify, truncated)
+    it raises CapRefused.  `drill`: the gateway runs in drill mode, so every order it makes is a drill."""
+    out = _take_alert(conn, raw, source, now, cfg, esc, rng, verify, truncated, drill)
     record_events(conn, out.events, now)
     return out
 
 
-def _take_alert(conn, raw, source, now, cfg, esc, rng, verify, truncated) -> Outcome:
+def _take_alert(conn, raw, source, now, cfg, esc, rng, verify, truncated, drill=False) -> Outcome:
     if truncated:
         return _refuse(conn, raw, source, now, CapRefused(
             "/alert", f"document is over the limit of {cfg.max_bytes} bytes (cap.max_bytes); its first "
@@ -102,7 +102,7 @@ def _take_alert(conn, raw, source, now, cfg, esc, rng, verify, truncated) -> Out
     if alert.msg_type in ("Update", "Cancel") and _act_on_earlier(conn, alert, aid, short, full, now, out):
         pass
     elif alert.msg_type in ("Alert", "Update"):
-        _new_alert(conn, alert, aid, short, full, now, cfg, esc, rng, out)
+        _new_alert(conn, alert, aid, short, full, now, cfg, esc, rng, out, drill)
     else:
         out.action = "none"           # Ack, Error, or a Cancel of something never seen
     conn.execute(update(cap_alerts).where(cap_alerts.c.id == aid).values(
@@ -118,14 +118,14 @@ def _code(conn, order_id):
     return None if order_id is None else conn.execute(select(orders.c.code).where(orders.c.id == order_id)).scalar()
 
 
-def _request(alert: Alert, rule: CapRule, target: Target, short: str) -> OrderRequest:
+def _request(alert: Alert, rule: CapRule, target: Target, short: str, drill: bool = False) -> OrderRequest:
     return OrderRequest(incident_ref=f"CAP {alert.identifier}"[:100], kind=rule.kind, text=short, target=target,
                         rule=rule.response_rule, voice=rule.voice, created_by=f"cap:{rule.name}"[:100],
-                        idempotency_key=None)
+                        idempotency_key=None, drill=drill)
 
 
 def _new_alert(conn, alert: Alert, aid: int, short: str, full: str, now, cfg: CapSection, esc, rng,
-               out: Outcome) -> None:
+               out: Outcome, drill: bool = False) -> None:
     if alert.status != "Actual":
         out.action = "not_actual"      # Exercise, Test, System, Draft: recorded, nothing sent
         return
@@ -138,7 +138,7 @@ def _new_alert(conn, alert: Alert, aid: int, short: str, full: str, now, cfg: Ca
     out.rule = rule.name
     try:
         townships = [t for t in conn.execute(select(teams.c.township).where(teams.c.township.is_not(None))).scalars()]
-        req = _request(alert, rule, cap_rules.resolve_target(rule, alert.info, townships), short)
+        req = _request(alert, rule, cap_rules.resolve_target(rule, alert.info, townships), short, drill)
     except (LookupError, ValueError) as e:
         out.action, out.reason = "no_teams", str(e)
         out.events.append(("cap.unmatched", {"alert_id": aid, "alert_key": alert.key, "rule": rule.name,
@@ -163,7 +163,7 @@ def _new_alert(conn, alert: Alert, aid: int, short: str, full: str, now, cfg: Ca
 
 def _request_json(req: OrderRequest) -> dict:
     return {"incident_ref": req.incident_ref, "kind": req.kind, "text": req.text, "target": req.target.describe(),
-            "rule": req.rule, "voice": req.voice}
+            "rule": req.rule, "voice": req.voice, "drill": req.drill}
 
 
 def _earlier(conn, alert: Alert):
@@ -247,7 +247,7 @@ class ProposalError(ValueError):
 
 
 def confirm_proposal_tx(conn, proposal_id: int, by: str, now: datetime, esc: EscalationConfig,
-                        rng: random.Random) -> tuple[CreatedOrder, OrderRequest]:
+                        rng: random.Random, drill: bool = False) -> tuple[CreatedOrder, OrderRequest]:
     """A person confirms: the proposal becomes an order (once: confirming twice gives the same one)."""
     prop = conn.execute(select(order_proposals).where(order_proposals.c.id == proposal_id)).first()
     if prop is None:
@@ -257,7 +257,8 @@ def confirm_proposal_tx(conn, proposal_id: int, by: str, now: datetime, esc: Esc
     r = prop.request
     req = OrderRequest(incident_ref=r["incident_ref"], kind=r["kind"], text=r["text"],
                        target=Target.parse(r["target"]), rule=r["rule"], voice=bool(r["voice"]),
-                       created_by=by[:100], idempotency_key=f"proposal-{proposal_id}")
+                       created_by=by[:100], idempotency_key=f"proposal-{proposal_id}",
+                       drill=drill or bool(r.get("drill")))
     created = create_order_tx(conn, req, now, esc, rng)
     if prop.state == "pending":
         conn.execute(update(order_proposals).where(order_proposals.c.id == proposal_id).values(

@@ -30,6 +30,7 @@ class EscalationEngine:
     def __init__(self, db, clock, outbox, caller, cfg: EscalationConfig = EscalationConfig()):
         self.db, self.clock, self.outbox, self.caller, self.cfg = db, clock, outbox, caller, cfg
         self.timers = TimerQueue(clock, self._on_due)
+        self.is_drill = lambda order_id: False      # DrillOrders.is_drill: drills counted apart
         self._watermark = 0
         self._loops: list[task.LoopingCall] = []
         self._inflight: set[defer.Deferred] = set()
@@ -153,7 +154,8 @@ class EscalationEngine:
             self.schedule(ot, due)
         acts, ids = [], []
         for f in claim.fired:
-            metrics.ESCALATION_STEPS.labels(stage=f.stage, action=f.action).inc()
+            metrics.ESCALATION_STEPS.labels(stage=f.stage, action=f.action,
+                                            drill=str(self.is_drill(f.order_id)).lower()).inc()
             metrics.ESCALATION_LATENESS.observe(max(0.0, t - f.due_at.timestamp()))
             log.warn("escalation order {code} team {team}: {stage} step {step} {action}: {reason}",
                      code=f.order_code, team=f.team_code, stage=f.stage, step=f.step, action=f.action,

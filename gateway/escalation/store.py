@@ -100,7 +100,7 @@ def _step_query():
     return (select(escalation_steps, order_teams.c.team_id, order_teams.c.order_id, orders.c.code,
                    orders.c.rule, orders.c.incident_ref, orders.c.created_at.label("order_created_at"),
                    orders.c.state.label("order_state"), teams.c.code.label("team_code"),
-                   teams.c.name.label("team_name"))
+                   teams.c.name.label("team_name"), teams.c.active.label("team_active"))
             .join(order_teams, order_teams.c.id == escalation_steps.c.order_team_id)
             .join(orders, orders.c.id == order_teams.c.order_id)
             .join(teams, teams.c.id == order_teams.c.team_id))
@@ -131,8 +131,9 @@ def claim_due_tx(conn, order_team_ids, now: datetime, cfg: EscalationConfig) -> 
     audits = []
     for r in rows:
         st = states[r.order_team_id]
-        if r.order_state != "open" or r.stage in ts.satisfied_stages(st):
-            why = f"order {r.order_state}" if r.order_state != "open" else f"team answered ({st.state})"
+        if r.order_state != "open" or r.stage in ts.satisfied_stages(st) or not r.team_active:
+            why = (f"order {r.order_state}" if r.order_state != "open" else
+                   "team removed from the roster" if not r.team_active else f"team answered ({st.state})")
             conn.execute(update(escalation_steps).where(escalation_steps.c.id == r.id,
                                                         escalation_steps.c.state == "pending")
                          .values(state="cancelled", fired_at=now, reason=why))

@@ -8,36 +8,18 @@ case: they are never counted together as if they were one caller.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import and_, select, update
 
 from gateway.hotline import nuisance
+from gateway.hotline.config import HotlineSection
 from gateway.storage.schema import hotline_calls as T
 
 UTC = timezone.utc
 WITHHELD = {"", "anonymous", "unknown", "<unknown>", "restricted", "private", "unavailable", "withheld",
             "s", "0"}
 REPEAT, OFTEN_INVALID = "repeat", "often_invalid"
-
-
-@dataclass(frozen=True)
-class HotlineSection:
-    """[hotline]: what call-takers see about a caller."""
-    repeat_calls_24h: int = 2             # earlier calls from the number within 24 h that flag this one "repeat"
-    invalid_calls_30d: int = 3            # "often_invalid": at least this many earlier calls marked invalid in 30 days
-    invalid_share_30d: float = 0.5        # "often_invalid": and at least this share of its marked calls in 30 days
-    nuisance_notice: bool = True          # listed numbers marked notice hear their own prompt at the overflow point
-    nuisance_refresh_s: float = 30.0      # how often the FastAGI side reloads the nuisance list
-
-    def __post_init__(self):
-        if self.repeat_calls_24h < 1 or self.invalid_calls_30d < 1:
-            raise ValueError("repeat_calls_24h and invalid_calls_30d must be at least 1")
-        if not 0 < self.invalid_share_30d <= 1:
-            raise ValueError("invalid_share_30d must be more than 0 and at most 1")
-        if self.nuisance_refresh_s <= 0:
-            raise ValueError("nuisance_refresh_s must be positive")
 
 
 def is_withheld(number: str | None) -> bool:

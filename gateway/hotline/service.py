@@ -17,8 +17,9 @@ from twisted.logger import Logger
 from gateway import metrics
 from gateway.eventlog import record_events
 from gateway.hotline import store
-from gateway.hotline.callers import HotlineSection
+from gateway.hotline.config import HotlineSection
 from gateway.hotline.history import CallerHistory
+from gateway.service import Part
 from gateway.hotline.tracker import DEFAULT_CONTEXTS, DEFAULT_LINES, HotlineCall, HotlineTracker
 
 log = Logger()
@@ -48,7 +49,7 @@ def write_call_tx(conn, call: HotlineCall, kinds: list, at: datetime) -> int:
     return row_id
 
 
-class HotlineService(service.Service):
+class HotlineService(Part, service.Service):
     """Wire with ``HotlineService(reactor, db, link=ami_link)``; start it before the link
     (``startService`` loads the calls left open by a previous run, so that the link's first
     resync can close them)."""
@@ -68,7 +69,6 @@ class HotlineService(service.Service):
         self._failures: dict[str, int] = {}
         self._idle_waiters: list[defer.Deferred] = []
         self.writes = 0
-        self.ready: defer.Deferred | None = None
         # Caller history: its own event (hotline.caller_history), looked up after the record's COMMIT.
         self.history = CallerHistory(self.clock, db, callers or HotlineSection(), self._check_idle)
         if link is not None:
@@ -78,7 +78,7 @@ class HotlineService(service.Service):
     # --- lifecycle ----------------------------------------------------------------------------
     def startService(self):
         super().startService()
-        self.ready = self.restore()
+        self._track_start(defer.maybeDeferred(self.restore))
 
     @defer.inlineCallbacks
     def restore(self):

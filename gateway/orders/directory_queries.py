@@ -1,6 +1,10 @@
 """The directory questions the order domain asks (tables filled by the directory importer).
 
 All functions take a SQLAlchemy Connection: they run inside a Database.run unit of work.
+
+The roster decides who is called: a team or member the last import left out (inactive) is never
+targeted, reminded or escalated to, and a reply from its old phone is a stranger's.  The import
+releases those phones too; the `active` filters here hold even for rows written before it did.
 """
 from __future__ import annotations
 
@@ -46,7 +50,7 @@ def member_by_phone(conn, phone: str) -> Member | None:
                teams.c.code, teams.c.name)
         .join(member_phones, member_phones.c.member_id == members.c.id)
         .join(teams, teams.c.id == members.c.team_id)
-        .where(member_phones.c.e164 == phone)).first()
+        .where(member_phones.c.e164 == phone, members.c.active.is_(True), teams.c.active.is_(True))).first()
     return Member(*row) if row else None
 
 
@@ -58,7 +62,9 @@ def team_commanders(conn, team_ids) -> dict[int, list[Member]]:
     rows = conn.execute(
         select(members.c.id, members.c.team_id, members.c.name, members.c.role, member_phones.c.e164)
         .join(member_phones, member_phones.c.member_id == members.c.id)
-        .where(members.c.team_id.in_(list(out)), members.c.role.in_(COMMAND_ROLES))
+        .join(teams, teams.c.id == members.c.team_id)
+        .where(members.c.team_id.in_(list(out)), members.c.role.in_(COMMAND_ROLES),
+               members.c.active.is_(True), teams.c.active.is_(True))
         .order_by(members.c.team_id, members.c.role, members.c.id, member_phones.c.rank,
                   member_phones.c.id)).all()
     for r in rows:      # "commander" sorts before "deputy"
@@ -76,9 +82,11 @@ def _team(r) -> Team:
 
 def teams_by_target(conn, how: str, values: tuple[str, ...] = ()) -> list[Team]:
     """how: all / kind (public, professional, expert) / township / teams (team codes) /
-    specialty (teams whose name, or one of whose members' specialty, contains the word: the
-    professional teams are named by their specialty, e.g. 防汛抗旱专业队)."""
-    q = select(teams.c.id, teams.c.code, teams.c.name, teams.c.kind, teams.c.township).order_by(teams.c.code)
+    specialty (teams whose name, or one of whose active members' specialty, contains the word: the
+    professional teams are named by their specialty, e.g. 防汛抗旱专业队).  Inactive teams are never
+    targeted; naming one by code is an error."""
+    q = (select(teams.c.id, teams.c.code, teams.c.name, teams.c.kind, teams.c.township, teams.c.active)
+         .order_by(teams.c.code))
     if how == "all":
         pass
     elif how == "kind":
@@ -88,16 +96,20 @@ def teams_by_target(conn, how: str, values: tuple[str, ...] = ()) -> list[Team]:
     elif how == "teams":
         q = q.where(teams.c.code.in_(values))
     elif how == "specialty":
-        with_member = select(members.c.team_id).where(or_(*[members.c.specialty.contains(v) for v in values]))
+        with_member = select(members.c.team_id).where(members.c.active.is_(True),
+                                                      or_(*[members.c.specialty.contains(v) for v in values]))
         q = q.where(or_(*[teams.c.name.contains(v) for v in values], teams.c.id.in_(with_member)))
     else:
         raise ValueError(f"unknown target {how!r}")
-    found = [_team(r) for r in conn.execute(q)]
+    rows = conn.execute(q).all()
     if how == "teams":
-        missing = set(values) - {t.code for t in found}
+        missing = set(values) - {r.code for r in rows}
         if missing:
             raise LookupError(f"no such team: {', '.join(sorted(missing))}")
-    return found
+        removed = sorted(r.code for r in rows if not r.active)
+        if removed:
+            raise LookupError(f"team {', '.join(removed)} is no longer on the roster (inactive)")
+    return [_team(r) for r in rows if r.active]
 
 
 def teams_by_id(conn, ids) -> dict[int, Team]:
