@@ -214,3 +214,16 @@ def test_inbox_directory_takes_files_once(database, tmp_path):
     states = yield q(database, select(cap_alerts.c.source, cap_alerts.c.state).order_by(cap_alerts.c.id))
     assert [tuple(s) for s in states] == [("inbox:a.xml", "accepted"), ("inbox:b.xml", "refused"),
                                           ("inbox:a.xml", "duplicate")]
+
+
+@pytest_twisted.inlineCallbacks
+def test_in_drill_mode_cap_orders_and_confirmed_proposals_are_drills(database):
+    yield database.run(import_roster, read_roster(ROSTER), source="t", actor="test")
+    intake = CapIntake(database, reactor, OrderService(database, reactor, None, None, drill_mode=True),
+                       CapSection(rules=RULES), EscalationConfig())
+    storm = yield intake.take(RAIN[0], "api:test")
+    quake = yield intake.take((HERE / "cap" / "cap_earthquake.xml").read_bytes(), "api:t")
+    created, _req = yield intake.confirm(quake.proposal_id, "api:duty")
+    rows = yield q(database, select(orders.c.code, orders.c.drill).order_by(orders.c.id))
+    # the emulators' gateway never sends a real-looking order, whichever way it came in
+    assert [(r.code, r.drill) for r in rows] == [(storm.order_code, True), (created.code, True)]
