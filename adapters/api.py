@@ -46,6 +46,7 @@ class ApiRequest:
     body: Any
     headers: dict[str, str]
     principal: Principal
+    truncated: bool = False          # raw-body route: the body was longer than its limit (max_body)
 
     @property
     def actor(self) -> str:
@@ -101,7 +102,7 @@ class RawBody:
 
 
 def write_json(request, status: int, body: Any, headers: dict[bytes, bytes] | None = None) -> None:
-    if request.finished or request._disconnected:
+    if request.finished or getattr(request, "_disconnected", False):
         return
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"application/json; charset=utf-8")
@@ -164,12 +165,16 @@ class ApiResource(Resource):
             params = check_object(route.params, params)
             query = check_object(route.query, {k.decode("utf-8", "replace"): v[-1].decode("utf-8", "replace")
                                                for k, v in request.args.items()})
-            body = read_body(request, route) if route.body is not None else None
+            truncated = False
+            if route.raw_body:
+                body, truncated = read_raw_body(request, route)
+            else:
+                body = read_body(request, route) if route.body is not None else None
         except Invalid as e:
             raise ApiError(422, f"{e.field}: {e.message}", field=e.field) from None
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                    for k, vs in request.requestHeaders.getAllRawHeaders() for v in vs}
-        status, answer = yield route.handler(ApiRequest(method, path, params, query, body, headers, principal))
+        status, answer = yield route.handler(ApiRequest(method, path, params, query, body, headers, principal, truncated))
         return status, (answer if principal.sees_full_numbers or isinstance(answer, RawBody) else mask_phones(answer))
 
 
@@ -192,6 +197,17 @@ def read_body(request, route: Route) -> dict:
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object", field="body")
     return check_object(route.body, body)
+
+
+def read_raw_body(request, route: Route) -> tuple[bytes, bool]:
+    """A document that is not JSON (CAP XML), as bytes: at most `route.max_body` of them, and
+    whether there were more (the handler keeps what came and refuses it, naming the limit)."""
+    ctype = (request.getHeader(b"content-type") or b"").decode("latin-1").split(";")[0].strip().lower()
+    if ctype not in route.raw_body:
+        raise ApiError(415, f"the body must be one of {', '.join(route.raw_body)}, got {ctype or 'no Content-Type'}",
+                       field="Content-Type")
+    raw = request.content.read(route.max_body + 1) if request.content else b""
+    return raw[:route.max_body], len(raw) > route.max_body
 
 
 def _no_duplicates(pairs):

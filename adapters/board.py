@@ -17,8 +17,10 @@ from twisted.web.server import NOT_DONE_YET
 
 from adapters.http import JsonResource
 from adapters.masking import mask_number
+from gateway.cap import store as cap_store
 from gateway.health import collect
 from gateway.hotline import store as hotline_store
+from gateway.hotline.callers import HotlineSection, history_tx
 from gateway.mode import DRILL
 from gateway.orders.summary import TIMELINE_WORD, load_summary_tx, timeline_text
 from gateway.storage.schema import orders as orders_table
@@ -31,14 +33,25 @@ STATE_COLOUR = {"queued": "#b00", "sent": "#b00", "delivered": "#c60", "received
                 "arrived": "#08a", "finished": "#070", "unreachable": "#b00", "declined": "#b00"}
 
 
-def _board_tx(conn, cfg, limit: int = 20):
-    codes = [r.code for r in conn.execute(select(orders_table.c.code).where(orders_table.c.state == "open")
-                                          .order_by(orders_table.c.created_at.desc()).limit(limit))]
-    summaries = [s for s in (load_summary_tx(conn, c, cfg) for c in codes) if s is not None]
+def _board_tx(conn, cfg, callers_cfg=None, now=None, time_zone: str = "Asia/Shanghai", limit: int = 20):
+    rows = conn.execute(select(orders_table.c.id, orders_table.c.code).where(orders_table.c.state == "open")
+                        .order_by(orders_table.c.created_at.desc()).limit(limit)).all()
+    summaries = [s for s in (load_summary_tx(conn, r.code, cfg) for r in rows) if s is not None]
     summaries.sort(key=lambda s: s.drill)        # real incidents first; drills after, marked
     live = [c for c in hotline_store.open_calls(conn)]
     callbacks = hotline_store.callback_list(conn)
-    return summaries, live, callbacks
+    # What the wall adds for dispatchers: the caller history of calls ringing now, the CAP
+    # warnings' full text, and proposals waiting for a person.
+    now = now or datetime.now(timezone.utc)
+    callers_cfg = callers_cfg or HotlineSection()
+    histories = {c.call_id: history_tx(conn, c.caller, _dt(c.arrived_at) or now, callers_cfg, c.call_id)
+                 for c in live}
+    full = cap_store.full_texts_tx(conn, [r.id for r in rows])
+    full_by_code = {r.code: full[r.id] for r in rows if r.id in full}
+    proposals = cap_store.pending_proposals_tx(conn)
+    today = hotline_store.line_figures(conn, now.astimezone(ZoneInfo(time_zone)).date(), time_zone)
+    return summaries, live, callbacks, {"histories": histories, "full_texts": full_by_code, "proposals": proposals,
+                                        "today": today}
 
 
 def _sees_full_numbers(request) -> bool:
@@ -51,8 +64,9 @@ class BoardResource(JsonResource):
     isLeaf = True
 
     def __init__(self, clock, database, esc_cfg, time_zone: str, health=(), refresh_s: int = 5,
-                 mode: str = "live"):
+                 mode: str = "live", callers=None):
         super().__init__()
+        self.callers = callers
         self.clock, self.database, self.cfg = clock, database, esc_cfg
         self.tz = ZoneInfo(time_zone)
         self.health = health            # callables -> PartHealth(s) (gateway/health.py)
@@ -66,8 +80,10 @@ class BoardResource(JsonResource):
     @inlineCallbacks
     def _render(self, request):
         try:
-            summaries, live, callbacks = yield self.database.run(_board_tx, self.cfg)
-            body = self.page(summaries, live, callbacks, full_numbers=_sees_full_numbers(request))
+            summaries, live, callbacks, more = yield self.database.run(
+                _board_tx, self.cfg, self.callers, datetime.fromtimestamp(self.clock.seconds(), timezone.utc),
+                self.tz.key)
+            body = self.page(summaries, live, callbacks, more, full_numbers=_sees_full_numbers(request))
             status = 200
         except Exception:  # noqa: BLE001 - the wall shows that something is wrong, never a blank page
             log.failure("status board: could not read the database")
@@ -85,7 +101,9 @@ class BoardResource(JsonResource):
             return "-"
         return dt.astimezone(self.tz).strftime("%H:%M")
 
-    def page(self, summaries, live, callbacks, full_numbers: bool = False) -> str:
+    def page(self, summaries, live, callbacks, more=None, full_numbers: bool = False) -> str:
+        more = more or {}
+
         def number(n):
             return (n if full_numbers else mask_number(n)) or "-"
         now = datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
@@ -111,18 +129,36 @@ class BoardResource(JsonResource):
                             f"<td style='color:{colour};font-weight:bold'>{escape(STATE_WORD.get(state, state))}</td>"
                             f"<td>{escape(t.answered_by or '-')}</td><td>{escape(took)}</td>"
                             f"<td>{'催办 ' + str(steps) if steps else ''}</td></tr>")
+            full = more.get("full_texts", {}).get(s.code)
             tag = "<span class=drilltag>演练 DRILL</span> " if s.drill else ""
             parts.append(f"<h3>{tag}{'<span class=bad>【重大】</span>' if s.major else ''}{escape(s.code)} · "
                          f"{escape(s.incident_ref)} · 下达 {self._local(s.sent_at)} · "
                          f"现场指挥 {escape(s.onscene_commander)}</h3><p>{escape(s.text)}</p>"
-                         "<table><tr><th>队伍</th><th></th><th>状态</th><th>回复人</th><th>用时</th><th>升级</th></tr>"
+                         + (f"<p class=full>预警全文 Full warning: {escape(full)}</p>" if full else "")
+                         + "<table><tr><th>队伍</th><th></th><th>状态</th><th>回复人</th><th>用时</th><th>升级</th></tr>"
                          + "".join(rows) + "</table>" + self._timeline(s))
+        proposals = more.get("proposals", [])
+        if proposals:
+            parts.append(f"<h2>待确认指令 Proposals to confirm ({len(proposals)})</h2><table><tr><th>#</th>"
+                         "<th>规则</th><th>队伍</th><th>内容</th><th>确认</th></tr>" + "".join(
+                             f"<tr><td>{p['id']}</td><td>{escape(str(p['rule'] or '-'))}</td>"
+                             f"<td>{escape(p['request']['target'])}</td><td>{escape(p['request']['text'])}</td>"
+                             f"<td>yihu order confirm {p['id']}</td></tr>" for p in proposals) + "</table>")
+        histories = more.get("histories", {})
         parts.append(f"<h2>热线通话中 Hotline calls in progress ({len(live)})</h2>")
-        parts.append("<table><tr><th>线路</th><th>来电</th><th>到达</th><th>状态</th></tr>" + "".join(
+        parts.append("<table><tr><th>线路</th><th>来电</th><th>到达</th><th>状态</th><th>来电记录 History</th></tr>" + "".join(
             f"<tr><td>{escape(c.line)}</td><td>{escape(number(c.caller))}</td>"
             f"<td>{self._local(_dt(c.arrived_at))}</td>"
-            f"<td>{'已接听 ' + escape(c.call_taker or '') if c.answered_at else ('排队' if c.queue_joined_at else '语音导航')}</td></tr>"
+            f"<td>{'已接听 ' + escape(c.call_taker or '') if c.answered_at else ('排队' if c.queue_joined_at else '语音导航')}</td>"
+            f"<td>{_history_cell(histories.get(c.call_id))}</td></tr>"
             for c in live) + "</table>")
+        today = more.get("today")
+        if today:
+            parts.append("<h2>今日热线 Hotlines today</h2><table><tr><th>线路</th><th>来电</th><th>有效率 valid</th>"
+                         "<th>标记来电占比 flagged</th></tr>" + "".join(
+                             f"<tr><td>{escape(line)}</td><td>{f['calls']}</td><td>{_pct(f['valid_rate'])}</td>"
+                             f"<td>{_pct(f['flagged_share'])}</td></tr>" for line, f in sorted(today.items()))
+                         + "</table>")
         parts.append(f"<h2>待回拨 Call-backs ({len(callbacks)})</h2>")
         parts.append("<table><tr><th>线路</th><th>来电</th><th>时间</th><th>结果</th></tr>" + "".join(
             f"<tr><td>{escape(str(c.get('line')))}</td><td>{escape(number(c.get('caller')))}</td>"
@@ -158,6 +194,27 @@ class BoardResource(JsonResource):
                 + ("body{background:repeating-linear-gradient(45deg,#fff,#fff 40px,#fff6c0 40px,#fff6c0 80px)}"
                    if self.drill else "")
                 + "</style></head><body>" + banner + inner + banner + "</body></html>")
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+FLAG_WORD = {"repeat": "重复来电", "often_invalid": "多次无效"}
+
+
+def _history_cell(h) -> str:
+    """What a call-taker needs at a glance: flags first, then the counts."""
+    if not h:
+        return "-"
+    if h["withheld"]:
+        return "号码未显示 withheld"
+    flags = " ".join(f"<b class=bad>{FLAG_WORD.get(f, f)} {f}</b>" for f in h["flags"])
+    m = h["marks"]
+    text = (f"{flags} 24h {h['calls_24h']} · 30d {h['calls_30d']} · 有效 {m['valid']} / 无效 {m['invalid']}")
+    if h["nuisance"]:
+        text += f" · <b class=bad>骚扰名单 nuisance: {escape(h['nuisance']['reason'])}</b>"
+    return text
 
 
 def _dt(value):

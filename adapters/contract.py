@@ -182,6 +182,7 @@ class Route:
     max_body: int = 64 * 1024
     headers: tuple[Field, ...] = ()
     errors: tuple[int, ...] = ()                     # beyond the usual ones
+    raw_body: tuple[str, ...] = ()                   # a document that is not JSON: its media types (bytes, max_body)
 
     def error_codes(self) -> tuple[int, ...]:
         codes = {404, 405, 422, 503}
@@ -189,4 +190,6 @@ class Route:
             codes |= {401, 403, 429}
         if self.body is not None:
             codes |= {400, 413, 415}
+        if self.raw_body:
+            codes |= {415}
         return tuple(sorted(codes | set(self.errors)))

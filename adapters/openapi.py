@@ -56,6 +56,10 @@ def _operation(route: Route) -> dict:
         op["parameters"] = parameters
     if route.body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": object_schema(route.body)}}}
+    elif route.raw_body:
+        op["requestBody"] = {"required": True, "content": {
+            t: {"schema": {"type": "string", "description": "the document (its size limit is configured)"}}
+            for t in route.raw_body}}
     responses = {}
     for status, r in sorted(route.ok.items()):
         responses[str(status)] = {"description": r.description}
@@ -101,6 +105,8 @@ def document(routes) -> dict:
 def full_routes():
     """Every API route, declared the way the gateway declares them (no database needed)."""
     from adapters.api import Router
+    from adapters.cap_api import add_cap_routes
+    from gateway.cap.config import CapSection
     from adapters.directory_api import add_directory_routes
     from adapters.hotline_api import add_hotline_routes
     from adapters.modems_api import add_modem_routes
@@ -111,6 +117,7 @@ def full_routes():
     add_hotline_routes(router, None, "Asia/Shanghai")
     from adapters.forms_api import add_form_routes
     add_form_routes(router, None, None, None, "Asia/Shanghai")
+    add_cap_routes(router, None, None, CapSection().max_bytes)
     add_modem_routes(router, None, None, None, None)
     return router.declared()
 

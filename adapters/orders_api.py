@@ -25,8 +25,8 @@ from gateway.orders.summary import load_summary_tx
 from sms.encoding import split_text
 
 TARGET = Field("target", "any_of", "the teams: \"all\", \"kind:professional\", \"township:白塔镇\", "
-               "\"teams:PUB-01,PRO-04\", or {\"how\": ..., \"values\": [...]}", required=True, choices=(
-                   text("target", 2000, "all, kind:K, township:T or teams:CODE,CODE", not_blank=True),
+               "\"teams:PUB-01,PRO-04\", \"specialty:防汛\", or {\"how\": ..., \"values\": [...]}", required=True, choices=(
+                   text("target", 2000, "all, kind:K, township:T, specialty:S or teams:CODE,CODE", not_blank=True),
                    Field("target", "object", properties=(
                        Field("how", "string", required=True, enum=TARGET_HOWS),
                        Field("values", "array", items=text("value", 100, not_blank=True), max_items=100),

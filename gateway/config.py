@@ -117,6 +117,7 @@ _PART_SECTIONS: dict[str, str] = {
     "escalation": "gateway.escalation.config.EscalationConfig",
     "leaders": "gateway.leaders.config.LeadersSection",
     "hotline": "gateway.hotline.config.HotlineSection",
+    "cap": "gateway.cap.config.CapSection",
 }
 
 

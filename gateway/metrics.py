@@ -65,6 +65,13 @@ ESCALATION_LATENESS = Histogram("yihu_escalation_lateness_seconds", "How late an
 # --- trust boundaries --------------------------------------------------------------------------
 AUTH_REFUSED = Counter("yihu_auth_refused_total", "Refused requests by reason (API key, FastAGI peer, "
                        "order-call token, feedback-line PIN)", ["reason"])
+
+# --- CAP intake and caller history -----------------------------------------------------------------
+CAP_DOCUMENTS = Counter("yihu_cap_documents_total", "CAP documents taken in, by what became of them",
+                        ["state", "action"])
+CALLER_HISTORY_FAILED = Counter("yihu_caller_history_failures_total",
+                                "Hotline calls whose caller-history lookup failed (the call went on without it)")
+
 # --- the event log and webhooks ------------------------------------------------------------------
 EVENTS_HEAD = Gauge("yihu_events_head", "The last event id handed to the event stream and webhooks")
 EVENTS_HELD_SECONDS = Gauge("yihu_events_held_seconds",

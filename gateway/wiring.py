@@ -213,7 +213,7 @@ def build_service(config: Config, reactor) -> Gateway:
 
     # --- hotlines --------------------------------------------------------------------------
     from gateway.hotline.service import HotlineService
-    hotline = HotlineService(reactor, db, link, lines=tuple(ami_cfg.lines))
+    hotline = HotlineService(reactor, db, link, lines=tuple(ami_cfg.lines), callers=config.hotline)
     hotline.setServiceParent(gw)
     gw.hotline = hotline
     # overflow and "no call-taker logged in": events, then the duty supervisor (from AMI only)
@@ -230,6 +230,11 @@ def build_service(config: Config, reactor) -> Gateway:
                         ami_health).setServiceParent(gw)
     else:
         gw.health_checks.append(lambda: off("ami", "ami.enabled = false"))
+
+    # Who hears the nuisance notice at the overflow point: the list, kept in memory.
+    from ivr.nuisance_notice import NuisanceNotices
+    notices = NuisanceNotices(reactor, db, config.hotline.nuisance_refresh_s, config.hotline.nuisance_notice)
+    CallbackService("nuisance-notices", notices.start, notices.stop).setServiceParent(gw)
 
     # --- FastAGI ---------------------------------------------------------------------------
     if ivr_cfg.enabled:
@@ -253,7 +258,7 @@ def build_service(config: Config, reactor) -> Gateway:
                                        orders=OrderBook(db), speech=speech,
                                        settings=MenuSettings(timeout_ms=ivr_cfg.menu_timeout_ms,
                                                              recordings_dir=str(recordings)),
-                                       tokens=token_gate,
+                                       tokens=token_gate, nuisance_notice=notices,
                                        pins=MemberPins(db, refusals),
                                        peers=PeerGate(ivr_cfg.allowed_peers, refusals))
         gw.fastagi_factory = factory
@@ -281,7 +286,27 @@ def build_service(config: Config, reactor) -> Gateway:
     from adapters.hotline_api import add_hotline_routes
     add_order_routes(gw.api, db, orders, reactor, max_sms_parts=config.orders.max_sms_parts,
                      ref_bits=sms_cfg.concat_ref_bits)
-    add_hotline_routes(gw.api, db, config.gateway.time_zone)
+    add_hotline_routes(gw.api, db, config.gateway.time_zone, callers=config.hotline, clock=reactor,
+                       on_nuisance_change=notices.refresh)
+    # --- CAP alerts -> orders and proposals --------------------------------------------------
+    from adapters.cap_api import add_cap_routes
+    from gateway.cap.intake import CapIntake
+    from gateway.cap.signature import SignatureCheck, load_certs
+    cap_cfg = config.cap
+    cap_intake = CapIntake(db, reactor, orders, cap_cfg, esc_cfg,
+                           verify=SignatureCheck(load_certs(cap_cfg.trusted_certs), cap_cfg.require_signature))
+    gw.cap_intake = cap_intake
+    add_cap_routes(gw.api, db, cap_intake, cap_cfg.max_bytes)
+    if cap_cfg.inbox_dir:
+        from pathlib import Path
+
+        from gateway.cap.inbox import CapInbox
+        inbox_dir = Path(cap_cfg.inbox_dir)
+        if not inbox_dir.is_absolute():
+            inbox_dir = config.data_dir / inbox_dir
+        inbox = CapInbox(reactor, cap_intake, inbox_dir, cap_cfg.poll_s, cap_cfg.max_bytes)
+        gw.cap_inbox = inbox
+        CallbackService("cap-inbox", inbox.start, inbox.stop).setServiceParent(gw)
     from adapters.forms_api import add_form_routes
     add_form_routes(gw.api, db, orders, reactor, config.gateway.time_zone, config.orders.pdf_converter)
     gw.health_checks.append(gw.webhooks.health)
@@ -289,5 +314,6 @@ def build_service(config: Config, reactor) -> Gateway:
     add_modem_routes(gw.api, bank, reactor, config.path, sms_cfg.sim_pin)
     from adapters.board import BoardResource
     gw.root.putChild(b"board", gw.guard_board(BoardResource(reactor, db, esc_cfg, config.gateway.time_zone,
-                                                            gw.health_checks, mode=config.mode)))
+                                                            gw.health_checks, mode=config.mode,
+                                                            callers=config.hotline)))
     return gw

@@ -12,7 +12,7 @@ DEFAULT_PORT = 4573
 
 def make_fastagi_factory(reactor, *, sink, journal, orders=None, speech=None,
                          settings: MenuSettings = MenuSettings(), hotline_greet: bool = True,
-                         hotline_triage_ms: int = 3000, tokens=None, pins=None,
+                         hotline_triage_ms: int = 3000, tokens=None, pins=None, nuisance_notice=None,
                          **factory_options) -> FastAgiFactory:
     """sink: IKeypadSink; journal: KeypadJournal (MemoryJournal in drills).
     tokens: CallTokenGate for order calls; pins: the feedback line's PinCheck; peers (a
@@ -22,7 +22,7 @@ def make_fastagi_factory(reactor, *, sink, journal, orders=None, speech=None,
                                tokens=tokens),
         "feedback": FeedbackLineFlow(reactor, sink, journal, orders=orders, settings=settings, pins=pins),
         "hotline": HotlineFlow(reactor, journal, greet=hotline_greet, triage_ms=hotline_triage_ms),
-        "overflow": OverflowFlow(),
+        "overflow": OverflowFlow(notice_for=nuisance_notice),
         # no call-taker logged in (dialplans/extensions.conf): nobody could answer, so the IVR
         # costs the caller no time; the dialplan bounds it with TIMEOUT(absolute)
         "nocalltaker": HotlineFlow(reactor, journal, greet=hotline_greet, triage_ms=hotline_triage_ms),

@@ -1,5 +1,5 @@
 """A gateway's HTTP face on the real reactor over loopback: every route the wiring mounts (orders,
-hotline, teams, directory import, board, events, OpenAPI), keys of each scope, a roster and a
+hotline, teams, directory import, CAP and proposals, board, events, OpenAPI), keys of each scope, a roster and a
 hotline call, without the emulators the full wiring starts."""
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ from twisted.internet.defer import inlineCallbacks
 from adapters.apikeys import create_key_tx
 from adapters.board import BoardResource
 from adapters.forms_api import add_form_routes
+from adapters.cap_api import add_cap_routes
 from adapters.hotline_api import add_hotline_routes
 from adapters.modems_api import add_modem_routes
 from adapters.orders_api import add_order_routes
+from gateway.cap.intake import CapIntake
 from gateway.config import load_config
 from gateway.directory.roster import read_roster
 from gateway.directory.store import import_roster
@@ -55,6 +57,9 @@ class Rig:
         if key:
             h["Authorization"] = f"Bearer {key}"
         url = path if path.startswith("http") else f"{self.root}{path}"
+        if isinstance(body, bytes):             # a document that is not JSON: CAP XML
+            raw, body = body, None
+            h.setdefault("Content-Type", "application/xml")
         if raw is not None:
             resp = yield treq.request(method, url, data=raw, headers=h, **kw)
         elif body is not None:
@@ -88,14 +93,16 @@ class BenchedModem:
 
 @inlineCallbacks
 def start_rig(url: str, tmp_path, *, embedded: bool = False, http: dict | None = None, keys=True,
-              seed=True) -> Rig:
+              seed=True, cap: dict | None = None) -> Rig:
     cfg = load_config(None, {"gateway": {"database_url": url, "data_dir": str(tmp_path), "embedded": embedded},
-                             "http": {"port": 0, **(http or {})}})
+                             "http": {"port": 0, **(http or {})}, "cap": cap or {}})
     gw = build_gateway(cfg, reactor)
     orders = OrderService(gw.database, reactor, None, None, cfg.escalation)
     add_order_routes(gw.api, gw.database, orders, reactor, max_sms_parts=cfg.orders.max_sms_parts)
-    add_hotline_routes(gw.api, gw.database, cfg.gateway.time_zone)
+    add_hotline_routes(gw.api, gw.database, cfg.gateway.time_zone, callers=cfg.hotline)
     add_form_routes(gw.api, gw.database, orders, reactor, cfg.gateway.time_zone)
+    add_cap_routes(gw.api, gw.database, CapIntake(gw.database, reactor, orders, cfg.cap, cfg.escalation),
+                   cfg.cap.max_bytes)
     add_modem_routes(gw.api, SimpleNamespace(slots={"/dev/emu0": SimpleNamespace(driver=BenchedModem())}),
                      reactor, None, SIM_PIN, wait_s=1.0)
     gw.root.putChild(b"board", gw.guard_board(BoardResource(reactor, gw.database, cfg.escalation,

@@ -3,6 +3,7 @@ its events commit together, writes for a call are coalesced, failures are retrie
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
+from gateway.hotline.history import caller_history_tx
 from gateway.hotline.service import HotlineService
 from gateway.hotline.tracker import HotlineCall
 
@@ -16,8 +17,14 @@ class FlakyDb:
         self.committed: dict[str, HotlineCall] = {}
         self.events: list[tuple[str, dict]] = []      # committed with the record, in order
         self.calls = 0
+        self.lookups: list[defer.Deferred] = []       # caller-history lookups, answered by the test
 
-    def run(self, fn, call, kinds, at):
+    def run(self, fn, call, *args):
+        if fn is caller_history_tx:     # its own transaction; the test decides when (and whether) it ends
+            d = defer.Deferred()
+            self.lookups.append(d)
+            return d
+        kinds, at = args
         self.calls += 1
         self.written_at = at          # the service's injected clock, never the wall's
         d = defer.Deferred()
@@ -77,5 +84,24 @@ def test_failed_writes_are_retried_and_their_events_kept_in_order():
     db.finish_one()                      # commits the latest state
     assert [k for k, _ in sink.events] == ["hotline.arrived", "hotline.abandoned", "hotline.ended"]
     assert db.committed["2.1"].outcome == "abandoned_ivr"
+    db.lookups.pop().callback({})        # the caller history, looked up after the first commit
     done = svc.flushed()
+    assert done.called
+
+
+def test_caller_history_is_looked_up_after_the_first_commit_and_never_holds_the_call():
+    svc, db, sink, clock = make()
+    call = HotlineCall(call_id="3.1", line="110", caller="13905769999", arrived_at=1.0, uniqueid="3.1")
+    svc._changed(call, ("arrived",))
+    assert db.lookups == []                  # nothing before the record is committed
+    db.finish_one()
+    assert len(db.lookups) == 1              # now, in a transaction of its own
+    call.answered_at, call.outcome, call.ended_at = 4.0, "answered", 9.0
+    svc._changed(call, ("answered", "ended"))
+    db.finish_one()                          # the lookup is still open: the call's writes go on
+    assert [k for k, _ in sink.events] == ["hotline.arrived", "hotline.answered", "hotline.ended"]
+    assert len(db.lookups) == 1              # one lookup per call
+    done = svc.flushed()
+    assert not done.called                   # flushed() also waits for the history's commit
+    db.lookups[0].errback(RuntimeError("database is down"))   # a failed lookup is logged, nothing more
     assert done.called

@@ -13,8 +13,14 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
 
 from adapters.auth import COOKIE
-from gateway.storage.schema import api_idempotency, api_keys, audit_log, hotline_calls, order_teams, orders
+from gateway.hotline import nuisance
+from gateway.storage.schema import (api_idempotency, api_keys, audit_log, cap_alerts, hotline_calls, hotline_nuisance,
+                                    order_teams, orders)
 from tests._http_rig import CALL_ID, CALLER, ROSTER, start_rig
+
+RAIN = (ROSTER.parent.parent.parent / "tests" / "cap" / "zh_rainstorm_alert.xml").read_bytes()
+CAP_RULES = {"rules": [{"name": "暴雨", "event": ["暴雨"], "target": "township:*", "confirm": True}]}
+LISTED = ("13905760001", "13905760002")        # on the nuisance list, one for each key that may take it off
 
 ORDER = {"incident_ref": "XJ-7", "kind": "rescue", "text": "白塔镇山体滑坡，请立即赶赴现场。",
          "target": "teams:PUB-07", "rule": "same_township"}
@@ -31,7 +37,7 @@ def count(db, table, *where):
 
 @pytest.fixture
 def rig(migrated_url, tmp_path):
-    r = pytest_twisted.blockon(start_rig(migrated_url, tmp_path, http={"refusal_burst": 10000}))
+    r = pytest_twisted.blockon(start_rig(migrated_url, tmp_path, http={"refusal_burst": 10000}, cap=CAP_RULES))
     yield r
     pytest_twisted.blockon(r.stop())
 
@@ -53,6 +59,15 @@ def _cases(rig, codes):
         ("GET", "/api/v1/hotline/callbacks", None, "read"),
         ("POST", f"/api/v1/hotline/callbacks/{CALL_ID}/done", {}, "dispatch"),
         ("GET", "/api/v1/hotline/figures", None, "read"),
+        ("GET", "/api/v1/hotline/callers/{number}", None, "read"),
+        ("GET", "/api/v1/hotline/nuisance", None, "read"),
+        ("POST", "/api/v1/hotline/nuisance", {"number": "13905760009", "reason": "谎报"}, "dispatch"),
+        ("POST", "/api/v1/hotline/nuisance/{number}/remove", {}, "dispatch"),
+        ("POST", "/api/v1/cap", RAIN, "dispatch"),              # the first makes proposal 1, the next a duplicate
+        ("GET", "/api/v1/cap/alerts", None, "read"),
+        ("GET", "/api/v1/cap/alerts/{alert_id}", None, "read"),
+        ("GET", "/api/v1/proposals", None, "read"),
+        ("POST", "/api/v1/proposals/{proposal_id}/confirm", {}, "dispatch"),   # then the same order again
         ("POST", "/api/v1/modems/emu0/pin", {}, "admin"),
         ("GET", "/openapi.json", None, "read"),
         ("GET", "/board", None, "read"),
@@ -90,11 +105,17 @@ def test_every_route_by_every_caller(rig):
     before = {r: refused(r) for r in ("missing_key", "bad_key", "scope")}
     expected_refusals = {"missing_key": 0, "bad_key": 0, "scope": 0}
     close_codes = iter(codes)
+    for number in LISTED:
+        yield rig.db.run(nuisance.add, number, "谎报", "test", datetime.now(timezone.utc))
+    unlist = iter(LISTED)
     for method, path, body, needed in cases:
         for who in ("none", "wrong", "malformed", "read", "dispatch", "admin"):
             key = {"none": None, "wrong": wrong, "malformed": "let-me-in"}.get(who, rig.keys.get(who))
             p = path.replace("{code}", next(close_codes) if who in ("dispatch", "admin") and needed == "dispatch"
                              and "{code}" in path and RANK[who] >= RANK[needed] else codes[0])
+            p = p.replace("{alert_id}", "1").replace("{proposal_id}", "1").replace(
+                "{number}", next(unlist) if p.endswith("/remove") and who in RANK and RANK[who] >= RANK[needed]
+                else LISTED[0])
             allowed = who in RANK and RANK[who] >= RANK[needed]
             if path == "/events" and allowed:
                 status, ctype = yield _open_stream_code(rig, key)
@@ -121,7 +142,15 @@ def test_every_route_by_every_caller(rig):
     assert {r.detail["key"] for r in rows if r.detail["reason"] == "scope"} == {"read-desk", "dispatch-desk"}
     # The author of what a key did is the key's name.
     authors = yield rig.db.run(lambda c: c.execute(select(orders.c.created_by)).scalars().all())
-    assert set(authors) == {"api:admin-desk", "api:dispatch-desk"}
+    assert set(authors) == {"api:admin-desk", "api:dispatch-desk"}        # the confirmed proposal's too
+    sources = yield rig.db.run(lambda c: c.execute(select(cap_alerts.c.source)).scalars().all())
+    assert sorted(sources) == ["api:admin-desk", "api:dispatch-desk"]
+    listed = yield rig.db.run(lambda c: c.execute(select(hotline_nuisance.c.number, hotline_nuisance.c.added_by,
+                                                         hotline_nuisance.c.removed_by)
+                                                  .order_by(hotline_nuisance.c.id)).all())
+    assert [tuple(r) for r in listed] == [(LISTED[0], "test", "api:dispatch-desk"), (LISTED[1], "test", "api:admin-desk"),
+                                         ("13905760009", "api:dispatch-desk", "api:admin-desk"),
+                                         ("13905760009", "api:admin-desk", None)]
     marked = yield rig.db.run(lambda c: c.execute(select(hotline_calls.c.marked_by, hotline_calls.c.callback_by)).one())
     assert tuple(marked) == ("api:admin-desk", "api:admin-desk")
     used = yield rig.db.run(lambda c: c.execute(select(api_keys.c.name).where(api_keys.c.last_used_at.is_not(None)))

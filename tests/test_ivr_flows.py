@@ -18,12 +18,12 @@ ORDER_VARS = {"ORDER_CODE": "0427", "YIHU_PHONE": COMMANDER, "YIHU_DELIVERY": "7
 
 class Call:
     def __init__(self, script, moves=(), *, variables=None, callerid="057687770110", sink=None,
-                 journal=None, orders=None, speech=None, channel=None, pins=None):
+                 journal=None, orders=None, speech=None, channel=None, pins=None, nuisance_notice=None):
         self.clock = Clock()
         self.journal = journal or MemoryJournal(self.clock)
         self.sink = sink or DrillKeypadSink({COMMANDER: ["0427"]})
         factory = make_fastagi_factory(self.clock, sink=self.sink, journal=self.journal, orders=orders,
-                                       speech=speech, pins=pins)
+                                       speech=speech, pins=pins, nuisance_notice=nuisance_notice)
         self.channel = channel or EmulatedChannel(caller=ScriptedCaller(moves), variables=dict(variables or {}),
                                                   callerid=callerid)
         env = agi_environment(script, callerid=callerid, uniqueid="yihu-order-0427-7-1")

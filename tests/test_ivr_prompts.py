@@ -118,6 +118,7 @@ def _calls():
     yield feedback([Press("1111#"), Press("2222#")], pins=_Pins())     # wrong PIN twice: refused
     yield feedback([Press("2468#"), Press("2")], pins=_Pins())        # the right PIN, then the answer
     yield Call("overflow", [])
+    yield Call("overflow", [], nuisance_notice=lambda caller: True)  # a listed number with the notice on
     yield order_call([HangUp()])
     yield _situation_report()                                          # key 5: a spoken report
 

@@ -336,7 +336,8 @@ def same_story(row: dict, rec) -> None:
 
 
 def kinds(sink, call):
-    return [k.split(".")[1] for k, p in sink.events if p["call_id"] == call.info.get("linkedid")]
+    return [k.split(".")[1] for k, p in sink.events
+            if p["call_id"] == call.info.get("linkedid") and k != "hotline.caller_history"]
 
 
 def tracked_end(svc, call):

@@ -158,3 +158,19 @@ def test_the_cli_refuses_it_with_exit_2(migrated_url, tmp_path, capsys):
                "--target", "teams:T-A,T-B", "--rule", "same_township") == 2
     err = capsys.readouterr().err
     assert "T-B" in err and "no active commander" in err
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_specialty_target_finds_only_active_teams_through_active_members(database, tmp_path):
+    from gateway.orders.directory_queries import teams_by_target
+    yield load(database, tmp_path, "A", "B", "C")
+    yield load(database, tmp_path, "A", "C")                     # team B leaves the roster
+
+    def specialties(conn):
+        conn.execute(update(members).where(members.c.name.in_(["指挥A", "指挥B", "副指挥C"]))
+                     .values(specialty="地质灾害"))
+        conn.execute(update(members).where(members.c.name == "副指挥C").values(active=False))
+    yield database.run(specialties)
+    found = yield database.run(teams_by_target, "specialty", ("地质灾害",))
+    # B is off the roster; C's only geologist left it: neither is called for a landslide
+    assert [t.code for t in found] == ["T-A"]

@@ -3,7 +3,8 @@
 A call's record and its events (``hotline.arrived`` / ``answered`` / ``abandoned`` / ``ended``)
 are committed in one transaction (the event log).  Writes for one call are serialised and
 coalesced (the newest state wins, the events queue up in order); a failed write is retried with
-backoff, forever, and its events with it.
+backoff, forever, and its events with it.  The caller's history follows as its own event
+(``hotline.caller_history``, gateway/hotline/history.py), so the call's record never waits for it.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from twisted.logger import Logger
 from gateway import metrics
 from gateway.eventlog import record_events
 from gateway.hotline import store
+from gateway.hotline.config import HotlineSection
+from gateway.hotline.history import CallerHistory
 from gateway.service import Part
 from gateway.hotline.tracker import DEFAULT_CONTEXTS, DEFAULT_LINES, HotlineCall, HotlineTracker
 
@@ -54,7 +57,7 @@ class HotlineService(Part, service.Service):
     name = "hotline"
 
     def __init__(self, reactor, db, link=None, *, lines=DEFAULT_LINES,
-                 contexts=DEFAULT_CONTEXTS, clock=None, retry_max: float = 30.0):
+                 contexts=DEFAULT_CONTEXTS, clock=None, retry_max: float = 30.0, callers=None):
         self.reactor = reactor
         self.clock = clock or reactor
         self.db = db
@@ -66,6 +69,8 @@ class HotlineService(Part, service.Service):
         self._failures: dict[str, int] = {}
         self._idle_waiters: list[defer.Deferred] = []
         self.writes = 0
+        # Caller history: its own event (hotline.caller_history), looked up after the record's COMMIT.
+        self.history = CallerHistory(self.clock, db, callers or HotlineSection(), self._check_idle)
         if link is not None:
             link.add_event_listener(self.tracker.handle)
             link.add_resync_listener(self.tracker)
@@ -115,6 +120,8 @@ class HotlineService(Part, service.Service):
     def _written(self, _id, snap: HotlineCall, kinds: list) -> None:
         self.writes += 1
         self._failures.pop(snap.call_id, None)
+        if "arrived" in kinds:
+            self.history.look_up(snap)        # after the COMMIT, in its own transaction: never in the way
         self._next(snap.call_id)
 
     def _write_failed(self, f, snap: HotlineCall, kinds: list) -> None:
@@ -138,7 +145,7 @@ class HotlineService(Part, service.Service):
             self._check_idle()
 
     def _check_idle(self) -> None:
-        if not self._writing and not self._dirty and self._idle_waiters:
+        if not self._writing and not self._dirty and not self.history.waiting and self._idle_waiters:
             waiters, self._idle_waiters = self._idle_waiters, []
             for d in waiters:
                 d.callback(None)

@@ -210,10 +210,26 @@ def _p90(values: list[float]) -> float | None:
 
 def line_figures(conn, day: date, tz="Asia/Shanghai") -> dict[str, dict]:
     """Per line for one local day: calls, answered, abandoned, failed, live, valid, invalid,
-    unmarked, mean and p90 time to answer (seconds, arrival to answer).  The three hotline
-    lines are always present."""
+    unmarked, mean and p90 time to answer (seconds, arrival to answer), the valid-call rate and
+    the share of calls from flagged numbers.  The three hotline lines are always present."""
     start, end = day_bounds(day, tz)
-    rows = conn.execute(select(T.c.line, T.c.outcome, T.c.valid, T.c.arrived_at, T.c.answered_at)
+    return _figures(conn, start, end)
+
+
+def month_figures(conn, year: int, month: int, tz="Asia/Shanghai") -> dict[str, dict]:
+    """The same figures for a local calendar month."""
+    start, _ = day_bounds(date(year, month, 1), tz)
+    nxt = date(year + (month == 12), month % 12 + 1, 1)
+    end, _ = day_bounds(nxt, tz)
+    return _figures(conn, start, end)
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _figures(conn, start: datetime, end: datetime) -> dict[str, dict]:
+    rows = conn.execute(select(T.c.line, T.c.outcome, T.c.valid, T.c.arrived_at, T.c.answered_at, T.c.caller_flag)
                         .where(and_(T.c.arrived_at >= start, T.c.arrived_at < end))).all()
     figs: dict[str, dict] = {}
     waits: dict[str, list[float]] = {}
@@ -221,7 +237,7 @@ def line_figures(conn, day: date, tz="Asia/Shanghai") -> dict[str, dict]:
     def blank():
         return {"calls": 0, "answered": 0, "abandoned": 0, "abandoned_ivr": 0,
                 "abandoned_queue": 0, "failed": 0, "live": 0, "valid": 0, "invalid": 0,
-                "unmarked": 0, "answer_mean_s": None, "answer_p90_s": None}
+                "unmarked": 0, "answer_mean_s": None, "answer_p90_s": None, "flagged": 0}
     for line in DEFAULT_LINES:
         figs[line] = blank()
         waits[line] = []
@@ -244,15 +260,21 @@ def line_figures(conn, day: date, tz="Asia/Shanghai") -> dict[str, dict]:
             f["invalid"] += 1
         else:
             f["unmarked"] += 1
+        if r.caller_flag:
+            f["flagged"] += 1
         if r.answered_at is not None and r.arrived_at is not None:
             w.append((_utc(r.answered_at) - _utc(r.arrived_at)).total_seconds())
     for line, w in waits.items():
         if w:
             figs[line]["answer_mean_s"] = round(sum(w) / len(w), 1)
             figs[line]["answer_p90_s"] = round(_p90(w), 1)
+    for f in figs.values():
+        f["valid_rate"] = _rate(f["valid"], f["calls"])                       # of all calls
+        f["valid_rate_marked"] = _rate(f["valid"], f["valid"] + f["invalid"])  # of the calls marked
+        f["flagged_share"] = _rate(f["flagged"], f["calls"])
     return figs
 
 
 __all__ = ["upsert_call", "open_calls", "mark_call", "mark_callback", "callback_list",
-           "line_figures", "list_calls", "get_call", "call_values", "VALID_CATEGORIES",
+           "line_figures", "month_figures", "list_calls", "get_call", "call_values", "VALID_CATEGORIES",
            "INVALID_CATEGORIES", "day_bounds"]

@@ -67,6 +67,14 @@ def add_order_commands(subparsers, common=None) -> None:
     cl.add_argument("--by", default=None)
     cl.set_defaults(func=cmd_close)
 
+    cf = sub.add_parser("confirm", parents=parents, help="confirm a proposal (from a CAP alert): it becomes an order")
+    cf.add_argument("proposal_id", type=int)
+    cf.add_argument("--by", default=None, help="who confirms it (default: login name)")
+    cf.set_defaults(func=cmd_confirm)
+
+    pr = sub.add_parser("proposals", parents=parents, help="proposals waiting for a dispatcher to confirm")
+    pr.set_defaults(func=cmd_proposals)
+
 
 def _cfg(args) -> EscalationConfig:
     cfg = getattr(getattr(args, "config", None), "escalation", None)
@@ -172,6 +180,39 @@ def cmd_close(args) -> int:
     print(f"order {args.code} closed; cancelled: {c.escalation_steps_cancelled} pending escalation steps, "
           f"{c.sms_segments_cancelled} SMS segments not yet submitted, {c.call_attempts_cancelled} call "
           f"attempts not yet placed, {c.deliveries_cancelled} deliveries not yet handed on")
+    return 0
+
+
+def cmd_confirm(args) -> int:
+    from gateway.cap.store import ProposalError, confirm_proposal_tx
+    db = _db(args)
+    try:
+        created, req = db.run_sync(confirm_proposal_tx, args.proposal_id, _actor(args), datetime.now(timezone.utc),
+                                   _cfg(args), random.SystemRandom())
+    except (ProposalError, LookupError) as e:
+        print(f"proposal not confirmed: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+    finally:
+        db.engine.dispose()
+    word = "was already confirmed as" if created.existing else "confirmed: order"
+    print(f"proposal {args.proposal_id} {word} {created.code} for {len(created.team_ids)} teams "
+          f"({req.target.describe()}); the running gateway sends it")
+    return 0
+
+
+def cmd_proposals(args) -> int:
+    from gateway.cap.store import pending_proposals_tx
+    db = _db(args)
+    try:
+        rows = db.run_sync(pending_proposals_tx)
+    finally:
+        db.engine.dispose()
+    if not rows:
+        print("no proposals waiting")
+    for r in rows:
+        q = r["request"]
+        print(f"#{r['id']:<5} {local_hhmm(utc(r['created_at']), _cfg(args))}  {r['rule'] or '-':<16} "
+              f"{q['target']:<28} {q['kind']:<9} {q['rule']:<13} {q['text']}")
     return 0
 
 

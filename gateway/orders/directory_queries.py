@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, or_, select
 
 from gateway.storage.schema import duty_roster, member_phones, members, teams
 
@@ -81,7 +81,10 @@ def _team(r) -> Team:
 
 
 def teams_by_target(conn, how: str, values: tuple[str, ...] = ()) -> list[Team]:
-    """how: all / kind (public, professional, expert) / township / teams (team codes)."""
+    """how: all / kind (public, professional, expert) / township / teams (team codes) /
+    specialty (teams whose name, or one of whose active members' specialty, contains the word: the
+    professional teams are named by their specialty, e.g. 防汛抗旱专业队).  Inactive teams are never
+    targeted; naming one by code is an error."""
     q = (select(teams.c.id, teams.c.code, teams.c.name, teams.c.kind, teams.c.township, teams.c.active)
          .order_by(teams.c.code))
     if how == "all":
@@ -92,6 +95,10 @@ def teams_by_target(conn, how: str, values: tuple[str, ...] = ()) -> list[Team]:
         q = q.where(teams.c.township.in_(values))
     elif how == "teams":
         q = q.where(teams.c.code.in_(values))
+    elif how == "specialty":
+        with_member = select(members.c.team_id).where(members.c.active.is_(True),
+                                                      or_(*[members.c.specialty.contains(v) for v in values]))
+        q = q.where(or_(*[teams.c.name.contains(v) for v in values], teams.c.id.in_(with_member)))
     else:
         raise ValueError(f"unknown target {how!r}")
     rows = conn.execute(q).all()

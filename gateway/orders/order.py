@@ -15,24 +15,24 @@ ONSCENE_COMMANDER = {
     ORDINARY: "专业队伍负责人",          # ordinary: the head of the professional team
 }
 
-TARGET_HOWS = ("all", "kind", "township", "teams")
+TARGET_HOWS = ("all", "kind", "township", "teams", "specialty")
 
 
 @dataclass(frozen=True)
 class Target:
-    how: str                              # all / kind / township / teams
+    how: str                              # all / kind / township / teams / specialty
     values: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, s: str) -> "Target":
-        """"all", "kind:public,expert", "township:白塔镇", "teams:PUB-01,PRO-04"."""
+        """"all", "kind:public,expert", "township:白塔镇", "teams:PUB-01,PRO-04", "specialty:防汛"."""
         s = s.strip()
         if s == "all":
             return cls("all")
         how, _, rest = s.partition(":")
         values = tuple(v.strip() for v in rest.replace("，", ",").split(",") if v.strip())
         if how not in TARGET_HOWS or how == "all" or not values:
-            raise ValueError(f"target {s!r}: use all, kind:K, township:T or teams:CODE,CODE")
+            raise ValueError(f"target {s!r}: use all, kind:K, township:T, specialty:S or teams:CODE,CODE")
         return cls(how, values)
 
     def describe(self) -> str:

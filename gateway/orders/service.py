@@ -30,14 +30,24 @@ class OrderService:
         `create_tx` (same arguments as store.create_order_tx) lets the API add its idempotency rows."""
         return self._lock.run(self._send, req, create_tx)
 
+    def run_locked(self, fn, *args):
+        """Run ``fn(*args)`` (a Deferred-returning function that may create orders, e.g. the CAP
+        intake's unit of work) while no other order is being created: codes are never two alike."""
+        return self._lock.run(fn, *args)
+
     @defer.inlineCallbacks
     def _send(self, req: OrderRequest, create_tx=store.create_order_tx):
         if self.drill_mode and not req.drill:
             req = replace(req, drill=True)
         created: CreatedOrder = yield self.db.run(create_tx, req, now(self.clock), self.cfg, self.rng)
+        self.announce(created, req)
+        return created
+
+    def announce(self, created: CreatedOrder, req: OrderRequest) -> None:
+        """After the order's COMMIT (its event was committed with it): its timers, its fan-out."""
         if created.existing:
             log.info("order {code}: idempotency key seen before; not sent again", code=created.code)
-            return created
+            return
         metrics.ORDERS_CREATED.labels(drill=str(req.drill).lower()).inc()
         if self.drills is not None:
             self.drills.learn(created.order_id, req.drill)
@@ -45,7 +55,10 @@ class OrderService:
             self.escalation.schedule_many(created.timers)
         log.info("order {code} ({ref}) committed for {n} teams", code=created.code, ref=req.incident_ref,
                  n=len(created.team_ids))
+        self.resend(created.order_id, created.code)
+
+    def resend(self, order_id: int, code: str) -> None:
+        """Hand the order's queued deliveries on now (the sweep would, a little later)."""
         if self.fanout is not None:
-            self.fanout.send(created.order_id).addErrback(
-                lambda f: log.failure("order {code}: fan-out failed; the sweep retries", f, code=created.code))
-        return created
+            self.fanout.send(order_id).addErrback(
+                lambda f: log.failure("order {code}: fan-out failed; the sweep retries", f, code=code))

@@ -125,8 +125,25 @@ hotline_calls = Table(
     Column("note", String(200)),              # e.g. closed by resync: times approximate
     Column("callback_at", TS),
     Column("callback_by", String(100)),
+    Column("caller_flag", String(32)),        # repeat / often_invalid when the call came (caller history)
     Index("ix_hotline_calls_line_arrived", "line", "arrived_at"),
     Index("ix_hotline_calls_callback_state", "callback_state"),
+    Index("ix_hotline_calls_caller_arrived", "caller", "arrived_at"),   # a caller's history
+)
+
+# Numbers dispatchers marked as nuisance callers.  Never used to block a call: only what the
+# call-takers see changes (and, optionally, a recorded notice while the caller waits).
+hotline_nuisance = Table(
+    "hotline_nuisance", metadata,
+    Column("id", ID, primary_key=True),
+    Column("number", String(40), nullable=False, index=True),
+    Column("reason", String(200), nullable=False),
+    Column("notice", Boolean, nullable=False, default=False),   # play the recorded notice while waiting
+    Column("added_at", TS, nullable=False),
+    Column("added_by", String(100), nullable=False),
+    Column("expires_at", TS),                                   # null: until removed
+    Column("removed_at", TS),
+    Column("removed_by", String(100)),
 )
 
 # --- orders -----------------------------------------------------------------------------------
@@ -342,6 +359,50 @@ call_tokens_used = Table(
     Column("expires_at", TS, nullable=False),
     Column("used_at", TS, nullable=False),
     Column("call_id", String(200)),                   # the AGI session that used it
+)
+
+# --- CAP alerts and proposals -----------------------------------------------------------------
+
+# Every CAP document received, raw, whatever became of it (accepted, refused, duplicate).
+cap_alerts = Table(
+    "cap_alerts", metadata,
+    Column("id", ID, primary_key=True),
+    Column("received_at", TS, nullable=False),
+    Column("source", String(200), nullable=False),     # api:<client> / inbox:<file name>
+    Column("raw", LargeBinary, nullable=False),        # bytes exactly as received
+    Column("state", String(16), nullable=False),       # accepted / refused / duplicate
+    Column("element", String(200)),                    # refused: the element at fault
+    Column("reason", Text),                            # refused: what is wrong
+    Column("alert_key", String(400)),                  # sender,identifier,sent
+    Column("accepted_key", String(400), unique=True),  # alert_key of the one accepted copy
+    Column("msg_type", String(16)),
+    Column("status", String(16)),
+    Column("references", Text),
+    Column("signature", String(16)),                   # verified / unchecked / none
+    Column("action", String(24)),                      # order_created / proposal / order_updated / ...
+    Column("rule", String(100)),                       # the rule table entry that matched
+    Column("headline", Text),
+    Column("text_full", Text),                         # headline, description, instruction in full
+    Column("order_id", ID, ForeignKey("orders.id")),
+    Column("proposal_id", ID),
+    Index("ix_cap_alerts_alert_key", "alert_key"),
+)
+
+# An order waiting for a person: a CAP rule with confirm = true makes one.
+order_proposals = Table(
+    "order_proposals", metadata,
+    Column("id", ID, primary_key=True),
+    Column("created_at", TS, nullable=False),
+    Column("source", String(16), nullable=False),      # cap
+    Column("cap_alert_id", ID, ForeignKey("cap_alerts.id")),
+    Column("state", String(16), nullable=False),       # pending / confirmed / cancelled
+    Column("request", JSON, nullable=False),           # the order it becomes (incident_ref, kind, text, target, rule, voice)
+    Column("text_full", Text),
+    Column("rule", String(100)),
+    Column("decided_at", TS),
+    Column("decided_by", String(100)),
+    Column("order_id", ID, ForeignKey("orders.id")),
+    Index("ix_order_proposals_state", "state"),
 )
 
 # --- HTTP trust: API keys and idempotency -----------------------------------------------------

@@ -72,15 +72,28 @@ class HotlineFlow:
 
 
 class OverflowFlow:
-    """A citizen waiting too long hears a fixed message, then goes back to their place."""
+    """A citizen waiting too long hears a fixed message, then goes back to their place.
+
+    A number on the nuisance list with its notice on hears the nuisance notice instead, of the
+    same length, at the same point: the call is never held longer than any other.
+    `notice_for(caller)` answers from memory (ivr/nuisance_notice.py), never from the database."""
     script = "overflow"
 
-    def __init__(self, deadline: float = 30.0):
+    def __init__(self, deadline: float = 30.0, notice_for=None):
         self.deadline = deadline
+        self.notice_for = notice_for
+
+    def _prompt(self, session: AgiSession) -> str:
+        try:
+            if self.notice_for is not None and self.notice_for(session.request.caller):
+                return "hotline_nuisance"
+        except Exception:  # noqa: BLE001 - the usual message, whatever the list's trouble
+            log.failure("overflow call {call_id}: nuisance check failed", call_id=session.call_id)
+        return "hotline_overflow"
 
     async def __call__(self, session: AgiSession) -> str:
         try:
-            played = await session.stream_file(sound("hotline_overflow"))
+            played = await session.stream_file(sound(self._prompt(session)))
             return "played" if played.played else "unplayable"
         except _HUNG_UP:
             return "abandoned"

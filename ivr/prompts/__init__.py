@@ -54,6 +54,8 @@ PROMPTS: dict[str, Prompt] = {p_name: Prompt(f"yihu/{p_name.replace('_', '-')}",
     "hotline_119": "您好，这里是幺幺九火警服务台，正在为您接通，请不要挂机。",
     "hotline_122": "您好，这里是幺二二交通事故报警台，正在为您接通，请不要挂机。",
     "hotline_overflow": "现在接警员全部忙碌，请不要挂机，您的电话会按顺序尽快接通。",
+    # played instead of hotline_overflow to numbers on the nuisance list with the notice on
+    "hotline_nuisance": "本线路为紧急报警电话，无故占用将依法处理。如有紧急情况，请不要挂机，接警员会尽快接听。",
 }.items()}
 
 # The keypad digit of each status: the same digits as in SMS replies (4 = assembled, for teams

@@ -1,14 +1,14 @@
 """Major orders, situation reports, leaders and their notifications, the formal feedback form
 
 Revision ID: 0016
-Revises: 0007
+Revises: 0015
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0016'
-down_revision = '0007'
+down_revision = '0015'
 branch_labels = None
 depends_on = None
 
