@@ -1,41 +1,56 @@
-"""GET /board: the status board on the command hall's wall screen.
+"""GET /board: the command hall's wall (1920x1080, read from across the hall), in Chinese.
 
-One self-refreshing HTML page: every open order with each team's state and the time it took,
-the hotline calls in progress and waiting to be called back, and the health of the modems and
-the Asterisk link.  Server-rendered, no script: it must work on whatever browser the wall has.
+All active teams as tiles grouped as the center groups them (public, professional, expert), each
+coloured by its state in the order in focus (the newest open order, or `?order=CODE`), with the
+minutes since the order and the deadline it is measured against; silent and late teams stand
+out and head the attention list.  The order in focus with its counts per state, the other open
+orders as a strip, today's hotline figures per line, the health of every part, the drill banner.
+
+Server-rendered: the page is whole without a script.  A small script of its own (board.js, no
+CDN) listens to /events and swaps in a fresh page body on every order or hotline event, so the
+wall changes within a second without a reload or a jump; without scripts a plain refresh.
 """
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 from html import escape
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 from twisted.web.server import NOT_DONE_YET
 
+from adapters.board_data import BoardData, HotlineLine, board_tx
 from adapters.http import JsonResource
 from adapters.masking import mask_number
-from gateway.hotline import store as hotline_store
-from gateway.orders.summary import load_summary_tx
-from gateway.storage.schema import orders as orders_table
+from gateway.escalation.deadlines import STAGE_WORD
+from gateway.orders.standing import Standing, team_standing
+from gateway.orders.team_state import STATE_WORD
 
 log = Logger()
 
-STATE_WORD = {"sent": "已发送", "delivered": "已送达", "received": "已收到", "assembled": "已集结",
-              "arrived": "已到达", "finished": "处置完毕", "unreachable": "联系不上", "declined": "无法执行"}
-STATE_COLOUR = {"sent": "#b00", "delivered": "#c60", "received": "#c90", "assembled": "#08a",
-                "arrived": "#08a", "finished": "#070", "unreachable": "#b00", "declined": "#b00"}
+COLUMNS = 8
+STANDBY = "standby"
+STANDBY_WORD = "待命"
+KIND_WORD = {"public": "公共救援", "professional": "专业队伍", "expert": "专家"}
+CHANNEL_WORD = {"sms": "短信", "keypad": "按键"}
+STAGE_SHORT = {"assembly": "集结", "arrival": "到达", "report": "报告"}
+ROLE_WORD = {"commander": "指挥", "deputy": "副指挥"}
+# Every wall, whatever its OS: Windows, macOS, then Linux (Debian's fonts-noto-cjk), then any.
+FONT_STACK = ('"Microsoft YaHei", "微软雅黑", "PingFang SC", "Hiragino Sans GB", "Noto Sans CJK SC", '
+              '"Source Han Sans SC", "WenQuanYi Micro Hei", "SimHei", sans-serif')
+SCRIPT = (Path(__file__).with_name("board.js")).read_text("utf-8")
+_SUFFIXES = ("综合应急救援分队", "应急救援分队", "应急救援队", "专业队", "分队")
 
 
-def _board_tx(conn, cfg, limit: int = 20):
-    codes = [r.code for r in conn.execute(select(orders_table.c.code).where(orders_table.c.state == "open")
-                                          .order_by(orders_table.c.created_at.desc()).limit(limit))]
-    summaries = [s for s in (load_summary_tx(conn, c, cfg) for c in codes) if s is not None]
-    live = [c for c in hotline_store.open_calls(conn)]
-    callbacks = hotline_store.callback_list(conn)
-    return summaries, live, callbacks
+def short_name(name: str) -> str:
+    """白塔镇综合应急救援分队 -> 白塔镇: the part that tells teams apart from across the hall."""
+    for suffix in _SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def _sees_full_numbers(request) -> bool:
@@ -47,11 +62,16 @@ def _sees_full_numbers(request) -> bool:
 class BoardResource(JsonResource):
     isLeaf = True
 
-    def __init__(self, clock, database, esc_cfg, time_zone: str, health=(), refresh_s: int = 5):
+    def __init__(self, clock, database, esc_cfg, time_zone: str, health=(), refresh_s: int = 15,
+                 parts=None, node: str = "", drill: bool = False):
         super().__init__()
         self.clock, self.database, self.cfg = clock, database, esc_cfg
+        self.time_zone = time_zone
         self.tz = ZoneInfo(time_zone)
-        self.health = health            # callables -> (name, ok, detail)
+        self.health = health            # callables -> (name, ok, detail): what /health checks
+        self.parts = parts              # callable -> [(name, ok, detail)]: each modem, the AMI link, ...
+        self.node = node
+        self.drill = drill              # the drill banner (演练)
         self.refresh_s = refresh_s
 
     def render_GET(self, request):
@@ -60,76 +80,197 @@ class BoardResource(JsonResource):
 
     @inlineCallbacks
     def _render(self, request):
+        focus = (request.args.get(b"order") or [b""])[-1].decode("utf-8", "replace")[:16] or None
+        now = datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
         try:
-            summaries, live, callbacks = yield self.database.run(_board_tx, self.cfg)
-            body = self.page(summaries, live, callbacks, full_numbers=_sees_full_numbers(request))
+            data = yield self.database.run(board_tx, self.cfg, self.time_zone, now, focus)
+            body = self.page(data, full_numbers=_sees_full_numbers(request))
             status = 200
         except Exception:  # noqa: BLE001 - the wall shows that something is wrong, never a blank page
             log.failure("status board: could not read the database")
-            body = self._wrap("<p class=bad>数据库不可用 — database unreachable; see the gateway log</p>")
+            body = self._wrap("<div id=board><p class=bad>数据库不可用，请查看网关日志</p></div>")
             status = 503
         if request._disconnected:
             return
         request.setResponseCode(status)
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
         request.write(body.encode())
         request.finish()
 
-    def _local(self, dt) -> str:
+    # --- the page ----------------------------------------------------------------------------
+    def _hhmm(self, dt: datetime | None, day0=None) -> str:
         if dt is None:
             return "-"
-        return dt.astimezone(self.tz).strftime("%H:%M")
+        local = dt.astimezone(self.tz)
+        if day0 is not None and local.date() != day0:
+            return f"次日{local:%H:%M}" if (local.date() - day0).days == 1 else f"{local:%m-%d %H:%M}"
+        return f"{local:%H:%M}"
 
-    def page(self, summaries, live, callbacks, full_numbers: bool = False) -> str:
-        def number(n):
-            return (n if full_numbers else mask_number(n)) or "-"
-        now = datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
-        parts = [f"<h1>一呼百应 指挥调度 <small>{now.astimezone(self.tz):%Y-%m-%d %H:%M:%S}</small></h1>"]
+    def page(self, data: BoardData, full_numbers: bool = False) -> str:
+        standings = {}
+        if data.focus is not None:
+            standings = {t.team_code: (t, team_standing(t, data.focus, data.now, self.cfg))
+                         for t in data.focus.teams}
+        inner = (self._header(data, standings) + self._tiles(data, standings)
+                 + "<aside>" + self._attention(standings, {t.code: i for i, t in enumerate(data.teams)}) + self.hotline_strip(data.hotline, data.callbacks,
+                                                                                full_numbers)
+                 + self._health() + "</aside>" + self._others(data))
+        return self._wrap(f"<div id=board data-drill={'1' if self.drill else '0'}"
+                          f" data-order='{escape(data.focus.code) if data.focus else ''}'>{inner}</div>")
+
+    def _header(self, data: BoardData, standings: dict) -> str:
+        banner = "<div class=drill>演练</div>" if self.drill else ""
+        clock = f"<div class=clock>{data.now.astimezone(self.tz):%H:%M}</div>"
+        s = data.focus
+        if s is None:
+            return f"<header>{banner}<div class=focus><b>一呼百应</b> 无进行中的指令</div>{clock}</header>"
+        day0 = s.sent_at.astimezone(self.tz).date()
+        limits = "　".join(f"{STAGE_WORD[k]}限{self._hhmm(v, day0)}" for k, v in s.deadlines.items()
+                          if k not in ("receipt", "report"))
+        counts: dict[str, int] = {}
+        for t, _ in standings.values():
+            counts[t.state] = counts.get(t.state, 0) + 1
+        chips = "".join(f"<span class='count s-{escape(k)}'>{STATE_WORD.get(k, k)} {n}</span>"
+                        for k, n in sorted(counts.items(), key=lambda kv: _STATE_RANK.get(kv[0], 9)))
+        silent = sum(1 for _, st in standings.values() if st.silent)
+        late = sum(1 for _, st in standings.values() if st.late)
+        flags = (f"<span class='count flag'>未回复 {silent}</span>" if silent else "") + \
+                (f"<span class='count flag'>超时 {late}</span>" if late else "")
+        minutes = max(0, int((data.now - s.sent_at).total_seconds() // 60))
+        return (f"<header>{banner}<div class=focus><div class=line1><b>指令 {escape(s.code)}</b> "
+                f"{escape(s.incident_ref)}　下达 {self._hhmm(s.sent_at)}　已过 {minutes} 分　{limits}</div>"
+                f"<div class=line2>{flags}{chips}<span class=text>{escape(s.text)}</span></div></div>"
+                f"{clock}</header>")
+
+    def _tiles(self, data: BoardData, standings: dict) -> str:
+        groups: dict[str, list] = {}
+        for team in data.teams:
+            groups.setdefault(team.kind, []).append(team)
+        out = []
+        for kind, members in groups.items():
+            rows = math.ceil(len(members) / COLUMNS)
+            tiles = "".join(self._tile(team, *standings.get(team.code, (None, None)), data)
+                            for team in members)
+            out.append(f"<section class=group style='flex:{rows}'><h2>{KIND_WORD.get(kind, kind)}"
+                       f"<small>{len(members)}</small></h2><div class=grid style='grid-template-rows:"
+                       f"repeat({rows},1fr)'>{tiles}</div></section>")
+        return "<main id=tiles>" + "".join(out) + "</main>"
+
+    def _tile(self, team, line, st: Standing | None, data: BoardData) -> str:
+        name = escape(short_name(team.name))
+        head = f"data-team='{escape(team.code)}' title='{escape(team.code)} {escape(team.name)}'"
+        if line is None:
+            return (f"<div class='tile s-{STANDBY}' {head} data-state={STANDBY}><div class=name>{name}</div>"
+                    f"<div class=state>{STANDBY_WORD}</div><div class=meta>{escape(team.code)}</div></div>")
+        flags = [c for c, on in (("silent", st.silent), ("late", st.late)) if on]
+        deadline = f"{STAGE_SHORT[st.stage]}限 {self._hhmm(st.deadline)}" if st.deadline else "已完成"
+        if st.silent:
+            note = "⚠未回复" + (f" 催{len(line.steps)}" if line.steps else "")
+        elif st.late:
+            note = "⚠超时"
+        else:
+            note = CHANNEL_WORD.get(line.channel, "") + (_role(line.answered_by) if line.answered_by else "")
+        return (f"<div class='tile s-{escape(line.state)} {' '.join(flags)}' {head} "
+                f"data-state='{escape(line.state)}' data-flags='{' '.join(flags)}'>"
+                f"<div class=name>{name}</div><div class=state>{STATE_WORD.get(line.state, escape(line.state))}</div>"
+                f"<div class=meta>{deadline}</div><div class=note>{st.minutes}分 {note}</div></div>")
+
+    def _attention(self, standings: dict, place: dict, shown: int = 6) -> str:
+        """Silent teams first, then late, then declined; within each, as on the wall."""
+        needing = [(t, st) for t, st in standings.values() if st.needs_attention]
+        needing.sort(key=lambda ts: (0 if ts[1].silent else 1 if ts[1].late else 2, place.get(ts[0].team_code, 0)))
+        rows = []
+        for t, st in needing[:shown]:
+            why = "未回复" if st.silent else ("超时" if st.late else STATE_WORD.get(st.state, st.state))
+            rows.append(f"<li class=flagged data-team='{escape(t.team_code)}'><b>{escape(short_name(t.team_name))}</b>"
+                        f" {why}{f' 催办{len(t.steps)}' if t.steps else ''}</li>")
+        if len(needing) > shown:
+            rows.append(f"<li>另有 {len(needing) - shown} 支</li>")
+        return (f"<section class=attention><h3>需关注 {len(needing)}</h3><ul>"
+                + ("".join(rows) or "<li class=ok>无</li>") + "</ul></section>")
+
+    def hotline_strip(self, lines: list[HotlineLine], callbacks: list[dict], full_numbers: bool) -> str:
+        """Today's figures per hotline line and the oldest calls waiting for a call-back."""
+        head = "<tr><th>热线</th><th>来电</th><th>接听</th><th>放弃</th><th>待回拨</th><th>排队</th></tr>"
+        body = "".join(f"<tr data-line='{escape(x.line)}'><th>{escape(x.line)}</th><td>{x.calls}</td>"
+                       f"<td>{x.answered}</td><td>{x.abandoned}</td><td class='{'warn' if x.callbacks else ''}'>"
+                       f"{x.callbacks}</td><td class='{'warn' if x.waiting else ''}'>{x.waiting}</td></tr>"
+                       for x in lines)
+        waiting = "".join(
+            f"<li>{escape(str(c.get('line')))} {escape((c.get('caller') if full_numbers else mask_number(c.get('caller'))) or '未知号码')}"
+            f" {self._hhmm(c.get('arrived_at'))}</li>" for c in callbacks)
+        return (f"<section class=hotline><h3>今日热线</h3><table>{head}{body}</table>"
+                + (f"<ul class=callbacks>{waiting}</ul>" if waiting else "") + "</section>")
+
+    def _health(self) -> str:
         checks = [h() for h in self.health]
-        if checks:
-            parts.append("<p>" + " ".join(
-                f"<span class={'ok' if ok else 'bad'}>{escape(name)}: {escape(str(detail))}</span>"
-                for name, ok, detail in checks) + "</p>")
-        parts.append(f"<h2>进行中的指令 Open orders ({len(summaries)})</h2>")
-        if not summaries:
-            parts.append("<p>无 — none</p>")
-        for s in summaries:
-            rows = []
-            for t in s.teams:
-                took = " ".join(f"{STATE_WORD.get(k, k)}+{int(v // 60)}m" for k, v in (t.took or {}).items())
-                steps = len(t.steps)
-                colour = STATE_COLOUR.get(t.state, "#333")
-                rows.append(f"<tr><td>{escape(t.team_code)}</td><td>{escape(t.team_name)}</td>"
-                            f"<td style='color:{colour};font-weight:bold'>{escape(STATE_WORD.get(t.state, t.state))}</td>"
-                            f"<td>{escape(t.answered_by or '-')}</td><td>{escape(took)}</td>"
-                            f"<td>{'催办 ' + str(steps) if steps else ''}</td></tr>")
-            parts.append(f"<h3>{escape(s.code)} · {escape(s.incident_ref)} · 下达 {self._local(s.sent_at)} · "
-                         f"现场指挥 {escape(s.onscene_commander)}</h3><p>{escape(s.text)}</p>"
-                         "<table><tr><th>队伍</th><th></th><th>状态</th><th>回复人</th><th>用时</th><th>升级</th></tr>"
-                         + "".join(rows) + "</table>")
-        parts.append(f"<h2>热线通话中 Hotline calls in progress ({len(live)})</h2>")
-        parts.append("<table><tr><th>线路</th><th>来电</th><th>到达</th><th>状态</th></tr>" + "".join(
-            f"<tr><td>{escape(c.line)}</td><td>{escape(number(c.caller))}</td>"
-            f"<td>{self._local(_dt(c.arrived_at))}</td>"
-            f"<td>{'已接听 ' + escape(c.call_taker or '') if c.answered_at else ('排队' if c.queue_joined_at else '语音导航')}</td></tr>"
-            for c in live) + "</table>")
-        parts.append(f"<h2>待回拨 Call-backs ({len(callbacks)})</h2>")
-        parts.append("<table><tr><th>线路</th><th>来电</th><th>时间</th><th>结果</th></tr>" + "".join(
-            f"<tr><td>{escape(str(c.get('line')))}</td><td>{escape(number(c.get('caller')))}</td>"
-            f"<td>{self._local(c.get('arrived_at'))}</td><td>{escape(str(c.get('outcome')))}</td></tr>"
-            for c in callbacks) + "</table>")
-        return self._wrap("\n".join(parts))
+        parts = self.parts() if self.parts else [c for c in checks if c[0] != "api"]
+        node_ok = all(ok for _, ok, _ in checks)
+        chips = [(self.node or "本节点", node_ok, "")] + list(parts)
+        return ("<section class=health><h3>设备状态</h3><div>" + "".join(
+            f"<span class='part {'ok' if ok else 'bad'}' title='{escape(str(detail))}'>"
+            f"{'●' if ok else '✖'} {escape(name)}</span>" for name, ok, detail in chips) + "</div></section>")
+
+    def _others(self, data: BoardData) -> str:
+        items = "".join(
+            f"<span class=other>{escape(code)} {escape(ref)} "
+            + " ".join(f"{STATE_WORD.get(k, k)}{n}" for k, n in sorted(c.items(), key=lambda kv: _STATE_RANK.get(kv[0], 9)))
+            + "</span>" for code, ref, c in data.others)
+        return f"<footer><b>其他指令 {len(data.others)}</b>{items or ' 无'}</footer>"
 
     def _wrap(self, inner: str) -> str:
-        return ("<!doctype html><html lang=zh><head><meta charset=utf-8>"
-                f"<meta http-equiv=refresh content={self.refresh_s}><title>Yihu status board</title><style>"
-                "body{font-family:sans-serif;background:#fff;color:#111;margin:1em}table{border-collapse:collapse}"
-                "td,th{border:1px solid #999;padding:.2em .6em}.ok{color:#070}.bad{color:#b00;font-weight:bold}"
-                "span{margin-right:1.5em}</style></head><body>" + inner + "</body></html>")
+        return ("<!doctype html><html lang=zh-CN><head><meta charset=utf-8>"
+                f"<noscript><meta http-equiv=refresh content={self.refresh_s}></noscript>"
+                f"<title>一呼百应 指挥大厅</title><style>{CSS}</style></head><body>{inner}"
+                f"<script>{SCRIPT}</script></body></html>")
 
 
-def _dt(value):
-    """Hotline records carry epoch seconds in memory and datetimes from the database."""
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromtimestamp(value, timezone.utc)
+def _role(answered_by: str) -> str:
+    """"张三 (commander)" -> "指挥": who answered, by role (the name is in the order's summary)."""
+    return ROLE_WORD.get(answered_by.rpartition(" (")[2].rstrip(")"), "")
+
+
+_STATE_RANK = {s: i for i, s in enumerate(("sent", "delivered", "unreachable", "declined", "received",
+                                           "assembled", "arrived", "finished"))}
+
+CSS = (
+    "*{box-sizing:border-box}html,body{margin:0;height:100%;overflow:hidden}"
+    f"body{{background:#0b0f14;color:#f2f2f2;font-family:{FONT_STACK};font-size:24px;line-height:1.15}}"
+    "#board{display:grid;grid-template-columns:1fr 360px;grid-template-rows:96px 1fr 48px;gap:8px;"
+    "padding:8px;height:100vh;width:100vw}"
+    "header{grid-column:1/3;display:flex;align-items:center;gap:16px;background:#18202b;padding:4px 12px;"
+    "overflow:hidden}"
+    ".drill{background:#ffd600;color:#000;font-size:48px;font-weight:900;padding:4px 20px;letter-spacing:.2em}"
+    ".focus{flex:1;min-width:0}.focus .line1,.focus .line2{white-space:nowrap;overflow:hidden;"
+    "text-overflow:ellipsis}.focus .line1{font-size:32px}.focus .text{margin-left:16px;color:#c8d0da}"
+    ".clock{font-size:44px;font-weight:bold}"
+    ".count{display:inline-block;margin-right:10px;padding:0 8px;border-radius:4px}"
+    ".count.flag{background:#ffd600;color:#000;font-weight:bold}"
+    "main{display:flex;flex-direction:column;gap:8px;min-height:0}"
+    ".group{display:flex;gap:6px;min-height:0}"
+    ".group h2{writing-mode:vertical-rl;margin:0;font-size:24px;background:#18202b;padding:6px 4px;"
+    "text-align:center}.group h2 small{font-size:24px;color:#9aa}"
+    f".grid{{flex:1;display:grid;grid-template-columns:repeat({COLUMNS},1fr);gap:6px;min-height:0}}"
+    ".tile{border-radius:6px;padding:1px 7px;overflow:hidden;border:4px solid transparent;display:flex;"
+    "flex-direction:column;justify-content:center;min-width:0}"
+    ".tile div{white-space:nowrap;overflow:hidden;text-overflow:ellipsis;line-height:1.1;flex-shrink:0}"
+    ".tile .name{font-size:26px;font-weight:bold}.tile .state{font-size:34px;font-weight:900;line-height:1.35}"
+    ".tile .meta,.tile .note{font-size:24px}"
+    ".s-standby{background:#1c232c;color:#7d8894}.s-sent{background:#37474f}.s-delivered{background:#455a64}"
+    ".s-received{background:#1565c0}.s-assembled{background:#00838f}.s-arrived{background:#2e7d32}"
+    ".s-finished{background:#1b5e20}.s-declined{background:#6a1b9a}.s-unreachable{background:#b71c1c}"
+    ".tile.silent,.tile.late{background:#c62828;border-color:#ffd600}"
+    ".tile.silent .note,.tile.late .note{color:#ffd600;font-weight:bold}"
+    "aside{width:360px;display:flex;flex-direction:column;gap:8px;min-height:0;overflow:hidden}"
+    "aside section{background:#18202b;padding:6px 10px}aside h3{margin:0 0 4px;font-size:26px}"
+    "aside ul{margin:0;padding:0;list-style:none}aside li{white-space:nowrap;overflow:hidden;"
+    "text-overflow:ellipsis}"
+    ".attention{flex:1;min-height:0;overflow:hidden}.attention li.flagged{color:#ffd600}"
+    ".hotline table{border-collapse:collapse;width:100%}.hotline th,.hotline td{padding:0 2px;text-align:center}"
+    ".hotline td.warn{color:#ffd600;font-weight:bold}.callbacks{color:#c8d0da}"
+    ".health div{display:flex;flex-wrap:wrap;gap:4px 12px}.part.ok{color:#66bb6a}"
+    ".part.bad{color:#fff;background:#c62828;padding:0 6px}.ok{color:#66bb6a}.bad{color:#ef5350}"
+    "footer{grid-column:1/3;background:#18202b;padding:6px 12px;white-space:nowrap;overflow:hidden;"
+    "text-overflow:ellipsis}.other{margin-left:24px}"
+)

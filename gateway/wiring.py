@@ -175,6 +175,12 @@ def build_service(config: Config, reactor) -> Gateway:
                                          + (f" {s.driver.signal_dbm}dBm" if s.driver.signal_dbm is not None else "")
                                          for name, s in bank.slots.items())))
     from adapters.board import BoardResource
-    gw.root.putChild(b"board", gw.guard_board(BoardResource(reactor, db, esc_cfg, config.gateway.time_zone,
-                                                            gw.health_checks)))
+    def board_parts():
+        """Each modem and the AMI link, as the wall shows them."""
+        parts = [("AMI", link.connected or not ami_cfg.enabled, "logged in" if link.connected else "down")]
+        return parts + [(f"短信猫{n}", s.driver.healthy, s.driver.state)
+                        for n, s in enumerate(bank.slots.values(), start=1)]
+    gw.root.putChild(b"board", gw.guard_board(BoardResource(
+        reactor, db, esc_cfg, config.gateway.time_zone, gw.health_checks, parts=board_parts,
+        node=config.gateway.node_name, drill=embedded)))
     return gw
