@@ -7,6 +7,7 @@
     yihu directory show                 teams with their commanders
     yihu apikey create|list|revoke      keys for the HTTP API (read, dispatch, admin)
     yihu prompts build [--out DIR]      render the Mandarin voice prompts (espeak-ng + sox)
+    yihu report assessment --from D --to D   the teams' assessment (terminal, HTML, CSV)
 
 Exit status 2, with one line per problem and no traceback, for a bad configuration, an
 unreachable database or a refused roster.
@@ -294,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     kr.set_defaults(func=cmd_apikey)
 
     for module, fn in (("gateway.orders.cli", "add_order_commands"), ("gateway.hotline.cli", "add_hotline_commands"),
-                       ("gateway.ami.cli", "add_ami_commands"), ("ivr.prompts.cli", "add_prompt_commands")):
+                       ("gateway.ami.cli", "add_ami_commands"), ("ivr.prompts.cli", "add_prompt_commands"),
+                       ("gateway.reports.cli", "add_report_commands")):
         try:
             mod = __import__(module, fromlist=[fn])
         except ImportError:

@@ -166,6 +166,8 @@ def build_service(config: Config, reactor) -> Gateway:
     add_order_routes(gw.api, db, orders, reactor, max_sms_parts=config.orders.max_sms_parts,
                      ref_bits=sms_cfg.concat_ref_bits)
     add_hotline_routes(gw.api, db, config.gateway.time_zone)
+    from adapters.reports_api import add_report_routes
+    add_report_routes(gw.api, db, esc_cfg, config.gateway.time_zone, reactor)
     gw.health_checks.append(lambda: ("ami", link.connected or not ami_cfg.enabled,
                                      "logged in" if link.connected else (link.last_error or "connecting")))
     gw.health_checks.append(lambda: ("sms", any(s.driver.healthy for s in bank.slots.values()) or not bank.slots,

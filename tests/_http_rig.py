@@ -17,6 +17,7 @@ from adapters.apikeys import create_key_tx
 from adapters.board import BoardResource
 from adapters.hotline_api import add_hotline_routes
 from adapters.orders_api import add_order_routes
+from adapters.reports_api import add_report_routes
 from gateway.config import load_config
 from gateway.directory.roster import read_roster
 from gateway.directory.store import import_roster
@@ -79,6 +80,7 @@ def start_rig(url: str, tmp_path, *, embedded: bool = False, http: dict | None =
     orders = OrderService(gw.database, reactor, None, None, gw.events, cfg.escalation)
     add_order_routes(gw.api, gw.database, orders, reactor, max_sms_parts=cfg.orders.max_sms_parts)
     add_hotline_routes(gw.api, gw.database, cfg.gateway.time_zone)
+    add_report_routes(gw.api, gw.database, cfg.escalation, cfg.gateway.time_zone, reactor)
     gw.root.putChild(b"board", gw.guard_board(BoardResource(reactor, gw.database, cfg.escalation,
                                                             cfg.gateway.time_zone)))
     gw.startService()
