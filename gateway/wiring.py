@@ -176,6 +176,9 @@ def build_service(config: Config, reactor) -> Gateway:
                                          f"{name.rsplit('/', 1)[-1]} {s.driver.state}"
                                          + (f" {s.driver.signal_dbm}dBm" if s.driver.signal_dbm is not None else "")
                                          for name, s in bank.slots.items())))
+    if embedded:
+        from adapters.emulator_control import EmulatorControl
+        gw.root.putChild(b"emulator", EmulatorControl(gw.auth, gw.emulated_modems))
     from adapters.board import BoardResource
     def board_parts():
         """Each modem and the AMI link, as the wall shows them."""

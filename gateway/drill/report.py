@@ -85,7 +85,9 @@ def text(r: DrillReport) -> str:
     out = [f"演练报告  指令 {r.order_code}  {r.started.astimezone(zone):%Y-%m-%d %H:%M}–"
            f"{r.ended.astimezone(zone):%H:%M}" + ("（中断）" if r.interrupted else "")]
     if first:
-        limits = "  ".join(f"{STEP_WORD[s]}限 {d.astimezone(zone):%H:%M}" for s, d in first.deadlines.items())
+        day0 = first.sent_at.astimezone(zone).date()
+        limits = "  ".join(f"{STEP_WORD[s]}限 {d.astimezone(zone):%H:%M}" if d.astimezone(zone).date() == day0
+                           else f"{STEP_WORD[s]}限 {d.astimezone(zone):%m-%d %H:%M}" for s, d in first.deadlines.items())
         out.append(f"  规则 {first.rule}（{'夜间' if first.night else '白天'}）  {limits}")
     out.append(f"  {'队伍':<8}{'计划':<6}" + "".join(f"{STEP_WORD[s]:>8}" for s in STEPS) + "  状态")
     for t in r.teams:
