@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from gateway.hotline import store as hotline_store
+from gateway.orders.roster_check import ROSTER_CHECK
 from gateway.orders.summary import OrderSummary, load_summary_tx
 from gateway.storage.schema import teams as teams_table
 
@@ -51,6 +52,7 @@ def board_tx(conn, cfg, time_zone: str, now: datetime, focus_code: str | None = 
     teams = sorted((TeamRef(r.code, r.name, r.kind) for r in team_rows),
                    key=lambda t: (KIND_ORDER.index(t.kind) if t.kind in KIND_ORDER else 9, t.code))
     open_rows, counts = _list_tx(conn, False)
+    open_rows = [r for r in open_rows if r.kind != ROSTER_CHECK]      # a roster check is not for the wall
     focus = None
     if focus_code:
         focus = load_summary_tx(conn, focus_code, cfg)

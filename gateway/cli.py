@@ -10,6 +10,7 @@
     yihu report assessment --from D --to D   the teams' assessment (terminal, HTML, CSV)
     yihu drill [--teams ...] [--speed N]     an assembly drill on the emulators, with its report
     yihu drill sms --from PHONE TEXT | inbox PHONE   the emulated phones of a running gateway
+    yihu roster check [--teams ...] [--voice] | status CODE [--close]   do the numbers work?
 
 Exit status 2, with one line per problem and no traceback, for a bad configuration, an
 unreachable database or a refused roster.
@@ -298,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module, fn in (("gateway.orders.cli", "add_order_commands"), ("gateway.hotline.cli", "add_hotline_commands"),
                        ("gateway.ami.cli", "add_ami_commands"), ("ivr.prompts.cli", "add_prompt_commands"),
-                       ("gateway.reports.cli", "add_report_commands"), ("gateway.drill.cli", "add_drill_commands")):
+                       ("gateway.reports.cli", "add_report_commands"), ("gateway.drill.cli", "add_drill_commands"),
+                       ("gateway.orders.roster_cli", "add_roster_commands")):
         try:
             mod = __import__(module, fromlist=[fn])
         except ImportError:

@@ -16,6 +16,10 @@ def order_sms(code: str, incident_ref: str, text: str, onscene: str, rule: str, 
             f"请回复：{code} {keys}")
 
 
+def roster_check_sms(code: str) -> str:
+    return f"{CENTER}通讯录核对{code}：请回复 {code} 1 确认本号码可用（接到电话按1亦可）。无需出动。"
+
+
 def reminder_sms(code: str, stage: str, team_state_word: str, finished_without_report: bool) -> str:
     if finished_without_report:
         return (f"{CENTER}催办：指令{code} 请反馈处置结果（后续工作、责任人及单位），"

@@ -12,7 +12,7 @@ from gateway.escalation.deadlines import plan_steps, response_minutes
 from gateway.orders import directory_queries as dq
 from gateway.orders import team_state as ts
 from gateway.orders.codes import choose_code
-from gateway.orders.messages import order_sms
+from gateway.orders.messages import order_sms, roster_check_sms
 from gateway.orders.order import CreatedOrder, OrderRequest
 from gateway.orders.times import utc
 from gateway.storage.schema import audit_log, deliveries, escalation_steps, order_teams, orders, sms_messages
@@ -96,7 +96,8 @@ class Handoff:
 def claim_queued_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: EscalationConfig,
                                limit: int = 2000) -> list[Handoff]:
     q = (select(deliveries.c.id, deliveries.c.order_id, deliveries.c.team_id, deliveries.c.member_id,
-                deliveries.c.phone, deliveries.c.channel, orders.c.code, orders.c.incident_ref, orders.c.text,
+                deliveries.c.phone, deliveries.c.channel, orders.c.code, orders.c.kind, orders.c.incident_ref,
+                orders.c.text,
                 orders.c.onscene_commander, orders.c.rule, orders.c.created_at)
          .join(orders, orders.c.id == deliveries.c.order_id)
          .where(or_(and_(deliveries.c.channel == "sms", deliveries.c.state == "queued"),
@@ -113,7 +114,8 @@ def claim_queued_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: E
     out = []
     for r in rows:
         minutes = response_minutes(r.rule, utc(r.created_at), cfg)
-        text = order_sms(r.code, r.incident_ref, r.text, r.onscene_commander or "", r.rule, minutes)
+        text = (roster_check_sms(r.code) if r.kind == "roster_check"
+                else order_sms(r.code, r.incident_ref, r.text, r.onscene_commander or "", r.rule, minutes))
         out.append(Handoff(r.id, r.order_id, r.code, r.team_id, r.member_id, r.phone, r.channel, text))
     return out
 

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from gateway.escalation.config import EscalationConfig
 from gateway.escalation.deadlines import ARRIVAL, ASSEMBLY, REPORT, is_night, stage_deadlines
+from gateway.orders.roster_check import ROSTER_CHECK
 from gateway.orders.times import utc
 from gateway.storage.schema import escalation_steps, feedback, members, order_teams, orders, teams
 
@@ -82,7 +83,7 @@ def _first(times: dict, step: str):
 def timings_tx(conn, cfg: EscalationConfig, start: datetime | None = None, end: datetime | None = None,
                codes: list[str] | None = None, now: datetime | None = None) -> list[TeamTiming]:
     """Every team of every order sent in [start, end) (or of the orders named), oldest first."""
-    q = select(orders)
+    q = select(orders).where(orders.c.kind != ROSTER_CHECK)      # a roster check has no deadline to score
     if start is not None:
         q = q.where(orders.c.created_at >= start)
     if end is not None:
