@@ -27,7 +27,8 @@ from tests.test_embedded_drill import ROSTER, eventually, free_port
 
 SPEED = 60
 TEAMS = ("PUB-07", "PUB-08", "PUB-09", "PRO-04", "PRO-05")
-SEED = 10            # two SMS teams, two keypad teams, one silent; two of them arrive late
+SEED = 229           # three SMS teams (two typos among them), one keypad team, one silent; one arrives late
+LAG = 2.5            # simulated minutes: 2.5 s real at 60x
 
 
 @pytest_twisted.inlineCallbacks
@@ -53,8 +54,10 @@ def test_compressed_drill_report_agrees_with_the_simulated_people(migrated_url, 
             return body["checks"]["ami"]["ok"] and body["checks"]["sms"]["ok"]
         yield eventually(healthy, "AMI logged in and modems ready")
         pairs = yield gw.database.run(pairs_tx, "teams", TEAMS)
-        plan = plan_drill(pairs, SEED, minutes=26, response_minutes=20, silent=1, citizens_per_hour=40)
-        assert sorted(t.behaviour for t in plan.teams) == [KEYPAD, KEYPAD, SILENT, SMS, SMS]
+        plan = plan_drill(pairs, SEED, minutes=28, response_minutes=20, silent=1, citizens_per_hour=40)
+        assert sorted(t.behaviour for t in plan.teams) == [KEYPAD, SILENT, SMS, SMS, SMS]
+        assert sum(1 for t in plan.teams for a in t.acts if a.status is None) == 2          # typos
+        assert any(a.role == "deputy" for t in plan.teams for a in t.acts)
         lines = []
         run = DrillRun(gw, clock, plan, Target.parse("teams:" + ",".join(TEAMS)), tmp_path / "reports",
                        cfg.escalation, cfg.gateway.time_zone, progress=lines.append)
@@ -65,8 +68,8 @@ def test_compressed_drill_report_agrees_with_the_simulated_people(migrated_url, 
     finally:
         yield gw.stopService()
         gw.database.stop()
-    print(f"26 simulated minutes in {took:.1f} s real; {len(lines)} progress lines")
-    assert len(lines) >= 20 and run.code in lines[-1]
+    print(f"28 simulated minutes in {took:.1f} s real; {len(lines)} progress lines")
+    assert len(lines) >= 25 and run.code in lines[-1]
 
     timings = {t.team_code: t for t in report.teams}
     assert sorted(timings) == sorted(TEAMS)
@@ -85,17 +88,21 @@ def test_compressed_drill_report_agrees_with_the_simulated_people(migrated_url, 
         given = [a for a in sorted(team.acts, key=lambda a: a.at) if a.status is not None]
         assert [(a.status, a.who, "keypad" if a.kind.startswith("keypad") else "sms") for a in given] == \
             [(a.status, a.who.split(" (")[0], a.channel) for a in t.answers], team.team_code
+        # When: recorded after the person acted, and within LAG: the gateway's real processing time
+        # (serial, FastAGI, database) on a loaded CI machine, magnified 60 times by the clock.
         for act, answer in zip(given, t.answers):
             recorded = (answer.at - t.sent_at).total_seconds() / 60
-            assert abs(recorded - act.at / 60) < 1.0, (team.team_code, act, recorded)
+            assert act.at / 60 - 0.05 <= recorded < act.at / 60 + LAG, (team.team_code, act, recorded)
         arrival = team.first("arrived")
         if arrival is not None:
-            assert abs(t.minutes["arrived"] - arrival.at / 60) < 1.0
-            assert t.on_time["arrived"] is (arrival.at <= 20 * 60), team.team_code
+            assert arrival.at / 60 - 0.05 <= t.minutes["arrived"] < arrival.at / 60 + LAG
+            assert t.on_time["arrived"] is (t.minutes["arrived"] <= 20), team.team_code
+            if abs(arrival.at / 60 - 20) > LAG:
+                assert t.on_time["arrived"] is (arrival.at <= 20 * 60), team.team_code
         assert not t.steps or all(s.stage != "receipt" or s.fired_at < t.answers[0].at for s in t.steps
                                   if s.state == "fired")
     late = [t.team_code for t in plan.teams if t.first("arrived") and t.first("arrived").at > 20 * 60]
-    assert len(late) == 2 and all(timings[c].on_time["arrived"] is False for c in late)
+    assert len(late) == 1 and all(timings[c].on_time["arrived"] is False for c in late)
     # The hotline figures are the citizens' calls, each ended within the drill.
     assert sum(f["calls"] for f in report.hotline.values()) == report.citizens == len(plan.citizens)
     planned = {o: sum(1 for c in plan.citizens if c.outcome == o) for o in ("answered", "failed")}

@@ -109,7 +109,7 @@ def plan_team(rng: random.Random, commander: Person, deputy: Person, behaviour: 
     plan = TeamPlan(commander.team_code, commander.team_name, behaviour, commander, deputy)
     if behaviour == SILENT:
         return plan
-    end = minutes * 60 - 30
+    end = minutes * 60 - 180          # every answer is in before the drill ends
     limit = response_minutes * 60
 
     def who():

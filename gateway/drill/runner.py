@@ -92,9 +92,15 @@ class DrillRun:
         self.played.append(Played(self.clock.seconds() - self.t0, act))
         if act.kind == "sms":
             modems = self.gw.emulated_modems.modems
-            modems[hash(act.phone) % len(modems)].receive_sms(act.phone, act.message(self.code))
+            modems[int(act.phone[-2:]) % len(modems)].receive_sms(act.phone, act.message(self.code))
         elif act.kind == "keypad_line":
-            self.gw.pbx.feedback_call(act.phone, [f"{self.code}#", act.text], after=1.0)
+            # The person answers what the line asks: the order's code first only when their team
+            # has several open orders (with one, the line goes straight to the menu).
+            d = defer.maybeDeferred(self.gw.feedback.open_orders_for, act.phone)
+            d.addCallback(lambda codes: self.gw.pbx.feedback_call(
+                act.phone, ([] if len(codes or []) == 1 else [f"{self.code}#"]) + [act.text], after=1.0))
+            d.addErrback(lambda f: log.failure("drill: feedback-line call from {phone} not placed", f,
+                                               phone=act.phone))
         elif act.kind == "citizen":
             self.gw.pbx.hotline_call(act.text, act.phone, outcome=act.outcome, queue_seconds=act.queue_seconds,
                                      talk_seconds=act.talk_seconds)
