@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from gateway.ami.emulator.pbx import Phone
 from gateway.drill import report as drill_report
 from gateway.drill.people import KEYPAD, Act, Person, Plan
+from gateway.orders.cli import close_order_tx
 from gateway.orders.directory_queries import first_phone, team_commanders, teams_by_target
 from gateway.orders.order import OrderRequest, Target
 from gateway.orders.summary import load_summary_tx
@@ -143,6 +144,9 @@ class DrillRun:
         citizens = sum(1 for p in self.played if p.act.kind == "citizen")
         r = yield self.gw.database.run(drill_report.drill_report_tx, self.cfg, self.code, started, ended,
                                        self.time_zone, planned, citizens, interrupted)
+        # The exercise is over: its order closes (escalation stops; it leaves the wall and stops
+        # making the teams' bare-digit replies ambiguous).
+        yield self.gw.database.run(close_order_tx, self.code, "drill", ended)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         stem = self.out_dir / f"drill-{self.code}-{started:%Y%m%dT%H%M}"
         stem.with_suffix(".csv").write_text(drill_report.csv_text(r), "utf-8")
