@@ -37,7 +37,6 @@ STANDBY_WORD = "待命"
 KIND_WORD = {"public": "公共救援", "professional": "专业队伍", "expert": "专家"}
 CHANNEL_WORD = {"sms": "短信", "keypad": "按键"}
 STAGE_SHORT = {"assembly": "集结", "arrival": "到达", "report": "报告"}
-ROLE_WORD = {"commander": "指挥", "deputy": "副指挥"}
 # Every wall, whatever its OS: Windows, macOS, then Linux (Debian's fonts-noto-cjk), then any.
 FONT_STACK = ('"Microsoft YaHei", "微软雅黑", "PingFang SC", "Hiragino Sans GB", "Noto Sans CJK SC", '
               '"Source Han Sans SC", "WenQuanYi Micro Hei", "SimHei", sans-serif')
@@ -164,9 +163,12 @@ class BoardResource(JsonResource):
             return (f"<div class='tile s-{STANDBY}' {head} data-state={STANDBY}><div class=name>{name}</div>"
                     f"<div class=state>{STANDBY_WORD}</div><div class=meta>{escape(team.code)}</div></div>")
         flags = [c for c, on in (("silent", st.silent), ("late", st.late)) if on]
-        deadline = f"{STAGE_SHORT[st.stage]}限 {self._hhmm(st.deadline)}" if st.deadline else "已完成"
+        if st.stage == "report":      # always the next day: "within 24 h" says it in less room
+            deadline = f"{self.cfg.report_hours:g}h内报告"
+        else:
+            deadline = f"{STAGE_SHORT[st.stage]}限 {self._hhmm(st.deadline)}" if st.deadline else "已完成"
         if st.silent:
-            note = "⚠未回复" + (f" 催{len(line.steps)}" if line.steps else "")
+            note = "⚠未回复"        # how often chased: in the attention list
         elif st.late:
             note = "⚠超时"
         else:
@@ -227,8 +229,8 @@ class BoardResource(JsonResource):
 
 
 def _role(answered_by: str) -> str:
-    """"张三 (commander)" -> "指挥": who answered, by role (the name is in the order's summary)."""
-    return ROLE_WORD.get(answered_by.rpartition(" (")[2].rstrip(")"), "")
+    """"李四 (deputy)" -> "·副": the deputy answered (the commander is the rule; names are in the summary)."""
+    return "·副" if answered_by.rpartition(" (")[2].rstrip(")") == "deputy" else ""
 
 
 _STATE_RANK = {s: i for i, s in enumerate(("sent", "delivered", "unreachable", "declined", "received",

@@ -60,7 +60,10 @@ class EmulatorControl(JsonResource):
                                       "field": "path"})
             return NOT_DONE_YET
         d = self.auth.check(request, scope)
-        d.addCallback(lambda principal: write_json(request, *handler(request, path)))
+        def allowed(principal):
+            request.principal = principal
+            write_json(request, *handler(request, path))
+        d.addCallback(allowed)
         d.addErrback(lambda f: reply_failure(request, f, f"{method} /emulator"))
         return NOT_DONE_YET
 

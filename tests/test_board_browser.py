@@ -36,7 +36,8 @@ return {
             wordPx: px(s), wordClipped: s.scrollWidth > s.clientWidth || s.scrollHeight > s.clientHeight + 1, dims: [s.scrollWidth, s.clientWidth, s.scrollHeight, s.clientHeight, t.scrollHeight, t.clientHeight],
             tileClipped: t.scrollHeight > t.clientHeight + 1,
             bg: getComputedStyle(t).backgroundColor, border: getComputedStyle(t).borderTopColor,
-            note: (t.querySelector('.note') || {}).textContent || ''}; }),
+            note: (t.querySelector('.note') || {}).textContent || '',
+            linesClipped: [...t.querySelectorAll('.meta,.note')].some(el => el.scrollWidth > el.clientWidth)}; }),
   groups: [...document.querySelectorAll('.group')].map(g => [g.querySelector('h2').firstChild.textContent,
                                                              g.querySelectorAll('.tile').length]),
   smallest: Math.min(...texts.map(px)),
@@ -114,6 +115,7 @@ def test_forty_tiles_in_several_states_late_and_silent_marked_nothing_overflows(
     for t in page["tiles"]:
         assert 0 <= t["left"] and t["right"] <= WIDTH and 0 <= t["top"] and t["bottom"] <= HEIGHT, t
         assert not t["wordClipped"] and not t["tileClipped"] and t["wordPx"] >= 32, (t["team"], t["dims"])
+        assert not t["linesClipped"], t       # the minutes, the deadline and the flag are read whole
     assert page["smallest"] >= 24, page["smallText"]
     assert page["cjk"], "the CJK font (fonts-noto-cjk) is not available to the page"
 

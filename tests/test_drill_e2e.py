@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 import pytest_twisted
 import treq
+from sqlalchemy import select
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 
@@ -22,6 +23,7 @@ from gateway.drill.clock import ScaledClock
 from gateway.drill.people import KEYPAD, SILENT, SMS, plan_drill
 from gateway.drill.runner import DrillRun, drill_config, pairs_tx
 from gateway.orders.order import Target
+from gateway.storage.schema import orders
 from gateway.wiring import build_service
 from tests.test_embedded_drill import ROSTER, eventually, free_port
 
@@ -65,6 +67,10 @@ def test_compressed_drill_report_agrees_with_the_simulated_people(migrated_url, 
         yield run.start()
         report = yield run.done
         took = reactor.seconds() - started
+        # The exercise over, its order is closed: off the wall, its escalation stopped.
+        state = yield gw.database.run(lambda c: c.execute(select(orders.c.state).where(
+            orders.c.code == run.code)).scalar())
+        assert state == "closed"
     finally:
         yield gw.stopService()
         gw.database.stop()
