@@ -165,6 +165,9 @@ def test_board_state_of_every_team_is_the_apis(migrated_url, tmp_path):
         status, teams, _ = yield rig.call("GET", "/api/v1/teams", key=rig.keys["read"])
         assert len(api) == len(teams["teams"]) == 40
         assert board == api
+        # The page's script is its own, inline: nothing loaded from elsewhere (no CDN).
+        assert "<script>" in page and "<script src" not in page and "//" not in page.split("<script>")[1].split(
+            "</script>")[0].replace("// ", "")
         assert api["PRO-07"] == "received" and api["PUB-03"] == "finished"
     finally:
         yield rig.stop()
