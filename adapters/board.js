@@ -25,10 +25,13 @@
   }
   setInterval(refresh, 20000);
   if (window.EventSource) {
-    var stream = new EventSource("/events?kind=order&kind=hotline&kind=health");
-    ["order.created", "order.feedback", "order.escalated", "order.closed", "order.supervisor_alert",
-     "order.delivered", "order.unreachable", "hotline.arrived", "hotline.ivr", "hotline.queue",
-     "hotline.answered", "hotline.abandoned", "hotline.failed", "hotline.ended", "hotline.updated", "message"].forEach(function (kind) { stream.addEventListener(kind, soon); });
+    // The event log's stream (adapters/stream.py): each frame's `event:` is its kind and its `id:`
+    // the log id, so a reconnection sends Last-Event-ID and the gateway replays what was missed.
+    var stream = new EventSource("/events?kind=order&kind=hotline&kind=sms");
+    ["order.created", "order.feedback", "order.escalated", "order.supervisor_alert",
+     "hotline.arrived", "hotline.answered", "hotline.abandoned", "hotline.ended",
+     "hotline.overflow", "hotline.overflow_cleared", "hotline.no_calltaker", "hotline.no_calltaker_cleared",
+     "sms.modem_alert", "message"].forEach(function (kind) { stream.addEventListener(kind, soon); });
     stream.onopen = soon;   // after a reconnection: whatever happened meanwhile
   }
 })();

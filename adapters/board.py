@@ -26,6 +26,8 @@ from adapters.board_data import BoardData, HotlineLine, board_tx
 from adapters.http import JsonResource
 from adapters.masking import mask_number
 from gateway.escalation.deadlines import STAGE_WORD
+from gateway.health import PartHealth, collect, overall
+from gateway.mode import DRILL
 from gateway.orders.standing import Standing, team_standing
 from gateway.orders.team_state import STATE_WORD
 
@@ -62,15 +64,14 @@ class BoardResource(JsonResource):
     isLeaf = True
 
     def __init__(self, clock, database, esc_cfg, time_zone: str, health=(), refresh_s: int = 15,
-                 parts=None, node: str = "", drill: bool = False):
+                 node: str = "", mode: str = "live"):
         super().__init__()
         self.clock, self.database, self.cfg = clock, database, esc_cfg
         self.time_zone = time_zone
         self.tz = ZoneInfo(time_zone)
-        self.health = health            # callables -> (name, ok, detail): what /health checks
-        self.parts = parts              # callable -> [(name, ok, detail)]: each modem, the AMI link, ...
+        self.health = health            # what /health checks: callables -> PartHealth(s) (gateway/health.py)
         self.node = node
-        self.drill = drill              # the drill banner (演练)
+        self.drill = mode == DRILL      # the drill banner (演练): every part is an emulator
         self.refresh_s = refresh_s
 
     def render_GET(self, request):
@@ -129,7 +130,7 @@ class BoardResource(JsonResource):
                           if k not in ("receipt", "report"))
         counts: dict[str, int] = {}
         for t, _ in standings.values():
-            counts[t.state] = counts.get(t.state, 0) + 1
+            counts[t.shown_state] = counts.get(t.shown_state, 0) + 1
         chips = "".join(f"<span class='count s-{escape(k)}'>{STATE_WORD.get(k, k)} {n}</span>"
                         for k, n in sorted(counts.items(), key=lambda kv: _STATE_RANK.get(kv[0], 9)))
         silent = sum(1 for _, st in standings.values() if st.silent)
@@ -137,7 +138,8 @@ class BoardResource(JsonResource):
         flags = (f"<span class='count flag'>未回复 {silent}</span>" if silent else "") + \
                 (f"<span class='count flag'>超时 {late}</span>" if late else "")
         minutes = max(0, int((data.now - s.sent_at).total_seconds() // 60))
-        return (f"<header>{banner}<div class=focus><div class=line1><b>指令 {escape(s.code)}</b> "
+        tag = "<span class=drilltag>演练</span>" if s.drill else ""     # a drill order, even on live hardware
+        return (f"<header>{banner}<div class=focus><div class=line1>{tag}<b>指令 {escape(s.code)}</b> "
                 f"{escape(s.incident_ref)}　下达 {self._hhmm(s.sent_at)}　已过 {minutes} 分　{limits}</div>"
                 f"<div class=line2>{flags}{chips}<span class=text>{escape(s.text)}</span></div></div>"
                 f"{clock}</header>")
@@ -173,9 +175,11 @@ class BoardResource(JsonResource):
             note = "⚠超时"
         else:
             note = CHANNEL_WORD.get(line.channel, "") + (_role(line.answered_by) if line.answered_by else "")
-        return (f"<div class='tile s-{escape(line.state)} {' '.join(flags)}' {head} "
+        # data-state is the team's state (the API's); the colour and word say 待发送 while its SMS waits
+        shown = line.shown_state
+        return (f"<div class='tile s-{escape(shown)} {' '.join(flags)}' {head} "
                 f"data-state='{escape(line.state)}' data-flags='{' '.join(flags)}'>"
-                f"<div class=name>{name}</div><div class=state>{STATE_WORD.get(line.state, escape(line.state))}</div>"
+                f"<div class=name>{name}</div><div class=state>{STATE_WORD.get(shown, escape(shown))}</div>"
                 f"<div class=meta>{deadline}</div><div class=note>{st.minutes}分 {note}</div></div>")
 
     def _attention(self, standings: dict, place: dict, shown: int = 6) -> str:
@@ -206,26 +210,49 @@ class BoardResource(JsonResource):
                 + (f"<ul class=callbacks>{waiting}</ul>" if waiting else "") + "</section>")
 
     def _health(self) -> str:
-        checks = [h() for h in self.health]
-        parts = self.parts() if self.parts else [c for c in checks if c[0] != "api"]
-        node_ok = all(ok for _, ok, _ in checks)
-        chips = [(self.node or "本节点", node_ok, "")] + list(parts)
-        return ("<section class=health><h3>设备状态</h3><div>" + "".join(
-            f"<span class='part {'ok' if ok else 'bad'}' title='{escape(str(detail))}'>"
-            f"{'●' if ok else '✖'} {escape(name)}</span>" for name, ok, detail in chips) + "</div></section>")
+        return "<section class=health><h3>设备状态</h3><div>" + "".join(
+            f"<span class='part {cls}' title='{escape(detail)}'>{_MARK[cls]} {escape(name)}</span>"
+            for name, cls, detail in health_chips(collect(self.health), self.node)) + "</div></section>"
 
     def _others(self, data: BoardData) -> str:
         items = "".join(
-            f"<span class=other>{escape(code)} {escape(ref)} "
+            f"<span class=other>{'<span class=drilltag>演练</span>' if drill else ''}{escape(code)} {escape(ref)} "
             + " ".join(f"{STATE_WORD.get(k, k)}{n}" for k, n in sorted(c.items(), key=lambda kv: _STATE_RANK.get(kv[0], 9)))
-            + "</span>" for code, ref, c in data.others)
+            + "</span>" for code, ref, c, drill in data.others)
         return f"<footer><b>其他指令 {len(data.others)}</b>{items or ' 无'}</footer>"
 
     def _wrap(self, inner: str) -> str:
+        # Drill mode: the banner, a yellow frame round the whole wall and the title, so that a wall
+        # showing the emulators is never read as the real county.
+        title = "演练 DRILL · 一呼百应 指挥大厅" if self.drill else "一呼百应 指挥大厅"
         return ("<!doctype html><html lang=zh-CN><head><meta charset=utf-8>"
                 f"<noscript><meta http-equiv=refresh content={self.refresh_s}></noscript>"
-                f"<title>一呼百应 指挥大厅</title><style>{CSS}</style></head><body>{inner}"
+                f"<title>{title}</title><style>{CSS}</style></head>"
+                f"<body{' class=drillmode' if self.drill else ''}>{inner}"
                 f"<script>{SCRIPT}</script></body></html>")
+
+
+# The parts the wall always shows (each modem, the AMI link); any other part only when it is down.
+_WALL_NAME = {"ami": "AMI", "sms": "短信", "database": "数据库", "fastagi": "语音应答", "webhooks": "Webhook"}
+_MARK = {"ok": "●", "warn": "▲", "bad": "✖", "off": "○"}
+
+
+def health_chips(parts: list[PartHealth], node: str) -> list[tuple[str, str, str]]:
+    """(name, ok|warn|bad|off, detail) per chip, from what /health reports (gateway/health.py):
+    the node as a whole (degraded: a modem of several is down), every modem, the AMI link, and any
+    other part that is down."""
+    status, _ = overall(parts)
+    node_cls = {"ok": "ok", "degraded": "warn"}.get(status, "bad")
+    chips = [(node or "本节点", node_cls, "; ".join(f"{p.name}: {p.detail}" for p in parts if p.enabled))]
+    modems = 0
+    for p in parts:
+        cls = "off" if not p.enabled else ("ok" if p.ok else "bad")
+        if p.name.startswith("modem "):
+            modems += 1
+            chips.append((f"短信猫{modems}", cls, f"{p.name}: {p.detail}"))
+        elif p.name == "ami" or cls == "bad":
+            chips.append((_WALL_NAME.get(p.name, p.name), cls, f"{p.name}: {p.detail}"))
+    return chips
 
 
 def _role(answered_by: str) -> str:
@@ -233,7 +260,7 @@ def _role(answered_by: str) -> str:
     return "·副" if answered_by.rpartition(" (")[2].rstrip(")") == "deputy" else ""
 
 
-_STATE_RANK = {s: i for i, s in enumerate(("sent", "delivered", "unreachable", "declined", "received",
+_STATE_RANK = {s: i for i, s in enumerate(("queued", "sent", "delivered", "unreachable", "declined", "received",
                                            "assembled", "arrived", "finished"))}
 
 CSS = (
@@ -259,7 +286,7 @@ CSS = (
     ".tile div{white-space:nowrap;overflow:hidden;text-overflow:ellipsis;line-height:1.1;flex-shrink:0}"
     ".tile .name{font-size:26px;font-weight:bold}.tile .state{font-size:34px;font-weight:900;line-height:1.35}"
     ".tile .meta,.tile .note{font-size:24px}"
-    ".s-standby{background:#1c232c;color:#7d8894}.s-sent{background:#37474f}.s-delivered{background:#455a64}"
+    ".s-standby{background:#1c232c;color:#7d8894}.s-queued{background:#4e342e}.s-sent{background:#37474f}.s-delivered{background:#455a64}"
     ".s-received{background:#1565c0}.s-assembled{background:#00838f}.s-arrived{background:#2e7d32}"
     ".s-finished{background:#1b5e20}.s-declined{background:#6a1b9a}.s-unreachable{background:#b71c1c}"
     ".tile.silent,.tile.late{background:#c62828;border-color:#ffd600}"
@@ -272,7 +299,9 @@ CSS = (
     ".hotline table{border-collapse:collapse;width:100%}.hotline th,.hotline td{padding:0 2px;text-align:center}"
     ".hotline td.warn{color:#ffd600;font-weight:bold}.callbacks{color:#c8d0da}"
     ".health div{display:flex;flex-wrap:wrap;gap:4px 12px}.part.ok{color:#66bb6a}"
-    ".part.bad{color:#fff;background:#c62828;padding:0 6px}.ok{color:#66bb6a}.bad{color:#ef5350}"
+    ".part.bad{color:#fff;background:#c62828;padding:0 6px}.part.warn{color:#ffd600}.part.off{color:#7d8894}"
+    ".drilltag{background:#ffd600;color:#000;font-weight:900;padding:0 8px;margin-right:8px}"
+    "body.drillmode #board{box-shadow:inset 0 0 0 6px #ffd600}.ok{color:#66bb6a}.bad{color:#ef5350}"
     "footer{grid-column:1/3;background:#18202b;padding:6px 12px;white-space:nowrap;overflow:hidden;"
     "text-overflow:ellipsis}.other{margin-left:24px}"
 )

@@ -1,9 +1,9 @@
-"""/emulator: the embedded drill's phones, reached through the gateway's own HTTP port.
+"""/emulator: the drill mode's phones, reached through the gateway's own HTTP port.
 
     POST /emulator/sms           {"from": PHONE, "text": TEXT}   a phone texts the gateway (dispatch scope)
     GET  /emulator/inbox/PHONE   what that emulated phone received (read scope)
 
-Mounted only in embedded mode, where the modems and phones are emulated.  Why here and not a
+Mounted only in drill mode (`gateway.mode = "drill"`), where the modems and phones are emulated.  Why here and not a
 port of its own or a journal file: the gateway already listens (loopback by default), already
 checks keys and scopes and audits refusals; a second listener would need all of that again, and
 a file can tell what phones received but cannot carry a reply in.  The SMS goes in exactly as

@@ -14,11 +14,13 @@ ERROR = {"type": "object", "required": ["error", "field"],
          "properties": {"error": {"type": "string", "description": "what was wrong"},
                         "field": {"type": "string", "description": "the field, header or part it was about"},
                         "required_scope": {"type": "string"}, "allowed": {"type": "array"},
-                        "problems": {"type": "array"}, "sms_parts": {"type": "integer"}}}
+                        "problems": {"type": "array"}, "sms_parts": {"type": "integer"},
+                        "modem": {"type": "string"}, "state": {"type": "string"}, "detail": {"type": "string"}}}
 ERROR_WORDS = {400: "the body is not a JSON object", 401: "no API key, or an unknown, revoked or malformed one",
                403: "the key's scope is too low", 404: "no such resource", 405: "method not allowed",
                413: "body too large", 415: "the body is not application/json",
                422: "a field is missing, unknown, of the wrong type, too long, or refused",
+               409: "the part is not in a state that allows it (named in the error)",
                429: "too many refused requests from this address", 503: "the database is unavailable"}
 
 SITE_ROUTES = (
@@ -99,6 +101,7 @@ def full_routes():
     from adapters.api import Router
     from adapters.directory_api import add_directory_routes
     from adapters.hotline_api import add_hotline_routes
+    from adapters.modems_api import add_modem_routes
     from adapters.orders_api import add_order_routes
     from adapters.reports_api import add_report_routes
     router = Router()
@@ -106,6 +109,7 @@ def full_routes():
     add_order_routes(router, None, None, None)
     add_hotline_routes(router, None, "Asia/Shanghai")
     add_report_routes(router, None, None, "Asia/Shanghai", None)
+    add_modem_routes(router, None, None, None, None)
     return router.declared()
 
 

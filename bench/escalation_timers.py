@@ -143,11 +143,11 @@ async def measure(reactor, url, args, logf_name):
     from gateway.escalation.config import EscalationConfig
     from gateway.escalation.engine import EscalationEngine
     from gateway.feedback.engine import FeedbackEngine
-    from gateway.interfaces import IEventSink, InboundSms, IOrderCaller, ISmsOutbox
+    from gateway.interfaces import InboundSms, IOrderCaller, ISmsOutbox
     from gateway.storage import Database
     from gateway.storage.schema import inbound_raw, orders
 
-    @implementer(ISmsOutbox, IOrderCaller, IEventSink)
+    @implementer(ISmsOutbox, IOrderCaller)
     class Stub:
         n_sms = n_calls = n_events = 0
 
@@ -160,13 +160,14 @@ async def measure(reactor, url, args, logf_name):
             Stub.n_calls += 1
             return task.deferLater(reactor, 30.0, lambda: "no_answer")
 
-        def publish(self, kind, payload):
-            Stub.n_events += 1
+        def committed(self, events):
+            Stub.n_events += len(events)
 
     stub = Stub()
     cfg = EscalationConfig()
     db = Database(reactor, url)
     db.start()
+    db.add_event_listener(stub.committed)
     n_replies = int(args.rate * args.burst)
     codes = await db.run(lambda c: c.execute(select(orders.c.code)).scalars().all())
     rng = random.Random(args.seed)
@@ -184,7 +185,7 @@ async def measure(reactor, url, args, logf_name):
     rss_before = rss_mb()
 
     clock = ShiftedClock(reactor, BASE.timestamp() - reactor.seconds())
-    engine = EscalationEngine(db, clock, stub, stub, stub, cfg)
+    engine = EscalationEngine(db, clock, stub, stub, cfg)
     commit_lateness = []
     real_fire = engine._fire
 
@@ -195,7 +196,7 @@ async def measure(reactor, url, args, logf_name):
         commit_lateness.extend(now - f.due_at.timestamp() for f in claim.fired)
         return claim
     engine._fire = timed_fire
-    feedback = FeedbackEngine(db, stub, stub, engine, cfg)
+    feedback = FeedbackEngine(db, stub, engine, cfg)
     import gc
     gc_pauses = []
     gc_t = {}

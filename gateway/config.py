@@ -33,7 +33,17 @@ class GatewaySection:
     database_url: str = ""                 # empty: SQLite in data_dir; postgresql+psycopg://... for production
     db_threads: int = 0                    # 0: 1 for SQLite, 4 for PostgreSQL
     time_zone: str = "Asia/Shanghai"       # the center's: day/night rules, daily figures, messages
-    embedded: bool = True                  # run on the built-in emulators (drill / demo) instead of hardware
+    mode: str = ""                         # "live" (real modems and Asterisk) or "drill" (the built-in emulators); empty: live, or drill when there is no configuration file and no database URL at all
+    embedded: bool | None = None           # the older name: true means mode "drill", false "live"
+    db_statement_timeout_s: float = 30.0   # a database statement running longer fails (PostgreSQL statement_timeout; SQLite interrupted)
+    db_pool_timeout_s: float = 30.0        # work waiting longer than this for a database thread or connection fails
+
+    def __post_init__(self):
+        from gateway.mode import MODES
+        if self.mode not in MODES + ("",):
+            raise ValueError(f"mode must be \"live\" or \"drill\", got {self.mode!r}")
+        if self.db_statement_timeout_s <= 0 or self.db_pool_timeout_s <= 0:
+            raise ValueError("db_statement_timeout_s and db_pool_timeout_s must be positive")
 
 
 @dataclass(frozen=True)
@@ -94,11 +104,13 @@ def _sections() -> dict[str, type]:
 
 # Sections whose dataclass lives with the part it configures.
 _PART_SECTIONS: dict[str, str] = {
+    "events": "adapters.events.EventsSection",
     "webhooks": "adapters.webhooks.WebhookSection",
     "ami": "gateway.ami.config.AmiSection",
     "ivr": "ivr.config.IvrSection",
     "sms": "sms.config.SmsConfig",
     "escalation": "gateway.escalation.config.EscalationConfig",
+    "hotline": "gateway.hotline.config.HotlineSection",
 }
 
 
@@ -106,6 +118,16 @@ _PART_SECTIONS: dict[str, str] = {
 class Config:
     path: str | None
     sections: dict[str, Any] = field(default_factory=dict)
+    mode_reason: str = ""                  # why this mode runs, for the start-up log
+
+    @property
+    def mode(self) -> str:
+        return self.sections["gateway"].mode
+
+    @property
+    def drill(self) -> bool:
+        from gateway.mode import DRILL
+        return self.mode == DRILL
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -118,8 +140,9 @@ class Config:
         gw = self.sections["gateway"]
         if gw.database_url:
             return gw.database_url
+        from gateway.mode import sqlite_file
         from gateway.storage import default_sqlite_url
-        return default_sqlite_url(self.data_dir)
+        return default_sqlite_url(self.data_dir, sqlite_file(self.mode))
 
     @property
     def data_dir(self) -> Path:
@@ -285,7 +308,16 @@ def load_config(path: str | os.PathLike | None, overrides: dict | None = None) -
             built["escalation"] = dataclasses.replace(esc, timezone=built["gateway"].time_zone)
         except ValueError:
             pass        # an unknown gateway.time_zone is reported below, once, by its own name
-    cfg = Config(path=str(path) if path is not None else None, sections=built)
+    from gateway.mode import DRILL, MODES, hardware_conflicts, resolve_mode
+    raw_gateway = data.get("gateway") if isinstance(data.get("gateway"), dict) else {}
+    mode, why = resolve_mode(raw_gateway, has_file=path is not None)
+    if mode is None:
+        problems.append(why)
+    elif mode in MODES:           # anything else was reported as gateway.mode by its section
+        built["gateway"] = dataclasses.replace(built["gateway"], mode=mode)
+        if mode == DRILL:
+            problems.extend(hardware_conflicts(built))
+    cfg = Config(path=str(path) if path is not None else None, sections=built, mode_reason=why)
     _check_values(cfg, problems)
     if problems:
         raise ConfigError(problems)

@@ -86,9 +86,12 @@ class IOriginator(Interface):
 
 
 class IEventSink(Interface):
-    """Where domain events go (the adapter layer: webhooks, event stream, status board)."""
-    def publish(kind: str, payload: dict):
-        """Publish an event; kind like 'hotline.arrived', 'order.escalated'. Never raises."""
+    """Told of the events a transaction recorded, after its COMMIT (Database.add_event_listener).
+
+    Parts do not publish events: they call gateway.eventlog.record_event(conn, kind, payload)
+    in the transaction of the state change; the event log's tail reads them from the log."""
+    def committed(events: list):
+        """events: gateway.eventlog.Event, in id order, on the reactor thread. Never raises."""
 
 
 class IClock(Interface):

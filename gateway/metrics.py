@@ -14,6 +14,8 @@ BUILD_INFO.info({"version": __version__})
 DB_QUERY_SECONDS = Histogram("yihu_db_query_seconds", "Time of one database unit of work",
                              buckets=(.001, .005, .01, .05, .1, .5, 1, 5))
 DB_ERRORS = Counter("yihu_db_errors_total", "Database units of work that raised")
+DB_DEADLINES = Counter("yihu_db_deadlines_total", "Database units of work that passed a deadline "
+                       "(statement: ran too long; pool: waited too long for a thread or connection)", ["kind"])
 
 # --- SMS modem bank ---------------------------------------------------------------------------
 SMS_SEGMENTS_SENT = Counter("yihu_sms_segments_sent_total", "SMS segments accepted by a modem (+CMGS)", ["modem"])
@@ -47,10 +49,11 @@ AGI_PROMPTS_UNPLAYABLE = Counter("yihu_agi_prompts_unplayable_total",
 ORDER_CALLS = Counter("yihu_order_calls_total", "Voice order calls by outcome", ["outcome"])
 
 # --- orders, feedback, escalation -------------------------------------------------------------
-ORDERS_CREATED = Counter("yihu_orders_created_total", "Orders created")
-FEEDBACK_RECORDED = Counter("yihu_feedback_total", "Feedback recorded", ["status", "channel"])
+ORDERS_CREATED = Counter("yihu_orders_created_total", "Orders created (drill: an assembly drill, kept apart)",
+                         ["drill"])
+FEEDBACK_RECORDED = Counter("yihu_feedback_total", "Feedback recorded", ["status", "channel", "drill"])
 FEEDBACK_REFUSED = Counter("yihu_feedback_refused_total", "Replies refused", ["reason"])
-ESCALATION_STEPS = Counter("yihu_escalation_steps_total", "Escalation steps fired", ["stage", "action"])
+ESCALATION_STEPS = Counter("yihu_escalation_steps_total", "Escalation steps fired", ["stage", "action", "drill"])
 ESCALATION_PENDING = Gauge("yihu_escalation_pending", "Escalation steps waiting")
 ESCALATION_LATENESS = Histogram("yihu_escalation_lateness_seconds", "How late an escalation step fired",
                                 buckets=(.01, .05, .1, .2, .5, 1, 5, 60))
@@ -58,3 +61,13 @@ ESCALATION_LATENESS = Histogram("yihu_escalation_lateness_seconds", "How late an
 # --- trust boundaries --------------------------------------------------------------------------
 AUTH_REFUSED = Counter("yihu_auth_refused_total", "Refused requests by reason (API key, FastAGI peer, "
                        "order-call token, feedback-line PIN)", ["reason"])
+# --- the event log and webhooks ------------------------------------------------------------------
+EVENTS_HEAD = Gauge("yihu_events_head", "The last event id handed to the event stream and webhooks")
+EVENTS_HELD_SECONDS = Gauge("yihu_events_held_seconds",
+                            "How long the log's next event has waited for an older open transaction")
+EVENTS_SWEPT = Counter("yihu_events_swept_total", "Events deleted by the retention sweep")
+WEBHOOK_SENT = Counter("yihu_webhook_sent_total", "Events delivered to a webhook", ["target"])
+WEBHOOK_FAILED = Counter("yihu_webhook_failures_total", "Failed webhook POSTs (retried)", ["target"])
+WEBHOOK_BACKLOG = Gauge("yihu_webhook_backlog", "Events in the log not yet delivered to a webhook", ["target"])
+WEBHOOK_DEAD_LETTERS = Counter("yihu_webhook_dead_letters_total",
+                               "Events given up for a webhook after webhooks.dead_letter_after_s", ["target"])

@@ -1,53 +1,96 @@
 """Wiring: which parts the gateway runs, given its configuration.
 
 Kept apart from the parts themselves so that each part can be built and tested alone.  Start
-order follows the dependencies: database, SMS bank (its emulated modems first in embedded
+order follows the dependencies: database, SMS bank (its emulated modems first in drill
 mode), escalation and fan-out, the hotline tracker, the AMI link (after the tracker has loaded
 the calls a previous run left open), the FastAGI server, and the HTTP port last.
 
-Embedded mode (`gateway.embedded = true`, the default) runs the same parts on the built-in
-emulators: a bank of emulated GSM modems on pseudo-terminals, driven through the real serial
-code, and an emulated Asterisk (AMI server and FastAGI client) on loopback.  Emulated phones
-of the roster answer order calls by pressing 1; that is the drill.
+Drill mode (`gateway.mode = "drill"`, or no configuration at all; see gateway/mode.py) runs the
+same parts on the built-in emulators: a bank of emulated GSM modems on pseudo-terminals, driven
+through the real serial code, and an emulated Asterisk (AMI server and FastAGI client) on
+loopback.  Emulated phones of the roster answer order calls by pressing 1; that is the drill.
+
+Every part is a `Part` (gateway/service.py): it reports whether it started, so that `yihu run`
+fails fast, and its health, which /health and the board show.
 """
 from __future__ import annotations
 
 import secrets
 from dataclasses import replace
+from datetime import datetime, timezone
 
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from gateway.config import Config
-from gateway.service import Gateway, ListeningService, build_gateway
+from gateway.eventlog import record_event
+from gateway.health import PartHealth, off
+from gateway.service import Gateway, ListeningService, Part, build_gateway
 
 log = Logger()
 
 
-class CallbackService(service.Service):
-    """A part with start()/stop() callables, as a service of the gateway's tree."""
+class CallbackService(Part, service.Service):
+    """A part with start()/stop() callables, as a service of the gateway's tree.  Once up, its
+    health is `health()` when given (the part's own view: link state, modems), else "up"."""
 
-    def __init__(self, name: str, start, stop=None):
-        self.name, self._start, self._stop = name, start, stop
+    def __init__(self, name: str, start, stop=None, health=None):
+        self.name, self._start, self._stop, self._health = name, start, stop, health
 
     def startService(self):
         super().startService()
-        d = defer.maybeDeferred(self._start)
-        d.addErrback(lambda f: log.failure("{name}: failed to start", f, name=self.name))
+        self._track_start(defer.maybeDeferred(self._start))
 
     def stopService(self):
         super().stopService()
+        self.state = "stopped"
         if self._stop is not None:
             return defer.maybeDeferred(self._stop)
         return None
 
+    def health(self):
+        if self.state == "up" and self._health is not None:
+            return self._health()
+        return super().health()
+
+
+def _modems_health(bank) -> list[PartHealth]:
+    """One line per modem, and the bank as a whole: zero usable modems is down."""
+    slots = bank.slots
+    if not slots:
+        return [off("sms", "no sms.ports configured: orders cannot go out by SMS")]
+    usable = sum(1 for s in slots.values() if s.driver.healthy)
+    out = [PartHealth("sms", usable > 0, f"{usable}/{len(slots)} modems usable")]
+    for name, s in slots.items():
+        d = s.driver
+        # describe(): the state, and why a modem is benched ("SIM PIN refused: +CME ERROR: 16")
+        detail = d.describe() + (f" {d.signal_dbm}dBm" if d.signal_dbm is not None else "")
+        out.append(PartHealth(f"modem {name.rsplit('/', 1)[-1]}", d.healthy, detail, essential=False))
+    return out
+
+
+def _after(ready: defer.Deferred, fn) -> defer.Deferred:
+    """fn() once `ready` fired; if it failed, fn never runs (its own part reports why) and
+    `ready` keeps its failure for whoever else waits on it."""
+    d = defer.Deferred()
+
+    def go(result):
+        if isinstance(result, Failure):
+            d.callback(None)
+        else:
+            d.callback(fn())
+        return result
+    ready.addBoth(go)
+    return d
+
 
 def build_service(config: Config, reactor) -> Gateway:
     gw = build_gateway(config, reactor)
-    db, events = gw.database, gw.events
-    embedded = config.gateway.embedded
+    db = gw.database
+    drill = config.drill              # on the emulators (gateway/mode.py)
 
     # --- the domain's collaborators --------------------------------------------------------
     from gateway.escalation.engine import EscalationEngine
@@ -60,7 +103,7 @@ def build_service(config: Config, reactor) -> Gateway:
     from sms.bank import SmsBank, serial_opener
     from sms.store import SqlStore
     sms_cfg = config.sms
-    if embedded:
+    if drill:
         from sms.emulator import EmulatorBank
         modems_dir = config.data_dir.resolve() / "modems"
         emulators = EmulatorBank(reactor, config.embedded.modems, str(modems_dir),
@@ -72,20 +115,27 @@ def build_service(config: Config, reactor) -> Gateway:
     bank = SmsBank(reactor, SqlStore(db), sms_cfg,
                    {p: serial_opener(reactor, p, sms_cfg.baudrate) for p in sms_cfg.ports})
     gw.sms_bank = bank
+    # a refused SIM PIN benches its modem until an operator acts: tell the dispatch software
+    def modem_alert(modem, reason):
+        at = datetime.fromtimestamp(reactor.seconds(), timezone.utc)
+        db.run(record_event, "sms.modem_alert", {"modem": modem, "reason": reason}, at).addErrback(
+            lambda f: log.failure("{modem}: the event sms.modem_alert was not logged", f, modem=modem))
+    bank.alert_observers.append(modem_alert)
 
     # --- voice: AMI link, order caller -----------------------------------------------------
     from gateway.ami.link import AmiLink
     from ivr.order_caller import OrderCaller, RetryPolicy
     ami_cfg, ivr_cfg = config.ami, config.ivr
     ami_host, ami_port, ami_user, ami_secret = ami_cfg.host, ami_cfg.port, ami_cfg.username, ami_cfg.secret
-    if embedded:
-        from gateway.ami.emulator.pbx import EmulatedPbx, PbxService, Phone
+    if drill:
+        from gateway.ami.emulator.pbx import EmulatedPbx, Phone
         ami_secret = secrets.token_hex(16)       # this run's own; nothing outside knows it
         pbx = EmulatedPbx(reactor, agi_host=ivr_cfg.interface, agi_port=ivr_cfg.port,
                           default=Phone.presses("1", after=1.0),
                           users={ami_user: {"secret": ami_secret, "read": "all", "write": "all"}})
         ami_host, ami_port = "127.0.0.1", config.embedded.ami_port
-        PbxService(pbx, ami_port, "127.0.0.1").setServiceParent(gw)
+        CallbackService("emulated-asterisk", lambda: pbx.listen(ami_port, "127.0.0.1"), pbx.stop
+                        ).setServiceParent(gw)
         gw.pbx = pbx
     link = AmiLink(reactor, ami_host, ami_port, username=ami_user, secret=ami_secret, auth=ami_cfg.auth,
                    events=ami_cfg.events, action_timeout=ami_cfg.action_timeout_s,
@@ -109,25 +159,43 @@ def build_service(config: Config, reactor) -> Gateway:
                          tokens=call_tokens)
 
     # --- orders, feedback, escalation ------------------------------------------------------
-    escalation = EscalationEngine(db, reactor, bank, caller, events, esc_cfg)
-    feedback = FeedbackEngine(db, bank, events, escalation, esc_cfg)
+    # Every SMS about a drill order is labelled 【演练】 on its way to the bank (events about one say
+    # "drill": true: gateway/eventlog.build_event reads the order's row); its figures are counted apart.
+    from gateway.orders.drill import DrillLabelledOutbox, DrillOrders
+    drills = DrillOrders(db)
+    outbox = DrillLabelledOutbox(bank, drills)
+    escalation = EscalationEngine(db, reactor, outbox, caller, esc_cfg)
+    feedback = FeedbackEngine(db, outbox, escalation, esc_cfg)
     bank.inbound.sink = feedback
-    fanout = FanOut(db, reactor, bank, caller, esc_cfg)
-    orders = OrderService(db, reactor, fanout, escalation, events, esc_cfg)
+    fanout = FanOut(db, reactor, outbox, caller, esc_cfg)
+    orders = OrderService(db, reactor, fanout, escalation, esc_cfg, drills=drills, drill_mode=drill)
+    escalation.is_drill = feedback.is_drill = drills.is_drill
     gw.orders, gw.feedback, gw.escalation, gw.fanout = orders, feedback, escalation, fanout
 
-    CallbackService("sms-bank", bank.start, bank.stop).setServiceParent(gw)
+    CallbackService("drill-orders", drills.start).setServiceParent(gw)
+    CallbackService("sms-bank", bank.start, bank.stop, lambda: _modems_health(bank)).setServiceParent(gw)
     CallbackService("escalation", escalation.start, escalation.stop).setServiceParent(gw)
     CallbackService("fan-out", fanout.start, fanout.stop).setServiceParent(gw)
 
     # --- hotlines --------------------------------------------------------------------------
     from gateway.hotline.service import HotlineService
-    hotline = HotlineService(reactor, db, events, link, lines=tuple(ami_cfg.lines))
+    hotline = HotlineService(reactor, db, link, lines=tuple(ami_cfg.lines))
     hotline.setServiceParent(gw)
     gw.hotline = hotline
+    # overflow and "no call-taker logged in": events, then the duty supervisor (from AMI only)
+    from gateway.hotline.alerts import HotlineAlerts
+    alerts = HotlineAlerts(reactor, db, bank, config.hotline, config.gateway.time_zone)
+    link.add_event_listener(alerts.handle)
+    CallbackService("hotline-alerts", alerts.start, alerts.stop).setServiceParent(gw)
+    gw.hotline_alerts = alerts
     if ami_cfg.enabled:
-        CallbackService("ami", lambda: hotline.ready.addCallback(lambda _: link.startService()),
-                        link.stopService).setServiceParent(gw)
+        def ami_health():
+            return PartHealth("ami", link.connected, "logged in" if link.connected else (link.last_error or "connecting"))
+        # after the tracker has loaded the calls a previous run left open
+        CallbackService("ami", lambda: _after(hotline.ready, link.startService), link.stopService,
+                        ami_health).setServiceParent(gw)
+    else:
+        gw.health_checks.append(lambda: off("ami", "ami.enabled = false"))
 
     # --- FastAGI ---------------------------------------------------------------------------
     if ivr_cfg.enabled:
@@ -159,6 +227,8 @@ def build_service(config: Config, reactor) -> Gateway:
         intake = SpoolIntake(reactor, ivr_cfg.spool_dir or config.data_dir / "spool" / "keypad",
                              KeypadJournal(reactor, db), feedback, tokens=token_gate)
         CallbackService("keypad-spool", lambda: defer.Deferred.fromCoroutine(intake.take_in())).setServiceParent(gw)
+    else:
+        gw.health_checks.append(lambda: off("fastagi", "ivr.enabled = false"))
 
     # --- the API routes of the parts -------------------------------------------------------
     from adapters.orders_api import add_order_routes
@@ -168,24 +238,16 @@ def build_service(config: Config, reactor) -> Gateway:
     add_hotline_routes(gw.api, db, config.gateway.time_zone)
     from adapters.reports_api import add_report_routes
     add_report_routes(gw.api, db, esc_cfg, config.gateway.time_zone, reactor)
-    gw.health_checks.append(lambda: ("ami", link.connected or not ami_cfg.enabled,
-                                     "logged in" if link.connected else (link.last_error or "connecting")))
-    gw.health_checks.append(lambda: ("sms", any(s.driver.healthy for s in bank.slots.values()) or not bank.slots,
-                                     f"{sum(1 for s in bank.slots.values() if s.driver.healthy)}/{len(bank.slots)} "
-                                     "modems healthy: " + ", ".join(
-                                         f"{name.rsplit('/', 1)[-1]} {s.driver.state}"
-                                         + (f" {s.driver.signal_dbm}dBm" if s.driver.signal_dbm is not None else "")
-                                         for name, s in bank.slots.items())))
-    if embedded:
+    gw.health_checks.append(gw.webhooks.health)
+    from adapters.modems_api import add_modem_routes
+    add_modem_routes(gw.api, bank, reactor, config.path, sms_cfg.sim_pin)
+    if drill:
+        # a commander's SMS reply and an emulated phone's inbox, for `yihu drill sms|inbox`
         from adapters.emulator_control import EmulatorControl
         gw.root.putChild(b"emulator", EmulatorControl(gw.auth, gw.emulated_modems))
     from adapters.board import BoardResource
-    def board_parts():
-        """Each modem and the AMI link, as the wall shows them."""
-        parts = [("AMI", link.connected or not ami_cfg.enabled, "logged in" if link.connected else "down")]
-        return parts + [(f"短信猫{n}", s.driver.healthy, s.driver.state)
-                        for n, s in enumerate(bank.slots.values(), start=1)]
+    # the wall's health chips are /health's parts (each modem, the AMI link, any part down)
     gw.root.putChild(b"board", gw.guard_board(BoardResource(
-        reactor, db, esc_cfg, config.gateway.time_zone, gw.health_checks, parts=board_parts,
-        node=config.gateway.node_name, drill=embedded)))
+        reactor, db, esc_cfg, config.gateway.time_zone, gw.health_checks, node=config.gateway.node_name,
+        mode=config.mode)))
     return gw

@@ -87,12 +87,14 @@ class SmsBank:
         self.queue: list[int] = []
         self.slots: dict[str, _Slot] = {}
         self.observers: list = []
+        self.alert_observers: list = []      # fn(modem name, reason): an operator must act
         self.inbound = InboundProcessor(reactor, store, sink, reassembly_timeout=config.reassembly_timeout,
                                         region=region, on_report=self._status_report)
         for name, opener in openers.items():
             d = ModemDriver(reactor, name, opener, config, inbound=self._inbound_pdu,
                             status_report=self._routed_report, late_submit=self._late_submit,
-                            state_changed=self._modem_changed, garbage=self._garbage)
+                            state_changed=self._modem_changed, garbage=self._garbage,
+                            alert=self._modem_alert)
             self.slots[name] = _Slot(driver=d)
         self._dispatching = False
         self._again = False
@@ -165,6 +167,29 @@ class SmsBank:
         self._update_gauges()
         self.dispatch()
         return m.id
+
+    def _modem_alert(self, driver: ModemDriver, reason: str):
+        for fn in list(self.alert_observers):
+            try:
+                fn(driver.name, reason)
+            except Exception:  # noqa: BLE001
+                log.failure("modem alert observer failed")
+
+    def describe_modems(self) -> str:
+        """For /health and the board: "1/2 modems healthy: modem0 ready -71dBm, modem1 benched
+        (SIM PIN refused: +CME ERROR: 16)"."""
+        healthy = sum(1 for s in self.slots.values() if s.driver.healthy)
+        return f"{healthy}/{len(self.slots)} modems healthy: " + ", ".join(
+            f"{name.rsplit('/', 1)[-1]} {s.driver.describe()}"
+            + (f" {s.driver.signal_dbm}dBm" if s.driver.signal_dbm is not None else "")
+            for name, s in self.slots.items())
+
+    def retry_pin(self, modem: str, pin: str | None = None) -> bool:
+        """The operator's deliberate SIM PIN retry on one modem (`yihu modem pin`)."""
+        slot = self.slots.get(modem) or next((s for n, s in self.slots.items() if n.rsplit("/", 1)[-1] == modem), None)
+        if slot is None:
+            raise KeyError(modem)
+        return slot.driver.retry_pin(pin)
 
     def add_observer(self, fn):
         """fn(message_id, state) on every state change of a message."""

@@ -12,6 +12,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from gateway.storage import schema as t
+from gateway.storage.pool import DatabaseDeadline
 from sms import encoding, policy
 
 OPEN_MESSAGE_STATES = ("queued", "sending")
@@ -32,6 +33,25 @@ def message_state(seg_states: list[str]) -> str:
     if all(x == "queued" for x in s):
         return "queued"
     return "sending"
+
+
+def _delivery_follows(conn, segment_where, now: datetime) -> None:
+    """The order delivery an SMS carries follows its segments, in the same transaction: `sent`
+    once a modem accepted a segment (before that it stays `queued`), `failed` when one failed."""
+    seg, msg, dl = t.sms_segments, t.sms_messages, t.deliveries
+    row = conn.execute(select(msg.c.id, msg.c.delivery_id).join(seg, seg.c.message_id == msg.c.id)
+                       .where(segment_where).limit(1)).first()
+    if row is None or row.delivery_id is None:
+        return
+    states = set(conn.execute(select(seg.c.state).where(seg.c.message_id == row.id)).scalars())
+    if "failed" in states:
+        new, before = "failed", ("queued", "handing", "sent")
+    elif states & {"sent", "delivered"}:
+        new, before = "sent", ("queued", "handing")
+    else:
+        return
+    conn.execute(update(dl).where(dl.c.id == row.delivery_id, dl.c.state.in_(before))
+                 .values(state=new, updated_at=now, detail=f"sms {row.id}: {new} by a modem"))
 
 
 def same_phone(a: str, b: str) -> bool:
@@ -60,6 +80,7 @@ class SqlStore:
         self._lazy: list = []
         self._flushing = False
         self.max_batch = 16
+        self.retry_delay = 1.0        # after a database deadline
 
     # --- outbox --------------------------------------------------------------------------------
     def add_message(self, now: float, phone: str, text: str, purpose: str, order_id, delivery_id, *,
@@ -110,6 +131,12 @@ class SqlStore:
         self._flushing = True
 
         def finished(result):
+            if isinstance(result, Failure) and result.check(DatabaseDeadline):
+                # Rolled back (or never run): the whole batch is tried again, first in line; its
+                # callers are told only once it is committed.  The pool logged the deadline.
+                self._batch[:0] = batch
+                self.db.reactor.callLater(self.retry_delay, self._flush)
+                return
             for i, (_fn, _args, d) in enumerate(batch):
                 if isinstance(result, Failure):
                     d.errback(result)
@@ -138,6 +165,8 @@ class SqlStore:
                 # a status report may have settled it first: "delivered"/"failed" stay
                 q = q.where(table.c.state.notin_(("delivered", "failed")))
             conn.execute(q.values(updated_at=now, **fields))
+            if kind == "segment" and fields.get("state") in ("sent", "failed"):
+                _delivery_follows(conn, t.sms_segments.c.id == rid, now)
 
     def load_open(self):
         return self.db.run(self._load_open)
@@ -197,6 +226,7 @@ class SqlStore:
         states = [r[0] for r in conn.execute(select(s.c.state).where(s.c.message_id == row["message_id"]))]
         new = message_state(states)
         conn.execute(update(m).where(m.c.id == row["message_id"]).values(state=new, updated_at=now))
+        _delivery_follows(conn, s.c.id == row["id"], now)
         return (row["message_id"], row["id"], new, outcome)
 
     def counts(self):

@@ -65,6 +65,10 @@ class FakeEvents:
     def publish(self, kind, payload):
         self.events.append((kind, payload))
 
+    def committed(self, events):
+        """As a Database event listener: the events a commit recorded."""
+        self.events += [(e.kind, e.payload) for e in events]
+
     def of(self, kind):
         return [p for k, p in self.events if k == kind]
 
@@ -110,10 +114,11 @@ class Rig:
         if clock is None:
             self.clock.advance(start.timestamp())
         self.outbox, self.caller, self.events = FakeOutbox(), FakeCaller(), FakeEvents()
-        self.escalation = EscalationEngine(db, self.clock, self.outbox, self.caller, self.events, self.cfg)
+        db.add_event_listener(self.events.committed)
+        self.escalation = EscalationEngine(db, self.clock, self.outbox, self.caller, self.cfg)
         self.fanout = FanOut(db, self.clock, self.outbox, self.caller, self.cfg)
-        self.orders = OrderService(db, self.clock, self.fanout, self.escalation, self.events, self.cfg)
-        self.feedback = FeedbackEngine(db, self.outbox, self.events, self.escalation, self.cfg)
+        self.orders = OrderService(db, self.clock, self.fanout, self.escalation, self.cfg)
+        self.feedback = FeedbackEngine(db, self.outbox, self.escalation, self.cfg)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.seconds(), timezone.utc)

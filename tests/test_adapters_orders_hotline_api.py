@@ -13,7 +13,7 @@ from twisted.web.server import Site
 
 from adapters.api import ApiResource, Router
 from adapters.auth import Authenticator
-from adapters.events import EventBus
+from tests._orders_rig import FakeEvents
 from adapters.hotline_api import add_hotline_routes
 from adapters.orders_api import add_order_routes
 from gateway.directory.roster import read_roster
@@ -27,8 +27,9 @@ ROSTER = Path(__file__).resolve().parent.parent / "deploy" / "examples" / "roste
 @inlineCallbacks
 def serve(database):
     yield database.run(import_roster, read_roster(ROSTER), source="t", actor="test")
-    bus = EventBus(reactor)
-    orders = OrderService(database, reactor, None, None, bus)
+    bus = FakeEvents()
+    database.add_event_listener(bus.committed)
+    orders = OrderService(database, reactor, None, None)
     router = Router()
     add_order_routes(router, database, orders, reactor)
     add_hotline_routes(router, database, "Asia/Shanghai")
@@ -55,7 +56,7 @@ def test_order_create_show_list_close(database):
         status, body = yield call("POST", f"{base}/orders", GOOD)
         assert status == 201 and body["teams"] == 16, body
         code = body["order_code"]
-        assert [e.kind for e in bus.recent] == ["order.created"]
+        assert [k for k, _ in bus.events] == ["order.created"]
         status, s = yield call("GET", f"{base}/orders/{code}")
         assert status == 200 and s["onscene_commander"].startswith("县公安局局长")     # stability: the police chief
         assert len(s["teams"]) == 16 and s["sent_at"].endswith("+00:00") and "T" in s["sent_at"]
@@ -69,6 +70,24 @@ def test_order_create_show_list_close(database):
         assert listing["orders"] == []
         status, err = yield call("POST", f"{base}/orders/{code}/close", {})
         assert status == 404 and code in err["error"]
+    finally:
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_drill_order_by_api_is_stored_listed_and_summarised_as_a_drill(database):
+    port, base, bus = yield serve(database)
+    try:
+        status, body = yield call("POST", f"{base}/orders", {**GOOD, "drill": True, "incident_ref": "DRILL-1"})
+        assert status == 201, body
+        drill = body["order_code"]
+        status, body = yield call("POST", f"{base}/orders", GOOD)
+        real = body["order_code"]
+        status, listing = yield call("GET", f"{base}/orders")
+        assert {o["order_code"]: o["drill"] for o in listing["orders"]} == {drill: True, real: False}
+        status, s = yield call("GET", f"{base}/orders/{drill}")
+        assert s["drill"] is True
+        assert [p["drill"] for p in bus.of("order.created")] == [True, False]
     finally:
         yield port.stopListening()
 
@@ -88,6 +107,7 @@ def test_bad_orders_are_refused_with_the_reason(database):
             ({**GOOD, "voice": "false"}, 422, "voice: must be true or false"),
             ({**GOOD, "created_by": "someone"}, 422, "created_by: unknown field"),
             ({**GOOD, "incident_ref": "X" * 101}, 422, "incident_ref: at most 100 characters"),
+            ({**GOOD, "drill": "yes"}, 422, "drill: must be true or false"),
         ]
         for body, status, fragment in cases:
             got_status, got = yield call("POST", f"{base}/orders", body)
@@ -100,7 +120,7 @@ def test_bad_orders_are_refused_with_the_reason(database):
         assert status == 201, got                          # 400 + the frame fit in 8 x 67
         status, _ = yield call("GET", f"{base}/orders/9999")
         assert status == 404
-        assert [e.kind for e in bus.recent] == ["order.created"]     # only the one that fits
+        assert [k for k, _ in bus.events] == ["order.created"]     # only the one that fits
     finally:
         yield port.stopListening()
 

@@ -98,7 +98,10 @@ def test_forty_tiles_in_several_states_late_and_silent_marked_nothing_overflows(
     # Several states, each in its word; the seeded answers are where they were put.
     for team, state in seeded.expected.items():
         assert tiles[team]["state"] == state, team
-    assert {t["word"] for t in page["tiles"]} == {"已发送", "已收到", "已到达", "处置完毕", "无法执行"}
+    assert {t["word"] for t in page["tiles"]} == {"待发送", "已发送", "已收到", "已到达", "处置完毕", "无法执行"}
+    # A team whose order SMS still waits for a modem reads 待发送, not 已发送 (its state is still "sent").
+    assert {t for t, tile in tiles.items() if tile["word"] == "待发送"} == set(seeded.queued)
+    assert all(tiles[t]["state"] == "sent" for t in seeded.queued)
     # 45 minutes after the order: PUB-01 said "received" but has not arrived: late, marked.
     late = tiles["PUB-01"]
     assert late["flags"] == "late" and "超时" in late["note"]
@@ -126,7 +129,7 @@ def test_keypad_answer_changes_the_tile_within_two_seconds_without_reload(chrome
     page = yield open_board(chrome, rig)
     assert {t["team"]: t["state"] for t in page["tiles"]}["PUB-05"] == "sent"
     yield in_thread(chrome.execute_script, "window.__wall_marker = 'still the same page';")
-    # The page's own script is listening on /events (it subscribed to the bus).
+    # The page's own script is listening on /events (its stream follows the event log's tail).
     deadline = time.monotonic() + 10
     while not rig.bus._subscribers:
         assert time.monotonic() < deadline, "the board never opened the event stream"

@@ -117,13 +117,12 @@ def test_order_sent_by_another_process_is_picked_up(database):
     """The CLI commits an order; the running gateway's engine and fan-out pick it up."""
     from gateway.orders.order import OrderRequest, Target
     from gateway.orders.service import OrderService
-    from tests._orders_rig import FakeEvents
     yield database.run(seed_directory_tx, 1)
     rig = Rig(database, T0)
     yield rig.start()
     yield rig.fanout.start()
     try:
-        cli = OrderService(database, rig.clock, None, None, FakeEvents(), rig.cfg)
+        cli = OrderService(database, rig.clock, None, None, rig.cfg)
         order = yield cli.send(OrderRequest("INC-9", "ordinary", "test", Target("all"), "same_township"))
         assert rig.outbox.to(phone(1, "commander")) == []
         yield rig.advance_to(at(0, 2))           # one refresh period
@@ -140,18 +139,18 @@ def test_order_domain_wires_and_restarts(database):
     """The composition the gateway starts: an order sent before a stop is chased after a start."""
     from gateway.orders.domain import OrderDomain
     from gateway.orders.order import OrderRequest, Target
-    from tests._orders_rig import FakeCaller, FakeEvents, FakeOutbox
+    from tests._orders_rig import FakeCaller, FakeOutbox
     yield database.run(seed_directory_tx, 1)
     clock = task.Clock()
     clock.advance(T0.timestamp())
     outbox = FakeOutbox()
-    dom = OrderDomain(clock, database, outbox, FakeCaller(), FakeEvents())
+    dom = OrderDomain(clock, database, outbox, FakeCaller())
     yield dom.start()
     yield dom.orders.send(OrderRequest("INC-2", "rescue", "t", Target("all"), "same_township"))
     yield dom.fanout.send()
     dom.stop()
     assert len(outbox.to(phone(1, "commander"), "order")) == 1
-    dom2 = OrderDomain(clock, database, outbox, FakeCaller(), FakeEvents())
+    dom2 = OrderDomain(clock, database, outbox, FakeCaller())
     yield dom2.start()
     try:
         clock.advance(180)

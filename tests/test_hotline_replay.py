@@ -42,7 +42,8 @@ def stack(database):
     link = AmiLink(reactor, "127.0.0.1", em.port_number, username="gateway", secret="rig-secret",
                    action_timeout=2, ping_interval=1, ping_timeout=1, backoff_initial=0.05,
                    backoff_max=0.3, clock=em.clock)
-    svc = HotlineService(reactor, database, sink, link, clock=em.clock)
+    database.add_event_listener(sink.committed)
+    svc = HotlineService(reactor, database, link, clock=em.clock)
     svc.startService()
     pytest_twisted.blockon(svc.ready)
     link.startService()

@@ -25,6 +25,11 @@ class CollectingSink:
                 self.errors.append(e)
         self.events.append((kind, payload))
 
+    def committed(self, events):
+        """As a Database event listener: the events a commit recorded."""
+        for e in events:
+            self.publish(e.kind, e.payload)
+
     def kinds(self, call_id: str | None = None) -> list[str]:
         return [k for k, p in self.events if call_id is None or p.get("call_id") == call_id]
 

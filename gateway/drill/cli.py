@@ -29,7 +29,7 @@ def add_drill_commands(subparsers, common=None) -> None:
     p.add_argument("--out", metavar="DIR", help="where the report's HTML and CSV go (default DATA_DIR/reports)")
     p.set_defaults(func=cmd_drill)
     sub = p.add_subparsers(dest="drill_command", metavar="ACTION")
-    s = sub.add_parser("sms", parents=parents, help="a commander's SMS into the running embedded gateway")
+    s = sub.add_parser("sms", parents=parents, help="a commander's SMS into the running gateway in drill mode")
     s.add_argument("--from", dest="sender", required=True, metavar="PHONE")
     s.add_argument("text")
     s.add_argument("--url", help="the gateway (default: http://HTTP.INTERFACE:HTTP.PORT)")
@@ -69,7 +69,7 @@ def _call(args, method: str, path: str, body: dict | None = None) -> tuple[int, 
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise SystemExit(f"yihu drill: no gateway at {_url(args)} ({reason}); start it with scripts/run "
-                         "(the embedded default), or pass --url")
+                         "(drill mode, the embedded default), or pass --url")
 
 
 def cmd_sms(args) -> int:
@@ -102,8 +102,9 @@ def cmd_drill(args) -> int:
     from gateway.cli import Fatal, _seed_roster
     from gateway.orders.order import Target
     cfg = args.config
-    if not cfg.gateway.embedded:
-        raise Fatal("a drill runs on the emulators: set gateway.embedded = true (the default)")
+    if not cfg.drill:
+        raise Fatal(f"a drill runs on the emulators, but this configuration is live ({cfg.mode_reason}): "
+                    "set gateway.mode = \"drill\", or run without a configuration (the embedded default)")
     if args.speed <= 0 or args.speed > 600:
         raise Fatal(f"--speed must be above 0 and at most 600, got {args.speed:g}")
     try:

@@ -27,7 +27,11 @@ REPORT_TEXTS = ("{code} 处置完毕 无需后续跟进 负责人{name}",
                 "{fw} 处置完毕 现场已清理 需后续跟进 负责人{name}")
 TYPOS = ("{code} 收倒", "{code} 到大", "O{tail} 收到", "{code} 己到达")
 LINES = (("110", 0.6), ("119", 0.15), ("122", 0.25))
-CITIZEN_OUTCOMES = (("answered", 0.80), ("abandoned_queue", 0.12), ("abandoned_ivr", 0.05), ("failed", 0.03))
+# Who gives up does so in the queue: after 30-90 s of waiting, or at once (within seconds).  While
+# a call-taker is logged in, 110/119/122 go straight to the queue (dialplans/README.md): nobody
+# meets the IVR, so nobody can give up there.
+AT_ONCE = "abandoned_at_once"
+CITIZEN_OUTCOMES = (("answered", 0.80), ("abandoned_queue", 0.12), (AT_ONCE, 0.05), ("failed", 0.03))
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class Act:
     who: str = ""             # the person's name (citizen: "")
     role: str = ""            # commander / deputy / citizen
     ring: float = 0.0         # keypad_call: seconds the phone rings before it is answered
-    outcome: str = ""         # citizen: answered / abandoned_queue / abandoned_ivr / failed
+    outcome: str = ""         # citizen: answered / abandoned_queue / failed (the emulated PBX's outcomes)
     queue_seconds: float = 0.0
     talk_seconds: float = 0.0
 
@@ -156,6 +160,8 @@ def plan_citizens(rng: random.Random, minutes: float, per_hour: float, first_cal
             return acts
         outcome = _pick(rng, CITIZEN_OUTCOMES)
         queue = rng.uniform(30, 90) if outcome == "abandoned_queue" else rng.expovariate(1 / 15) + 2
+        if outcome == AT_ONCE:
+            outcome, queue = "abandoned_queue", min(queue, 4.0)     # gone before anyone could answer
         acts.append(Act(t, "citizen", f"+447700900{first_caller + n % 400:03d}", _pick(rng, LINES), None,
                         role="citizen", outcome=outcome, queue_seconds=round(queue, 1),
                         talk_seconds=round(rng.uniform(40, 150), 1)))

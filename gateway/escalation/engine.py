@@ -2,9 +2,9 @@
 
 Every step lives in `escalation_steps` from the moment the order is committed.  In memory only
 one due time per order-team is kept (TimerQueue).  When a team's time comes, its due steps are
-claimed in one transaction (pending -> firing), then acted on (SMS again, calls, one alert to
-the duty supervisor per order and stage, events), then marked fired.  After a restart the
-pending steps are loaded again: those overdue fire at once, marked late.  An auditor looks
+claimed in one transaction with their events (pending -> firing), then acted on (SMS again,
+calls, one alert to the duty supervisor per order and stage), then marked fired.  After a
+restart the pending steps are loaded again: those overdue fire at once, marked late.  An auditor looks
 periodically for steps overdue and not fired, and fires them.
 """
 from __future__ import annotations
@@ -27,9 +27,10 @@ log = Logger()
 
 
 class EscalationEngine:
-    def __init__(self, db, clock, outbox, caller, events, cfg: EscalationConfig = EscalationConfig()):
-        self.db, self.clock, self.outbox, self.caller, self.events, self.cfg = db, clock, outbox, caller, events, cfg
+    def __init__(self, db, clock, outbox, caller, cfg: EscalationConfig = EscalationConfig()):
+        self.db, self.clock, self.outbox, self.caller, self.cfg = db, clock, outbox, caller, cfg
         self.timers = TimerQueue(clock, self._on_due)
+        self.is_drill = lambda order_id: False      # DrillOrders.is_drill: drills counted apart
         self._watermark = 0
         self._loops: list[task.LoopingCall] = []
         self._inflight: set[defer.Deferred] = set()
@@ -153,15 +154,12 @@ class EscalationEngine:
             self.schedule(ot, due)
         acts, ids = [], []
         for f in claim.fired:
-            metrics.ESCALATION_STEPS.labels(stage=f.stage, action=f.action).inc()
+            metrics.ESCALATION_STEPS.labels(stage=f.stage, action=f.action,
+                                            drill=str(self.is_drill(f.order_id)).lower()).inc()
             metrics.ESCALATION_LATENESS.observe(max(0.0, t - f.due_at.timestamp()))
             log.warn("escalation order {code} team {team}: {stage} step {step} {action}: {reason}",
                      code=f.order_code, team=f.team_code, stage=f.stage, step=f.step, action=f.action,
                      reason=f.reason)
-            self.events.publish("order.escalated", {
-                "order_code": f.order_code, "order_id": f.order_id, "team": f.team_code, "stage": f.stage,
-                "step": f.step, "action": f.action, "late": f.late, "reason": f.reason,
-                "due_at": f.due_at.isoformat(), "fired_at": at.isoformat()})
             if f.action != "supervisor":          # one alert per order and stage, below
                 acts.append(self._act(f))
                 ids.append([f.step_id])
@@ -213,13 +211,9 @@ class EscalationEngine:
 
     @defer.inlineCallbacks
     def _alert_supervisor(self, a: store.SupervisorAlert):
-        """ONE SMS and ONE call to the duty supervisor naming every silent team; one event."""
+        """ONE SMS and ONE call to the duty supervisor naming every silent team (its event was
+        committed with the claim)."""
         names = [name for _, _, name, _ in a.teams]
-        payload = {"order_code": a.order_code, "order_id": a.order_id, "incident_ref": a.incident_ref,
-                   "stage": a.stage,
-                   "teams": [{"code": c, "name": n, "state": s} for _, c, n, s in a.teams],
-                   "supervisor": a.supervisor.name if a.supervisor else None}
-        self.events.publish("order.supervisor_alert", payload)
         if a.supervisor is None:
             log.critical("escalation order {code}: {n} silent teams and NO duty supervisor on the roster now",
                          code=a.order_code, n=len(names))

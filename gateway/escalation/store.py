@@ -13,6 +13,7 @@ from sqlalchemy import func, insert, select, update
 
 from gateway.escalation.config import EscalationConfig
 from gateway.escalation.deadlines import RECEIPT, local_hhmm, stage_deadlines
+from gateway.eventlog import record_events
 from gateway.orders import directory_queries as dq
 from gateway.orders import store as ostore
 from gateway.orders import team_state as ts
@@ -99,7 +100,7 @@ def _step_query():
     return (select(escalation_steps, order_teams.c.team_id, order_teams.c.order_id, orders.c.code,
                    orders.c.rule, orders.c.incident_ref, orders.c.created_at.label("order_created_at"),
                    orders.c.state.label("order_state"), teams.c.code.label("team_code"),
-                   teams.c.name.label("team_name"))
+                   teams.c.name.label("team_name"), teams.c.active.label("team_active"))
             .join(order_teams, order_teams.c.id == escalation_steps.c.order_team_id)
             .join(orders, orders.c.id == order_teams.c.order_id)
             .join(teams, teams.c.id == order_teams.c.team_id))
@@ -130,8 +131,9 @@ def claim_due_tx(conn, order_team_ids, now: datetime, cfg: EscalationConfig) -> 
     audits = []
     for r in rows:
         st = states[r.order_team_id]
-        if r.order_state != "open" or r.stage in ts.satisfied_stages(st):
-            why = f"order {r.order_state}" if r.order_state != "open" else f"team answered ({st.state})"
+        if r.order_state != "open" or r.stage in ts.satisfied_stages(st) or not r.team_active:
+            why = (f"order {r.order_state}" if r.order_state != "open" else
+                   "team removed from the roster" if not r.team_active else f"team answered ({st.state})")
             conn.execute(update(escalation_steps).where(escalation_steps.c.id == r.id,
                                                         escalation_steps.c.state == "pending")
                          .values(state="cancelled", fired_at=now, reason=why))
@@ -175,8 +177,22 @@ def claim_due_tx(conn, order_team_ids, now: datetime, cfg: EscalationConfig) -> 
                 at=now, actor="system", action="escalation.no_supervisor", subject=f"order {a.order_code}",
                 detail={"stage": a.stage, "teams": [t[1] for t in a.teams]}))
     claim.alerts = list(alerts.values())
+    record_events(conn, [("order.escalated", _escalated_event(f, now)) for f in claim.fired]
+                  + [("order.supervisor_alert", _alert_event(a)) for a in claim.alerts], now)
     claim.next_due = ostore.next_due_many_tx(conn, set(order_team_ids) | {r.order_team_id for r in rows})
     return claim
+
+
+def _escalated_event(f: FiredStep, now: datetime) -> dict:
+    return {"order_code": f.order_code, "order_id": f.order_id, "team": f.team_code, "stage": f.stage,
+            "step": f.step, "action": f.action, "late": f.late, "reason": f.reason, "due_at": f.due_at.isoformat(),
+            "fired_at": now.isoformat()}
+
+
+def _alert_event(a: SupervisorAlert) -> dict:
+    return {"order_code": a.order_code, "order_id": a.order_id, "incident_ref": a.incident_ref, "stage": a.stage,
+            "teams": [{"code": c, "name": n, "state": s} for _, c, n, s in a.teams],
+            "supervisor": a.supervisor.name if a.supervisor else None}
 
 
 def _reason(r, st: ts.TeamOrderState, cfg: EscalationConfig, due: datetime) -> str:

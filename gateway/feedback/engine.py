@@ -1,7 +1,7 @@
 """The feedback engine: IInboundSmsSink and IKeypadSink.
 
-Parse (pure), judge and record (one transaction), then, only after the commit, answer the
-sender, stop the team's escalation and publish the event.  A reply that does not parse, comes
+Parse (pure), judge and record with its event (one transaction), then, only after the commit,
+answer the sender and stop the team's escalation.  A reply that does not parse, comes
 from a number not on the roster, or names an order the team does not have, is kept raw with
 the reason (inbound_raw.state refused/garbage), audited, and the engine carries on.
 """
@@ -18,8 +18,12 @@ from gateway.interfaces import FeedbackOutcome, IInboundSmsSink, IKeypadSink, In
 from gateway.orders import messages
 from gateway.orders.grammar import DIGIT_STATUS, Refusal, Reply, parse_reply
 from gateway.orders.times import utc
+from gateway.storage.pool import DatabaseDeadline
 
 log = Logger()
+
+
+_RETRYING = object()
 
 
 @implementer(IInboundSmsSink, IKeypadSink)
@@ -28,11 +32,13 @@ class FeedbackEngine:
     # (group commit): one commit for many answers during a burst, and the escalation engine's
     # claims wait behind at most one batch, not behind thousands of queued transactions.
     MAX_BATCH = 100
+    RETRY_S = 1.0                 # after a database deadline
 
-    def __init__(self, db, outbox, events, escalation=None, cfg: EscalationConfig = EscalationConfig()):
-        self.db, self.outbox, self.events, self.escalation, self.cfg = db, outbox, events, escalation, cfg
+    def __init__(self, db, outbox, escalation=None, cfg: EscalationConfig = EscalationConfig()):
+        self.db, self.outbox, self.escalation, self.cfg = db, outbox, escalation, cfg
         self._queue: list[tuple[store.Answer, defer.Deferred]] = []
         self._busy = False
+        self.is_drill = lambda order_id: False      # DrillOrders.is_drill: drills counted apart
 
     # --- IInboundSmsSink ---------------------------------------------------------------------
     def sms_received(self, sms: InboundSms):
@@ -70,12 +76,20 @@ class FeedbackEngine:
                 d.callback(v)
 
         def failed(f):
+            if f.check(DatabaseDeadline):
+                # The database did not answer in time and rolled back: the answers (their raw rows
+                # are committed) are recorded when it answers again, first in line.
+                log.warn("feedback: {n} answer(s) not recorded ({e}); trying again in {s} s", n=len(batch),
+                         e=f.getErrorMessage(), s=self.RETRY_S)
+                self._queue[:0] = batch
+                self.db.reactor.callLater(self.RETRY_S, self._next_batch)
+                return _RETRYING
             # The whole batch rolled back: each answer alone, so one cannot sink the others.
             log.warn("feedback batch of {n} failed ({e}); recording one by one", n=len(batch), e=f.getErrorMessage())
             for a, d in batch:
                 self.db.run(store.record_answer_tx, a, self.cfg).chainDeferred(d)
         self.db.run(store.record_batch_tx, [a for a, _ in batch], self.cfg).addCallbacks(
-            recorded, failed).addBoth(self._next_batch)
+            recorded, failed).addBoth(lambda r: None if r is _RETRYING else self._next_batch())
 
     @defer.inlineCallbacks
     def _handle(self, a: store.Answer):
@@ -84,12 +98,12 @@ class FeedbackEngine:
             log.info("feedback from {phone}: {reason}; ignored", phone=a.phone, reason=v.reason)
             return FeedbackOutcome(False, "", status=None)
         if v.outcome == store.RECORDED:
-            metrics.FEEDBACK_RECORDED.labels(status=v.status, channel=a.channel).inc()
+            metrics.FEEDBACK_RECORDED.labels(status=v.status, channel=a.channel,
+                                             drill=str(self.is_drill(v.order_id)).lower()).inc()
             log.info("feedback order {code} team {team} from {phone}: {status} ({channel})", code=v.order_code,
                      team=v.team_code, phone=a.phone, status=v.status, channel=a.channel)
             if self.escalation is not None:
                 self.escalation.schedule(v.order_team_id, v.next_due)
-            self.events.publish("order.feedback", v.event)
         else:
             metrics.FEEDBACK_REFUSED.labels(reason=v.outcome).inc()
             log.warn("reply from {phone} {outcome}: {reason}", phone=a.phone, outcome=v.outcome, reason=v.reason)

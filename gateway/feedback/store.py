@@ -8,6 +8,7 @@ from sqlalchemy import insert, select, update
 
 from gateway.escalation.config import EscalationConfig
 from gateway.escalation.deadlines import local_hhmm
+from gateway.eventlog import record_event
 from gateway.orders import directory_queries as dq
 from gateway.orders import messages
 from gateway.orders import store as ostore
@@ -126,15 +127,17 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig) -> Verdict:
         sup_phone = sup.phone if sup else None
     order_id = row.order_id
     incident = row.incident_ref
+    event = {"order_code": row.code, "order_id": order_id, "incident_ref": incident,
+             "team": team_code, "team_name": team_name, "status": status, "state": out.state.state,
+             "channel": a.channel, "member": member.name, "role": member.role, "phone": a.phone,
+             "report": report, "at": a.at.isoformat(), "after_escalation": bool(alerted)}
+    record_event(conn, "order.feedback", event, a.at)
     return Verdict(RECORDED,
                    messages.confirmation_sms(row.code, status, hhmm,
                                              ask_report=status == FINISHED and not out.state.report),
                    a.phone, row.code, order_id, row.id, team_code, member.id, status, out.advanced, next_due,
                    note, sup_phone,
-                   event={"order_code": row.code, "order_id": order_id, "incident_ref": incident,
-                          "team": team_code, "team_name": team_name, "status": status, "state": out.state.state,
-                          "channel": a.channel, "member": member.name, "role": member.role, "phone": a.phone,
-                          "report": report, "at": a.at.isoformat(), "after_escalation": bool(alerted)},
+                   event=event,
                    hhmm=hhmm)
 
 

@@ -1,9 +1,9 @@
 """The hotline service: AMI events -> tracker -> database -> events for the adapter layer.
 
-Durable before told: a call's record is committed (``Database.run``) before its events
-(``hotline.arrived`` / ``answered`` / ``abandoned`` / ``ended``) go to the IEventSink.  Writes
-for one call are serialised and coalesced (the newest state wins, the events queue up in order);
-a failed write is retried with backoff, forever, and its events wait for the commit.
+A call's record and its events (``hotline.arrived`` / ``answered`` / ``abandoned`` / ``ended``)
+are committed in one transaction (the event log).  Writes for one call are serialised and
+coalesced (the newest state wins, the events queue up in order); a failed write is retried with
+backoff, forever, and its events with it.
 """
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from gateway import metrics
+from gateway.eventlog import record_events
 from gateway.hotline import store
+from gateway.service import Part
 from gateway.hotline.tracker import DEFAULT_CONTEXTS, DEFAULT_LINES, HotlineCall, HotlineTracker
 
 log = Logger()
@@ -37,19 +39,25 @@ def call_payload(call: HotlineCall) -> dict:
             "outcome": call.outcome, "note": call.note}
 
 
-class HotlineService(service.Service):
-    """Wire with ``HotlineService(reactor, db, sink, link=ami_link)``; start it before the link
+def write_call_tx(conn, call: HotlineCall, kinds: list, at: datetime) -> int:
+    """The call's record and the events it owes, one transaction."""
+    row_id = store.upsert_call(conn, call, at)
+    record_events(conn, [(f"hotline.{k}", call_payload(call)) for k in kinds], at)
+    return row_id
+
+
+class HotlineService(Part, service.Service):
+    """Wire with ``HotlineService(reactor, db, link=ami_link)``; start it before the link
     (``startService`` loads the calls left open by a previous run, so that the link's first
     resync can close them)."""
 
     name = "hotline"
 
-    def __init__(self, reactor, db, sink, link=None, *, lines=DEFAULT_LINES,
+    def __init__(self, reactor, db, link=None, *, lines=DEFAULT_LINES,
                  contexts=DEFAULT_CONTEXTS, clock=None, retry_max: float = 30.0):
         self.reactor = reactor
         self.clock = clock or reactor
         self.db = db
-        self.sink = sink
         self.retry_max = retry_max
         self.tracker = HotlineTracker(self._changed, lines=lines, contexts=contexts,
                                       clock=self.clock.seconds)
@@ -58,8 +66,6 @@ class HotlineService(service.Service):
         self._failures: dict[str, int] = {}
         self._idle_waiters: list[defer.Deferred] = []
         self.writes = 0
-        self.published = 0
-        self.ready: defer.Deferred | None = None
         if link is not None:
             link.add_event_listener(self.tracker.handle)
             link.add_resync_listener(self.tracker)
@@ -67,7 +73,7 @@ class HotlineService(service.Service):
     # --- lifecycle ----------------------------------------------------------------------------
     def startService(self):
         super().startService()
-        self.ready = self.restore()
+        self._track_start(defer.maybeDeferred(self.restore))
 
     @defer.inlineCallbacks
     def restore(self):
@@ -102,20 +108,13 @@ class HotlineService(service.Service):
     def _write(self, call_id: str) -> None:
         snap, kinds = self._dirty.pop(call_id)
         self._writing.add(call_id)
-        d = self.db.run(store.upsert_call, snap)
+        d = self.db.run(write_call_tx, snap, kinds, datetime.fromtimestamp(self.clock.seconds(), timezone.utc))
         d.addCallbacks(self._written, self._write_failed, callbackArgs=(snap, kinds),
                        errbackArgs=(snap, kinds))
 
     def _written(self, _id, snap: HotlineCall, kinds: list) -> None:
         self.writes += 1
         self._failures.pop(snap.call_id, None)
-        payload = call_payload(snap)
-        for k in kinds:
-            try:
-                self.sink.publish(f"hotline.{k}", payload)
-                self.published += 1
-            except Exception:
-                log.failure("hotline: publishing hotline.{kind} failed", kind=k)
         self._next(snap.call_id)
 
     def _write_failed(self, f, snap: HotlineCall, kinds: list) -> None:
@@ -145,7 +144,7 @@ class HotlineService(service.Service):
                 d.callback(None)
 
     def flushed(self) -> defer.Deferred:
-        """Fires once every change so far is committed and published."""
+        """Fires once every change so far is committed (with its events)."""
         d = defer.Deferred()
         self._idle_waiters.append(d)
         self._check_idle()

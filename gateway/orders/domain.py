@@ -1,6 +1,6 @@
 """The order domain wired together, for the gateway service to start and stop.
 
-    domain = OrderDomain(reactor, db, outbox, caller, events, cfg)
+    domain = OrderDomain(reactor, db, outbox, caller, cfg)
     yield domain.start()                 # timers rebuilt from the database, fan-out sweep running
     domain.orders.send(OrderRequest(...))   # dispatch API / in-process senders
     domain.feedback                      # IInboundSmsSink for the SMS layer, IKeypadSink for the IVR
@@ -18,13 +18,13 @@ from gateway.orders.service import OrderService
 
 
 class OrderDomain:
-    def __init__(self, clock, db, outbox, caller, events, cfg: EscalationConfig | None = None):
+    def __init__(self, clock, db, outbox, caller, cfg: EscalationConfig | None = None):
         cfg = cfg or EscalationConfig()
         self.cfg = cfg
-        self.escalation = EscalationEngine(db, clock, outbox, caller, events, cfg)
+        self.escalation = EscalationEngine(db, clock, outbox, caller, cfg)
         self.fanout = FanOut(db, clock, outbox, caller, cfg)
-        self.orders = OrderService(db, clock, self.fanout, self.escalation, events, cfg)
-        self.feedback = FeedbackEngine(db, outbox, events, self.escalation, cfg)
+        self.orders = OrderService(db, clock, self.fanout, self.escalation, cfg)
+        self.feedback = FeedbackEngine(db, outbox, self.escalation, cfg)
 
     @defer.inlineCallbacks
     def start(self):

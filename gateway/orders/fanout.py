@@ -1,6 +1,7 @@
 """Hands committed deliveries to the SMS outbox and the order caller (the outbox pattern).
 
-Order creation only writes deliveries as `queued`; this hands them on and marks them.  An order
+Order creation only writes deliveries as `queued`; this hands them on.  An SMS delivery stays
+`queued` until a modem accepted its first segment (then `sent`, written by the SMS store).  An order
 committed by another process (the CLI) or left half-sent by a crash is picked up by the sweep,
 so nothing committed is ever silently not sent.
 """
@@ -66,7 +67,10 @@ class FanOut:
                           phone=h.phone, e=e)
                 yield self.db.run(store.mark_delivery_tx, h.delivery_id, "queued", now(self.clock), f"retry: {e}")
                 raise
-            yield self.db.run(store.mark_delivery_tx, h.delivery_id, "sent", now(self.clock), f"sms {msg_id}")
+            # Still `queued`: in the outbox, not yet accepted by a modem.  The SMS store marks it
+            # `sent` in the transaction that records the modem's +CMGS for its first segment.
+            yield self.db.run(store.mark_delivery_tx, h.delivery_id, "queued", now(self.clock),
+                              f"sms {msg_id} in the outbox", only_from=("handing",), handed=True)
         else:
             d = defer.maybeDeferred(self.caller.call_order, h.order_code, h.phone, order_id=h.order_id,
                                     team_id=h.team_id, member_id=h.member_id, purpose="order",

@@ -1,7 +1,8 @@
-"""Sending an order: commit it whole (teams, deliveries, every escalation step), then fan out."""
+"""Sending an order: commit it whole (teams, deliveries, every escalation step, its event), then fan out."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -16,10 +17,11 @@ log = Logger()
 
 
 class OrderService:
-    def __init__(self, db, clock, fanout, escalation, events, cfg: EscalationConfig = EscalationConfig(),
-                 rng: random.Random | None = None):
-        self.db, self.clock, self.fanout, self.escalation, self.events, self.cfg = \
-            db, clock, fanout, escalation, events, cfg
+    def __init__(self, db, clock, fanout, escalation, cfg: EscalationConfig = EscalationConfig(),
+                 rng: random.Random | None = None, *, drills=None, drill_mode: bool = False):
+        self.db, self.clock, self.fanout, self.escalation, self.cfg = db, clock, fanout, escalation, cfg
+        self.drills = drills              # DrillOrders: learns each drill order as it is created
+        self.drill_mode = drill_mode      # the gateway runs on the emulators: every order is a drill
         self.rng = rng or random.SystemRandom()
         self._lock = defer.DeferredLock()    # codes are chosen one order at a time: never two alike
 
@@ -30,19 +32,19 @@ class OrderService:
 
     @defer.inlineCallbacks
     def _send(self, req: OrderRequest, create_tx=store.create_order_tx):
+        if self.drill_mode and not req.drill:
+            req = replace(req, drill=True)
         created: CreatedOrder = yield self.db.run(create_tx, req, now(self.clock), self.cfg, self.rng)
         if created.existing:
             log.info("order {code}: idempotency key seen before; not sent again", code=created.code)
             return created
-        metrics.ORDERS_CREATED.inc()
+        metrics.ORDERS_CREATED.labels(drill=str(req.drill).lower()).inc()
+        if self.drills is not None:
+            self.drills.learn(created.order_id, req.drill)
         if self.escalation is not None:
             self.escalation.schedule_many(created.timers)
         log.info("order {code} ({ref}) committed for {n} teams", code=created.code, ref=req.incident_ref,
                  n=len(created.team_ids))
-        self.events.publish("order.created", {"order_code": created.code, "order_id": created.order_id,
-                                              "incident_ref": req.incident_ref, "kind": req.kind, "rule": req.rule,
-                                              "onscene_commander": req.onscene_commander(),
-                                              "teams": len(created.team_ids), "voice": req.voice})
         if self.fanout is not None:
             self.fanout.send(created.order_id).addErrback(
                 lambda f: log.failure("order {code}: fan-out failed; the sweep retries", f, code=created.code))

@@ -5,21 +5,32 @@ import random
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, exists, func, insert, or_, select, update
 
 from gateway.escalation.config import EscalationConfig
+from gateway.eventlog import record_event
 from gateway.escalation.deadlines import plan_steps, response_minutes
 from gateway.orders import directory_queries as dq
 from gateway.orders import team_state as ts
 from gateway.orders.codes import choose_code
+from gateway.mode import drill_text
 from gateway.orders.messages import order_sms, roster_check_sms
 from gateway.orders.order import CreatedOrder, OrderRequest
 from gateway.orders.times import utc
-from gateway.storage.schema import audit_log, deliveries, escalation_steps, order_teams, orders, sms_messages
+from gateway.storage.schema import (audit_log, deliveries, escalation_steps, members, order_teams, orders,
+                                     sms_messages, teams)
 
 
 class NoTeams(LookupError):
     pass
+
+
+class NoCommander(LookupError):
+    """Named teams have no active commander on the roster: the order would reach nobody in charge."""
+
+    def __init__(self, teams: list[str]):
+        self.teams = teams
+        super().__init__(f"team {', '.join(teams)} has no active commander on the roster; order not sent")
 
 
 def create_order_tx(conn, req: OrderRequest, now: datetime, cfg: EscalationConfig,
@@ -32,12 +43,15 @@ def create_order_tx(conn, req: OrderRequest, now: datetime, cfg: EscalationConfi
     found = dq.teams_by_target(conn, req.target.how, req.target.values)
     if not found:
         raise NoTeams(f"no team matches {req.target.describe()}")
+    contacts = dq.team_commanders(conn, [t.id for t in found])
+    leaderless = [t.code for t in found if dq.first_phone(contacts[t.id], "commander") is None]
+    if leaderless:
+        raise NoCommander(leaderless)
     code = choose_code(conn, rng)
     order_id = conn.execute(insert(orders).values(
         code=code, incident_ref=req.incident_ref, kind=req.kind, onscene_commander=req.onscene_commander(),
-        text=req.text, rule=req.rule, voice=req.voice, state="open", created_at=now,
+        text=req.text, rule=req.rule, voice=req.voice, drill=req.drill, state="open", created_at=now,
         created_by=req.created_by, idempotency_key=req.idempotency_key)).inserted_primary_key[0]
-    contacts = dq.team_commanders(conn, [t.id for t in found])
     plan = plan_steps(req.rule, now, cfg)
     timers, step_rows, delivery_rows = [], [], []
     for team in found:
@@ -69,7 +83,12 @@ def create_order_tx(conn, req: OrderRequest, now: datetime, cfg: EscalationConfi
     conn.execute(insert(audit_log).values(
         at=now, actor=req.created_by, action="order.created", subject=f"order {code}",
         detail={"order_id": order_id, "incident_ref": req.incident_ref, "kind": req.kind, "rule": req.rule,
-                "target": req.target.describe(), "teams": [t.code for t in found], "voice": req.voice}))
+                "target": req.target.describe(), "teams": [t.code for t in found], "voice": req.voice,
+                "drill": req.drill}))
+    record_event(conn, "order.created", {"order_code": code, "order_id": order_id, "incident_ref": req.incident_ref,
+                                         "kind": req.kind, "rule": req.rule,
+                                         "onscene_commander": req.onscene_commander(), "teams": len(found),
+                                         "voice": req.voice, "drill": req.drill}, now)
     return CreatedOrder(order_id, code, now.timestamp(), tuple(t.id for t in found), tuple(timers))
 
 
@@ -97,10 +116,13 @@ def claim_queued_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: E
                                limit: int = 2000) -> list[Handoff]:
     q = (select(deliveries.c.id, deliveries.c.order_id, deliveries.c.team_id, deliveries.c.member_id,
                 deliveries.c.phone, deliveries.c.channel, orders.c.code, orders.c.kind, orders.c.incident_ref,
-                orders.c.text,
-                orders.c.onscene_commander, orders.c.rule, orders.c.created_at)
+                orders.c.text, orders.c.onscene_commander, orders.c.rule, orders.c.created_at, orders.c.drill)
          .join(orders, orders.c.id == deliveries.c.order_id)
-         .where(or_(and_(deliveries.c.channel == "sms", deliveries.c.state == "queued"),
+         .where(or_(and_(deliveries.c.channel == "sms", deliveries.c.state == "queued",
+                         # queued but already in the outbox (waiting for a modem): never twice,
+                         # nor after a crash between the outbox's commit and ours
+                         deliveries.c.handed_at.is_(None),
+                         ~exists().where(sms_messages.c.delivery_id == deliveries.c.id)),
                     and_(deliveries.c.channel == "voice", deliveries.c.state == "requested")),
                 orders.c.state == "open")
          .order_by(deliveries.c.id).limit(limit))
@@ -109,22 +131,41 @@ def claim_queued_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: E
     rows = conn.execute(q).all()
     if not rows:
         return []
+    # Removed from the roster since the order was created: not sent (the roster decides who is called).
+    removed = {r.id for r in rows if r.member_id is not None} and set(conn.execute(
+        select(deliveries.c.id).join(members, members.c.id == deliveries.c.member_id)
+        .join(teams, teams.c.id == members.c.team_id)
+        .where(deliveries.c.id.in_([r.id for r in rows]),
+               or_(members.c.active.is_(False), teams.c.active.is_(False)))).scalars())
+    if removed:
+        conn.execute(update(deliveries).where(deliveries.c.id.in_(removed))
+                     .values(state="failed", detail="not sent: removed from the roster", updated_at=now))
+        rows = [r for r in rows if r.id not in removed]
+        if not rows:
+            return []
     conn.execute(update(deliveries).where(deliveries.c.id.in_([r.id for r in rows]))
                  .values(state="handing", attempts=deliveries.c.attempts + 1, updated_at=now))
     out = []
     for r in rows:
         minutes = response_minutes(r.rule, utc(r.created_at), cfg)
-        text = (roster_check_sms(r.code) if r.kind == "roster_check"
-                else order_sms(r.code, r.incident_ref, r.text, r.onscene_commander or "", r.rule, minutes))
+        text = drill_text(roster_check_sms(r.code) if r.kind == "roster_check"
+                          else order_sms(r.code, r.incident_ref, r.text, r.onscene_commander or "", r.rule, minutes),
+                          r.drill)
         out.append(Handoff(r.id, r.order_id, r.code, r.team_id, r.member_id, r.phone, r.channel, text))
     return out
 
 
-def mark_delivery_tx(conn, delivery_id: int, state: str, now: datetime, detail: str | None = None) -> None:
+def mark_delivery_tx(conn, delivery_id: int, state: str, now: datetime, detail: str | None = None,
+                     only_from: tuple[str, ...] | None = None, handed: bool = False) -> None:
     values = dict(state=state, updated_at=now)
+    if handed:
+        values["handed_at"] = now
     if detail is not None:
         values["detail"] = detail
-    conn.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
+    q = update(deliveries).where(deliveries.c.id == delivery_id)
+    if only_from is not None:      # the SMS store may have moved it on meanwhile (sent, failed)
+        q = q.where(deliveries.c.state.in_(only_from))
+    conn.execute(q.values(**values))
 
 
 def delivered_by_sms_tx(conn, now: datetime) -> int:

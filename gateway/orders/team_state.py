@@ -18,7 +18,8 @@ DECLINED, UNREACHABLE = "declined", "unreachable"
 PROGRESS = [SENT, DELIVERED, RECEIVED, ASSEMBLED, ARRIVED, FINISHED]
 RANK = {s: i for i, s in enumerate(PROGRESS)}
 STATE_WORD = {SENT: "已发送", DELIVERED: "已送达", RECEIVED: "已收到", ASSEMBLED: "集结完毕",
-              ARRIVED: "已到达", FINISHED: "处置完毕", DECLINED: "无法执行", UNREACHABLE: "联系不上"}
+              ARRIVED: "已到达", FINISHED: "处置完毕", DECLINED: "无法执行", UNREACHABLE: "联系不上",
+              "queued": "待发送"}       # shown while the order SMS waits for a modem (summary.QUEUED)
 
 
 @dataclass(frozen=True)

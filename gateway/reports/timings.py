@@ -25,8 +25,9 @@ _PROVES = {"received": STEPS, "assembled": ("assembled", "arrived", "finished"),
 
 
 def is_drill_order(row) -> bool:
-    """Drill or real: the one place that decides (orders.drill where the schema has it)."""
-    return bool(getattr(row, "drill", False) or False)
+    """Drill or real: the one place that decides (orders.drill, set for every order of a drill-mode
+    gateway and for a drill order on live hardware: gateway/orders/drill.py)."""
+    return bool(row.drill)
 
 
 @dataclass

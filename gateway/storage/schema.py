@@ -7,7 +7,7 @@ from datetime import timezone
 
 from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Column, DateTime, Float,
                         ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
-                        TypeDecorator, UniqueConstraint)
+                        TypeDecorator, UniqueConstraint, false)
 
 # Stable constraint names so that migrations work the same on SQLite and PostgreSQL.
 metadata = MetaData(naming_convention={
@@ -141,6 +141,7 @@ orders = Table(
     Column("text", Text, nullable=False),
     Column("rule", String(24), nullable=False),                   # same_township / leaving_city
     Column("voice", Boolean, nullable=False, default=False),
+    Column("drill", Boolean, nullable=False, default=False, server_default=false()),  # 【演练】, counted apart
     Column("state", String(16), nullable=False, default="open"),  # open / closed / cancelled
     Column("created_at", TS, nullable=False),
     Column("created_by", String(100)),
@@ -179,6 +180,7 @@ deliveries = Table(
                                                       # (+ requested/handing: an order call not yet handed on)
     Column("attempts", Integer, nullable=False, default=0),
     Column("detail", Text),
+    Column("handed_at", TS),                          # given to the SMS outbox (still queued until a modem took it)
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
     Index("ix_deliveries_state", "state"),           # the fan-out's sweep for rows not yet handed on
@@ -282,6 +284,26 @@ audit_log = Table(
     Column("detail", JSON),
 )
 
+# The hotline's alerts to the duty supervisor (gateway/hotline/alerts.py): callers waiting past
+# the overflow threshold, or no call-taker logged in.  One row per episode, from raised to cleared.
+hotline_alerts = Table(
+    "hotline_alerts", metadata,
+    Column("id", ID, primary_key=True),
+    Column("kind", String(16), nullable=False),            # overflow / no_calltaker
+    Column("line", String(8)),                             # of the call that raised it
+    Column("call_id", String(64)),                         # its Asterisk Linkedid
+    Column("state", String(16), nullable=False),           # raised / notified / cleared
+    Column("raised_at", TS, nullable=False),
+    Column("notify_at", TS, nullable=False),               # when the supervisor is told if still on
+    Column("notified_at", TS),
+    Column("cleared_at", TS),
+    Column("supervisor", String(100)),
+    Column("supervisor_phone", String(20)),
+    Column("sms_message_id", ID),
+    Column("detail", Text),
+    Index("ix_hotline_alerts_state", "state", "notify_at"),
+)
+
 # One row per order-call token the order flow accepted (ivr/tokens.py): committed before the
 # call goes on, so the same token is refused the second time, also after a restart.
 call_tokens_used = Table(
@@ -321,4 +343,42 @@ api_idempotency = Table(
     Column("created_at", TS, nullable=False),                    # kept 24 h
     UniqueConstraint("key_name", "idem_key", name="uq_api_idempotency_key"),
     Index("ix_api_idempotency_created_at", "created_at"),
+)
+
+# --- the event log and its webhook subscribers (gateway/eventlog.py, adapters/webhooks.py) ---------
+
+event_log = Table(
+    "event_log", metadata,
+    # PostgreSQL: a sequence; SQLite: AUTOINCREMENT, so an id is never reused after a sweep.
+    Column("id", ID, primary_key=True),
+    Column("kind", String(64), nullable=False),         # hotline.arrived, order.feedback, ...
+    Column("at", TS, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Index("ix_event_log_at", "at"),                     # the retention sweep
+    sqlite_autoincrement=True,
+)
+
+webhook_subscribers = Table(
+    "webhook_subscribers", metadata,
+    Column("id", ID, primary_key=True),
+    Column("url", String(500), nullable=False, unique=True),
+    Column("secret", Text),                             # own HMAC key; null: webhooks.secret
+    Column("source", String(8), nullable=False),        # config / cli
+    Column("cursor", BigInteger, nullable=False),       # the last event id delivered (acknowledged)
+    Column("created_at", TS, nullable=False),
+    Column("delivered_at", TS),
+    Column("failing_since", TS),                        # first failed POST of the event at the head
+    Column("last_error", String(200)),
+    CheckConstraint("source in ('config','cli')", name="source"),
+)
+
+webhook_dead_letters = Table(
+    "webhook_dead_letters", metadata,
+    Column("id", ID, primary_key=True),
+    Column("subscriber_id", ID, ForeignKey("webhook_subscribers.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("event_id", BigInteger, nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("at", TS, nullable=False),                   # when it was given up
+    Column("error", String(200)),
 )
