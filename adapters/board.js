@@ -29,6 +29,7 @@
     // the log id, so a reconnection sends Last-Event-ID and the gateway replays what was missed.
     var stream = new EventSource("/events?kind=order&kind=hotline&kind=sms");
     ["order.created", "order.feedback", "order.escalated", "order.supervisor_alert",
+     "order.situation_report", "order.note", "order.form",
      "hotline.arrived", "hotline.answered", "hotline.abandoned", "hotline.ended",
      "hotline.overflow", "hotline.overflow_cleared", "hotline.no_calltaker", "hotline.no_calltaker_cleared",
      "sms.modem_alert", "message"].forEach(function (kind) { stream.addEventListener(kind, soon); });

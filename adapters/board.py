@@ -29,6 +29,7 @@ from gateway.escalation.deadlines import STAGE_WORD
 from gateway.health import PartHealth, collect, overall
 from gateway.mode import DRILL
 from gateway.orders.standing import Standing, team_standing
+from gateway.orders.summary import TIMELINE_WORD, timeline_text
 from gateway.orders.team_state import STATE_WORD
 
 log = Logger()
@@ -113,8 +114,8 @@ class BoardResource(JsonResource):
             standings = {t.team_code: (t, team_standing(t, data.focus, data.now, self.cfg))
                          for t in data.focus.teams}
         inner = (self._header(data, standings) + self._tiles(data, standings)
-                 + "<aside>" + self._attention(standings, {t.code: i for i, t in enumerate(data.teams)}) + self.hotline_strip(data.hotline, data.callbacks,
-                                                                                full_numbers)
+                 + "<aside>" + self._attention(standings, {t.code: i for i, t in enumerate(data.teams)})
+                 + self._timeline(data.focus) + self.hotline_strip(data.hotline, data.callbacks, full_numbers)
                  + self._health() + "</aside>" + self._others(data))
         return self._wrap(f"<div id=board data-drill={'1' if self.drill else '0'}"
                           f" data-order='{escape(data.focus.code) if data.focus else ''}'>{inner}</div>")
@@ -138,7 +139,7 @@ class BoardResource(JsonResource):
         flags = (f"<span class='count flag'>未回复 {silent}</span>" if silent else "") + \
                 (f"<span class='count flag'>超时 {late}</span>" if late else "")
         minutes = max(0, int((data.now - s.sent_at).total_seconds() // 60))
-        tag = "<span class=drilltag>演练</span>" if s.drill else ""     # a drill order, even on live hardware
+        tag = _order_tags(s.drill, s.major)
         return (f"<header>{banner}<div class=focus><div class=line1>{tag}<b>指令 {escape(s.code)}</b> "
                 f"{escape(s.incident_ref)}　下达 {self._hhmm(s.sent_at)}　已过 {minutes} 分　{limits}</div>"
                 f"<div class=line2>{flags}{chips}<span class=text>{escape(s.text)}</span></div></div>"
@@ -209,6 +210,15 @@ class BoardResource(JsonResource):
         return (f"<section class=hotline><h3>今日热线</h3><table>{head}{body}</table>"
                 + (f"<ul class=callbacks>{waiting}</ul>" if waiting else "") + "</section>")
 
+    def _timeline(self, s, shown: int = 4) -> str:
+        """A major order's latest situation reports and leaders' notes (the leaders' SMS stay in the API)."""
+        entries = [e for e in (s.timeline if s is not None else []) if e.kind != "leader_sms"][-shown:]
+        if not entries:
+            return ""
+        return ("<section class=timeline><h3>现场动态</h3><ul>" + "".join(
+            f"<li>{self._hhmm(e.at)} {escape(TIMELINE_WORD.get(e.kind, e.kind))} {escape(short_name(e.who))}："
+            f"{escape(timeline_text(e))}</li>" for e in entries) + "</ul></section>")
+
     def _health(self) -> str:
         return "<section class=health><h3>设备状态</h3><div>" + "".join(
             f"<span class='part {cls}' title='{escape(detail)}'>{_MARK[cls]} {escape(name)}</span>"
@@ -216,9 +226,10 @@ class BoardResource(JsonResource):
 
     def _others(self, data: BoardData) -> str:
         items = "".join(
-            f"<span class=other>{'<span class=drilltag>演练</span>' if drill else ''}{escape(code)} {escape(ref)} "
-            + " ".join(f"{STATE_WORD.get(k, k)}{n}" for k, n in sorted(c.items(), key=lambda kv: _STATE_RANK.get(kv[0], 9)))
-            + "</span>" for code, ref, c, drill in data.others)
+            f"<span class=other>{_order_tags(o.drill, o.major)}{escape(o.code)} {escape(o.incident_ref)} "
+            + " ".join(f"{STATE_WORD.get(k, k)}{n}"
+                       for k, n in sorted(o.counts.items(), key=lambda kv: _STATE_RANK.get(kv[0], 9)))
+            + "</span>" for o in data.others)
         return f"<footer><b>其他指令 {len(data.others)}</b>{items or ' 无'}</footer>"
 
     def _wrap(self, inner: str) -> str:
@@ -253,6 +264,12 @@ def health_chips(parts: list[PartHealth], node: str) -> list[tuple[str, str, str
         elif p.name == "ami" or cls == "bad":
             chips.append((_WALL_NAME.get(p.name, p.name), cls, f"{p.name}: {p.detail}"))
     return chips
+
+
+def _order_tags(drill: bool, major: bool) -> str:
+    """演练 for a drill order (even on live hardware), 重大 for a major incident."""
+    return (("<span class=drilltag>演练</span>" if drill else "")
+            + ("<span class=majortag>重大</span>" if major else ""))
 
 
 def _role(answered_by: str) -> str:
@@ -301,6 +318,8 @@ CSS = (
     ".health div{display:flex;flex-wrap:wrap;gap:4px 12px}.part.ok{color:#66bb6a}"
     ".part.bad{color:#fff;background:#c62828;padding:0 6px}.part.warn{color:#ffd600}.part.off{color:#7d8894}"
     ".drilltag{background:#ffd600;color:#000;font-weight:900;padding:0 8px;margin-right:8px}"
+    ".majortag{background:#c62828;color:#fff;font-weight:900;padding:0 8px;margin-right:8px}"
+    ".timeline{flex-shrink:0}.timeline li{color:#c8d0da}"
     "body.drillmode #board{box-shadow:inset 0 0 0 6px #ffd600}.ok{color:#66bb6a}.bad{color:#ef5350}"
     "footer{grid-column:1/3;background:#18202b;padding:6px 12px;white-space:nowrap;overflow:hidden;"
     "text-overflow:ellipsis}.other{margin-left:24px}"

@@ -24,6 +24,15 @@ class TeamRef:
     kind: str
 
 
+@dataclass(frozen=True)
+class OtherOrder:
+    code: str
+    incident_ref: str
+    counts: dict                # state -> teams
+    drill: bool = False
+    major: bool = False
+
+
 @dataclass
 class HotlineLine:
     line: str
@@ -39,7 +48,7 @@ class BoardData:
     now: datetime
     teams: list[TeamRef]
     focus: OrderSummary | None
-    others: list[tuple[str, str, dict, bool]]    # (code, incident_ref, {state: count}, drill)
+    others: list[OtherOrder]
     hotline: list[HotlineLine]
     callbacks: list[dict] = field(default_factory=list)   # the oldest pending, for the call-takers
 
@@ -53,13 +62,14 @@ def board_tx(conn, cfg, time_zone: str, now: datetime, focus_code: str | None = 
                    key=lambda t: (KIND_ORDER.index(t.kind) if t.kind in KIND_ORDER else 9, t.code))
     open_rows, counts = _list_tx(conn, False)
     open_rows = [r for r in open_rows if r.kind != ROSTER_CHECK]      # a roster check is not for the wall
-    open_rows.sort(key=lambda r: bool(r.drill))       # real incidents first (newest first), drills after, marked
+    # Real incidents first, a major one (重大) before the others; drills after, marked; newest first.
+    open_rows.sort(key=lambda r: (bool(r.drill), not r.major))
     focus = None
     if focus_code:
         focus = load_summary_tx(conn, focus_code, cfg)
     if focus is None and open_rows:
         focus = load_summary_tx(conn, open_rows[0].code, cfg)
-    others = [(r.code, r.incident_ref, counts.get(r.id, {}), bool(r.drill)) for r in open_rows
+    others = [OtherOrder(r.code, r.incident_ref, counts.get(r.id, {}), bool(r.drill), bool(r.major)) for r in open_rows
               if focus is None or r.id != focus.order_id]
     return BoardData(now, teams, focus, others, hotline_today(conn, time_zone, now),
                      hotline_store.callback_list(conn)[:callbacks_shown])

@@ -42,6 +42,8 @@ ORDER_BODY = (
     Field("rule", "string", "same_township: arrive in 20/30 min; leaving_city: assembled in 15/25",
           required=True, enum=tuple(RULES)),
     Field("voice", "boolean", "also call commander and deputy, read the order and take a keypad answer"),
+    Field("major", "boolean", "a major incident (重大突出事件): teams on scene report the situation every "
+          "orders.major_report_minutes, chased when they miss one; the county's leaders are informed"),
     Field("drill", "boolean", "an assembly drill on the real phones: every SMS and spoken message starts "
           "with 【演练】 and its figures are kept apart from real incidents (always true in drill mode)"),
     text("onscene_name", 200 - max(len(r) for r in ONSCENE_COMMANDER.values()) - 1,
@@ -69,7 +71,8 @@ def _target(value) -> Target:
 def sms_parts(req: OrderRequest, now: datetime, cfg, ref_bits: int) -> int:
     """How many parts the order's SMS will travel in (a 4-digit code, as orders get)."""
     minutes = response_minutes(req.rule, now, cfg)
-    message = order_sms("0000", req.incident_ref, req.text, req.onscene_commander(), req.rule, minutes)
+    message = order_sms("0000", req.incident_ref, req.text, req.onscene_commander(), req.rule, minutes,
+                        cfg.major_report_minutes if req.major else 0)
     return len(split_text(message, ref_bits=ref_bits)[1])
 
 
@@ -83,7 +86,7 @@ def add_order_routes(router: Router, database, orders, clock, *, max_sms_parts: 
             order = OrderRequest(incident_ref=b["incident_ref"].strip(), kind=b["kind"], text=b["text"].strip(),
                                  target=_target(b["target"]), rule=b["rule"], voice=b.get("voice", False),
                                  created_by=req.actor, onscene_name=b.get("onscene_name") or None,
-                                 drill=b.get("drill", False))
+                                 major=b.get("major", False), drill=b.get("drill", False))
         except ValueError as e:
             raise refuse(422, "body", str(e)) from None
         now = datetime.fromtimestamp(clock.seconds(), timezone.utc)

@@ -217,6 +217,7 @@ def cmd_directory_import(args) -> int:
     print(f"imported {s.teams} teams, {s.members} members, {s.phones} phones; "
           f"{s.experts} experts in {s.expert_categories} categories"
           + (f"; {s.supervisors} duty supervisor shifts" if s.supervisors is not None else "")
+          + (f"; {s.leaders} leaders" if s.leaders is not None else "")
           + (f"; {s.deactivated_teams} teams and {s.deactivated_members} members no longer listed (kept inactive)"
              if s.deactivated_teams or s.deactivated_members else ""))
     return 0
@@ -228,6 +229,9 @@ def cmd_directory_show(args) -> int:
     db = _directory_db(cfg)
     try:
         print(format_teams(db.run_sync(list_teams)))
+        from gateway.directory.leaders import format_leaders
+        print()
+        print(db.run_sync(format_leaders))
     finally:
         db.engine.dispose()
     return 0
@@ -306,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp = dsub.add_parser("import", parents=[common], help="import a roster file (CSV or YAML); all or nothing")
     imp.add_argument("file")
     imp.set_defaults(func=cmd_directory_import)
-    dsub.add_parser("show", parents=[common], help="teams with their commanders").set_defaults(func=cmd_directory_show)
+    dsub.add_parser("show", parents=[common], help="teams with their commanders, and the command structure (leaders)").set_defaults(func=cmd_directory_show)
 
     k = sub.add_parser("apikey", help="keys for the HTTP API: create (printed once), list, revoke")
     ksub = k.add_subparsers(dest="apikey_command", required=True, metavar="ACTION")

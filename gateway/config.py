@@ -79,10 +79,14 @@ class HttpSection:
 @dataclass(frozen=True)
 class OrdersSection:
     max_sms_parts: int = 8                 # an order whose SMS needs more parts is refused at creation
+    major_report_minutes: float = 30.0     # a major order: each team on scene reports the situation this often
+    pdf_converter: str = ""                # prints feedback forms as PDF; empty: chromium or wkhtmltopdf on PATH
 
     def __post_init__(self):
         if not 1 <= self.max_sms_parts <= 255:
             raise ValueError(f"max_sms_parts must be 1-255, got {self.max_sms_parts}")
+        if not 0 < self.major_report_minutes <= 24 * 60:
+            raise ValueError(f"major_report_minutes must be above 0 and at most 1440, got {self.major_report_minutes:g}")
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,7 @@ _PART_SECTIONS: dict[str, str] = {
     "ivr": "ivr.config.IvrSection",
     "sms": "sms.config.SmsConfig",
     "escalation": "gateway.escalation.config.EscalationConfig",
+    "leaders": "gateway.leaders.config.LeadersSection",
     "hotline": "gateway.hotline.config.HotlineSection",
 }
 
@@ -305,9 +310,12 @@ def load_config(path: str | os.PathLike | None, overrides: dict | None = None) -
     esc = built.get("escalation")
     if esc is not None and "timezone" not in data.get("escalation", {}) and hasattr(esc, "timezone"):
         try:
-            built["escalation"] = dataclasses.replace(esc, timezone=built["gateway"].time_zone)
+            built["escalation"] = esc = dataclasses.replace(esc, timezone=built["gateway"].time_zone)
         except ValueError:
             pass        # an unknown gateway.time_zone is reported below, once, by its own name
+    if esc is not None and hasattr(esc, "major_report_minutes"):
+        # The cadence is an order rule; the escalation engine that chases it reads it from its own config.
+        built["escalation"] = dataclasses.replace(esc, major_report_minutes=built["orders"].major_report_minutes)
     from gateway.mode import DRILL, MODES, hardware_conflicts, resolve_mode
     raw_gateway = data.get("gateway") if isinstance(data.get("gateway"), dict) else {}
     mode, why = resolve_mode(raw_gateway, has_file=path is not None)

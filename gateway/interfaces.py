@@ -72,6 +72,24 @@ class IKeypadSink(Interface):
         """Open order codes for the team(s) of this phone; Deferred[list[str]]."""
 
 
+@dataclass(frozen=True)
+class SpokenReport:
+    """A situation report spoken on the phone (keypad 5) and recorded by Asterisk."""
+    raw_id: int              # the keypress, committed raw first
+    caller: str
+    order_code: str
+    call_id: str
+    audio_path: str          # as Asterisk wrote it (path and extension)
+    seconds: float           # its length, from RECORD FILE's endpos
+    received_at: datetime
+    identified_by: str = ""
+
+
+class ISituationSink(Interface):
+    def situation_recorded(report: SpokenReport):
+        """Keep a spoken situation report on the order's timeline; Deferred[FeedbackOutcome]."""
+
+
 class ISmsOutbox(Interface):
     def enqueue(phone: str, text: str, *, purpose: str, order_id: int | None = None,
                 delivery_id: int | None = None):

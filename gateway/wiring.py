@@ -18,6 +18,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import replace
 from datetime import datetime, timezone
+from pathlib import Path
 
 from twisted.application import service
 from twisted.internet import defer
@@ -176,6 +177,10 @@ def build_service(config: Config, reactor) -> Gateway:
     CallbackService("sms-bank", bank.start, bank.stop, lambda: _modems_health(bank)).setServiceParent(gw)
     CallbackService("escalation", escalation.start, escalation.stop).setServiceParent(gw)
     CallbackService("fan-out", fanout.start, fanout.stop).setServiceParent(gw)
+    from gateway.leaders.notifier import LeaderNotifier
+    leaders = LeaderNotifier(db, reactor, outbox, config.leaders, esc_cfg)      # a drill order: 【演练】
+    gw.leaders = leaders
+    CallbackService("leaders", leaders.start, leaders.stop).setServiceParent(gw)
 
     # --- hotlines --------------------------------------------------------------------------
     from gateway.hotline.service import HotlineService
@@ -207,13 +212,18 @@ def build_service(config: Config, reactor) -> Gateway:
         if ivr_cfg.speech:
             from ivr.speech import OrderSpeech
             speech = OrderSpeech(reactor, config.data_dir / "speech")
+        # Spoken situation reports: Asterisk writes them here (the same filesystem as Asterisk's).
+        recordings = Path(ivr_cfg.recordings_dir) if ivr_cfg.recordings_dir else config.data_dir / "recordings"
+        if not ivr_cfg.recordings_dir:
+            recordings.mkdir(parents=True, exist_ok=True)
         from ivr.member_pins import MemberPins
         from ivr.peers import PeerGate
         from ivr.token_gate import CallTokenGate
         token_gate = CallTokenGate(reactor, db, call_tokens, refusals)
         factory = make_fastagi_factory(reactor, sink=feedback, journal=KeypadJournal(reactor, db),
                                        orders=OrderBook(db), speech=speech,
-                                       settings=MenuSettings(timeout_ms=ivr_cfg.menu_timeout_ms),
+                                       settings=MenuSettings(timeout_ms=ivr_cfg.menu_timeout_ms,
+                                                             recordings_dir=str(recordings)),
                                        tokens=token_gate,
                                        pins=MemberPins(db, refusals),
                                        peers=PeerGate(ivr_cfg.allowed_peers, refusals))
@@ -238,6 +248,8 @@ def build_service(config: Config, reactor) -> Gateway:
     add_hotline_routes(gw.api, db, config.gateway.time_zone)
     from adapters.reports_api import add_report_routes
     add_report_routes(gw.api, db, esc_cfg, config.gateway.time_zone, reactor)
+    from adapters.forms_api import add_form_routes
+    add_form_routes(gw.api, db, orders, reactor, config.gateway.time_zone, config.orders.pdf_converter)
     gw.health_checks.append(gw.webhooks.health)
     from adapters.modems_api import add_modem_routes
     add_modem_routes(gw.api, bank, reactor, config.path, sms_cfg.sim_pin)

@@ -19,6 +19,7 @@ class IvrSection:
     menu_timeout_ms: int = 5000           # wait for a key after the menu; no key twice = no answer
     speech: bool = True                   # read the order text aloud where espeak-ng and sox exist
     spool_dir: str = ""                   # classic-AGI fallback spool; empty: DATA_DIR/spool/keypad
+    recordings_dir: str = ""              # where Asterisk writes spoken situation reports (key 5); empty: DATA_DIR/recordings
     allowed_peers: tuple[str, ...] = DEFAULT_PEERS   # who may open FastAGI sessions (Asterisk): addresses or networks
     token_secret: str = ""                # HMAC key of order-call tokens, never logged; empty: DATA_DIR/ivr-token.key
     token_grace_s: float = 120.0          # an order-call token is valid for the ring time plus this

@@ -16,6 +16,7 @@ class OrderBrief:
     code: str
     text: str
     rule: str            # same_township / leaving_city
+    major: bool = False  # teams on scene report the situation (key 5 records a spoken report)
 
     @property
     def leaving_city(self) -> bool:
@@ -38,11 +39,11 @@ class OrderBook:
 
 
 def _brief(conn, code: str):
-    row = conn.execute(select(orders.c.code, orders.c.text, orders.c.rule, orders.c.drill)
+    row = conn.execute(select(orders.c.code, orders.c.text, orders.c.rule, orders.c.major, orders.c.drill)
                        .where(orders.c.code == code, orders.c.state == "open")
                        .order_by(orders.c.created_at.desc()).limit(1)).first()
     # a drill order is read out as one: "【演练】" first
-    return OrderBrief(row.code, drill_text(row.text, row.drill), row.rule) if row else None
+    return OrderBrief(row.code, drill_text(row.text, row.drill), row.rule, bool(row.major)) if row else None
 
 
 def _known_phone(conn, e164: str) -> bool:

@@ -16,6 +16,7 @@ from twisted.internet.defer import inlineCallbacks
 
 from adapters.apikeys import create_key_tx
 from adapters.board import BoardResource
+from adapters.forms_api import add_form_routes
 from adapters.hotline_api import add_hotline_routes
 from adapters.modems_api import add_modem_routes
 from adapters.orders_api import add_order_routes
@@ -96,6 +97,7 @@ def start_rig(url: str, tmp_path, *, embedded: bool = False, http: dict | None =
     add_order_routes(gw.api, gw.database, orders, reactor, max_sms_parts=cfg.orders.max_sms_parts)
     add_hotline_routes(gw.api, gw.database, cfg.gateway.time_zone)
     add_report_routes(gw.api, gw.database, cfg.escalation, cfg.gateway.time_zone, reactor)
+    add_form_routes(gw.api, gw.database, orders, reactor, cfg.gateway.time_zone)
     add_modem_routes(gw.api, SimpleNamespace(slots={"/dev/emu0": SimpleNamespace(driver=BenchedModem())}),
                      reactor, None, SIM_PIN, wait_s=1.0)
     gw.root.putChild(b"board", gw.guard_board(BoardResource(reactor, gw.database, cfg.escalation,

@@ -132,9 +132,10 @@ class Rig:
         self.fanout.stop()
 
     @defer.inlineCallbacks
-    def send(self, teams_=("PUB-01", "PUB-02", "PUB-03"), rule="same_township", voice=False, kind="rescue"):
+    def send(self, teams_=("PUB-01", "PUB-02", "PUB-03"), rule="same_township", voice=False, kind="rescue",
+             major=False):
         created = yield self.orders.send(OrderRequest("INC-1", kind, "白塔镇山体滑坡，速派人员", Target("teams", tuple(teams_)),
-                                                      rule, voice=voice, created_by="cli:test"))
+                                                      rule, voice=voice, created_by="cli:test", major=major))
         yield self.fanout.send(created.order_id)
         yield self.fanout.settle()
         return created

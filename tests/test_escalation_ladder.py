@@ -127,14 +127,15 @@ def test_answer_stops_only_that_teams_ladder_and_keypad_merges_with_sms(database
         assert t1.steps == []                       # never chased
         assert t2.state != "arrived" and [s.stage for s in t2.steps][:4] == ["receipt"] * 4
         assert [s.stage for s in t2.steps][4:] == ["arrival"] * 4
-        # Finished without the report: the report is asked for, and stays chased at 24 h.
+        # Finished without the report: the form's first field is asked for, and it stays chased at 24 h.
         out, _ = yield rig.sms(phone(1, "commander"), f"{order.code} 3", at(50))
-        assert "请补充处置结果" in out.message
+        assert "请补充反馈单【处置结果】" in out.message
         yield rig.advance_to(at(24 * 60))
         assert any("处置结果" in t for t in rig.outbox.to(phone(1, "commander"), "reminder"))
-        out, _ = yield rig.sms(phone(1, "deputy"), f"{order.code} 3 后续：清淤；责任人：王五；单位：白塔镇", at(24 * 60 + 2))
+        out, _ = yield rig.sms(phone(1, "deputy"), f"{order.code} 3 道路已抢通 后续：清淤；责任人：王五；单位：白塔镇；伤亡：无",
+                               at(24 * 60 + 2))
         assert out.accepted and "请补充" not in out.message
         summary = yield database.run(load_summary_tx, order.code, rig.cfg)
-        assert summary.teams[0].report.startswith("后续：清淤") and summary.teams[0].next_step is None
+        assert summary.teams[0].report.startswith("道路已抢通") and summary.teams[0].next_step is None
     finally:
         rig.stop()

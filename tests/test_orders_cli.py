@@ -50,3 +50,19 @@ def test_send_refuses_bad_input(migrated_url, capsys):
     assert run(migrated_url, "order", "send", "--incident", "I", "--kind", "rescue", "--text", "t",
                "--target", "teams:NOPE", "--rule", "same_township") == 2
     assert "no such team: NOPE" in capsys.readouterr().err
+
+
+def test_send_major(migrated_url, capsys):
+    eng = create_engine(migrated_url)
+    with eng.begin() as c:
+        seed_directory_tx(c, 1)
+    assert run(migrated_url, "order", "send", "--incident", "INC-9", "--kind", "rescue", "--text", "山体滑坡",
+               "--target", "teams:PUB-01", "--rule", "same_township", "--major") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("major order ")
+    code = out.split()[2]
+    assert run(migrated_url, "order", "show", code) == 0
+    assert capsys.readouterr().out.startswith(f"【重大】指令 {code}")
+    with eng.begin() as c:
+        assert c.execute(select(orders.c.major)).scalar() is True
+    eng.dispose()

@@ -27,6 +27,7 @@ class ImportSummary:
     supervisors: int | None
     deactivated_teams: int
     deactivated_members: int
+    leaders: int | None = None        # the command structure's leaders listed (None: not in the file)
 
 
 def _now() -> datetime:
@@ -87,10 +88,16 @@ def import_roster(conn: Connection, roster: Roster, *, source: str, actor: str) 
             conn.execute(insert(duty_roster).values(name=s.name, e164=s.phone, starts_at=s.starts_at, ends_at=s.ends_at))
         n_supervisors = len(roster.supervisors)
 
+    n_leaders = None
+    if roster.leaders is not None:
+        from gateway.directory.leaders import import_leaders
+        n_leaders, _gone = import_leaders(conn, roster.leaders, now)
+
     experts = [m for t in roster.teams if t.kind == "expert" for m in t.members if m.category]
     summary = ImportSummary(teams=len(roster.teams), members=n_members, phones=n_phones, experts=len(experts),
                             expert_categories=len({m.category for m in experts}), supervisors=n_supervisors,
-                            deactivated_teams=deactivated_teams, deactivated_members=deactivated_members)
+                            deactivated_teams=deactivated_teams, deactivated_members=deactivated_members,
+                            leaders=n_leaders)
     conn.execute(insert(audit_log).values(at=now, actor=actor, action="directory.import", subject=source,
                                           detail=summary.__dict__))
     return summary

@@ -14,9 +14,10 @@ from zope.interface import implementer
 from gateway import metrics
 from gateway.escalation.config import EscalationConfig
 from gateway.feedback import store
-from gateway.interfaces import FeedbackOutcome, IInboundSmsSink, IKeypadSink, InboundSms, KeypadAnswer
+from gateway.interfaces import (FeedbackOutcome, IInboundSmsSink, IKeypadSink, InboundSms, ISituationSink,
+                                KeypadAnswer, SpokenReport)
 from gateway.orders import messages
-from gateway.orders.grammar import DIGIT_STATUS, Refusal, Reply, parse_reply
+from gateway.orders.grammar import DIGIT_STATUS, SITUATION, Refusal, Reply, parse_reply
 from gateway.orders.times import utc
 from gateway.storage.pool import DatabaseDeadline
 
@@ -26,7 +27,7 @@ log = Logger()
 _RETRYING = object()
 
 
-@implementer(IInboundSmsSink, IKeypadSink)
+@implementer(IInboundSmsSink, IKeypadSink, ISituationSink)
 class FeedbackEngine:
     # Answers arriving while a transaction is in flight are recorded together in the next one
     # (group commit): one commit for many answers during a burst, and the escalation engine's
@@ -52,6 +53,12 @@ class FeedbackEngine:
         return self._handle(store.Answer("keypad", answer.caller, parsed, utc(answer.received_at), answer.raw_id,
                                          f"keypad {answer.digit} call {answer.call_id}"
                                          + (f" identified by {answer.identified_by}" if answer.identified_by else "")))
+
+    # --- ISituationSink ----------------------------------------------------------------------
+    def situation_recorded(self, r: SpokenReport):
+        return self._handle(store.Answer("keypad", r.caller, Reply(SITUATION, r.order_code), utc(r.received_at),
+                                         r.raw_id, f"keypad 5 recording {r.audio_path} {r.seconds:.1f} s call "
+                                         f"{r.call_id}", audio_path=r.audio_path, audio_seconds=r.seconds))
 
     def open_orders_for(self, caller: str):
         return self.db.run(store.open_codes_for_phone_tx, caller)
@@ -104,11 +111,13 @@ class FeedbackEngine:
                      team=v.team_code, phone=a.phone, status=v.status, channel=a.channel)
             if self.escalation is not None:
                 self.escalation.schedule(v.order_team_id, v.next_due)
+        elif v.outcome == store.NOTE:
+            log.info("order {code}: note from leader {phone}", code=v.order_code, phone=a.phone)
         else:
             metrics.FEEDBACK_REFUSED.labels(reason=v.outcome).inc()
             log.warn("reply from {phone} {outcome}: {reason}", phone=a.phone, outcome=v.outcome, reason=v.reason)
         yield self._tell(v, a)
-        return FeedbackOutcome(v.outcome == store.RECORDED, v.message, v.order_code, v.status,
+        return FeedbackOutcome(v.outcome in (store.RECORDED, store.NOTE), v.message, v.order_code, v.status,
                                needs_code=v.outcome == store.NEEDS_CODE)
 
     @defer.inlineCallbacks
@@ -117,7 +126,7 @@ class FeedbackEngine:
         the feedback is committed already."""
         try:
             if v.reply_to and v.message:
-                purpose = "confirmation" if v.outcome == store.RECORDED else "reply_help"
+                purpose = "confirmation" if v.outcome in (store.RECORDED, store.NOTE) else "reply_help"
                 yield self.outbox.enqueue(v.reply_to, v.message, purpose=purpose, order_id=v.order_id)
             if v.supervisor_phone:
                 yield self.outbox.enqueue(v.supervisor_phone,

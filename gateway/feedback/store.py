@@ -1,25 +1,32 @@
 """The feedback unit of work: one answer, judged and recorded in one transaction."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
+import re
+import unicodedata
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 from sqlalchemy import insert, select, update
 
 from gateway.escalation.config import EscalationConfig
 from gateway.escalation.deadlines import local_hhmm
+from gateway.escalation.store import plan_next_situation_tx
 from gateway.eventlog import record_event
+from gateway.feedback import form as ff
+from gateway.feedback import form_store
+from gateway.leaders import store as leaders_store
 from gateway.orders import directory_queries as dq
 from gateway.orders import messages
 from gateway.orders import store as ostore
 from gateway.orders import team_state as ts
-from gateway.orders.grammar import FINISHED, Refusal, Reply
-from gateway.storage.schema import audit_log, escalation_steps, feedback, inbound_raw
+from gateway.orders.grammar import ARRIVED, FINISHED, SITUATION, Refusal, Reply
+from gateway.storage.schema import audit_log, escalation_steps, feedback, inbound_raw, situation_reports
 
 MAX_CODES = 5     # codes listed in "which order?" SMS: the newest open ones
 
-RECORDED, REFUSED, NEEDS_CODE, GARBAGE, NOT_APPLICABLE, DUPLICATE = \
-    "recorded", "refused", "needs_code", "garbage", "not_applicable", "duplicate"
+RECORDED, REFUSED, NEEDS_CODE, GARBAGE, NOT_APPLICABLE, DUPLICATE, NOTE = \
+    "recorded", "refused", "needs_code", "garbage", "not_applicable", "duplicate", "note"
+FORM = "form"       # the status of an answer that filled fields of the feedback form
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,8 @@ class Answer:
     at: datetime
     raw_id: int | None = None
     text: str = ""               # as received, for the audit
+    audio_path: str | None = None   # a spoken situation report (keypad 5)
+    audio_seconds: float | None = None
 
 
 @dataclass
@@ -75,10 +84,17 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig) -> Verdict:
             return Verdict(DUPLICATE, reason=f"raw {a.raw_id} already {raw_state}")
     member = dq.member_by_phone(conn, a.phone)
     if member is None:
+        if a.channel == "sms":
+            v = _leader_note(conn, a)
+            if v is not None:
+                return v
         return _refuse(conn, a, REFUSED, "sender not on the roster")
     code = a.parsed.code if isinstance(a.parsed, Reply) else None
     team_code, team_name = member.team_code, member.team_name
     if isinstance(a.parsed, Refusal):
+        v = _form_answer(conn, a, member, cfg) if a.channel == "sms" else None
+        if v is not None:
+            return v
         return _refuse(conn, a, GARBAGE, f"unreadable reply ({a.parsed.reason})", messages.help_sms(), a.phone,
                        team_code=team_code, member_id=member.id)
     if code is not None:
@@ -101,6 +117,9 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig) -> Verdict:
                            messages.needs_code_sms(open_codes), a.phone, team_code=team_code, member_id=member.id)
         row = open_rows[0]
     status, report = a.parsed.status, a.parsed.report
+    major = bool(row.major)
+    if status == SITUATION:
+        return record_situation_tx(conn, a, member, row, report, cfg, a.audio_path, a.audio_seconds)
     row, old = ostore.load_team_state(conn, row.id)      # again, locked this time
     out = ts.on_answer(old, status, a.at, member.id, report)
     if not out.accepted:
@@ -108,9 +127,20 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig) -> Verdict:
                        order_code=row.code, team_code=team_code, member_id=member.id)
     conn.execute(insert(feedback).values(order_team_id=row.id, member_id=member.id, phone=a.phone, channel=a.channel,
                                          status=status, report=report or None, raw_id=a.raw_id, recorded_at=a.at))
-    ostore.save_team_state(conn, row.id, old, out.state, a.at)
-    next_due = ostore.cancel_satisfied_steps_tx(conn, row.id, out.state,
+    state, ask = out.state, ""
+    if status == FINISHED:
+        fs = form_store.apply_tx(conn, row.id, _form_from_report(report), f"{a.channel}:{a.phone}", a.at)
+        state = replace(state, form_complete=fs.complete)
+        ask = ff.ask_text(row.code, fs.asked) if fs.asked else ""
+    ostore.save_team_state(conn, row.id, old, state, a.at)
+    next_due = ostore.cancel_satisfied_steps_tx(conn, row.id, state,
                                                 f"team answered {status} ({a.channel} {a.phone})", a.at)
+    if major and status == ARRIVED and old.arrived_at is None and state.finished_at is None:
+        # On scene: the first situation report is owed a period from now.
+        every = cfg.major_report_minutes
+        plan_next_situation_tx(conn, row.id, a.at + timedelta(minutes=every), cfg)
+        next_due = ostore.next_due_tx(conn, row.id)
+        ask = f"重大事件：请每{every:g}分钟续报现场动态（{row.code} 续报 …）"
     hhmm = local_hhmm(a.at, cfg)
     note = f"order {row.code} {status}" + (f"; {out.note}" if out.note else "")
     _mark_raw(conn, a.raw_id, "parsed", note)
@@ -133,8 +163,7 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig) -> Verdict:
              "report": report, "at": a.at.isoformat(), "after_escalation": bool(alerted)}
     record_event(conn, "order.feedback", event, a.at)
     return Verdict(RECORDED,
-                   messages.confirmation_sms(row.code, status, hhmm,
-                                             ask_report=status == FINISHED and not out.state.report),
+                   messages.confirmation_sms(row.code, status, hhmm, ask),
                    a.phone, row.code, order_id, row.id, team_code, member.id, status, out.advanced, next_due,
                    note, sup_phone,
                    event=event,
@@ -151,3 +180,105 @@ def open_codes_for_phone_tx(conn, phone: str) -> list[str]:
     if m is None:
         return []
     return [r.code for r in ostore.open_order_teams_for_team(conn, m.team_id, limit=20)]
+
+
+# --- situation reports, the feedback form, leaders' notes --------------------------------------
+
+def record_situation_tx(conn, a: Answer, member, row, text: str, cfg: EscalationConfig,
+                        audio_path: str | None = None, audio_seconds: float | None = None) -> Verdict:
+    """A situation report (现场动态): kept on the order's timeline; never a team's state.  On a major
+    order with the team on scene, the next report is owed a period from now."""
+    _row, st = ostore.load_team_state(conn, row.id)
+    conn.execute(insert(situation_reports).values(
+        order_id=row.order_id, order_team_id=row.id, member_id=member.id, phone=a.phone, channel=a.channel,
+        text=text or None, audio_path=audio_path, audio_seconds=audio_seconds, raw_id=a.raw_id,
+        recorded_at=a.at))
+    hhmm = local_hhmm(a.at, cfg)
+    ask, next_due = "", None
+    if row.major and (st.arrived_at or st.assembled_at) and st.finished_at is None:
+        due = a.at + timedelta(minutes=cfg.major_report_minutes)
+        plan_next_situation_tx(conn, row.id, due, cfg, now=a.at,
+                               replace_pending=f"situation report received ({a.channel} {a.phone})")
+        ask = f"请于{local_hhmm(due, cfg)}前续报"
+    next_due = ostore.next_due_tx(conn, row.id)
+    _mark_raw(conn, a.raw_id, "parsed", f"order {row.code} situation report")
+    _audit(conn, a.at, a, "feedback.situation", f"order {row.code} team {member.team_code}",
+           {"member_id": member.id, "audio": audio_path, "seconds": audio_seconds})
+    what = text or (f"[录音{audio_seconds:.0f}秒]" if audio_seconds is not None else "")
+    event = {"order_code": row.code, "order_id": row.order_id, "team": member.team_code,
+             "team_name": member.team_name, "member": member.name, "phone": a.phone,
+             "channel": a.channel, "text": what, "audio_seconds": audio_seconds, "at": a.at.isoformat()}
+    record_event(conn, "order.situation_report", event, a.at)
+    return Verdict(RECORDED, messages.confirmation_sms(row.code, SITUATION, hhmm, ask), a.phone, row.code,
+                   row.order_id, row.id, member.team_code, member.id, SITUATION, False, next_due,
+                   "situation report", hhmm=hhmm, event=event)
+
+
+def _form_from_report(report: str) -> dict:
+    """The fields a finishing report carries: labelled ones, and the text before them as the result."""
+    p = ff.parse_fields(report or "")
+    values = dict(p.values)
+    if p.bare and ff.RESULT not in values:
+        values[ff.RESULT] = p.bare
+    return values
+
+
+_LEADING_CODE = re.compile(r"^\s*(?:指令|编号)?\s*(\d{4})(?:号)?(?!\d)")
+
+
+def _form_answer(conn, a: Answer, member, cfg: EscalationConfig) -> Verdict | None:
+    """An SMS without a status that fills the team's feedback form (labelled fields, or a bare
+    answer to the field asked for).  None: it is not one."""
+    written = unicodedata.normalize("NFC", a.text or "")
+    m = _LEADING_CODE.match(ff.fold_text(written))
+    code, text = (m.group(1), written[m.end():]) if m else (None, written)
+    rows = form_store.open_forms_for_team(conn, member.team_id, code)
+    if not rows:
+        return None
+    if len(rows) > 1 and code is None:
+        return _refuse(conn, a, NEEDS_CODE, f"ambiguous: team {member.team_code} has several forms to fill",
+                       messages.needs_code_sms([r.code for r in rows]), a.phone, team_code=member.team_code,
+                       member_id=member.id)
+    target = rows[0]
+    _row, old = ostore.load_team_state(conn, target.id)     # locked first: commander and deputy at once
+    parsed = ff.parse_fields(text)
+    form = form_store.load_form(conn, target.id)
+    changes = dict(parsed.values)
+    if parsed.bare and form["asked_field"]:
+        if not changes:
+            changes = ff.answer_for(form["asked_field"], parsed.bare)
+        elif form["asked_field"] == ff.RESULT and ff.RESULT not in changes:
+            changes[ff.RESULT] = parsed.bare
+    if not changes:
+        return None
+    actor = f"{a.channel}:{a.phone}"
+    fs = form_store.apply_tx(conn, target.id, changes, actor, a.at)
+    new = replace(old, form_complete=fs.complete)
+    ostore.save_team_state(conn, target.id, old, new, a.at)
+    next_due = ostore.cancel_satisfied_steps_tx(conn, target.id, new, f"feedback form complete ({actor})", a.at)
+    _mark_raw(conn, a.raw_id, "parsed", f"order {target.code} feedback form: {', '.join(fs.filled)}")
+    _audit(conn, a.at, a, "feedback.form", f"order {target.code} team {member.team_code}",
+           {"fields": fs.filled, "complete": fs.complete})
+    ask = ff.ask_text(target.code, fs.asked) if fs.asked else ""
+    event = form_store.record_form_event(conn, target.code, target.order_id, member.team_code, fs, actor, a.at)
+    return Verdict(RECORDED, messages.form_saved_sms(target.code, member.team_name or member.team_code,
+                                                     [ff.FIELD_WORD[f] for f in fs.filled], ask),
+                   a.phone, target.code, target.order_id, target.id, member.team_code, member.id, FORM, False,
+                   next_due, "feedback form", hhmm=local_hhmm(a.at, cfg), event=event)
+
+
+def _leader_note(conn, a: Answer) -> Verdict | None:
+    """A leader's SMS: a note on the order, never a team's state.  None: not a leader."""
+    note = leaders_store.record_note_tx(conn, a.phone, a.text, a.raw_id, a.at)
+    if note is None:
+        return None
+    if note.order_id is None:
+        return _refuse(conn, a, NEEDS_CODE, f"leader {note.leader.name}: which order is not known",
+                       messages.note_needs_code_sms(), a.phone)
+    _mark_raw(conn, a.raw_id, "parsed", f"order {note.order_code} note from leader {note.leader.name}")
+    _audit(conn, a.at, a, "order.note", f"order {note.order_code}", {"leader": note.leader.name})
+    event = {"order_code": note.order_code, "order_id": note.order_id, "leader": note.leader.name,
+             "role": note.leader.role, "text": a.text[:500], "at": a.at.isoformat()}
+    record_event(conn, "order.note", event, a.at)
+    return Verdict(NOTE, messages.note_saved_sms(note.order_code), a.phone, note.order_code, note.order_id,
+                   reason="leader's note", event=event)

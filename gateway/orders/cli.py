@@ -42,6 +42,9 @@ def add_order_commands(subparsers, common=None) -> None:
     s.add_argument("--rule", required=True, choices=RULES,
                    help="same_township: arrive in 20/30 min (day/night); leaving_city: assembled in 15/25 min")
     s.add_argument("--voice", action="store_true", help="also call commander and deputy (keypad answer)")
+    s.add_argument("--major", action="store_true",
+                   help="a major incident (重大突出事件): teams on scene report the situation every "
+                        "orders.major_report_minutes; the leaders are informed")
     s.add_argument("--onscene-name", help="name of the on-scene commander, added to the role")
     s.add_argument("--idempotency-key", help="the same key never sends twice")
     s.add_argument("--drill", action="store_true",
@@ -84,7 +87,7 @@ def cmd_send(args) -> int:
     try:
         req = OrderRequest(args.incident, args.kind, args.text, Target.parse(args.target), args.rule,
                            voice=args.voice, created_by=_actor(args), idempotency_key=args.idempotency_key,
-                           onscene_name=args.onscene_name,
+                           onscene_name=args.onscene_name, major=args.major,
                            drill=args.drill or bool(getattr(args.config, "drill", False)))
     except ValueError as e:
         print(f"order not sent: {e}", file=sys.stderr)
@@ -99,8 +102,8 @@ def cmd_send(args) -> int:
         db.engine.dispose()
     word = "already sent (same idempotency key)" if created.existing else "committed"
     word = f"{DRILL_PREFIX}{word} as a DRILL" if req.drill else word
-    print(f"order {created.code} {word}: {len(created.team_ids)} teams; on-scene commander: "
-          f"{req.onscene_commander()}")
+    print(f"{'major ' if req.major else ''}order {created.code} {word}: {len(created.team_ids)} teams; "
+          f"on-scene commander: {req.onscene_commander()}")
     print(f"the running gateway sends it and chases silence; follow it with: yihu order show {created.code}")
     return 0
 
@@ -121,7 +124,7 @@ def cmd_show(args) -> int:
 
 def _list_tx(conn, all_):
     q = select(orders.c.id, orders.c.code, orders.c.incident_ref, orders.c.kind, orders.c.rule, orders.c.state,
-               orders.c.created_at, orders.c.drill).order_by(orders.c.created_at.desc()).limit(50)
+               orders.c.created_at, orders.c.drill, orders.c.major).order_by(orders.c.created_at.desc()).limit(50)
     if not all_:
         q = q.where(orders.c.state == "open")
     rows = conn.execute(q).all()

@@ -50,7 +50,7 @@ def create_order_tx(conn, req: OrderRequest, now: datetime, cfg: EscalationConfi
     code = choose_code(conn, rng)
     order_id = conn.execute(insert(orders).values(
         code=code, incident_ref=req.incident_ref, kind=req.kind, onscene_commander=req.onscene_commander(),
-        text=req.text, rule=req.rule, voice=req.voice, drill=req.drill, state="open", created_at=now,
+        text=req.text, rule=req.rule, voice=req.voice, major=req.major, drill=req.drill, state="open", created_at=now,
         created_by=req.created_by, idempotency_key=req.idempotency_key)).inserted_primary_key[0]
     plan = plan_steps(req.rule, now, cfg)
     timers, step_rows, delivery_rows = [], [], []
@@ -84,11 +84,11 @@ def create_order_tx(conn, req: OrderRequest, now: datetime, cfg: EscalationConfi
         at=now, actor=req.created_by, action="order.created", subject=f"order {code}",
         detail={"order_id": order_id, "incident_ref": req.incident_ref, "kind": req.kind, "rule": req.rule,
                 "target": req.target.describe(), "teams": [t.code for t in found], "voice": req.voice,
-                "drill": req.drill}))
+                "major": req.major, "drill": req.drill}))
     record_event(conn, "order.created", {"order_code": code, "order_id": order_id, "incident_ref": req.incident_ref,
                                          "kind": req.kind, "rule": req.rule,
                                          "onscene_commander": req.onscene_commander(), "teams": len(found),
-                                         "voice": req.voice, "drill": req.drill}, now)
+                                         "voice": req.voice, "major": req.major, "drill": req.drill}, now)
     return CreatedOrder(order_id, code, now.timestamp(), tuple(t.id for t in found), tuple(timers))
 
 
@@ -116,7 +116,8 @@ def claim_queued_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: E
                                limit: int = 2000) -> list[Handoff]:
     q = (select(deliveries.c.id, deliveries.c.order_id, deliveries.c.team_id, deliveries.c.member_id,
                 deliveries.c.phone, deliveries.c.channel, orders.c.code, orders.c.kind, orders.c.incident_ref,
-                orders.c.text, orders.c.onscene_commander, orders.c.rule, orders.c.created_at, orders.c.drill)
+                orders.c.text, orders.c.onscene_commander, orders.c.rule, orders.c.created_at, orders.c.major,
+                orders.c.drill)
          .join(orders, orders.c.id == deliveries.c.order_id)
          .where(or_(and_(deliveries.c.channel == "sms", deliveries.c.state == "queued",
                          # queued but already in the outbox (waiting for a modem): never twice,
@@ -149,7 +150,8 @@ def claim_queued_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: E
     for r in rows:
         minutes = response_minutes(r.rule, utc(r.created_at), cfg)
         text = drill_text(roster_check_sms(r.code) if r.kind == "roster_check"
-                          else order_sms(r.code, r.incident_ref, r.text, r.onscene_commander or "", r.rule, minutes),
+                          else order_sms(r.code, r.incident_ref, r.text, r.onscene_commander or "", r.rule, minutes,
+                                         cfg.major_report_minutes if r.major else 0),
                           r.drill)
         out.append(Handoff(r.id, r.order_id, r.code, r.team_id, r.member_id, r.phone, r.channel, text))
     return out
@@ -196,7 +198,7 @@ def requeue_handing_tx(conn, now: datetime) -> int:
 def open_order_teams_for_team(conn, team_id: int, code: str | None = None, limit: int | None = None) -> list:
     """(order_team id, order_id, order code, rule) of the team's open orders, newest first; with
     `code`, only that order.  Indexed lookups: a team may have hundreds of open orders."""
-    q = (select(order_teams.c.id, order_teams.c.order_id, orders.c.code, orders.c.rule)
+    q = (select(order_teams.c.id, order_teams.c.order_id, orders.c.code, orders.c.rule, orders.c.major)
          .join(orders, orders.c.id == order_teams.c.order_id)
          .where(and_(order_teams.c.team_id == team_id, orders.c.state == "open"))
          .order_by(orders.c.created_at.desc(), orders.c.id.desc()))
@@ -210,14 +212,14 @@ def open_order_teams_for_team(conn, team_id: int, code: str | None = None, limit
 # --- the per-team state, loaded and saved -----------------------------------------------------
 
 _STATE_FIELDS = ("state", "delivered_at", "received_at", "assembled_at", "arrived_at", "finished_at",
-                 "answered_by", "reason", "report")
+                 "answered_by", "reason", "report", "form_complete")
 
 
 def team_state_from_row(row, rule: str) -> ts.TeamOrderState:
     return ts.TeamOrderState(
         rule=rule, state=row.state, delivered_at=utc(row.delivered_at), received_at=utc(row.received_at),
         assembled_at=utc(row.assembled_at), arrived_at=utc(row.arrived_at), finished_at=utc(row.finished_at),
-        answered_by=row.answered_by, reason=row.reason, report=row.report)
+        answered_by=row.answered_by, reason=row.reason, report=row.report, form_complete=bool(row.form_complete))
 
 
 def load_team_state(conn, order_team_id: int):

@@ -147,6 +147,7 @@ orders = Table(
     Column("created_by", String(100)),
     Column("closed_at", TS),
     Column("idempotency_key", String(100), unique=True),
+    Column("major", Boolean, nullable=False, default=False, server_default="0"),  # 重大突出事件: situation reports, leaders
 )
 
 order_teams = Table(
@@ -165,6 +166,7 @@ order_teams = Table(
     Column("answered_by", ID, ForeignKey("members.id")),
     Column("reason", Text),
     Column("report", Text),
+    Column("form_complete", Boolean, nullable=False, default=False, server_default="0"),  # the formal feedback form
     UniqueConstraint("order_id", "team_id", name="uq_order_teams_order_team"),
 )
 
@@ -344,6 +346,88 @@ api_idempotency = Table(
     UniqueConstraint("key_name", "idem_key", name="uq_api_idempotency_key"),
     Index("ix_api_idempotency_created_at", "created_at"),
 )
+
+
+# --- major incidents, leaders, the formal feedback form (issue 16) ---------------------------
+
+# The command structure the center informs (总指挥, 副总指挥, 办公室主任, 县领导): not a team.
+leaders = Table(
+    "leaders", metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),    # matched by name on re-import
+    Column("role", String(24), nullable=False),
+    Column("title", String(200)),                                # e.g. 县委书记, 分管副县长
+    Column("e164", String(20)),                                  # null once inactive (phone released)
+    Column("active", Boolean, nullable=False, default=True),
+    Column("created_at", TS, nullable=False),
+    CheckConstraint("role in ('commander_in_chief','deputy_commander','office_director','county_leader')",
+                    name="role"),
+)
+
+# A team's situation report (现场动态) on a major order: an SMS text or a recorded spoken report.
+situation_reports = Table(
+    "situation_reports", metadata,
+    Column("id", ID, primary_key=True),
+    Column("order_id", ID, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("order_team_id", ID, ForeignKey("order_teams.id", ondelete="CASCADE"), nullable=False),
+    Column("member_id", ID, ForeignKey("members.id")),
+    Column("phone", String(40)),
+    Column("channel", String(8), nullable=False),     # sms / keypad
+    Column("text", Text),
+    Column("audio_path", String(500)),                # the recording, for keypad 5
+    Column("audio_seconds", Float),
+    Column("raw_id", ID, ForeignKey("inbound_raw.id")),
+    Column("recorded_at", TS, nullable=False),
+)
+
+# Every SMS to a leader: written in the transaction of what it reports, sent by the notifier.
+leader_notifications = Table(
+    "leader_notifications", metadata,
+    Column("id", ID, primary_key=True),
+    Column("order_id", ID, ForeignKey("orders.id", ondelete="CASCADE"), index=True),   # null: the daily digest
+    Column("leader_id", ID, ForeignKey("leaders.id"), nullable=False),
+    Column("phone", String(20), nullable=False),
+    Column("kind", String(24), nullable=False),       # created first_arrived all_arrived missed finished digest daily
+    Column("dedupe", String(100), nullable=False),    # the same news never twice to the same leader
+    Column("text", Text, nullable=False),
+    Column("state", String(16), nullable=False),      # queued / handed / failed
+    Column("created_at", TS, nullable=False),
+    Column("handed_at", TS),
+    UniqueConstraint("leader_id", "dedupe", name="uq_leader_notifications_leader_dedupe"),
+    Index("ix_leader_notifications_state", "state"),
+)
+
+# A leader's reply about an order: a note, never a team's state.
+order_notes = Table(
+    "order_notes", metadata,
+    Column("id", ID, primary_key=True),
+    Column("order_id", ID, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("leader_id", ID, ForeignKey("leaders.id")),
+    Column("author", String(100), nullable=False),
+    Column("phone", String(40)),
+    Column("text", Text, nullable=False),
+    Column("raw_id", ID, ForeignKey("inbound_raw.id")),
+    Column("at", TS, nullable=False),
+)
+
+# The formal feedback form (正式反馈单) of one team on one order, filled after "finished".
+feedback_forms = Table(
+    "feedback_forms", metadata,
+    Column("id", ID, primary_key=True),
+    Column("order_team_id", ID, ForeignKey("order_teams.id", ondelete="CASCADE"), nullable=False, unique=True),
+    Column("result", Text),                           # 处置结果
+    Column("follow_up", Boolean),                     # 需后续处置
+    Column("responsible_person", String(100)),        # 责任人
+    Column("responsible_unit", String(200)),          # 责任单位
+    Column("casualties", Text),                       # 伤亡/损失
+    Column("remarks", Text),                          # 备注
+    Column("asked_field", String(24)),                # the field the last SMS asked for
+    Column("complete", Boolean, nullable=False, default=False),
+    Column("completed_at", TS),
+    Column("updated_at", TS, nullable=False),
+    Column("updated_by", String(100)),                # sms:<phone> / api:<key name>
+)
+
 
 # --- the event log and its webhook subscribers (gateway/eventlog.py, adapters/webhooks.py) ---------
 
