@@ -78,7 +78,8 @@ def sms_parts(req: OrderRequest, now: datetime, cfg, ref_bits: int) -> int:
 
 def add_order_routes(router: Router, database, orders, clock, *, max_sms_parts: int = 8,
                      ref_bits: int = 8) -> None:
-    from gateway.orders.cli import _list_tx, close_order_tx
+    from gateway.orders.cli import _list_tx
+    from gateway.orders.closing import close_order_tx
 
     def create(req):
         b = req.body
@@ -152,10 +153,10 @@ def add_order_routes(router: Router, database, orders, clock, *, max_sms_parts: 
         code = req.params["code"]
         now = datetime.fromtimestamp(clock.seconds(), timezone.utc)
 
-        def done(n):
-            if n is None:
+        def done(c):
+            if c is None:
                 raise ApiError(404, f"no open order {code}", field="code")
-            return 200, {"order_code": code, "state": "closed", "escalation_steps_cancelled": n}
+            return 200, {"order_code": code, "state": "closed", **c.as_dict()}
         return database.run(close_order_tx, code, req.actor, now).addCallback(done)
 
     router.add("POST", "/orders", create, scope="dispatch", summary="create and send an order; 201 after COMMIT",

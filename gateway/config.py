@@ -35,6 +35,7 @@ class GatewaySection:
     time_zone: str = "Asia/Shanghai"       # the center's: day/night rules, daily figures, messages
     mode: str = ""                         # "live" (real modems and Asterisk) or "drill" (the built-in emulators); empty: live, or drill when there is no configuration file and no database URL at all
     embedded: bool | None = None           # the older name: true means mode "drill", false "live"
+    db_write_alarm_s: float = 30.0         # a state write not committed by then raises the alarm; it is retried until it commits
     db_statement_timeout_s: float = 30.0   # a database statement running longer fails (PostgreSQL statement_timeout; SQLite interrupted)
     db_pool_timeout_s: float = 30.0        # work waiting longer than this for a database thread or connection fails
 
@@ -51,7 +52,7 @@ class EmbeddedSection:
     """The built-in emulators the embedded default (and drills) run on."""
     modems: int = 4                        # emulated GSM modems on pseudo-terminals
     segment_seconds: float = 3.0           # how long an emulated modem takes per SMS segment
-    ami_port: int = 15038                  # the emulated Asterisk's AMI port (loopback only)
+    ami_port: int = 15038                  # the emulated Asterisk's AMI port (loopback only); 0: any free port
 
     def __post_init__(self):
         if not 1 <= self.modems <= 64:

@@ -95,6 +95,14 @@ class ISmsOutbox(Interface):
                 delivery_id: int | None = None):
         """Commit a message to the persistent outbox; Deferred[message id] once committed."""
 
+    def stage_tx(conn, now, phone: str, text: str, *, purpose: str, order_id: int | None = None,
+                 delivery_id: int | None = None):
+        """Inside the caller's transaction (a database thread): write the message queued with the
+        caller's state change; returns a record for adopt()."""
+
+    def adopt(records):
+        """After the caller's COMMIT: send the messages stage_tx wrote."""
+
 
 class IOriginator(Interface):
     def originate(channel: str, *, context: str, exten: str, priority: int = 1,
@@ -124,6 +132,13 @@ class IOrderCaller(Interface):
         delivery_id: the deliveries row the caller already committed for this call (the order's
         fan-out does); the attempts are recorded on it.  None: the order caller makes its own.
 
-        Returns Deferred[str] with the call's outcome: answered / busy / no_answer / failed.
-        The keypad answer itself reaches IKeypadSink.
+        Returns Deferred[str] with the call's outcome: answered / busy / no_answer / failed /
+        unknown / cancelled.  The keypad answer itself reaches IKeypadSink.
         """
+
+    def stage_tx(conn, now, *, order_id: int, team_id: int, member_id: int | None, phone: str, purpose: str,
+                 delivery_id: int | None = None, step_id: int | None = None):
+        """Inside the caller's transaction: the call's first attempt, due now."""
+
+    def place_due():
+        """After the caller's COMMIT: place what is due (the caller also looks by itself)."""

@@ -14,6 +14,10 @@ BUILD_INFO.info({"version": __version__})
 DB_QUERY_SECONDS = Histogram("yihu_db_query_seconds", "Time of one database unit of work",
                              buckets=(.001, .005, .01, .05, .1, .5, 1, 5))
 DB_ERRORS = Counter("yihu_db_errors_total", "Database units of work that raised")
+DB_WRITE_RETRIES = Counter("yihu_db_write_retries_total",
+                           "State writes that failed on a database fault and were tried again", ["part"])
+DB_WRITES_OVERDUE = Gauge("yihu_db_writes_overdue",
+                          "State writes still not committed past their deadline (alarm while > 0)", ["part"])
 DB_DEADLINES = Counter("yihu_db_deadlines_total", "Database units of work that passed a deadline "
                        "(statement: ran too long; pool: waited too long for a thread or connection)", ["kind"])
 

@@ -97,6 +97,7 @@ class ListeningService(Part, service.Service):
         self.endpoint, self.factory, self.name = endpoint, factory, name
         self.port = None
         self.listening = None
+        self.on_listening = None          # fn(port) once listening (port 0: who needs the number)
 
     def startService(self):
         super().startService()
@@ -105,6 +106,9 @@ class ListeningService(Part, service.Service):
             self.port = port
             host = port.getHost()
             self.detail = f"listening on {host.host}:{host.port}"
+            log.info("{name}: listening on {host}:{port}", name=self.name, host=host.host, port=host.port)
+            if self.on_listening is not None:
+                self.on_listening(port)
             return port
         self.listening = defer.maybeDeferred(self.endpoint.listen, self.factory).addCallback(listening)
         self._track_start(self.listening)

@@ -88,6 +88,17 @@ def _after(ready: defer.Deferred, fn) -> defer.Deferred:
     return d
 
 
+class _PortOf:
+    """A TCP client endpoint whose port is looked up at each connect (a server on port 0)."""
+
+    def __init__(self, reactor, host: str, port_of):
+        self.reactor, self.host, self.port_of = reactor, host, port_of
+
+    def connect(self, factory):
+        from twisted.internet.endpoints import TCP4ClientEndpoint
+        return TCP4ClientEndpoint(self.reactor, self.host, self.port_of(), timeout=10).connect(factory)
+
+
 def build_service(config: Config, reactor) -> Gateway:
     gw = build_gateway(config, reactor)
     db = gw.database
@@ -104,16 +115,21 @@ def build_service(config: Config, reactor) -> Gateway:
     from sms.bank import SmsBank, serial_opener
     from sms.store import SqlStore
     sms_cfg = config.sms
+    journal = None
     if drill:
+        # What the emulated network and PBX saw, kept on disk across kill -9 (gateway/netjournal.py).
+        from gateway.netjournal import NetworkJournal
         from sms.emulator import EmulatorBank
+        journal = NetworkJournal(config.data_dir.resolve() / "network.jsonl")
+        gw.network_journal = journal
         modems_dir = config.data_dir.resolve() / "modems"
         emulators = EmulatorBank(reactor, config.embedded.modems, str(modems_dir),
-                                 segment_time=config.embedded.segment_seconds)
+                                 segment_time=config.embedded.segment_seconds, journal=journal)
         emulators.start()           # the ptys exist before the bank opens them
         sms_cfg = replace(sms_cfg, ports=tuple(emulators.paths))
         gw.emulated_modems = emulators
-        CallbackService("modem-emulators", lambda: None, emulators.stop).setServiceParent(gw)
-    bank = SmsBank(reactor, SqlStore(db), sms_cfg,
+    alarm = config.gateway.db_write_alarm_s
+    bank = SmsBank(reactor, SqlStore(db, reactor, alarm_after=alarm), sms_cfg,
                    {p: serial_opener(reactor, p, sms_cfg.baudrate) for p in sms_cfg.ports})
     gw.sms_bank = bank
     # a refused SIM PIN benches its modem until an operator acts: tell the dispatch software
@@ -132,13 +148,18 @@ def build_service(config: Config, reactor) -> Gateway:
         from gateway.ami.emulator.pbx import EmulatedPbx, Phone
         ami_secret = secrets.token_hex(16)       # this run's own; nothing outside knows it
         pbx = EmulatedPbx(reactor, agi_host=ivr_cfg.interface, agi_port=ivr_cfg.port,
-                          default=Phone.presses("1", after=1.0),
+                          default=Phone.presses("1", after=1.0), journal=journal,
                           users={ami_user: {"secret": ami_secret, "read": "all", "write": "all"}})
         ami_host, ami_port = "127.0.0.1", config.embedded.ami_port
         CallbackService("emulated-asterisk", lambda: pbx.listen(ami_port, "127.0.0.1"), pbx.stop
                         ).setServiceParent(gw)
         gw.pbx = pbx
-    link = AmiLink(reactor, ami_host, ami_port, username=ami_user, secret=ami_secret, auth=ami_cfg.auth,
+        # Port 0 (tests): the link asks the PBX for the port it got, at each connection.
+        ami_endpoint = _PortOf(reactor, "127.0.0.1", lambda: pbx.port_number)
+    else:
+        ami_endpoint = None
+    link = AmiLink(reactor, ami_host, ami_port, endpoint=ami_endpoint, username=ami_user, secret=ami_secret,
+                   auth=ami_cfg.auth,
                    events=ami_cfg.events, action_timeout=ami_cfg.action_timeout_s,
                    ping_interval=ami_cfg.ping_interval_s, ping_timeout=ami_cfg.ping_timeout_s,
                    backoff_max=ami_cfg.backoff_max_s)
@@ -157,7 +178,7 @@ def build_service(config: Config, reactor) -> Gateway:
                          policy=RetryPolicy(attempts=ivr_cfg.call_attempts, delay=ivr_cfg.call_retry_delay_s,
                                             ring_timeout_ms=int(ivr_cfg.ring_timeout_s * 1000)),
                          channel_template=ivr_cfg.channel_template, caller_id=ivr_cfg.caller_id,
-                         tokens=call_tokens)
+                         tokens=call_tokens, write_alarm_s=alarm)
 
     # --- orders, feedback, escalation ------------------------------------------------------
     # Every SMS about a drill order is labelled 【演练】 on its way to the bank (events about one say
@@ -166,21 +187,29 @@ def build_service(config: Config, reactor) -> Gateway:
     drills = DrillOrders(db)
     outbox = DrillLabelledOutbox(bank, drills)
     escalation = EscalationEngine(db, reactor, outbox, caller, esc_cfg)
-    feedback = FeedbackEngine(db, outbox, escalation, esc_cfg)
+    feedback = FeedbackEngine(db, outbox, escalation, esc_cfg, clock=reactor, write_alarm_s=alarm)
     bank.inbound.sink = feedback
     fanout = FanOut(db, reactor, outbox, caller, esc_cfg)
     orders = OrderService(db, reactor, fanout, escalation, esc_cfg, drills=drills, drill_mode=drill)
     escalation.is_drill = feedback.is_drill = drills.is_drill
     gw.orders, gw.feedback, gw.escalation, gw.fanout = orders, feedback, escalation, fanout
 
+    def stop_bank():
+        # The services stop all at once: the emulated modems must outlive the bank's drain, or
+        # the segments in their hands would end "unknown" on a clean stop.
+        d = defer.maybeDeferred(bank.stop)
+        if drill:
+            d.addBoth(lambda _: emulators.stop())
+        return d
     CallbackService("drill-orders", drills.start).setServiceParent(gw)
-    CallbackService("sms-bank", bank.start, bank.stop, lambda: _modems_health(bank)).setServiceParent(gw)
+    CallbackService("sms-bank", bank.start, stop_bank, lambda: _modems_health(bank)).setServiceParent(gw)
     CallbackService("escalation", escalation.start, escalation.stop).setServiceParent(gw)
     CallbackService("fan-out", fanout.start, fanout.stop).setServiceParent(gw)
     from gateway.leaders.notifier import LeaderNotifier
     leaders = LeaderNotifier(db, reactor, outbox, config.leaders, esc_cfg)      # a drill order: 【演练】
     gw.leaders = leaders
     CallbackService("leaders", leaders.start, leaders.stop).setServiceParent(gw)
+    CallbackService("order-calls", caller.start, caller.stop).setServiceParent(gw)
 
     # --- hotlines --------------------------------------------------------------------------
     from gateway.hotline.service import HotlineService
@@ -229,7 +258,10 @@ def build_service(config: Config, reactor) -> Gateway:
                                        peers=PeerGate(ivr_cfg.allowed_peers, refusals))
         gw.fastagi_factory = factory
         endpoint = serverFromString(reactor, f"tcp:{ivr_cfg.port}:interface={ivr_cfg.interface}")
-        ListeningService(endpoint, factory, "fastagi").setServiceParent(gw)
+        fastagi = ListeningService(endpoint, factory, "fastagi")
+        fastagi.setServiceParent(gw)
+        if drill:       # port 0 (tests): the emulated Asterisk dials the port we got
+            fastagi.on_listening = lambda port: setattr(gw.pbx, "agi_port", port.getHost().port)
         # Refusal counts still summing in a window are written before the database closes.
         CallbackService("fastagi-refusals", lambda: None, refusals.flush).setServiceParent(gw)
         # Keypad answers the classic-AGI fallback spooled while the gateway was down.
@@ -237,6 +269,10 @@ def build_service(config: Config, reactor) -> Gateway:
         intake = SpoolIntake(reactor, ivr_cfg.spool_dir or config.data_dir / "spool" / "keypad",
                              KeypadJournal(reactor, db), feedback, tokens=token_gate)
         CallbackService("keypad-spool", lambda: defer.Deferred.fromCoroutine(intake.take_in())).setServiceParent(gw)
+        # Keypad answers committed but never judged (the gateway stopped in between).
+        from ivr.journal import resume_unjudged_keypad
+        CallbackService("keypad-resume", lambda: defer.Deferred.fromCoroutine(
+            resume_unjudged_keypad(db, feedback))).setServiceParent(gw)
     else:
         gw.health_checks.append(lambda: off("fastagi", "ivr.enabled = false"))
 

@@ -10,7 +10,7 @@ from ivr.peers import DEFAULT_PEERS, parse_peers
 class IvrSection:
     enabled: bool = True                  # run the FastAGI server
     interface: str = "127.0.0.1"          # where Asterisk connects (agi://HOST:PORT/...)
-    port: int = 4573                      # FastAGI's usual port
+    port: int = 4573                      # FastAGI's usual port; 0: any free port (embedded mode tells the emulated Asterisk)
     channel_template: str = "PJSIP/{national}@trunk"    # how to dial a commander's phone
     caller_id: str = '"Command Center" <057687770110>'   # shown on commanders' phones
     call_attempts: int = 3                # voice calls per commander, the first included

@@ -24,6 +24,8 @@ def message_state(seg_states: list[str]) -> str:
     s = [x for x in seg_states if x != "superseded"]
     if any(x == "failed" for x in s):
         return "failed"
+    if "cancelled" in s and not any(x in ("queued", "submitting", "unknown") for x in s):
+        return "cancelled"          # its order was closed before the rest went out
     if s and all(x == "delivered" for x in s):
         return "delivered"
     if s and all(x in ("sent", "delivered") for x in s):
@@ -73,12 +75,26 @@ def _now(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
+def add_message_tx(conn, now: datetime, phone: str, text: str, purpose: str, order_id, delivery_id, *,
+                   ref_bits: int = 8, status_report: bool = True, validity_minutes: int = 1440) -> dict:
+    """The message and its segments, `queued`, inside the caller's transaction (the outbox row of
+    the state change that causes it).  Refuses text that cannot be sent before writing anything."""
+    encoding.split_text(text, ref_bits=ref_bits)
+    return SqlStore._add(conn, now, phone, text, purpose, order_id, delivery_id, ref_bits, status_report,
+                         validity_minutes)
+
+
 class SqlStore:
-    def __init__(self, db):
+    def __init__(self, db, clock=None, *, alarm_after: float = 30.0):
+        """clock: with it, every write is retried through a database fault until it commits
+        (gateway/storage/retry.py); without it (unit tests) a fault fails the write."""
         self.db = db
+        self.clock = clock
+        self.alarm_after = alarm_after
         self._batch: list = []
         self._lazy: list = []
         self._flushing = False
+        self._idle_waiters: list = []
         self.max_batch = 16
         self.retry_delay = 1.0        # after a database deadline
 
@@ -145,7 +161,26 @@ class SqlStore:
             self._flushing = False            # after the callbacks: their next writes batch together
             if self._batch or self._lazy:
                 self._flush()
-        self.db.run(self._run_batch, [(fn, args) for fn, args, _d in batch]).addBoth(finished)
+            else:
+                waiters, self._idle_waiters = self._idle_waiters, []
+                for w in waiters:
+                    w.callback(None)
+        items = [(fn, args) for fn, args, _d in batch]
+        if self.clock is None:
+            d = self.db.run(self._run_batch, items)
+        else:
+            from gateway.storage.retry import run_until_committed
+            d = run_until_committed(self.db, self.clock, "sms", f"{len(items)} outbox write(s)", self._run_batch,
+                                    items, alarm_after=self.alarm_after)
+        d.addBoth(finished)
+
+    def idle(self):
+        """Deferred fired once every write handed to the store has committed (or failed)."""
+        if not self._flushing and not self._batch and not self._lazy:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._idle_waiters.append(d)
+        return d
 
     @staticmethod
     def _run_batch(conn, items):
@@ -153,6 +188,8 @@ class SqlStore:
 
     @staticmethod
     def _save(conn, now, changes):
+        """Returns the ids of segments refused "submitting": cancelled meanwhile (order closed)."""
+        refused = []
         for kind, rid, fields in changes:
             table = t.sms_segments if kind == "segment" else t.sms_messages
             if kind == "message" and "state" in fields:
@@ -164,9 +201,14 @@ class SqlStore:
             if kind == "segment" and fields.get("state") == "sent":
                 # a status report may have settled it first: "delivered"/"failed" stay
                 q = q.where(table.c.state.notin_(("delivered", "failed")))
-            conn.execute(q.values(updated_at=now, **fields))
+            if kind == "segment":
+                q = q.where(table.c.state != "cancelled")      # closing the order has the last word
+            if conn.execute(q.values(updated_at=now, **fields)).rowcount == 0 and kind == "segment" \
+                    and fields.get("state") == "submitting":
+                refused.append(rid)
             if kind == "segment" and fields.get("state") in ("sent", "failed"):
                 _delivery_follows(conn, t.sms_segments.c.id == rid, now)
+        return refused
 
     def load_open(self):
         return self.db.run(self._load_open)
@@ -368,3 +410,6 @@ class MemoryStore:
     def load_unjudged(self):
         return defer.succeed([dict(r) for r in self.inbound.values()
                               if r.get("channel") == "sms" and r.get("state") == "new"])
+
+    def idle(self):
+        return defer.succeed(None)

@@ -3,22 +3,25 @@ import pytest_twisted
 from sqlalchemy import select
 
 from gateway.storage.schema import deliveries, sms_segments
-from sms.store import SqlStore
+from sms.store import SqlStore, add_message_tx
 from tests._orders_rig import Rig, local, seed_directory_tx
 
 T0 = local(2026, 3, 2, 10, 0)
 
 
 class StoreOutbox:
-    """The SMS bank's enqueue without modems: the message and its segments committed, queued."""
+    """The SMS bank's outbox without modems: the message and its segments committed, queued, in
+    the fan-out's own transaction (transactional outbox)."""
 
-    def __init__(self, store, clock):
-        self.store, self.clock, self.calls = store, clock, 0
+    def __init__(self):
+        self.calls = 0
 
-    def enqueue(self, phone, text, *, purpose, order_id=None, delivery_id=None):
+    def stage_tx(self, conn, now, phone, text, *, purpose, order_id=None, delivery_id=None):
         self.calls += 1
-        return self.store.add_message(self.clock.seconds(), phone, text, purpose, order_id,
-                                      delivery_id).addCallback(lambda m: m["id"])
+        return add_message_tx(conn, now, phone, text, purpose, order_id, delivery_id)
+
+    def adopt(self, records):
+        pass
 
 
 def _states(conn):
@@ -31,7 +34,7 @@ def test_queued_until_a_modem_accepted_the_first_segment(database):
     yield database.run(seed_directory_tx, 1)
     rig = Rig(database, T0)
     store = SqlStore(database)
-    rig.fanout.outbox = StoreOutbox(store, rig.clock)
+    rig.fanout.outbox = StoreOutbox()
     try:
         yield rig.send(teams_=("PUB-01",))
         states = yield database.run(_states)

@@ -50,9 +50,9 @@ def test_whole_receipt_ladder_and_supervisor_alert(database):
 
         # 10:06: the commanders of the silent teams are called; 10:09 their deputies.
         yield rig.advance_to(at(6))
-        assert [c["phone"] for c in rig.caller.calls] == [phone(2, "commander"), phone(3, "commander")]
+        assert sorted(c["phone"] for c in rig.caller.calls) == [phone(2, "commander"), phone(3, "commander")]
         yield rig.advance_to(at(9))
-        assert [c["phone"] for c in rig.caller.calls[2:]] == [phone(2, "deputy"), phone(3, "deputy")]
+        assert sorted(c["phone"] for c in rig.caller.calls[2:]) == [phone(2, "deputy"), phone(3, "deputy")]
         assert rig.outbox.to(SUPERVISOR) == []
 
         # 10:12: the duty supervisor gets ONE SMS and ONE call naming both silent teams; dispatch an event.
@@ -139,3 +139,24 @@ def test_answer_stops_only_that_teams_ladder_and_keypad_merges_with_sms(database
         assert summary.teams[0].report.startswith("道路已抢通") and summary.teams[0].next_step is None
     finally:
         rig.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_team_that_received_but_is_late_to_arrive_is_still_called(database):
+    """A call of the arrival ladder stops when the team ARRIVES, not at any answer: "received"
+    does not cancel it (the call attempt checks its own step's stage)."""
+    yield database.run(seed_directory_tx, 1)
+    rig = Rig(database, T0)
+    yield rig.start()
+    try:
+        order = yield rig.send(teams_=("PUB-01",))
+        outcome, _ = yield rig.sms(phone(1, "commander"), f"{order.code} 收到", at(1))
+        assert outcome.accepted
+        yield rig.advance_to(at(24))        # the arrival deadline 10:20; the commander's call is due 10:23
+        assert [c["purpose"] for c in rig.caller.to(phone(1, "commander"))] == ["escalation"]
+        outcome, _ = yield rig.sms(phone(1, "commander"), f"{order.code} 到达", at(25))
+        assert outcome.accepted
+        yield rig.advance_to(at(40))        # arrived: the deputy's call (10:26) is not placed
+        assert rig.caller.to(phone(1, "deputy")) == []
+    finally:
+        yield rig.stop()

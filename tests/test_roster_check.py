@@ -7,7 +7,7 @@ import random
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from gateway.config import load_config
 from gateway.directory.roster import read_roster
@@ -16,7 +16,7 @@ from gateway.feedback.store import Answer, record_answer_tx
 from gateway.orders.grammar import parse_reply
 from gateway.orders.order import Target
 from gateway.orders.roster_check import check_status_tx, create_check_tx, render_status
-from gateway.orders.store import claim_queued_deliveries_tx, mark_delivery_tx
+from gateway.orders.store import hand_deliveries_tx
 from gateway.reports.timings import timings_tx
 from gateway.storage import Database
 from gateway.storage.schema import deliveries, escalation_steps, order_teams, orders
@@ -24,6 +24,12 @@ from adapters.board_data import board_tx
 from tests._http_rig import ROSTER
 
 T0 = datetime(2026, 5, 6, 2, 0, tzinfo=timezone.utc)
+
+
+def _mark_delivery_tx(conn, delivery_id, state, detail=None):
+    """What the SMS store records for a delivery when the modem and the network answer."""
+    conn.execute(update(deliveries).where(deliveries.c.id == delivery_id)
+                 .values(state=state, **({"detail": detail} if detail else {})))
 
 
 def test_roster_check_reports_confirmed_silent_and_failed_numbers(migrated_url):
@@ -40,14 +46,16 @@ def test_roster_check_reports_confirmed_silent_and_failed_numbers(migrated_url):
             steps = conn.execute(select(func.count()).select_from(escalation_steps).join(
                 order_teams, order_teams.c.id == escalation_steps.c.order_team_id)
                 .where(order_teams.c.order_id == oid)).scalar()
-            return steps, claim_queued_deliveries_tx(conn, oid, T0, cfg)
-        steps, handoffs = db.run_sync(look)
+            sms, calls = [], []        # what the fan-out stages in the outbox and for the order caller
+            handed = hand_deliveries_tx(conn, oid, T0, cfg, lambda c, now, phone, text, **kw: sms.append(
+                dict(phone=phone, text=text, **kw)) or {"id": len(sms)}, lambda c, now, **kw: calls.append(kw))
+            return steps, handed, sms, calls
+        steps, handed, sms, calls = db.run_sync(look)
         assert steps == 0                                     # nobody is chased over a roster check
-        sms = [h for h in handoffs if h.channel == "sms"]
-        assert len(sms) == 4 and all(h.text == f"【应急联动中心】通讯录核对{made.code}：请回复 {made.code} 1 "
-                                     "确认本号码可用（接到电话按1亦可）。无需出动。" for h in sms)
-        assert sum(1 for h in handoffs if h.channel == "voice") == 4
-        ids = {h.phone: h.delivery_id for h in sms}
+        assert len(sms) == 4 and all(m["text"] == f"【应急联动中心】通讯录核对{made.code}：请回复 {made.code} 1 "
+                                     "确认本号码可用（接到电话按1亦可）。无需出动。" for m in sms)
+        assert handed.calls == len(calls) == 4
+        ids = {m["phone"]: m["delivery_id"] for m in sms}
         # 冯明 (PUB-07 commander) replies with the code; 董红 (deputy) a bare "1"; 侯霞 (PRO-05) presses 1;
         # 黎斌's number is not registered: the SMS failed.
         for phone, channel, text, minutes in (("+447700900018", "sms", f"{made.code} 1", 2),
@@ -58,8 +66,8 @@ def test_roster_check_reports_confirmed_silent_and_failed_numbers(migrated_url):
             assert v.outcome == "recorded", v
         for phone, state in (("+447700900018", "sent"), ("+447700900019", "delivered"),
                              ("+447700900081", "sent")):
-            db.run_sync(mark_delivery_tx, ids[phone], state, T0)
-        db.run_sync(mark_delivery_tx, ids["+447700900082"], "failed", T0, "CMS ERROR 28: unidentified subscriber")
+            db.run_sync(_mark_delivery_tx, ids[phone], state)
+        db.run_sync(_mark_delivery_tx, ids["+447700900082"], "failed", "CMS ERROR 28: unidentified subscriber")
         o, people = db.run_sync(check_status_tx, made.code)
         by = {p.name: p for p in people}
         assert sorted(by) == ["侯霞", "冯明", "董红", "黎斌"]

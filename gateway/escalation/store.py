@@ -1,8 +1,8 @@
 """Escalation units of work (run inside Database.run).
 
-A step goes pending -> firing (claimed, committed) -> fired (its SMS/calls handed on).  A step
-left `firing` by a crash is fired again: a reminder sent twice costs little, a reminder lost
-may cost a life (at least once, never at most once).
+A step goes pending -> fired in the transaction that also writes its SMS and call attempts (the
+engine's _claim_and_send_tx); `firing` is only ever seen inside it, or left by an older gateway,
+and such a step is fired again (at least once, never at most once).
 """
 from __future__ import annotations
 

@@ -16,9 +16,10 @@ from gateway.escalation.config import EscalationConfig
 from gateway.feedback import store
 from gateway.interfaces import (FeedbackOutcome, IInboundSmsSink, IKeypadSink, InboundSms, ISituationSink,
                                 KeypadAnswer, SpokenReport)
-from gateway.orders import messages
+
 from gateway.orders.grammar import DIGIT_STATUS, SITUATION, Refusal, Reply, parse_reply
 from gateway.orders.times import utc
+from gateway.storage.retry import run_until_committed
 from gateway.storage.pool import DatabaseDeadline
 
 log = Logger()
@@ -35,8 +36,12 @@ class FeedbackEngine:
     MAX_BATCH = 100
     RETRY_S = 1.0                 # after a database deadline
 
-    def __init__(self, db, outbox, escalation=None, cfg: EscalationConfig = EscalationConfig()):
+    def __init__(self, db, outbox, escalation=None, cfg: EscalationConfig = EscalationConfig(), *,
+                 clock=None, write_alarm_s: float = 30.0):
+        """clock: with it, an answer's transaction is retried through database faults until it
+        commits (gateway/storage/retry.py), so a reply during an outage is judged when it ends."""
         self.db, self.outbox, self.escalation, self.cfg = db, outbox, escalation, cfg
+        self.clock, self.write_alarm_s = clock, write_alarm_s
         self._queue: list[tuple[store.Answer, defer.Deferred]] = []
         self._busy = False
         self.is_drill = lambda order_id: False      # DrillOrders.is_drill: drills counted apart
@@ -94,8 +99,8 @@ class FeedbackEngine:
             # The whole batch rolled back: each answer alone, so one cannot sink the others.
             log.warn("feedback batch of {n} failed ({e}); recording one by one", n=len(batch), e=f.getErrorMessage())
             for a, d in batch:
-                self.db.run(store.record_answer_tx, a, self.cfg).chainDeferred(d)
-        self.db.run(store.record_batch_tx, [a for a, _ in batch], self.cfg).addCallbacks(
+                self._run(store.record_one_tx, a, self.cfg, self._stage).chainDeferred(d)
+        self._run(store.record_batch_tx, [a for a, _ in batch], self.cfg, self._stage).addCallbacks(
             recorded, failed).addBoth(lambda r: None if r is _RETRYING else self._next_batch())
 
     @defer.inlineCallbacks
@@ -120,18 +125,18 @@ class FeedbackEngine:
         return FeedbackOutcome(v.outcome in (store.RECORDED, store.NOTE), v.message, v.order_code, v.status,
                                needs_code=v.outcome == store.NEEDS_CODE)
 
-    @defer.inlineCallbacks
+    def _run(self, fn, *args):
+        if self.clock is None:
+            return self.db.run(fn, *args)
+        return run_until_committed(self.db, self.clock, "feedback", "recording answers", fn, *args,
+                                   alarm_after=self.write_alarm_s)
+
+    @property
+    def _stage(self):
+        return getattr(self.outbox, "stage_tx", None)
+
     def _tell(self, v: store.Verdict, a: store.Answer):
-        """Answer the sender (never a number not on the roster); a failure here loses nothing:
-        the feedback is committed already."""
-        try:
-            if v.reply_to and v.message:
-                purpose = "confirmation" if v.outcome in (store.RECORDED, store.NOTE) else "reply_help"
-                yield self.outbox.enqueue(v.reply_to, v.message, purpose=purpose, order_id=v.order_id)
-            if v.supervisor_phone:
-                yield self.outbox.enqueue(v.supervisor_phone,
-                                          messages.supervisor_late_answer_sms(v.order_code, v.event.get("team_name", v.team_code), v.status,
-                                                                              v.hhmm),
-                                          purpose="supervisor", order_id=v.order_id)
-        except Exception as e:   # noqa: BLE001
-            log.error("reply to {phone} about order {code} not queued: {e}", phone=a.phone, code=v.order_code, e=e)
+        """Answer the sender (never a number not on the roster): the replies were committed with
+        the feedback (Verdict.staged); the outbox sends them now (or after a restart)."""
+        if v.staged:
+            self.outbox.adopt(v.staged)

@@ -58,6 +58,7 @@ class Verdict:
     supervisor_phone: str | None = None     # told of an answer that came after their alert
     event: dict = field(default_factory=dict)
     hhmm: str = ""                          # local time of the answer, as confirmed
+    staged: list = field(default_factory=list)   # reply SMS committed with the feedback (outbox records)
 
 
 def _mark_raw(conn, raw_id, state, note):
@@ -170,9 +171,32 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig) -> Verdict:
                    hhmm=hhmm)
 
 
-def record_batch_tx(conn, answers: list[Answer], cfg: EscalationConfig) -> list[Verdict]:
-    """Several answers, one transaction (group commit), in arrival order."""
-    return [record_answer_tx(conn, a, cfg) for a in answers]
+def record_batch_tx(conn, answers: list[Answer], cfg: EscalationConfig, stage_sms=None) -> list[Verdict]:
+    """Several answers, one transaction (group commit), in arrival order.  stage_sms: the outbox's
+    stage_tx; each answer's reply (confirmation, help, the supervisor's notice) is written in the
+    same transaction as the feedback (transactional outbox), on `Verdict.staged`."""
+    verdicts = [record_answer_tx(conn, a, cfg) for a in answers]
+    if stage_sms is not None:
+        for a, v in zip(answers, verdicts):
+            v.staged = _stage_replies(conn, a, v, stage_sms)
+    return verdicts
+
+
+def record_one_tx(conn, a: Answer, cfg: EscalationConfig, stage_sms=None) -> Verdict:
+    return record_batch_tx(conn, [a], cfg, stage_sms)[0]
+
+
+def _stage_replies(conn, a: Answer, v: Verdict, stage_sms) -> list:
+    out = []
+    if v.reply_to and v.message:
+        purpose = "confirmation" if v.outcome in (RECORDED, NOTE) else "reply_help"
+        out.append(stage_sms(conn, a.at, v.reply_to, v.message, purpose=purpose, order_id=v.order_id))
+    if v.supervisor_phone:
+        out.append(stage_sms(conn, a.at, v.supervisor_phone, messages.supervisor_late_answer_sms(
+            v.order_code, v.event.get("team_name", v.team_code), v.status, v.hhmm),
+            purpose="supervisor", order_id=v.order_id))
+    # (the order.feedback event was recorded by record_answer_tx, in this same transaction)
+    return out
 
 
 def open_codes_for_phone_tx(conn, phone: str) -> list[str]:

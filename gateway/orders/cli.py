@@ -17,6 +17,7 @@ from sqlalchemy import func, insert, select, update
 from gateway.escalation.config import EscalationConfig
 from gateway.escalation.deadlines import RULES, local_hhmm
 from gateway.mode import DRILL_PREFIX
+from gateway.orders.closing import close_order_tx
 from gateway.orders.order import KINDS, OrderRequest, Target
 from gateway.orders.store import NoTeams, create_order_tx
 from gateway.orders.summary import load_summary_tx, render
@@ -159,30 +160,18 @@ def cmd_list(args) -> int:
     return 0
 
 
-def close_order_tx(conn, code: str, actor: str, now: datetime):
-    oid = conn.execute(select(orders.c.id).where(orders.c.code == code, orders.c.state == "open")).scalar()
-    if oid is None:
-        return None
-    conn.execute(update(orders).where(orders.c.id == oid).values(state="closed", closed_at=now))
-    ots = select(order_teams.c.id).where(order_teams.c.order_id == oid)
-    n = conn.execute(update(escalation_steps).where(escalation_steps.c.order_team_id.in_(ots),
-                                                    escalation_steps.c.state == "pending")
-                     .values(state="cancelled", fired_at=now, reason=f"order closed by {actor}")).rowcount
-    conn.execute(insert(audit_log).values(at=now, actor=actor, action="order.closed", subject=f"order {code}",
-                                          detail={"order_id": oid, "steps_cancelled": n}))
-    return n
-
-
 def cmd_close(args) -> int:
     db = _db(args)
     try:
-        n = db.run_sync(close_order_tx, args.code, _actor(args), datetime.now(timezone.utc))
+        c = db.run_sync(close_order_tx, args.code, _actor(args), datetime.now(timezone.utc))
     finally:
         db.engine.dispose()
-    if n is None:
+    if c is None:
         print(f"no open order {args.code}", file=sys.stderr)
         return 1
-    print(f"order {args.code} closed; {n} pending escalation steps cancelled")
+    print(f"order {args.code} closed; cancelled: {c.escalation_steps_cancelled} pending escalation steps, "
+          f"{c.sms_segments_cancelled} SMS segments not yet submitted, {c.call_attempts_cancelled} call "
+          f"attempts not yet placed, {c.deliveries_cancelled} deliveries not yet handed on")
     return 0
 
 

@@ -66,5 +66,12 @@ class DrillLabelledOutbox:
             return send(False)
         return self.drills.lookup(order_id).addCallback(send)
 
+    def stage_tx(self, conn, now, phone, text, *, purpose, order_id=None, delivery_id=None):
+        """The same label inside another part's transaction (transactional outbox): the flag is
+        read there, from the order's own row, when not known yet."""
+        drill = order_id is not None and (self.drills.is_drill(order_id) or _is_drill_tx(conn, order_id))
+        return self.outbox.stage_tx(conn, now, phone, drill_text(text, drill), purpose=purpose, order_id=order_id,
+                                    delivery_id=delivery_id)
+
     def __getattr__(self, name):        # the bank's other methods (inbound, slots ...) pass through
         return getattr(self.outbox, name)

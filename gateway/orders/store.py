@@ -99,21 +99,7 @@ def existing_order_tx(conn, order_id: int) -> CreatedOrder:
     return CreatedOrder(order_id, row.code, utc(row.created_at).timestamp(), tuple(tids), existing=True)
 
 
-@dataclass(frozen=True)
-class Handoff:
-    """A delivery claimed for handing to the SMS outbox or the order caller."""
-    delivery_id: int
-    order_id: int
-    order_code: str
-    team_id: int
-    member_id: int | None
-    phone: str
-    channel: str
-    text: str
-
-
-def claim_queued_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: EscalationConfig,
-                               limit: int = 2000) -> list[Handoff]:
+def _queued_deliveries(conn, order_id: int | None, limit: int):
     q = (select(deliveries.c.id, deliveries.c.order_id, deliveries.c.team_id, deliveries.c.member_id,
                 deliveries.c.phone, deliveries.c.channel, orders.c.code, orders.c.kind, orders.c.incident_ref,
                 orders.c.text, orders.c.onscene_commander, orders.c.rule, orders.c.created_at, orders.c.major,
@@ -129,10 +115,14 @@ def claim_queued_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: E
          .order_by(deliveries.c.id).limit(limit))
     if order_id is not None:
         q = q.where(deliveries.c.order_id == order_id)
-    rows = conn.execute(q).all()
+    return conn.execute(q).all()
+
+
+def _drop_removed_members(conn, rows, now: datetime):
+    """Removed from the roster since the order was created: not sent, marked failed (the roster
+    decides who is called)."""
     if not rows:
-        return []
-    # Removed from the roster since the order was created: not sent (the roster decides who is called).
+        return rows
     removed = {r.id for r in rows if r.member_id is not None} and set(conn.execute(
         select(deliveries.c.id).join(members, members.c.id == deliveries.c.member_id)
         .join(teams, teams.c.id == members.c.team_id)
@@ -141,33 +131,48 @@ def claim_queued_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: E
     if removed:
         conn.execute(update(deliveries).where(deliveries.c.id.in_(removed))
                      .values(state="failed", detail="not sent: removed from the roster", updated_at=now))
-        rows = [r for r in rows if r.id not in removed]
-        if not rows:
-            return []
-    conn.execute(update(deliveries).where(deliveries.c.id.in_([r.id for r in rows]))
-                 .values(state="handing", attempts=deliveries.c.attempts + 1, updated_at=now))
-    out = []
-    for r in rows:
-        minutes = response_minutes(r.rule, utc(r.created_at), cfg)
-        text = drill_text(roster_check_sms(r.code) if r.kind == "roster_check"
-                          else order_sms(r.code, r.incident_ref, r.text, r.onscene_commander or "", r.rule, minutes,
-                                         cfg.major_report_minutes if r.major else 0),
-                          r.drill)
-        out.append(Handoff(r.id, r.order_id, r.code, r.team_id, r.member_id, r.phone, r.channel, text))
+    return [r for r in rows if r.id not in removed]
+
+
+@dataclass
+class Handed:
+    messages: list          # records for the outbox's adopt()
+    calls: int
+    refused: int
+
+
+def hand_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: EscalationConfig, stage_sms, stage_call,
+                       limit: int = 2000) -> Handed:
+    """The transactional outbox of an order: each queued delivery changes state in the SAME
+    transaction that writes what it causes: the SMS message with its segments (the delivery
+    stays `queued`, handed_at set, until a modem accepts it) or the first call attempt (delivery
+    `calling`).  A crash leaves either both or neither."""
+    out = Handed([], 0, 0)
+    for r in _drop_removed_members(conn, _queued_deliveries(conn, order_id, limit), now):
+        values = dict(attempts=deliveries.c.attempts + 1, updated_at=now)
+        if r.channel == "sms":
+            minutes = response_minutes(r.rule, utc(r.created_at), cfg)
+            text = drill_text(roster_check_sms(r.code) if r.kind == "roster_check"
+                              else order_sms(r.code, r.incident_ref, r.text, r.onscene_commander or "", r.rule,
+                                             minutes, cfg.major_report_minutes if r.major else 0),
+                              r.drill)
+            try:
+                rec = stage_sms(conn, now, r.phone, text, purpose="order", order_id=r.order_id, delivery_id=r.id)
+            except ValueError as e:        # text the network cannot carry: refused, said, not retried
+                values.update(state="failed", detail=f"SMS refused: {e}")
+                out.refused += 1
+            else:
+                out.messages.append(rec)
+                # Still `queued`: in the outbox, not yet accepted by a modem.  The SMS store marks
+                # it `sent` in the transaction that records the modem's +CMGS for its first segment.
+                values.update(handed_at=now, detail=f"sms {rec['id']} in the outbox")
+        else:
+            stage_call(conn, now, order_id=r.order_id, team_id=r.team_id, member_id=r.member_id, phone=r.phone,
+                       purpose="order", delivery_id=r.id)
+            values.update(state="calling", detail="")
+            out.calls += 1
+        conn.execute(update(deliveries).where(deliveries.c.id == r.id).values(**values))
     return out
-
-
-def mark_delivery_tx(conn, delivery_id: int, state: str, now: datetime, detail: str | None = None,
-                     only_from: tuple[str, ...] | None = None, handed: bool = False) -> None:
-    values = dict(state=state, updated_at=now)
-    if handed:
-        values["handed_at"] = now
-    if detail is not None:
-        values["detail"] = detail
-    q = update(deliveries).where(deliveries.c.id == delivery_id)
-    if only_from is not None:      # the SMS store may have moved it on meanwhile (sent, failed)
-        q = q.where(deliveries.c.state.in_(only_from))
-    conn.execute(q.values(**values))
 
 
 def delivered_by_sms_tx(conn, now: datetime) -> int:
@@ -188,7 +193,8 @@ def delivered_by_sms_tx(conn, now: datetime) -> int:
 
 
 def requeue_handing_tx(conn, now: datetime) -> int:
-    """After a restart nothing is in flight: hand again what was being handed (at least once)."""
+    """Rows left `handing` by a gateway of the two-transaction hand-off (before call_attempts):
+    handed again once, at the upgrade.  The hand-off is one transaction now: nothing is `handing`."""
     n = conn.execute(update(deliveries).where(deliveries.c.state == "handing", deliveries.c.channel == "sms")
                      .values(state="queued", updated_at=now)).rowcount
     return n + conn.execute(update(deliveries).where(deliveries.c.state == "handing", deliveries.c.channel == "voice")
@@ -286,10 +292,14 @@ def next_due_tx(conn, order_team_id: int) -> datetime | None:
                                    escalation_steps.c.state == "pending")).scalar())
 
 
-def record_call_outcome_tx(conn, delivery_id: int, outcome: str, now: datetime) -> None:
+def record_call_outcome_tx(conn, delivery_id: int, outcome: str, now: datetime, keep_no_answer: bool = False) -> None:
     """The order call ended (the order caller recorded each attempt on this same row); answered
-    means the team has the order (delivered)."""
-    conn.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(state=outcome, updated_at=now))
+    means the team has the order (delivered).  keep_no_answer: the order flow's no_answer
+    (answered, no key pressed) stays."""
+    q = update(deliveries).where(deliveries.c.id == delivery_id)
+    if keep_no_answer:
+        q = q.where(deliveries.c.state != "no_answer")
+    conn.execute(q.values(state=outcome, updated_at=now))
     if outcome != "answered":
         return
     d = conn.execute(select(deliveries.c.order_id, deliveries.c.team_id).where(deliveries.c.id == delivery_id)).first()

@@ -88,13 +88,20 @@ def make_engine(url: str, *, statement_timeout_s: float = DEFAULT_STATEMENT_TIME
                            connect_args={"connect_timeout": max(1, math.ceil(pool_timeout_s))})
 
     @event.listens_for(engine, "connect")
-    def _statement_timeout(dbapi_conn, _record):
+    def _session_timeouts(dbapi_conn, _record):
         autocommit = dbapi_conn.autocommit
         dbapi_conn.autocommit = True
         with dbapi_conn.cursor() as cur:
             cur.execute(f"SET statement_timeout = {int(statement_timeout_s * 1000)}")
+            # A connection cut mid-transaction (a network fault) can leave its server session "idle
+            # in transaction", holding row locks that every later write of ours would wait on
+            # forever.  The server ends such a session after this long; retried writes go on.
+            cur.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
         dbapi_conn.autocommit = autocommit
     return engine
+
+
+IDLE_IN_TRANSACTION_MS = 30_000     # no unit of work of ours stays idle inside a transaction
 
 
 def is_deadline(exc: BaseException) -> bool:
@@ -231,7 +238,7 @@ class Database:
 
 
 def _name(fn) -> str:
-    """A unit of work as logs name it: its function's name (store.claim_queued_deliveries_tx ...)."""
+    """A unit of work as logs name it: its function's name (store.hand_deliveries_tx ...)."""
     module = (getattr(fn, "__module__", "") or "").removeprefix("gateway.")
     return f"{module}.{getattr(fn, '__qualname__', repr(fn))}".lstrip(".")
 

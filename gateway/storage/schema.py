@@ -188,6 +188,31 @@ deliveries = Table(
     Index("ix_deliveries_state", "state"),           # the fan-out's sweep for rows not yet handed on
 )
 
+# An order call's attempts, one row each (the call's outbox): committed `due` with the state change
+# that asks for the call, `placing` (with the channel id the gateway chose) before the Originate
+# goes out, then `ringing` and the outcome.  A restart resumes from these rows alone.
+call_attempts = Table(
+    "call_attempts", metadata,
+    Column("id", ID, primary_key=True),
+    Column("order_id", ID, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("team_id", ID, ForeignKey("teams.id"), nullable=False),
+    Column("member_id", ID, ForeignKey("members.id")),
+    Column("delivery_id", ID, ForeignKey("deliveries.id")),          # the order's voice delivery
+    Column("step_id", ID, ForeignKey("escalation_steps.id")),        # the escalation step that asked
+    Column("purpose", String(16), nullable=False),    # order / escalation / supervisor
+    Column("phone", String(20), nullable=False),
+    Column("attempt", Integer, nullable=False),       # 1-based within its chain
+    Column("state", String(16), nullable=False),      # due placing ringing answered busy no_answer failed
+                                                      # unknown cancelled
+    Column("due_at", TS, nullable=False),
+    Column("channel_id", String(80), unique=True),    # Originate ChannelId, chosen before placing
+    Column("placed_at", TS),
+    Column("ended_at", TS),
+    Column("detail", Text),
+    Column("updated_at", TS, nullable=False),
+    Index("ix_call_attempts_state_due", "state", "due_at"),
+)
+
 # --- SMS --------------------------------------------------------------------------------------
 
 sms_messages = Table(

@@ -325,6 +325,7 @@ class EmulatedPbx:
                  phones: PhoneDirectory | dict | None = None, default: Phone | None = None,
                  agi_idle_timeout: float = 30.0, prompt_seconds: float = 0.0, sounds=None,
                  dialplan: Dialplan | str | Path | None = PROJECT_DIALPLAN, calltakers_logged_in: int = 3,
+                 journal=None,
                  **ami_options):
         """phones: number -> Phone (or a PhoneDirectory); default: what unknown numbers do.
         prompt_seconds: how long each prompt takes to play (0: at once, for tests).
@@ -333,6 +334,7 @@ class EmulatedPbx:
         dialplan: the extensions.conf whose hotline contexts the calls run (loaded now: a step
         the emulator cannot run is an error here); calltakers_logged_in: what
         QUEUE_MEMBER(calltakers,logged) answers.
+        journal: a NetworkJournal (gateway/netjournal.py) recording every call placed.
         ami_options go to AmiEmulator (users, channelvars, queues, login_fail_delay, clock, ...);
         its clock also times the FastAGI side (the phones' key presses)."""
         self.reactor = reactor
@@ -355,6 +357,7 @@ class EmulatedPbx:
             Dialplan.load(dialplan, HOTLINE_CONTEXTS)
         self.calltakers_logged_in = calltakers_logged_in
         self.agi_connections = 0          # FastAGI connections made (a call needing none makes none)
+        self.journal = journal
 
     def queue_member(self, queue: str, what: str) -> int:
         """QUEUE_MEMBER(queue, logged|free|ready|count) of the one call-takers' queue."""
@@ -438,6 +441,9 @@ class EmulatedPbx:
         outcome = _OUTCOME[phone.action]
         call = PbxCall("order", number, outcome, action_id=action_id)
         self.calls.append(call)
+        if self.journal is not None:
+            self.journal.append("call", at=self.reactor.seconds(), number=number,
+                                channel_id=headers.get("ChannelId"), outcome=outcome, action_id=action_id)
         ring = 1e6 if outcome == "noanswer" else phone.ring     # noanswer: until the Timeout
         sc = _PbxOrderCall(headers, action_id, outcome=outcome, is_async=is_async,
                            ring_seconds=ring, pbx=self, phone=phone, call=call)
