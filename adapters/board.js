@@ -28,7 +28,7 @@
     // The event log's stream (adapters/stream.py): each frame's `event:` is its kind and its `id:`
     // the log id, so a reconnection sends Last-Event-ID and the gateway replays what was missed.
     var stream = new EventSource("/events?kind=order&kind=hotline&kind=sms");
-    ["order.created", "order.feedback", "order.escalated", "order.supervisor_alert",
+    ["order.created", "order.feedback", "order.escalated", "order.supervisor_alert", "order.closed",
      "order.situation_report", "order.note", "order.form",
      "hotline.arrived", "hotline.answered", "hotline.abandoned", "hotline.ended",
      "hotline.overflow", "hotline.overflow_cleared", "hotline.no_calltaker", "hotline.no_calltaker_cleared",
