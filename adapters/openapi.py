@@ -111,10 +111,12 @@ def full_routes():
     from adapters.hotline_api import add_hotline_routes
     from adapters.modems_api import add_modem_routes
     from adapters.orders_api import add_order_routes
+    from adapters.reports_api import add_report_routes
     router = Router()
     add_directory_routes(router, None)
     add_order_routes(router, None, None, None)
     add_hotline_routes(router, None, "Asia/Shanghai")
+    add_report_routes(router, None, None, "Asia/Shanghai", None)
     from adapters.forms_api import add_form_routes
     add_form_routes(router, None, None, None, "Asia/Shanghai")
     add_cap_routes(router, None, None, CapSection().max_bytes)

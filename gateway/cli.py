@@ -9,6 +9,10 @@
     yihu apikey create|list|revoke      keys for the HTTP API (read, dispatch, admin)
     yihu prompts build [--out DIR]      render the Mandarin voice prompts (espeak-ng + sox)
     yihu webhook add|list|remove        webhook subscribers besides webhooks.urls
+    yihu report assessment --from D --to D   the teams' assessment (terminal, HTML, CSV)
+    yihu drill [--teams ...] [--speed N]     an assembly drill on the emulators, with its report
+    yihu drill sms --from PHONE TEXT | inbox PHONE   the emulated phones of a running gateway
+    yihu roster check [--teams ...] [--voice] | status CODE [--close]   do the numbers work?
 
 Exit status 2, with one line per problem and no traceback, for a bad configuration, an
 unreachable database or a refused roster.
@@ -322,7 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module, fn in (("gateway.orders.cli", "add_order_commands"), ("gateway.hotline.cli", "add_hotline_commands"),
                        ("gateway.ami.cli", "add_ami_commands"), ("ivr.prompts.cli", "add_prompt_commands"),
-                       ("adapters.webhook_cli", "add_webhook_commands"), ("sms.cli", "add_modem_commands")):
+                       ("adapters.webhook_cli", "add_webhook_commands"), ("sms.cli", "add_modem_commands"),
+                       ("gateway.reports.cli", "add_report_commands"), ("gateway.drill.cli", "add_drill_commands"),
+                       ("gateway.orders.roster_cli", "add_roster_commands")):
         try:
             mod = __import__(module, fromlist=[fn])
         except ImportError:

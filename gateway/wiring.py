@@ -307,13 +307,20 @@ def build_service(config: Config, reactor) -> Gateway:
         inbox = CapInbox(reactor, cap_intake, inbox_dir, cap_cfg.poll_s, cap_cfg.max_bytes)
         gw.cap_inbox = inbox
         CallbackService("cap-inbox", inbox.start, inbox.stop).setServiceParent(gw)
+    from adapters.reports_api import add_report_routes
+    add_report_routes(gw.api, db, esc_cfg, config.gateway.time_zone, reactor)
     from adapters.forms_api import add_form_routes
     add_form_routes(gw.api, db, orders, reactor, config.gateway.time_zone, config.orders.pdf_converter)
     gw.health_checks.append(gw.webhooks.health)
     from adapters.modems_api import add_modem_routes
     add_modem_routes(gw.api, bank, reactor, config.path, sms_cfg.sim_pin)
+    if drill:
+        # a commander's SMS reply and an emulated phone's inbox, for `yihu drill sms|inbox`
+        from adapters.emulator_control import EmulatorControl
+        gw.root.putChild(b"emulator", EmulatorControl(gw.auth, gw.emulated_modems))
     from adapters.board import BoardResource
-    gw.root.putChild(b"board", gw.guard_board(BoardResource(reactor, db, esc_cfg, config.gateway.time_zone,
-                                                            gw.health_checks, mode=config.mode,
-                                                            callers=config.hotline)))
+    # the wall's health chips are /health's parts (each modem, the AMI link, any part down)
+    gw.root.putChild(b"board", gw.guard_board(BoardResource(
+        reactor, db, esc_cfg, config.gateway.time_zone, gw.health_checks, node=config.gateway.node_name,
+        mode=config.mode, callers=config.hotline)))
     return gw

@@ -21,6 +21,7 @@ from adapters.cap_api import add_cap_routes
 from adapters.hotline_api import add_hotline_routes
 from adapters.modems_api import add_modem_routes
 from adapters.orders_api import add_order_routes
+from adapters.reports_api import add_report_routes
 from gateway.cap.intake import CapIntake
 from gateway.config import load_config
 from gateway.directory.roster import read_roster
@@ -100,6 +101,7 @@ def start_rig(url: str, tmp_path, *, embedded: bool = False, http: dict | None =
     orders = OrderService(gw.database, reactor, None, None, cfg.escalation)
     add_order_routes(gw.api, gw.database, orders, reactor, max_sms_parts=cfg.orders.max_sms_parts)
     add_hotline_routes(gw.api, gw.database, cfg.gateway.time_zone, callers=cfg.hotline)
+    add_report_routes(gw.api, gw.database, cfg.escalation, cfg.gateway.time_zone, reactor)
     add_form_routes(gw.api, gw.database, orders, reactor, cfg.gateway.time_zone)
     add_cap_routes(gw.api, gw.database, CapIntake(gw.database, reactor, orders, cfg.cap, cfg.escalation),
                    cfg.cap.max_bytes)

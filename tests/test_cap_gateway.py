@@ -57,8 +57,8 @@ def test_inbox_warning_becomes_an_order_and_the_api_cancel_closes_it(migrated_ur
         resp = yield treq.post(base + "/api/v1/cap", data=(HERE / "cap" / "cap_amber.xml").read_bytes(), headers=xml)
         assert resp.code == 201 and json.loads((yield resp.content()))["action"] == "proposal"
         board = (yield get("/board")).decode()
-        assert "预警全文 Full warning" in board and "防汛抗旱专业队做好抢险准备" in board
-        assert "待确认指令 Proposals to confirm (1)" in board and "kind:public" in board
+        assert "预警全文" in board and "防汛抗旱专业队做好抢险准备" in board
+        assert "待确认指令 1" in board and "kind:public" in board
         resp = yield treq.post(base + "/api/v1/cap", data=RAIN[2], headers=xml)
         body = json.loads((yield resp.content()))
         assert resp.code == 201 and body["action"] == "order_closed" and body["order_code"] == order["order_code"]

@@ -7,6 +7,7 @@ A dispatcher POSTs an order; commanders' phones ring and press 1 (received); the
 reaches every commander and deputy; a commander texts back "到达" and gets a confirmation.
 """
 import json
+import re
 import socket
 from pathlib import Path
 
@@ -139,7 +140,9 @@ def test_drill_order_by_api_reaches_teams_by_sms_and_voice_and_takes_replies(mig
         page = (yield resp.text("utf-8"))
         assert resp.code == 200 and code in page and "白塔镇综合应急救援分队" in page
         assert "已到达" in page and "已收到" in page and "4/4" not in page and "2/2 modems usable" in page
-        assert "演练" in page and "class=drill" in page         # drill mode: the banner nobody can miss
+        # Both emulated modems and the AMI link are healthy on the wall, and it says it is a drill.
+        assert all(re.search(f"class='part ok'[^>]*>● {part}<", page) for part in ("短信猫1", "短信猫2", "AMI"))
+        assert "<div class=drill>演练</div>" in page and "class=drillmode" in page
         logged = gw.events.since(0)
         assert logged and all(e.payload["drill"] is True for e in logged)
         health = json.loads((yield (yield treq.get(f"http://127.0.0.1:{http_port}/health")).content()))

@@ -98,7 +98,7 @@ def test_major_order_situation_reports_missed_report_chased_and_leaders_informed
         # The wall's board shows the order as major, with its timeline.
         resp = yield treq.get(f"http://127.0.0.1:{port}/board")
         page = yield resp.text("utf-8")
-        assert "【重大】" in page and "已挖出被困群众2人" in page
+        assert "<span class=majortag>重大</span>" in page and "已挖出被困群众2人" in page
         leader_sms = sum(len(texts(p)) for p in LEADERS)
         assert leader_sms >= 4 * len(LEADERS)
         assert sum(1 for e in s["timeline"] if e["kind"] == "leader_sms") >= 3 * len(LEADERS)

@@ -137,10 +137,11 @@ def test_a_flagged_caller_is_shown_and_queued_as_fast_as_anyone(pbx, database):
         yield wait_for(reactor, lambda: database.run_sync(get_call, flagged.info["linkedid"])["queue_joined_at"],
                        5, what="the flagged call in the queue")
         html = yield board_html(database)
-        assert "****" + FLAGGED[-4:] in html and "重复来电 repeat" in html   # the wall sees the last four digits
-        assert "多次无效 often_invalid" in html and FLAGGED not in html
-        assert "骚扰名单 nuisance: 多次谎报" in html
-        assert "今日热线 Hotlines today" in html and "标记来电占比 flagged" in html
+        assert "****" + FLAGGED[-4:] in html and "重复来电" in html   # the wall sees the last four digits
+        assert "多次无效" in html and FLAGGED not in html
+        assert "骚扰名单：多次谎报" in html
+        assert "****" + FIRST_TIMER[-4:] not in html               # an unflagged caller takes no room
+        assert "今日热线" in html and "有效率" in html and "标记占比" in html
         yield bounded(defer.gatherResults([flagged.ended, other.ended]))
         yield wait_for(reactor, lambda: all("hotline.ended" in [k for k, _ in events_of(sink, c)]
                                             for c in (flagged, other)), 5, what="hotline.ended")

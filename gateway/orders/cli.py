@@ -133,7 +133,7 @@ def cmd_show(args) -> int:
 
 def _list_tx(conn, all_):
     q = select(orders.c.id, orders.c.code, orders.c.incident_ref, orders.c.kind, orders.c.rule, orders.c.state,
-               orders.c.created_at, orders.c.drill).order_by(orders.c.created_at.desc()).limit(50)
+               orders.c.created_at, orders.c.drill, orders.c.major).order_by(orders.c.created_at.desc()).limit(50)
     if not all_:
         q = q.where(orders.c.state == "open")
     rows = conn.execute(q).all()

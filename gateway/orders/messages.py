@@ -18,6 +18,10 @@ def order_sms(code: str, incident_ref: str, text: str, onscene: str, rule: str, 
             f"请回复：{code} {keys}" + (major_order_tail(code, major_every) if major_every else ""))
 
 
+def roster_check_sms(code: str) -> str:
+    return f"{CENTER}通讯录核对{code}：请回复 {code} 1 确认本号码可用（接到电话按1亦可）。无需出动。"
+
+
 def reminder_sms(code: str, stage: str, team_state_word: str, finished_without_report: bool) -> str:
     if stage == SITUATION:
         return f"{CENTER}催报：重大事件指令{code} 未收到贵队现场动态，请立即续报，回复：{code} 续报 现场情况…"

@@ -14,7 +14,7 @@ from gateway.orders import directory_queries as dq
 from gateway.orders import team_state as ts
 from gateway.orders.codes import choose_code
 from gateway.mode import drill_text
-from gateway.orders.messages import order_sms
+from gateway.orders.messages import order_sms, roster_check_sms
 from gateway.orders.order import CreatedOrder, OrderRequest
 from gateway.orders.times import utc
 from gateway.storage.schema import (audit_log, deliveries, escalation_steps, members, order_teams, orders,
@@ -101,8 +101,8 @@ def existing_order_tx(conn, order_id: int) -> CreatedOrder:
 
 def _queued_deliveries(conn, order_id: int | None, limit: int):
     q = (select(deliveries.c.id, deliveries.c.order_id, deliveries.c.team_id, deliveries.c.member_id,
-                deliveries.c.phone, deliveries.c.channel, orders.c.code, orders.c.incident_ref, orders.c.text,
-                orders.c.onscene_commander, orders.c.rule, orders.c.created_at, orders.c.major,
+                deliveries.c.phone, deliveries.c.channel, orders.c.code, orders.c.kind, orders.c.incident_ref,
+                orders.c.text, orders.c.onscene_commander, orders.c.rule, orders.c.created_at, orders.c.major,
                 orders.c.drill)
          .join(orders, orders.c.id == deliveries.c.order_id)
          .where(or_(and_(deliveries.c.channel == "sms", deliveries.c.state == "queued",
@@ -152,8 +152,10 @@ def hand_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: Escalatio
         values = dict(attempts=deliveries.c.attempts + 1, updated_at=now)
         if r.channel == "sms":
             minutes = response_minutes(r.rule, utc(r.created_at), cfg)
-            text = drill_text(order_sms(r.code, r.incident_ref, r.text, r.onscene_commander or "", r.rule, minutes,
-                                        cfg.major_report_minutes if r.major else 0), r.drill)
+            text = drill_text(roster_check_sms(r.code) if r.kind == "roster_check"
+                              else order_sms(r.code, r.incident_ref, r.text, r.onscene_commander or "", r.rule,
+                                             minutes, cfg.major_report_minutes if r.major else 0),
+                              r.drill)
             try:
                 rec = stage_sms(conn, now, r.phone, text, purpose="order", order_id=r.order_id, delivery_id=r.id)
             except ValueError as e:        # text the network cannot carry: refused, said, not retried
