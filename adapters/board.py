@@ -381,6 +381,7 @@ CSS = (
     ".majortag{background:#c62828;color:#fff;font-weight:900;padding:0 8px;margin-right:8px}"
     ".warning p{margin:0;display:-webkit-box;-webkit-line-clamp:3;-webkit-box-orient:vertical;overflow:hidden}"
     ".warning,.proposals,.ringing{flex-shrink:0}.proposals li,.ringing li{color:#ffd600}"
+    ".ringing li{white-space:normal}"   # every flag read whole: the call-taker answers next
     ".timeline{flex-shrink:0}.timeline li{color:#c8d0da}"
     "body.drillmode #board{box-shadow:inset 0 0 0 6px #ffd600}.ok{color:#66bb6a}.bad{color:#ef5350}"
     "footer{grid-column:1/3;background:#18202b;padding:6px 12px;white-space:nowrap;overflow:hidden;"

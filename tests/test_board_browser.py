@@ -174,3 +174,54 @@ def test_board_state_of_every_team_is_the_apis(migrated_url, tmp_path):
         assert api["PRO-07"] == "received" and api["PUB-03"] == "finished"
     finally:
         yield rig.stop()
+
+
+def _w15_extras_tx(conn, code):
+    """What issue 15 adds to the wall, at its fullest: the focus order made from a long CAP warning,
+    two proposals waiting, and a flagged caller (repeat, often invalid) ringing now."""
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import insert, select
+
+    from gateway.storage.schema import cap_alerts, hotline_calls, order_proposals, orders
+    now = datetime.now(timezone.utc)
+    order_id = conn.execute(select(orders.c.id).where(orders.c.code == code)).scalar_one()
+    alert = conn.execute(insert(cap_alerts).values(
+        received_at=now, source="inbox:rain.xml", raw=b"<alert/>", state="accepted", text_full=(
+            "暴雨红色预警：预计未来3小时白塔镇、青山乡将出现100毫米以上强降水，伴有雷电和8级以上大风，"
+            "山洪、泥石流、山体滑坡等地质灾害风险极高。请各救援分队立即集结待命，防汛抗旱专业队做好抢险准备，"
+            "转移低洼地带和地质灾害隐患点群众。") * 2, order_id=order_id)).inserted_primary_key[0]
+    for n in range(2):
+        conn.execute(insert(order_proposals).values(
+            created_at=now, source="cap", cap_alert_id=alert, state="pending", rule="amber-rain",
+            request={"incident_ref": f"CAP {n}", "kind": "standby", "target": "kind:public",
+                     "text": "暴雨橙色预警，各公共救援分队做好集结准备，保持通讯畅通。"}))
+    caller = "13905761111"
+    for i, valid in enumerate((False, False, False, None, None)):
+        at = now - timedelta(hours=3 * i + 1) if i < 3 else now - timedelta(days=i)
+        conn.execute(insert(hotline_calls).values(
+            call_id=f"old-{i}", line="110", caller=caller, arrived_at=at, outcome="answered", valid=valid,
+            category="prank" if valid is False else None, updated_at=at))
+    conn.execute(insert(hotline_calls).values(call_id="ringing-1", line="110", caller=caller, arrived_at=now,
+                                              queue_joined_at=now, updated_at=now))
+    return caller
+
+
+@pytest_twisted.inlineCallbacks
+def test_caller_flags_cap_warning_and_proposals_fit_the_wall(chrome, rig):
+    yield seed_order(rig, cfg())
+    status, body, _ = yield rig.call("GET", "/api/v1/orders", key=rig.keys["read"])
+    code = body["orders"][0]["order_code"]
+    caller = yield rig.db.run(_w15_extras_tx, code)
+    page = yield open_board(chrome, rig)
+    screenshot(chrome, "w15-extras")
+    html = yield in_thread(lambda: chrome.page_source)
+    assert "预警全文" in html and "待确认指令 2" in html and "重复来电" in html and "多次无效" in html
+    assert "****" + caller[-4:] in html and caller not in html           # the read key sees the last four
+    sections = yield in_thread(chrome.execute_script, """return [...document.querySelectorAll(
+        'aside section')].map(s => [s.className, s.getBoundingClientRect().bottom,
+                                    s.getBoundingClientRect().height]);""")
+    shown = {cls for cls, bottom, height in sections if height > 0 and bottom <= HEIGHT}
+    assert {"warning", "proposals", "ringing", "hotline", "health"} <= shown, sections
+    assert page["scrollW"] <= WIDTH and page["scrollH"] <= HEIGHT, page
+    assert page["smallest"] >= 24, page["smallText"]
