@@ -1,0 +1,217 @@
+"""Commanders' SMS replies judged end to end, on PostgreSQL (the production database).
+
+    .venv/bin/python -m bench.replies [--orders 200] [--rate 1000] [--seconds 15] [--slow-rate 100]
+                                      [--url postgresql+psycopg://...] [--sqlite]
+
+What one reply costs in production, from the modem's PDU to the confirmation SMS queued:
+the SMS-DELIVER PDU (made by the modem emulator's network code, as a modem would read it) goes
+into the bank's inbound processor (``InboundProcessor.handle``: decoded, the raw SMS committed with
+its duplicate check), which hands it to the real ``FeedbackEngine`` (grammar, one transaction that
+judges and records it, the escalation engine told, the confirmation SMS committed to the real
+outbox ``sms.store.SqlStore`` through ``SmsBank.enqueue``).  The escalation engine runs with every
+team timer of the open orders loaded, as in service.  A reply's time is from ``handle()`` to the
+feedback engine's answer (which fires after the confirmation is committed to the outbox).
+
+Two phases in one run, on a fresh schema migrated to head and filled by a child process
+(--orders open orders to 40 teams, each team with a commander and a deputy):
+1. throughput: --rate replies per second offered for --seconds (``CODE 1``/``2``/``3``, ``到达``,
+   from random commanders and deputies of random open orders' teams); judged per second
+   sustained = replies judged / time from the first offer to the last answer;
+2. latency: --slow-rate replies per second for 10 s; reply -> confirmation queued p50/p99.
+
+Left out: the modem's serial line and AT commands (bench.sms_fanout measures the bank's modem
+side), sending the confirmation over the air, and webhooks/SSE delivery of the feedback event.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict, deque
+from datetime import datetime, timezone
+
+from bench.escalation_timers import BASE, ShiftedClock, percentile
+
+PG_URL = os.environ.get("YIHU_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def fresh_schema(base_url: str):
+    """A schema of its own on PostgreSQL: (url with search_path, drop())."""
+    from sqlalchemy import create_engine, text
+    schema = "bench_" + uuid.uuid4().hex[:10]
+    admin = create_engine(base_url)
+    with admin.begin() as c:
+        c.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in base_url else "?"
+
+    def drop():
+        with admin.begin() as c:
+            c.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+    return f"{base_url}{sep}options=-csearch_path%3D{schema}", drop
+
+
+async def measure(reactor, url, args):
+    from sqlalchemy import select
+    from twisted.internet import defer, task
+    from zope.interface import implementer
+
+    from gateway.escalation.config import EscalationConfig
+    from gateway.escalation.engine import EscalationEngine
+    from gateway.feedback.engine import FeedbackEngine
+    from gateway.interfaces import IEventSink, IOrderCaller
+    from gateway.storage import Database
+    from gateway.storage.schema import orders
+    from sms.bank import SmsBank
+    from sms.emulator.network import deliver_pdus
+    from sms.config import SmsConfig
+    from sms.store import SqlStore
+
+    @implementer(IOrderCaller, IEventSink)
+    class Quiet:
+        """Calls and events: their own benches measure them (bench.agi_sessions, bench.events)."""
+        events = 0
+
+        def call_order(self, *a, **kw):
+            return defer.succeed("no_answer")
+
+        def publish(self, kind, payload):
+            Quiet.events += 1
+
+    quiet = Quiet()
+    cfg = EscalationConfig()
+    db = Database(reactor, url, threads=args.threads)
+    db.start()
+    bank = SmsBank(reactor, SqlStore(db), SmsConfig(), {})      # the outbox; no modem sends here
+    # The orders were sent just before BASE: the engine's clock is the reactor's shifted there.
+    escalation = EscalationEngine(db, ShiftedClock(reactor, BASE.timestamp() - reactor.seconds()), bank, quiet,
+                                  quiet, cfg)
+    feedback = FeedbackEngine(db, bank, quiet, escalation, cfg)
+    bank.inbound.sink = feedback
+    codes = await db.run(lambda c: c.execute(select(orders.c.code)).scalars().all())
+    await escalation.start()
+    print(f"escalation engine: {len(escalation.timers)} team timers loaded")
+
+    rng = random.Random(args.seed)
+    words = ["{c} 1", "{c} 2", "{c} 到达", "{c}收到", "{c} 3", "到达现场 {c}"]
+
+    def reply_pdus(n):
+        out = []
+        for i in range(n):
+            team = rng.randrange(1, 41)
+            phone = f"+86138{team:04d}{rng.choice((1, 2)):04d}"
+            text = rng.choice(words).format(c=rng.choice(codes))
+            ((pdu, length),) = deliver_pdus(phone, text, BASE.timestamp() + i, ref=i % 256)
+            out.append((phone, text, pdu, length))
+        return out
+
+    started: dict[tuple, deque] = defaultdict(deque)
+    latencies: list[float] = []
+    done = {"n": 0, "accepted": 0, "t_last": 0.0}
+    real_received = feedback.sms_received
+
+    def timed_received(sms):
+        t0 = started[(sms.sender, sms.text)].popleft()
+
+        def answered(outcome):
+            now = time.perf_counter()
+            latencies.append(now - t0)
+            done["n"] += 1
+            done["accepted"] += bool(outcome.accepted)
+            done["t_last"] = now
+            return outcome
+        return real_received(sms).addCallback(answered)
+    bank.inbound.sink = type("Sink", (), {"sms_received": staticmethod(timed_received)})()
+
+    async def offer(batch, rate):
+        sent = {"i": 0}
+        t_start = time.perf_counter()
+
+        def pump():
+            owed = min(len(batch), int(rate * (time.perf_counter() - t_start)) + 1)
+            while sent["i"] < owed:
+                phone, text, pdu, length = batch[sent["i"]]
+                started[(phone, text)].append(time.perf_counter())
+                bank.inbound.handle("bench-modem", pdu, length, dedup=True)
+                sent["i"] += 1
+            if sent["i"] >= len(batch):
+                loop.stop()
+        loop = task.LoopingCall(pump)
+        loop.clock = reactor
+        await loop.start(0.01, now=True)
+        return t_start
+
+    async def drain(n, limit):
+        deadline = time.perf_counter() + limit
+        while done["n"] < n and time.perf_counter() < deadline:
+            await task.deferLater(reactor, 0.1, lambda: None)
+
+    # 1. throughput
+    fast = reply_pdus(int(args.rate * args.seconds))
+    t0 = await offer(fast, args.rate)
+    offered_wall = time.perf_counter() - t0
+    await drain(len(fast), args.drain)
+    judged = done["n"]
+    sustained = judged / max(1e-9, done["t_last"] - t0)
+    fast_lat = list(latencies)
+    print(f"throughput: {len(fast)} replies offered in {offered_wall:.1f} s ({len(fast) / offered_wall:.0f}/s); "
+          f"{judged} judged ({done['accepted']} recorded) by {done['t_last'] - t0:.1f} s: {sustained:.0f}/s sustained; "
+          f"reply -> confirmation queued p50 {percentile(fast_lat, 50) * 1e3:.0f} ms, "
+          f"p99 {percentile(fast_lat, 99) * 1e3:.0f} ms (queueing included)")
+    # 2. latency at a steady rate
+    latencies.clear()
+    done.update(n=0, accepted=0)
+    slow = reply_pdus(int(args.slow_rate * 10))
+    await offer(slow, args.slow_rate)
+    await drain(len(slow), 30)
+    p50, p99 = percentile(latencies, 50) * 1e3, percentile(latencies, 99) * 1e3
+    print(f"latency at {args.slow_rate:.0f}/s: {len(latencies)} replies, reply -> confirmation queued "
+          f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(latencies, default=float('nan')) * 1e3:.1f} ms")
+    print(f"outbox: {len(bank.messages)} confirmation/help SMS queued; {Quiet.events} events")
+    escalation.stop()
+    db.stop()
+    print(f"RESULT replies_judged_per_s {sustained:.0f} replies/s target >= 1000")
+    print(f"RESULT reply_confirmation_p99_at_100 {p99:.1f} ms target < 100")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--orders", type=int, default=200)
+    ap.add_argument("--rate", type=float, default=1000)
+    ap.add_argument("--seconds", type=float, default=15)
+    ap.add_argument("--slow-rate", type=float, default=100)
+    ap.add_argument("--drain", type=float, default=60)
+    ap.add_argument("--threads", type=int, default=4, help="database threads (the gateway's default on PostgreSQL)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--url", default=PG_URL, help="PostgreSQL server (a schema of its own is made and dropped)")
+    ap.add_argument("--sqlite", action="store_true", help="a SQLite file instead (one writer thread)")
+    args = ap.parse_args(argv)
+    import tempfile
+    from gateway.storage.migrate import upgrade
+    with tempfile.TemporaryDirectory(prefix="yihu-bench-") as tmp:
+        if args.sqlite:
+            url, drop, args.threads = f"sqlite:///{tmp}/yihu.sqlite", (lambda: None), 1
+        else:
+            url, drop = fresh_schema(args.url)
+        try:
+            upgrade(url)
+            print(f"database: {'SQLite file' if args.sqlite else 'PostgreSQL'}, {args.threads} thread(s); "
+                  f"{args.orders} open orders x 40 teams", flush=True)
+            subprocess.run([sys.executable, "-m", "bench.escalation_timers", "--populate", url,
+                            "--orders", str(args.orders), "--teams", "40", "--seed", str(args.seed),
+                            "--spread", "600"], check=True, timeout=300)
+            from twisted.internet import defer, task
+            from twisted.logger import globalLogBeginner, textFileLogObserver
+            with open(f"{tmp}/gateway.log", "w") as logf:
+                globalLogBeginner.beginLoggingTo([textFileLogObserver(logf)], redirectStandardIO=False)
+                task.react(lambda reactor: defer.ensureDeferred(measure(reactor, url, args)))
+        finally:
+            drop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
