@@ -63,7 +63,7 @@ async def measure(reactor, url, args):
     from gateway.escalation.config import EscalationConfig
     from gateway.escalation.engine import EscalationEngine
     from gateway.feedback.engine import FeedbackEngine
-    from gateway.interfaces import IEventSink, IOrderCaller
+    from gateway.interfaces import IOrderCaller
     from gateway.storage import Database
     from gateway.storage.schema import orders
     from sms.bank import SmsBank
@@ -71,16 +71,12 @@ async def measure(reactor, url, args):
     from sms.config import SmsConfig
     from sms.store import SqlStore
 
-    @implementer(IOrderCaller, IEventSink)
+    @implementer(IOrderCaller)
     class Quiet:
-        """Calls and events: their own benches measure them (bench.agi_sessions, bench.events)."""
-        events = 0
+        """Calls: their own bench measures them (bench.agi_sessions)."""
 
         def call_order(self, *a, **kw):
             return defer.succeed("no_answer")
-
-        def publish(self, kind, payload):
-            Quiet.events += 1
 
     quiet = Quiet()
     cfg = EscalationConfig()
@@ -88,9 +84,10 @@ async def measure(reactor, url, args):
     db.start()
     bank = SmsBank(reactor, SqlStore(db), SmsConfig(), {})      # the outbox; no modem sends here
     # The orders were sent just before BASE: the engine's clock is the reactor's shifted there.
-    escalation = EscalationEngine(db, ShiftedClock(reactor, BASE.timestamp() - reactor.seconds()), bank, quiet,
-                                  quiet, cfg)
-    feedback = FeedbackEngine(db, bank, quiet, escalation, cfg)
+    escalation = EscalationEngine(db, ShiftedClock(reactor, BASE.timestamp() - reactor.seconds()), bank, quiet, cfg)
+    feedback = FeedbackEngine(db, bank, escalation, cfg)
+    events = []
+    db.add_event_listener(lambda committed: events.append(len(committed)))
     bank.inbound.sink = feedback
     codes = await db.run(lambda c: c.execute(select(orders.c.code)).scalars().all())
     await escalation.start()
@@ -171,7 +168,7 @@ async def measure(reactor, url, args):
     p50, p99 = percentile(latencies, 50) * 1e3, percentile(latencies, 99) * 1e3
     print(f"latency at {args.slow_rate:.0f}/s: {len(latencies)} replies, reply -> confirmation queued "
           f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(latencies, default=float('nan')) * 1e3:.1f} ms")
-    print(f"outbox: {len(bank.messages)} confirmation/help SMS queued; {Quiet.events} events")
+    print(f"outbox: {len(bank.messages)} confirmation/help SMS queued; {sum(events)} events committed")
     escalation.stop()
     db.stop()
     print(f"RESULT replies_judged_per_s {sustained:.0f} replies/s target >= 1000")

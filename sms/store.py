@@ -5,6 +5,7 @@ Deferred fires after COMMIT ("durable before acknowledged").  Records cross as p
 """
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 
 from sqlalchemy import and_, func, insert, or_, select, update
@@ -212,12 +213,15 @@ class SqlStore:
     @staticmethod
     def _store_inbound(conn, now, row, dedup=True):
         ir = t.inbound_raw
-        if dedup and row.get("raw") is not None and row.get("channel") in ("sms", "sms_part", "status_report"):
-            dup = conn.execute(select(ir.c.id).where(ir.c.source == row.get("source"), ir.c.raw == row["raw"],
-                                                     ir.c.channel == row["channel"]).limit(1)).scalar()
+        digest = hashlib.sha256(row["raw"]).hexdigest() if row.get("raw") is not None else None
+        if dedup and digest is not None and row.get("channel") in ("sms", "sms_part", "status_report"):
+            # By the indexed digest (the bytes compared too): one lookup, however many SMS are kept.
+            dup = conn.execute(select(ir.c.id).where(ir.c.raw_sha256 == digest, ir.c.source == row.get("source"),
+                                                     ir.c.raw == row["raw"], ir.c.channel == row["channel"])
+                               .limit(1)).scalar()
             if dup is not None:
                 return (dup, dup)
-        rid = conn.execute(insert(ir).values(received_at=now, **row)).inserted_primary_key[0]
+        rid = conn.execute(insert(ir).values(received_at=now, raw_sha256=digest, **row)).inserted_primary_key[0]
         return (rid, None)
 
     def update_inbound(self, rid: int, **fields):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, insert, select, update
 
 from gateway.escalation.config import EscalationConfig
 from gateway.escalation.deadlines import local_hhmm
@@ -14,7 +14,8 @@ from gateway.orders import messages
 from gateway.orders import store as ostore
 from gateway.orders import team_state as ts
 from gateway.orders.grammar import FINISHED, Refusal, Reply
-from gateway.storage.schema import audit_log, escalation_steps, feedback, inbound_raw
+from gateway.storage.schema import audit_log, escalation_steps, feedback, inbound_raw, member_phones, members, \
+    order_teams, orders, teams
 
 MAX_CODES = 5     # codes listed in "which order?" SMS: the newest open ones
 
@@ -61,67 +62,70 @@ def _audit(conn, at, a: Answer, action, subject, detail):
                                           detail={"raw_id": a.raw_id, "text": a.text[:500], **detail}))
 
 
-def _refuse(conn, a: Answer, outcome, reason, message="", reply_to=None, **kw) -> Verdict:
-    _mark_raw(conn, a.raw_id, "garbage" if outcome == GARBAGE else "refused", reason)
+def _refuse(conn, look, a: Answer, outcome, reason, message="", reply_to=None, **kw) -> Verdict:
+    state = "garbage" if outcome == GARBAGE else "refused"
+    _mark_raw(conn, a.raw_id, state, reason)
+    look.marked(a.raw_id, state)
     _audit(conn, a.at, a, f"feedback.{outcome}", kw.get("order_code") or "reply", {"reason": reason})
     return Verdict(outcome, message, reply_to, reason=reason, **kw)
 
 
-def record_answer_tx(conn, a: Answer, cfg: EscalationConfig) -> Verdict:
+def record_answer_tx(conn, a: Answer, cfg: EscalationConfig, look: "Lookups | None" = None) -> Verdict:
+    look = look or Lookups(conn, [a])
     if a.raw_id is not None:
-        raw_state = conn.execute(select(inbound_raw.c.state).where(inbound_raw.c.id == a.raw_id)).scalar()
+        raw_state = look.raw_state(a.raw_id)
         if raw_state not in (None, "new"):
             # Handed to us twice (a restart in between): judged already, do not record or answer again.
             return Verdict(DUPLICATE, reason=f"raw {a.raw_id} already {raw_state}")
-    member = dq.member_by_phone(conn, a.phone)
+    member = look.member(a.phone)
     if member is None:
-        return _refuse(conn, a, REFUSED, "sender not on the roster")
+        return _refuse(conn, look, a, REFUSED, "sender not on the roster")
     code = a.parsed.code if isinstance(a.parsed, Reply) else None
     team_code, team_name = member.team_code, member.team_name
     if isinstance(a.parsed, Refusal):
-        return _refuse(conn, a, GARBAGE, f"unreadable reply ({a.parsed.reason})", messages.help_sms(), a.phone,
+        return _refuse(conn, look, a, GARBAGE, f"unreadable reply ({a.parsed.reason})", messages.help_sms(), a.phone,
                        team_code=team_code, member_id=member.id)
     if code is not None:
-        found = ostore.open_order_teams_for_team(conn, member.team_id, code)
+        found = look.open_rows(member.team_id, code)
         if not found:
-            open_codes = [r.code for r in ostore.open_order_teams_for_team(conn, member.team_id, limit=MAX_CODES)]
-            return _refuse(conn, a, REFUSED, f"order {code} is not an open order of team {team_code}",
+            open_codes = [r.code for r in look.open_rows(member.team_id)[:MAX_CODES]]
+            return _refuse(conn, look, a, REFUSED, f"order {code} is not an open order of team {team_code}",
                            messages.not_your_order_sms(code, open_codes), a.phone, order_code=code,
                            team_code=team_code, member_id=member.id)
         row = found[0]
     else:
         # No code typed: fine when the team has exactly one open order.
-        open_rows = ostore.open_order_teams_for_team(conn, member.team_id, limit=MAX_CODES)
+        open_rows = look.open_rows(member.team_id)[:MAX_CODES]
         open_codes = [r.code for r in open_rows]
         if not open_rows:
-            return _refuse(conn, a, REFUSED, f"team {team_code} has no open order",
+            return _refuse(conn, look, a, REFUSED, f"team {team_code} has no open order",
                            messages.not_your_order_sms(None, []), a.phone, team_code=team_code, member_id=member.id)
         if len(open_rows) > 1:
-            return _refuse(conn, a, NEEDS_CODE, f"ambiguous: team {team_code} has several open orders",
+            return _refuse(conn, look, a, NEEDS_CODE, f"ambiguous: team {team_code} has several open orders",
                            messages.needs_code_sms(open_codes), a.phone, team_code=team_code, member_id=member.id)
         row = open_rows[0]
     status, report = a.parsed.status, a.parsed.report
-    row, old = ostore.load_team_state(conn, row.id)      # again, locked this time
+    row, old = look.team_state(row.id)      # locked this time
     out = ts.on_answer(old, status, a.at, member.id, report)
     if not out.accepted:
-        return _refuse(conn, a, NOT_APPLICABLE, out.note, messages.not_applicable_sms(row.code), a.phone,
+        return _refuse(conn, look, a, NOT_APPLICABLE, out.note, messages.not_applicable_sms(row.code), a.phone,
                        order_code=row.code, team_code=team_code, member_id=member.id)
     conn.execute(insert(feedback).values(order_team_id=row.id, member_id=member.id, phone=a.phone, channel=a.channel,
                                          status=status, report=report or None, raw_id=a.raw_id, recorded_at=a.at))
     ostore.save_team_state(conn, row.id, old, out.state, a.at)
+    look.saved(row.id, out.state)
     next_due = ostore.cancel_satisfied_steps_tx(conn, row.id, out.state,
                                                 f"team answered {status} ({a.channel} {a.phone})", a.at)
     hhmm = local_hhmm(a.at, cfg)
     note = f"order {row.code} {status}" + (f"; {out.note}" if out.note else "")
     _mark_raw(conn, a.raw_id, "parsed", note)
+    look.marked(a.raw_id, "parsed")
     _audit(conn, a.at, a, "feedback.recorded", f"order {row.code} team {team_code}",
            {"status": status, "member_id": member.id, "state": out.state.state, "advanced": out.advanced})
     # An answer after the duty supervisor was alerted about this team: tell the supervisor too.
     sup_phone = None
     newly = ts.satisfied_stages(out.state) - ts.satisfied_stages(old)
-    alerted = conn.execute(select(escalation_steps.c.stage).where(
-        escalation_steps.c.order_team_id == row.id, escalation_steps.c.action == "supervisor",
-        escalation_steps.c.state.in_(("firing", "fired")))).scalars().all() if newly else []
+    alerted = look.alerted_stages(row.id) if newly else []
     if set(alerted) & newly:        # once per alerted stage: not again for every later answer
         sup = dq.duty_supervisor(conn, a.at)
         sup_phone = sup.phone if sup else None
@@ -142,8 +146,106 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig) -> Verdict:
 
 
 def record_batch_tx(conn, answers: list[Answer], cfg: EscalationConfig) -> list[Verdict]:
-    """Several answers, one transaction (group commit), in arrival order."""
-    return [record_answer_tx(conn, a, cfg) for a in answers]
+    """Several answers, one transaction (group commit), in arrival order; what they need to
+    read is read once for the whole batch (Lookups), not once per answer."""
+    look = Lookups(conn, answers)
+    return [record_answer_tx(conn, a, cfg, look) for a in answers]
+
+
+class Lookups:
+    """What a batch of answers reads, in a few queries instead of several per answer (a burst of
+    replies is judged at the rate of its round trips to the database).  Answers later in the batch
+    see what earlier ones wrote (raw states, team states): the cache is kept in step by
+    `marked`/`saved`.  The team rows are locked on PostgreSQL in id order, like the escalation
+    engine's claims (ostore.load_team_states), so the two never deadlock."""
+
+    def __init__(self, conn, answers: list[Answer]):
+        self.conn = conn
+        raw_ids = sorted({a.raw_id for a in answers if a.raw_id is not None})
+        self._raw = dict(conn.execute(select(inbound_raw.c.id, inbound_raw.c.state)
+                                      .where(inbound_raw.c.id.in_(raw_ids))).all()) if raw_ids else {}
+        phones = sorted({a.phone for a in answers})
+        self._members: dict[str, dq.Member] = {}
+        for r in conn.execute(
+                select(members.c.id, members.c.team_id, members.c.name, members.c.role, member_phones.c.e164,
+                       teams.c.code, teams.c.name)
+                .join(member_phones, member_phones.c.member_id == members.c.id)
+                .join(teams, teams.c.id == members.c.team_id)
+                .where(member_phones.c.e164.in_(phones))):
+            self._members.setdefault(r[4], dq.Member(*r))      # as dq.member_by_phone: the first found
+        team_ids = sorted({m.team_id for m in self._members.values()})
+        self._open: dict[int, list] = {t: [] for t in team_ids}
+        if team_ids:
+            for r in conn.execute(
+                    select(order_teams.c.team_id, order_teams.c.id, order_teams.c.order_id, orders.c.code, orders.c.rule)
+                    .join(orders, orders.c.id == order_teams.c.order_id)
+                    .where(and_(order_teams.c.team_id.in_(team_ids), orders.c.state == "open"))
+                    .order_by(orders.c.created_at.desc(), orders.c.id.desc())):
+                self._open[r.team_id].append(r)
+        # The rows the batch will change: each answer's order (or its team's only open order).
+        self._to_lock: set[int] = set()
+        for a in answers:
+            m = self._members.get(a.phone)
+            if m is not None and isinstance(a.parsed, Reply):
+                rows = self.open_rows(m.team_id, a.parsed.code)
+                if rows and (a.parsed.code is not None or len(rows) == 1):
+                    self._to_lock.add(rows[0].id)
+        self._states: dict[int, tuple] = {}
+        self._alerted: dict[int, list[str]] | None = None
+
+    def raw_state(self, raw_id: int):
+        return self._raw.get(raw_id)
+
+    def marked(self, raw_id, state: str) -> None:
+        if raw_id is not None:
+            self._raw[raw_id] = state
+
+    def member(self, phone: str):
+        return self._members.get(phone)
+
+    def open_rows(self, team_id: int, code: str | None = None) -> list:
+        """The team's open orders, newest first (only `code`'s with a code)."""
+        rows = self._open.get(team_id, [])
+        return [r for r in rows if r.code == code] if code is not None else rows
+
+    def team_state(self, order_team_id: int):
+        """(row, state) of an order team the batch changes; on first use every such row of the
+        batch is locked and read at once."""
+        if self._to_lock:
+            ids, self._to_lock = sorted(self._to_lock | {order_team_id}), set()
+            self._lock(ids)
+        if order_team_id not in self._states:
+            self._lock([order_team_id])
+        return self._states[order_team_id]
+
+    def _lock(self, ids: list[int]) -> None:
+        q = (select(order_teams, orders.c.code, orders.c.rule, orders.c.state.label("order_state"),
+                    orders.c.created_at.label("order_created_at"), orders.c.incident_ref)
+             .join(orders, orders.c.id == order_teams.c.order_id)
+             .where(order_teams.c.id.in_(ids)).order_by(order_teams.c.id))
+        if self.conn.dialect.name == "postgresql":
+            q = q.with_for_update(of=order_teams)
+        for row in self.conn.execute(q):
+            self._states[row.id] = (row, ostore.team_state_from_row(row, row.rule))
+
+    def saved(self, order_team_id: int, state) -> None:
+        row, _old = self._states[order_team_id]
+        self._states[order_team_id] = (row, state)
+
+    def alerted_stages(self, order_team_id: int) -> list[str]:
+        """Stages the duty supervisor was alerted about, of every team row this batch locked."""
+        if self._alerted is None:
+            ids = sorted(self._states)
+            self._alerted = {i: [] for i in ids}
+            for ot, stage in self.conn.execute(select(escalation_steps.c.order_team_id, escalation_steps.c.stage).where(
+                    escalation_steps.c.order_team_id.in_(ids), escalation_steps.c.action == "supervisor",
+                    escalation_steps.c.state.in_(("firing", "fired")))):
+                self._alerted[ot].append(stage)
+        if order_team_id not in self._alerted:
+            self._alerted[order_team_id] = list(self.conn.execute(select(escalation_steps.c.stage).where(
+                escalation_steps.c.order_team_id == order_team_id, escalation_steps.c.action == "supervisor",
+                escalation_steps.c.state.in_(("firing", "fired")))).scalars())
+        return self._alerted[order_team_id]
 
 
 def open_codes_for_phone_tx(conn, phone: str) -> list[str]:
