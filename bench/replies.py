@@ -25,35 +25,16 @@ side), sending the confirmation over the air, and webhooks/SSE delivery of the f
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import subprocess
 import sys
+import tempfile
 import time
-import uuid
 from collections import defaultdict, deque
 from datetime import datetime, timezone
 
-from bench.escalation_timers import BASE, ShiftedClock, percentile
-
-PG_URL = os.environ.get("YIHU_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-def fresh_schema(base_url: str):
-    """A schema of its own on PostgreSQL: (url with search_path, drop())."""
-    from sqlalchemy import create_engine, text
-    schema = "bench_" + uuid.uuid4().hex[:10]
-    admin = create_engine(base_url)
-    with admin.begin() as c:
-        c.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base_url else "?"
-
-    def drop():
-        with admin.begin() as c:
-            c.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
-    return f"{base_url}{sep}options=-csearch_path%3D{schema}", drop
-
+from bench.database import add_arguments, bench_database
+from bench.escalation_timers import BASE, ShiftedClock, load_average, percentile, run_logged
 
 async def measure(reactor, url, args):
     from sqlalchemy import select
@@ -184,30 +165,17 @@ def main(argv=None):
     ap.add_argument("--drain", type=float, default=60)
     ap.add_argument("--threads", type=int, default=4, help="database threads (the gateway's default on PostgreSQL)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--url", default=PG_URL, help="PostgreSQL server (a schema of its own is made and dropped)")
-    ap.add_argument("--sqlite", action="store_true", help="a SQLite file instead (one writer thread)")
+    add_arguments(ap)
     args = ap.parse_args(argv)
-    import tempfile
-    from gateway.storage.migrate import upgrade
-    with tempfile.TemporaryDirectory(prefix="yihu-bench-") as tmp:
-        if args.sqlite:
-            url, drop, args.threads = f"sqlite:///{tmp}/yihu.sqlite", (lambda: None), 1
-        else:
-            url, drop = fresh_schema(args.url)
-        try:
-            upgrade(url)
-            print(f"database: {'SQLite file' if args.sqlite else 'PostgreSQL'}, {args.threads} thread(s); "
-                  f"{args.orders} open orders x 40 teams", flush=True)
-            subprocess.run([sys.executable, "-m", "bench.escalation_timers", "--populate", url,
-                            "--orders", str(args.orders), "--teams", "40", "--seed", str(args.seed),
-                            "--spread", "600"], check=True, timeout=300)
-            from twisted.internet import defer, task
-            from twisted.logger import globalLogBeginner, textFileLogObserver
-            with open(f"{tmp}/gateway.log", "w") as logf:
-                globalLogBeginner.beginLoggingTo([textFileLogObserver(logf)], redirectStandardIO=False)
-                task.react(lambda reactor: defer.ensureDeferred(measure(reactor, url, args)))
-        finally:
-            drop()
+    if args.sqlite:
+        args.threads = 1
+    with tempfile.TemporaryDirectory(prefix="yihu-bench-") as tmp, bench_database(args, tmp) as (url, label):
+        print(f"database: {label}, {args.threads} thread(s); {args.orders} open orders x 40 teams; "
+              f"load average {load_average()}", flush=True)
+        subprocess.run([sys.executable, "-m", "bench.escalation_timers", "--populate", url,
+                        "--orders", str(args.orders), "--teams", "40", "--seed", str(args.seed),
+                        "--spread", "600"], check=True, timeout=600)
+        run_logged(tmp, lambda reactor: measure(reactor, url, args))
 
 
 if __name__ == "__main__":
