@@ -70,11 +70,13 @@ def record_event(conn, kind: str, payload: dict, at: datetime | None = None) -> 
     return record_events(conn, [(kind, payload)], at)[0]
 
 
-def record_events(conn, events: list[tuple[str, dict]], at: datetime | None = None) -> list[int]:
+def record_events(conn, events: list[tuple], at: datetime | None = None) -> list[int]:
+    """Append events in the caller's transaction: (kind, payload) at `at`, or (kind, payload,
+    its own at) for a batch of things that happened at different times."""
     if not events:
         return []
     at = at or datetime.now(UTC)
-    rows = [build_event(kind, payload, at) for kind, payload in events]
+    rows = [build_event(e[0], e[1], e[2] if len(e) > 2 else at) for e in events]
     if conn.dialect.name == "postgresql":
         # The lock first (an InitPlan, run once before the rows): see the module's docstring.
         ids = conn.execute(text("SELECT nextval('event_log_id_seq') FROM generate_series(1, :n) "

@@ -4,11 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 
 from gateway.escalation.config import EscalationConfig
 from gateway.escalation.deadlines import local_hhmm
-from gateway.eventlog import record_event
+from gateway.eventlog import record_events
 from gateway.orders import directory_queries as dq
 from gateway.orders import messages
 from gateway.orders import store as ostore
@@ -52,26 +52,20 @@ class Verdict:
     hhmm: str = ""                          # local time of the answer, as confirmed
 
 
-def _mark_raw(conn, raw_id, state, note):
-    if raw_id is not None:
-        conn.execute(update(inbound_raw).where(inbound_raw.c.id == raw_id).values(state=state, note=note))
-
-
-def _audit(conn, at, a: Answer, action, subject, detail):
-    conn.execute(insert(audit_log).values(at=at, actor=f"{a.channel}:{a.phone}", action=action, subject=subject,
-                                          detail={"raw_id": a.raw_id, "text": a.text[:500], **detail}))
+def _audit_row(a: Answer, action, subject, detail) -> dict:
+    return dict(at=a.at, actor=f"{a.channel}:{a.phone}", action=action, subject=subject,
+                detail={"raw_id": a.raw_id, "text": a.text[:500], **detail})
 
 
 def _refuse(conn, look, a: Answer, outcome, reason, message="", reply_to=None, **kw) -> Verdict:
-    state = "garbage" if outcome == GARBAGE else "refused"
-    _mark_raw(conn, a.raw_id, state, reason)
-    look.marked(a.raw_id, state)
-    _audit(conn, a.at, a, f"feedback.{outcome}", kw.get("order_code") or "reply", {"reason": reason})
+    look.mark_raw(a.raw_id, "garbage" if outcome == GARBAGE else "refused", reason)
+    look.audit(_audit_row(a, f"feedback.{outcome}", kw.get("order_code") or "reply", {"reason": reason}))
     return Verdict(outcome, message, reply_to, reason=reason, **kw)
 
 
 def record_answer_tx(conn, a: Answer, cfg: EscalationConfig, look: "Lookups | None" = None) -> Verdict:
-    look = look or Lookups(conn, [a])
+    if look is None:
+        return record_batch_tx(conn, [a], cfg)[0]
     if a.raw_id is not None:
         raw_state = look.raw_state(a.raw_id)
         if raw_state not in (None, "new"):
@@ -110,18 +104,18 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig, look: "Lookups | No
     if not out.accepted:
         return _refuse(conn, look, a, NOT_APPLICABLE, out.note, messages.not_applicable_sms(row.code), a.phone,
                        order_code=row.code, team_code=team_code, member_id=member.id)
-    conn.execute(insert(feedback).values(order_team_id=row.id, member_id=member.id, phone=a.phone, channel=a.channel,
-                                         status=status, report=report or None, raw_id=a.raw_id, recorded_at=a.at))
+    look.add_feedback(dict(order_team_id=row.id, member_id=member.id, phone=a.phone, channel=a.channel,
+                           status=status, report=report or None, raw_id=a.raw_id, recorded_at=a.at))
     ostore.save_team_state(conn, row.id, old, out.state, a.at)
     look.saved(row.id, out.state)
     next_due = ostore.cancel_satisfied_steps_tx(conn, row.id, out.state,
                                                 f"team answered {status} ({a.channel} {a.phone})", a.at)
     hhmm = local_hhmm(a.at, cfg)
     note = f"order {row.code} {status}" + (f"; {out.note}" if out.note else "")
-    _mark_raw(conn, a.raw_id, "parsed", note)
-    look.marked(a.raw_id, "parsed")
-    _audit(conn, a.at, a, "feedback.recorded", f"order {row.code} team {team_code}",
-           {"status": status, "member_id": member.id, "state": out.state.state, "advanced": out.advanced})
+    look.mark_raw(a.raw_id, "parsed", note)
+    look.audit(_audit_row(a, "feedback.recorded", f"order {row.code} team {team_code}",
+                          {"status": status, "member_id": member.id, "state": out.state.state,
+                           "advanced": out.advanced}))
     # An answer after the duty supervisor was alerted about this team: tell the supervisor too.
     sup_phone = None
     newly = ts.satisfied_stages(out.state) - ts.satisfied_stages(old)
@@ -135,7 +129,7 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig, look: "Lookups | No
              "team": team_code, "team_name": team_name, "status": status, "state": out.state.state,
              "channel": a.channel, "member": member.name, "role": member.role, "phone": a.phone,
              "report": report, "at": a.at.isoformat(), "after_escalation": bool(alerted)}
-    record_event(conn, "order.feedback", event, a.at)
+    look.add_event("order.feedback", event, a.at)
     return Verdict(RECORDED,
                    messages.confirmation_sms(row.code, status, hhmm,
                                              ask_report=status == FINISHED and not out.state.report),
@@ -149,18 +143,25 @@ def record_batch_tx(conn, answers: list[Answer], cfg: EscalationConfig) -> list[
     """Several answers, one transaction (group commit), in arrival order; what they need to
     read is read once for the whole batch (Lookups), not once per answer."""
     look = Lookups(conn, answers)
-    return [record_answer_tx(conn, a, cfg, look) for a in answers]
+    verdicts = [record_answer_tx(conn, a, cfg, look) for a in answers]
+    look.write()
+    return verdicts
 
 
 class Lookups:
-    """What a batch of answers reads, in a few queries instead of several per answer (a burst of
-    replies is judged at the rate of its round trips to the database).  Answers later in the batch
-    see what earlier ones wrote (raw states, team states): the cache is kept in step by
-    `marked`/`saved`.  The team rows are locked on PostgreSQL in id order, like the escalation
-    engine's claims (ostore.load_team_states), so the two never deadlock."""
+    """What a batch of answers reads, in a few queries instead of several per answer, and the rows
+    it only appends (feedback, audit, events, raw states), written together by `write()` before
+    the commit (a burst of replies is judged at the rate of its round trips to the database).
+    Answers later in the batch see what earlier ones wrote (raw states, team states): the cache
+    is kept in step by `mark_raw`/`saved`.  The team rows are locked on PostgreSQL in id order,
+    like the escalation engine's claims (ostore.load_team_states), so the two never deadlock."""
 
     def __init__(self, conn, answers: list[Answer]):
         self.conn = conn
+        self._raw_marks: list[dict] = []
+        self._audits: list[dict] = []
+        self._feedback: list[dict] = []
+        self._events: list[tuple[str, dict, datetime]] = []
         raw_ids = sorted({a.raw_id for a in answers if a.raw_id is not None})
         self._raw = dict(conn.execute(select(inbound_raw.c.id, inbound_raw.c.state)
                                       .where(inbound_raw.c.id.in_(raw_ids))).all()) if raw_ids else {}
@@ -196,9 +197,34 @@ class Lookups:
     def raw_state(self, raw_id: int):
         return self._raw.get(raw_id)
 
-    def marked(self, raw_id, state: str) -> None:
+    # --- what the batch appends, written together --------------------------------------------
+    def mark_raw(self, raw_id, state: str, note: str) -> None:
         if raw_id is not None:
             self._raw[raw_id] = state
+            self._raw_marks.append({"rid": raw_id, "st": state, "nt": note})
+
+    def audit(self, row: dict) -> None:
+        self._audits.append(row)
+
+    def add_feedback(self, row: dict) -> None:
+        self._feedback.append(row)
+
+    def add_event(self, kind: str, payload: dict, at: datetime) -> None:
+        self._events.append((kind, payload, at))
+
+    def write(self) -> None:
+        """The appended rows, a statement each for the whole batch (executemany), in answer order."""
+        conn = self.conn
+        if self._feedback:
+            conn.execute(insert(feedback), self._feedback)
+        if self._raw_marks:
+            conn.execute(update(inbound_raw).where(inbound_raw.c.id == bindparam("rid"))
+                         .values(state=bindparam("st"), note=bindparam("nt")), self._raw_marks)
+        if self._audits:
+            conn.execute(insert(audit_log), self._audits)
+        if self._events:
+            record_events(conn, self._events)
+        self._raw_marks, self._audits, self._feedback, self._events = [], [], [], []
 
     def member(self, phone: str):
         return self._members.get(phone)
