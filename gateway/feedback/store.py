@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, tuple_, update
 
 from gateway.escalation.config import EscalationConfig
 from gateway.escalation.deadlines import local_hhmm
@@ -174,15 +174,18 @@ class Lookups:
                 .join(teams, teams.c.id == members.c.team_id)
                 .where(member_phones.c.e164.in_(phones))):
             self._members.setdefault(r[4], dq.Member(*r))      # as dq.member_by_phone: the first found
-        team_ids = sorted({m.team_id for m in self._members.values()})
-        self._open: dict[int, list] = {t: [] for t in team_ids}
-        if team_ids:
+        # The named orders of the teams that answered (a team may have hundreds open: only these).
+        named = sorted({(m.team_id, a.parsed.code) for a in answers if isinstance(a.parsed, Reply)
+                        and a.parsed.code is not None and (m := self._members.get(a.phone)) is not None})
+        self._named: dict[tuple[int, str], list] = {k: [] for k in named}
+        if named:
             for r in conn.execute(
                     select(order_teams.c.team_id, order_teams.c.id, order_teams.c.order_id, orders.c.code, orders.c.rule)
                     .join(orders, orders.c.id == order_teams.c.order_id)
-                    .where(and_(order_teams.c.team_id.in_(team_ids), orders.c.state == "open"))
+                    .where(and_(tuple_(order_teams.c.team_id, orders.c.code).in_(named), orders.c.state == "open"))
                     .order_by(orders.c.created_at.desc(), orders.c.id.desc())):
-                self._open[r.team_id].append(r)
+                self._named[(r.team_id, r.code)].append(r)
+        self._newest: dict[int, list] = {}      # team -> its newest open orders (answers with no code)
         # The rows the batch will change: each answer's order (or its team's only open order).
         self._to_lock: set[int] = set()
         for a in answers:
@@ -230,9 +233,16 @@ class Lookups:
         return self._members.get(phone)
 
     def open_rows(self, team_id: int, code: str | None = None) -> list:
-        """The team's open orders, newest first (only `code`'s with a code)."""
-        rows = self._open.get(team_id, [])
-        return [r for r in rows if r.code == code] if code is not None else rows
+        """With a code: that open order of the team; without: the team's newest open orders
+        (MAX_CODES of them), newest first."""
+        if code is not None:
+            rows = self._named.get((team_id, code))
+            if rows is None:
+                rows = self._named[(team_id, code)] = ostore.open_order_teams_for_team(self.conn, team_id, code)
+            return rows
+        if team_id not in self._newest:
+            self._newest[team_id] = ostore.open_order_teams_for_team(self.conn, team_id, limit=MAX_CODES)
+        return self._newest[team_id]
 
     def team_state(self, order_team_id: int):
         """(row, state) of an order team the batch changes; on first use every such row of the
