@@ -20,7 +20,10 @@ Two phases in one run, on a fresh schema migrated to head and filled by a child 
 2. latency: --slow-rate replies per second for 10 s; reply -> confirmation queued p50/p99.
 
 Left out: the modem's serial line and AT commands (bench.sms_fanout measures the bank's modem
-side), sending the confirmation over the air, and webhooks/SSE delivery of the feedback event.
+side), sending the confirmation over the air, the escalation's order calls (a stub answers
+"no_answer" at once: bench.agi_sessions measures calls), and webhooks/SSE delivery of the feedback
+event (bench.events).  The load average is printed with the figures: on a shared machine they
+must be re-measured on an idle one.
 """
 from __future__ import annotations
 
@@ -152,6 +155,7 @@ async def measure(reactor, url, args):
     print(f"outbox: {len(bank.messages)} confirmation/help SMS queued; {sum(events)} events committed")
     escalation.stop()
     db.stop()
+    print(f"load average {load_average()}")
     print(f"RESULT replies_judged_per_s {sustained:.0f} replies/s target >= 1000")
     print(f"RESULT reply_confirmation_p99_at_100 {p99:.1f} ms target < 100")
 
