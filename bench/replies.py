@@ -20,8 +20,8 @@ Two phases in one run, on a fresh schema migrated to head and filled by a child 
 2. latency: --slow-rate replies per second for 10 s; reply -> confirmation queued p50/p99.
 
 Left out: the modem's serial line and AT commands (bench.sms_fanout measures the bank's modem
-side), sending the confirmation over the air, the escalation's order calls (a stub answers
-"no_answer" at once: bench.agi_sessions measures calls), and webhooks/SSE delivery of the feedback
+side), sending the confirmation over the air, the escalation's order calls (a stub rings out:
+"no_answer" after 30 s; bench.agi_sessions measures calls), and webhooks/SSE delivery of the feedback
 event (bench.events).  The load average is printed with the figures: on a shared machine they
 must be re-measured on an idle one.
 """
@@ -60,7 +60,8 @@ async def measure(reactor, url, args):
         """Calls: their own bench measures them (bench.agi_sessions)."""
 
         def call_order(self, *a, **kw):
-            return defer.succeed("no_answer")
+            # A call's outcome comes when the phone has rung out (30 s), not at once.
+            return task.deferLater(reactor, 30.0, lambda: "no_answer")
 
     quiet = Quiet()
     cfg = EscalationConfig()
