@@ -71,12 +71,18 @@ class SqlStore:
 
     @staticmethod
     def _add(conn, now, phone, text, purpose, order_id, delivery_id, ref_bits, status_report, validity):
+        # One part (most confirmations) carries no concatenation reference: the whole row in one
+        # statement.  Several parts: the reference comes from the row's id, known after the insert.
+        enc, ref, pdus = build_segments(0, phone, text, ref_bits, status_report, validity)
+        single = len(pdus) == 1
         mid = conn.execute(insert(t.sms_messages).values(
             phone=phone, text=text, purpose=purpose, order_id=order_id, delivery_id=delivery_id,
-            state="queued", created_at=now, updated_at=now)).inserted_primary_key[0]
-        enc, ref, pdus = build_segments(mid, phone, text, ref_bits, status_report, validity)
-        conn.execute(update(t.sms_messages).where(t.sms_messages.c.id == mid).values(
-            encoding=enc, concat_ref=ref if len(pdus) > 1 else None, parts=len(pdus)))
+            state="queued", created_at=now, updated_at=now,
+            **(dict(encoding=enc, concat_ref=None, parts=1) if single else {}))).inserted_primary_key[0]
+        if not single:
+            enc, ref, pdus = build_segments(mid, phone, text, ref_bits, status_report, validity)
+            conn.execute(update(t.sms_messages).where(t.sms_messages.c.id == mid).values(
+                encoding=enc, concat_ref=ref, parts=len(pdus)))
         segs = []
         for p in pdus:
             sid = conn.execute(insert(t.sms_segments).values(
