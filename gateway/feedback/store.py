@@ -57,7 +57,7 @@ def _audit_row(a: Answer, action, subject, detail) -> dict:
                 detail={"raw_id": a.raw_id, "text": a.text[:500], **detail})
 
 
-def _refuse(conn, look, a: Answer, outcome, reason, message="", reply_to=None, **kw) -> Verdict:
+def _refuse(look, a: Answer, outcome, reason, message="", reply_to=None, **kw) -> Verdict:
     look.mark_raw(a.raw_id, "garbage" if outcome == GARBAGE else "refused", reason)
     look.audit(_audit_row(a, f"feedback.{outcome}", kw.get("order_code") or "reply", {"reason": reason}))
     return Verdict(outcome, message, reply_to, reason=reason, **kw)
@@ -73,17 +73,17 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig, look: "Lookups | No
             return Verdict(DUPLICATE, reason=f"raw {a.raw_id} already {raw_state}")
     member = look.member(a.phone)
     if member is None:
-        return _refuse(conn, look, a, REFUSED, "sender not on the roster")
+        return _refuse(look, a, REFUSED, "sender not on the roster")
     code = a.parsed.code if isinstance(a.parsed, Reply) else None
     team_code, team_name = member.team_code, member.team_name
     if isinstance(a.parsed, Refusal):
-        return _refuse(conn, look, a, GARBAGE, f"unreadable reply ({a.parsed.reason})", messages.help_sms(), a.phone,
+        return _refuse(look, a, GARBAGE, f"unreadable reply ({a.parsed.reason})", messages.help_sms(), a.phone,
                        team_code=team_code, member_id=member.id)
     if code is not None:
         found = look.open_rows(member.team_id, code)
         if not found:
             open_codes = [r.code for r in look.open_rows(member.team_id)[:MAX_CODES]]
-            return _refuse(conn, look, a, REFUSED, f"order {code} is not an open order of team {team_code}",
+            return _refuse(look, a, REFUSED, f"order {code} is not an open order of team {team_code}",
                            messages.not_your_order_sms(code, open_codes), a.phone, order_code=code,
                            team_code=team_code, member_id=member.id)
         row = found[0]
@@ -92,17 +92,17 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig, look: "Lookups | No
         open_rows = look.open_rows(member.team_id)[:MAX_CODES]
         open_codes = [r.code for r in open_rows]
         if not open_rows:
-            return _refuse(conn, look, a, REFUSED, f"team {team_code} has no open order",
+            return _refuse(look, a, REFUSED, f"team {team_code} has no open order",
                            messages.not_your_order_sms(None, []), a.phone, team_code=team_code, member_id=member.id)
         if len(open_rows) > 1:
-            return _refuse(conn, look, a, NEEDS_CODE, f"ambiguous: team {team_code} has several open orders",
+            return _refuse(look, a, NEEDS_CODE, f"ambiguous: team {team_code} has several open orders",
                            messages.needs_code_sms(open_codes), a.phone, team_code=team_code, member_id=member.id)
         row = open_rows[0]
     status, report = a.parsed.status, a.parsed.report
     row, old = look.team_state(row.id)      # locked this time
     out = ts.on_answer(old, status, a.at, member.id, report)
     if not out.accepted:
-        return _refuse(conn, look, a, NOT_APPLICABLE, out.note, messages.not_applicable_sms(row.code), a.phone,
+        return _refuse(look, a, NOT_APPLICABLE, out.note, messages.not_applicable_sms(row.code), a.phone,
                        order_code=row.code, team_code=team_code, member_id=member.id)
     look.add_feedback(dict(order_team_id=row.id, member_id=member.id, phone=a.phone, channel=a.channel,
                            status=status, report=report or None, raw_id=a.raw_id, recorded_at=a.at))
