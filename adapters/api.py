@@ -93,6 +93,13 @@ def is_database_outage(failure) -> bool:
     return bool(failure.check(DBAPIError)) and bool(getattr(failure.value, "connection_invalidated", False))
 
 
+@dataclass(frozen=True)
+class RawBody:
+    """A route's answer that is not JSON (a printable page)."""
+    media_type: str
+    data: bytes
+
+
 def write_json(request, status: int, body: Any, headers: dict[bytes, bytes] | None = None) -> None:
     if request.finished or request._disconnected:
         return
@@ -136,6 +143,14 @@ class ApiResource(Resource):
 
         def ok(result):
             route_status, body = result
+            if isinstance(body, RawBody):
+                if not (request.finished or request._disconnected):
+                    request.setResponseCode(route_status)
+                    request.setHeader(b"content-type", body.media_type.encode())
+                    request.setHeader(b"cache-control", b"no-store")
+                    request.write(body.data)
+                    request.finish()
+                return
             write_json(request, route_status, body)
         d.addCallbacks(ok, lambda f: reply_failure(request, f, f"API {method} {path}"))
         d.addErrback(lambda f: log.failure("API reply failed", f))
@@ -155,7 +170,7 @@ class ApiResource(Resource):
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                    for k, vs in request.requestHeaders.getAllRawHeaders() for v in vs}
         status, answer = yield route.handler(ApiRequest(method, path, params, query, body, headers, principal))
-        return status, (answer if principal.sees_full_numbers else mask_phones(answer))
+        return status, (answer if principal.sees_full_numbers or isinstance(answer, RawBody) else mask_phones(answer))
 
 
 def read_body(request, route: Route) -> dict:

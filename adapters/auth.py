@@ -7,7 +7,7 @@ refusal is one audit_log row and one `yihu_auth_refused_total{reason}`.  The key
 (set by `/board?key=`), never the API routes (a cookie would let another web page act for the
 browser).
 
-Open access: on the embedded default bound to loopback (the drill) a request with no key is let
+Open access: in drill mode bound to loopback (the emulators) a request with no key is let
 in as `open:loopback` with the dispatch scope; a key that is presented is still checked.
 """
 from __future__ import annotations
@@ -38,8 +38,8 @@ def is_loopback(interface: str) -> bool:
 
 
 def api_is_open(config) -> bool:
-    """The drill's open API: the embedded default with HTTP on loopback only."""
-    return bool(config.gateway.embedded) and is_loopback(config.http.interface)
+    """The drill's open API: drill mode (gateway/mode.py) with HTTP on loopback only."""
+    return bool(config.drill) and is_loopback(config.http.interface)
 
 
 class RefusalBrake:

@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from gateway import eventlog
 from gateway.eventlog import Event
 from gateway.metrics import EVENTS_HEAD, EVENTS_HELD_SECONDS, EVENTS_SWEPT
+from gateway.service import Part
 
 log = Logger()
 
@@ -219,8 +220,9 @@ class RetentionSweep:
         return self.db.run(eventlog.sweep_tx, now, timedelta(days=self.cfg.retention_days)).addCallbacks(swept, failed)
 
 
-class EventsService(service.Service):
-    """The tail, the retention sweep and the webhooks, started after the database."""
+class EventsService(Part, service.Service):
+    """The tail, the retention sweep and the webhooks, started after the database; up (Part)
+    once the tail knows where the log ends."""
     name = "events"
 
     def __init__(self, tail: EventTail, sweep: RetentionSweep, webhooks=None):
@@ -232,7 +234,7 @@ class EventsService(service.Service):
         d.addCallback(lambda _: self.sweep.start())
         if self.webhooks is not None:
             d.addCallback(lambda _: self.webhooks.start())
-        d.addErrback(lambda f: log.failure("events: failed to start", f))
+        self._track_start(d)
 
     def stopService(self):
         super().stopService()

@@ -16,6 +16,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site, UnsupportedMethod
 
 from adapters.api import reply_failure, write_json
 from gateway import __version__
+from gateway.health import PartHealth, collect, overall
 
 log = Logger()
 
@@ -109,34 +110,34 @@ class OpenApiResource(JsonResource):
 
 
 class HealthResource(JsonResource):
-    """200 when the gateway can reach its database, 503 otherwise; JSON either way."""
+    """Every part with its state (gateway/health.py); 503 when an enabled part is down (the
+    database included), 200 otherwise; JSON either way, with the mode (live / drill)."""
     isLeaf = True
 
-    def __init__(self, reactor, database, node_name: str, started_at: float, checks=()):
+    def __init__(self, reactor, database, node_name: str, started_at: float, checks=(), mode: str = "live"):
         super().__init__()
         self.reactor, self.database, self.node_name, self.started_at = reactor, database, node_name, started_at
-        self.checks = checks    # a list the parts append to: callables returning (name, ok, detail)
+        self.checks = checks    # a list the parts append to: callables returning PartHealth(s)
+        self.mode = mode
 
     def render_GET(self, request):
         d: Deferred = self.database.run(_ping)
         d.addTimeout(5, self.reactor)
 
         def reply(db_ok, detail):
-            parts = {"database": {"ok": db_ok, "detail": detail}}
-            for check in self.checks:
-                name, ok, more = check()
-                parts[name] = {"ok": ok, "detail": more}
-            ok = all(p["ok"] for p in parts.values())
-            body = {"status": "ok" if ok else "degraded", "version": __version__, "node": self.node_name,
-                    "uptime_s": round(self.reactor.seconds() - self.started_at, 1), "checks": parts}
-            request.setResponseCode(200 if ok else 503)
+            parts = [PartHealth("database", db_ok, detail)] + collect(self.checks)
+            status, code = overall(parts)
+            body = {"status": status, "mode": self.mode, "version": __version__, "node": self.node_name,
+                    "uptime_s": round(self.reactor.seconds() - self.started_at, 1),
+                    "checks": {p.name: p.as_dict() for p in parts}}
+            request.setResponseCode(code)
             request.setHeader(b"content-type", b"application/json; charset=utf-8")
             request.write(json.dumps(body, ensure_ascii=False).encode())
             request.finish()
 
         def failed(f):
             log.warn("health check: database unreachable: {err}", err=f.getErrorMessage())
-            reply(False, f.type.__name__)
+            reply(False, f"unreachable ({f.type.__name__})")
 
         d.addCallbacks(lambda _: reply(True, "reachable"), failed)
         d.addErrback(lambda f: log.failure("health reply failed", f))
@@ -185,9 +186,10 @@ def access_line(timestamp, request) -> str:
     return re.sub(r"([?&]key=)[^&\s\"]*", r"\1(hidden)", combinedLogFormatter(timestamp, request))
 
 
-def build_site(reactor, database, node_name: str, started_at: float, checks=()) -> tuple[Site, Resource]:
+def build_site(reactor, database, node_name: str, started_at: float, checks=(),
+               mode: str = "live") -> tuple[Site, Resource]:
     root = JsonResource()
-    root.putChild(b"health", HealthResource(reactor, database, node_name, started_at, checks))
+    root.putChild(b"health", HealthResource(reactor, database, node_name, started_at, checks, mode))
     root.putChild(b"metrics", MetricsResource())
     site = Site(root, logFormatter=access_line, requestFactory=BoundedRequest)
     site.displayTracebacks = False

@@ -14,12 +14,16 @@ ERROR = {"type": "object", "required": ["error", "field"],
          "properties": {"error": {"type": "string", "description": "what was wrong"},
                         "field": {"type": "string", "description": "the field, header or part it was about"},
                         "required_scope": {"type": "string"}, "allowed": {"type": "array"},
-                        "problems": {"type": "array"}, "sms_parts": {"type": "integer"}}}
+                        "problems": {"type": "array"}, "sms_parts": {"type": "integer"},
+                        "modem": {"type": "string"}, "state": {"type": "string"}, "detail": {"type": "string"}}}
 ERROR_WORDS = {400: "the body is not a JSON object", 401: "no API key, or an unknown, revoked or malformed one",
                403: "the key's scope is too low", 404: "no such resource", 405: "method not allowed",
+               409: "the resource or part is not in a state that allows this (the message says why)",
                413: "body too large", 415: "the body is not application/json",
                422: "a field is missing, unknown, of the wrong type, too long, or refused",
-               429: "too many refused requests from this address", 503: "the database is unavailable"}
+               429: "too many refused requests from this address",
+               501: "not available on this installation (the message says what is missing)",
+               503: "the database is unavailable"}
 
 SITE_ROUTES = (
     Route("GET", "/health", None, "200 when the database and every part are up, 503 otherwise",
@@ -99,11 +103,15 @@ def full_routes():
     from adapters.api import Router
     from adapters.directory_api import add_directory_routes
     from adapters.hotline_api import add_hotline_routes
+    from adapters.modems_api import add_modem_routes
     from adapters.orders_api import add_order_routes
     router = Router()
     add_directory_routes(router, None)
     add_order_routes(router, None, None, None)
     add_hotline_routes(router, None, "Asia/Shanghai")
+    from adapters.forms_api import add_form_routes
+    add_form_routes(router, None, None, None, "Asia/Shanghai")
+    add_modem_routes(router, None, None, None, None)
     return router.declared()
 
 

@@ -20,7 +20,7 @@ from adapters.idempotency import IdempotencyConflict, idempotent_create_tx, requ
 from gateway.escalation.deadlines import RULES, response_minutes
 from gateway.orders.messages import order_sms
 from gateway.orders.order import KINDS, ONSCENE_COMMANDER, TARGET_HOWS, OrderRequest, Target
-from gateway.orders.store import NoTeams
+from gateway.orders.store import NoCommander, NoTeams
 from gateway.orders.summary import load_summary_tx
 from sms.encoding import split_text
 
@@ -42,6 +42,10 @@ ORDER_BODY = (
     Field("rule", "string", "same_township: arrive in 20/30 min; leaving_city: assembled in 15/25",
           required=True, enum=tuple(RULES)),
     Field("voice", "boolean", "also call commander and deputy, read the order and take a keypad answer"),
+    Field("major", "boolean", "a major incident (重大突出事件): teams on scene report the situation every "
+          "orders.major_report_minutes, chased when they miss one; the county's leaders are informed"),
+    Field("drill", "boolean", "an assembly drill on the real phones: every SMS and spoken message starts "
+          "with 【演练】 and its figures are kept apart from real incidents (always true in drill mode)"),
     text("onscene_name", 200 - max(len(r) for r in ONSCENE_COMMANDER.values()) - 1,
          "the name added to the on-scene role, e.g. the deputy county head's"),
 )
@@ -67,20 +71,23 @@ def _target(value) -> Target:
 def sms_parts(req: OrderRequest, now: datetime, cfg, ref_bits: int) -> int:
     """How many parts the order's SMS will travel in (a 4-digit code, as orders get)."""
     minutes = response_minutes(req.rule, now, cfg)
-    message = order_sms("0000", req.incident_ref, req.text, req.onscene_commander(), req.rule, minutes)
+    message = order_sms("0000", req.incident_ref, req.text, req.onscene_commander(), req.rule, minutes,
+                        cfg.major_report_minutes if req.major else 0)
     return len(split_text(message, ref_bits=ref_bits)[1])
 
 
 def add_order_routes(router: Router, database, orders, clock, *, max_sms_parts: int = 8,
                      ref_bits: int = 8) -> None:
-    from gateway.orders.cli import _list_tx, close_order_tx
+    from gateway.orders.cli import _list_tx
+    from gateway.orders.closing import close_order_tx
 
     def create(req):
         b = req.body
         try:
             order = OrderRequest(incident_ref=b["incident_ref"].strip(), kind=b["kind"], text=b["text"].strip(),
                                  target=_target(b["target"]), rule=b["rule"], voice=b.get("voice", False),
-                                 created_by=req.actor, onscene_name=b.get("onscene_name") or None)
+                                 created_by=req.actor, onscene_name=b.get("onscene_name") or None,
+                                 major=b.get("major", False), drill=b.get("drill", False))
         except ValueError as e:
             raise refuse(422, "body", str(e)) from None
         now = datetime.fromtimestamp(clock.seconds(), timezone.utc)
@@ -114,6 +121,9 @@ def add_order_routes(router: Router, database, orders, clock, *, max_sms_parts: 
             if f.check(IdempotencyConflict):
                 raise refuse(422, "Idempotency-Key", f"{idem!r} was used within 24 h for a different request; "
                                                      "use a new key for a new order")
+            if f.check(NoCommander):
+                # The roster's inactive members are never targeted: name the teams left without one.
+                raise refuse(422, "target", f.getErrorMessage(), teams=f.value.teams)
             if f.check(NoTeams, LookupError):
                 raise refuse(422, "target", f"no team matches target {order.target.describe()}")
             return f
@@ -126,6 +136,7 @@ def add_order_routes(router: Router, database, orders, clock, *, max_sms_parts: 
             rows, counts = result
             return 200, {"orders": [{"order_code": r.code, "incident_ref": r.incident_ref, "kind": r.kind,
                                      "rule": r.rule, "state": r.state, "created_at": r.created_at.isoformat(),
+                                     "drill": bool(r.drill),
                                      "teams_by_state": counts.get(r.id, {})} for r in rows]}
         return database.run(_list_tx, all_).addCallback(done)
 
@@ -142,10 +153,10 @@ def add_order_routes(router: Router, database, orders, clock, *, max_sms_parts: 
         code = req.params["code"]
         now = datetime.fromtimestamp(clock.seconds(), timezone.utc)
 
-        def done(n):
-            if n is None:
+        def done(c):
+            if c is None:
                 raise ApiError(404, f"no open order {code}", field="code")
-            return 200, {"order_code": code, "state": "closed", "escalation_steps_cancelled": n}
+            return 200, {"order_code": code, "state": "closed", **c.as_dict()}
         return database.run(close_order_tx, code, req.actor, now).addCallback(done)
 
     router.add("POST", "/orders", create, scope="dispatch", summary="create and send an order; 201 after COMMIT",

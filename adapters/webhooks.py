@@ -36,6 +36,7 @@ from zope.interface import implementer
 
 from adapters import webhook_store as store
 from gateway.eventlog import Event
+from gateway.health import PartHealth, off
 from gateway.metrics import WEBHOOK_BACKLOG, WEBHOOK_DEAD_LETTERS, WEBHOOK_FAILED, WEBHOOK_SENT
 
 log = Logger()
@@ -167,6 +168,7 @@ class SubscriberDelivery:
         self._busy = self._again = False
         self._retry_call = None
         self._failing_since: float | None = None
+        self.last_error: str | None = None        # of the last POST; None once one succeeded
         self._backoff: float | None = None
         self._ack_writing: defer.Deferred | None = None
         self._ack_timer = None
@@ -234,11 +236,13 @@ class SubscriberDelivery:
         if self._failing_since is not None:
             log.info("webhook {target}: delivering again from event #{id}", target=self.name, id=e.id)
         self._failing_since = None
+        self.last_error = None
         self._backoff = None
         self._write_ack()
 
     def _failing(self, e: Event, why: str):
         now = self.clock.seconds()
+        self.last_error = f"event #{e.id}: {why}"
         first = self._failing_since is None
         if first:
             self._failing_since = now
@@ -301,6 +305,14 @@ class SubscriberDelivery:
         d = defer.Deferred()
         self._ack_writing.addBoth(lambda r: (d.callback(None), r)[1])
         return d
+
+    def health(self):
+        """Down while its POSTs fail (events pile up behind its cursor)."""
+        behind = self.tail.behind(self.cursor)
+        waiting = "caught up" if behind == 0 else (f"{behind} waiting" if behind is not None else "far behind")
+        failing = (f"; failing for {self.clock.seconds() - self._failing_since:.0f} s, last POST: {self.last_error}"
+                   if self._failing_since is not None else "")
+        return PartHealth(f"webhook {self.name}", self._failing_since is None, waiting + failing)
 
     def _update_backlog(self) -> None:
         behind = self.tail.behind(self.cursor)
@@ -372,6 +384,12 @@ class Webhooks:
                 WEBHOOK_BACKLOG.labels(d.name).set(behind)
             else:
                 d.kick()
+
+    def health(self):
+        """One part per subscriber: down while its last POST failed."""
+        if not self.deliveries:
+            return off("webhooks", "no subscribers (webhooks.urls, yihu webhook add)")
+        return [d.health() for d in self.deliveries.values()]
 
     def stop(self):
         if self._refresh.running:

@@ -139,7 +139,7 @@ def run_yihu(port: int, track: bool, materialise: bool = False) -> tuple[int, fl
     from gateway.hotline.tracker import HotlineTracker
     count = [0]
     if track:
-        handle = HotlineTracker(lambda call, kinds: None).handle
+        handle = HotlineTracker(lambda call, kinds: None, clock=time.time).handle
     else:
         handle = None
     t = {}
@@ -216,7 +216,7 @@ def load_average() -> str:
 def mem_yihu(data: bytes, track: bool, materialise: bool = False) -> tuple[int, float]:
     from gateway.ami.parser import AmiParser
     from gateway.hotline.tracker import HotlineTracker
-    handle = HotlineTracker(lambda call, kinds: None).handle if track else None
+    handle = HotlineTracker(lambda call, kinds: None, clock=time.time).handle if track else None
     p = AmiParser()
     n = 0
     start = time.perf_counter()

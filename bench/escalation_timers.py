@@ -177,10 +177,24 @@ async def measure(reactor, url, args, logf_name):
             Stub.n_sms += 1
             return defer.succeed(Stub.n_sms)
 
+        def stage_tx(self, conn, now, *sms, **call):
+            # One stub for both seams: an SMS (phone, text) or a call (keywords), each riding in
+            # the transaction of the answer or the step that causes it.
+            if sms:
+                return {"phone": sms[0]}
+            Stub.n_calls += 1
+            return 0
+
+        def adopt(self, records):
+            Stub.n_sms += len(records)
+
         def call_order(self, order_code, phone, *, order_id, team_id, member_id=None, purpose="order"):
             # A call's outcome comes when the phone has rung out (30 s), not at once.
             Stub.n_calls += 1
             return task.deferLater(reactor, 30.0, lambda: "no_answer")
+
+        def place_due(self):
+            pass
 
         def committed(self, events):
             Stub.n_events += len(events)

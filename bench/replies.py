@@ -7,8 +7,9 @@ What one reply costs in production, from the modem's PDU to the confirmation SMS
 the SMS-DELIVER PDU (made by the modem emulator's network code, as a modem would read it) goes
 into the bank's inbound processor (``InboundProcessor.handle``: decoded, the raw SMS committed with
 its duplicate check), which hands it to the real ``FeedbackEngine`` (grammar, one transaction that
-judges and records it, the escalation engine told, the confirmation SMS committed to the real
-outbox ``sms.store.SqlStore`` through ``SmsBank.enqueue``).  The escalation engine runs with every
+judges and records it with its confirmation SMS staged in the same transaction through
+``SmsBank.stage_tx`` (the transactional outbox, real ``sms.store.SqlStore``) and adopted by the bank
+after the commit, the escalation engine told).  The escalation engine runs with every
 team timer of the open orders loaded, as in service.  A reply's time is from ``handle()`` to the
 feedback engine's answer (which fires after the confirmation is committed to the outbox).
 
@@ -22,8 +23,8 @@ Two phases in one run, on a fresh schema migrated to head and filled by a child 
    judged within --drain seconds is left out of the count, so lowers the figure).
 
 Left out: the modem's serial line and AT commands (bench.sms_fanout measures the bank's modem
-side), sending the confirmation over the air, the escalation's order calls (a stub rings out:
-"no_answer" after 30 s; bench.agi_sessions measures calls), and webhooks/SSE delivery of the feedback
+side), sending the confirmation over the air, the escalation's order calls (a stub stages none;
+bench.agi_sessions measures calls), and webhooks/SSE delivery of the feedback
 event (bench.events).  The load average is printed with the figures: on a shared machine they
 must be re-measured on an idle one.
 """
@@ -64,6 +65,12 @@ async def measure(reactor, url, args):
         def call_order(self, *a, **kw):
             # A call's outcome comes when the phone has rung out (30 s), not at once.
             return task.deferLater(reactor, 30.0, lambda: "no_answer")
+
+        def stage_tx(self, conn, now, **call):
+            return None         # an escalation call: not placed here (no call_attempts row)
+
+        def place_due(self):
+            pass
 
     quiet = Quiet()
     cfg = EscalationConfig()

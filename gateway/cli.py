@@ -5,6 +5,7 @@
     yihu db upgrade|downgrade|current   schema migrations
     yihu directory import FILE          import a roster (CSV or YAML), all or nothing
     yihu directory show                 teams with their commanders
+    yihu modem pin PORT                 send the (corrected) SIM PIN once more on one modem
     yihu apikey create|list|revoke      keys for the HTTP API (read, dispatch, admin)
     yihu prompts build [--out DIR]      render the Mandarin voice prompts (espeak-ng + sox)
     yihu webhook add|list|remove        webhook subscribers besides webhooks.urls
@@ -71,6 +72,12 @@ def _open_database(cfg: Config, *, migrate: bool = True) -> str:
         raise Fatal(f"gateway.database_url: unusable database URL {redact_url(url)} ({e})") from None
     except OSError as e:
         raise Fatal(f"database unreachable: {redact_url(url)} ({e.strerror or e})") from None
+    except Exception as e:  # noqa: BLE001 - e.g. Alembic: a revision this version does not know
+        if not migrate:
+            raise
+        reason = str(e).strip().splitlines()
+        raise Fatal(f"database cannot be migrated: {redact_url(url)} ({e.__class__.__name__}: "
+                    f"{reason[0] if reason else ''})") from None
     return url
 
 
@@ -86,9 +93,23 @@ def cmd_run(args) -> int:
         _seed_roster(cfg, args.roster)
     from twisted.internet import reactor
 
+    from gateway.service import stop_on_failure
     from gateway.wiring import build_service
-    root = build_service(cfg, reactor)
-    root.startService()
+    failed: list[str] = []
+
+    def report(line: str) -> None:
+        failed.append(line)
+        print(f"yihu: cannot start: {line}", file=sys.stderr, flush=True)
+    try:
+        root = build_service(cfg, reactor)
+        root.startService()
+    except Exception as e:  # noqa: BLE001 - a part that raised while being built or started
+        from twisted.python.failure import Failure
+        from gateway.service import _reason
+        raise Fatal(f"cannot start: {_reason(Failure(e))}") from None
+    # Fail fast: a part that did not start (a port in use, a start that raised) stops the
+    # gateway with status 2, and systemd starts it again; never a gateway half up.
+    stop_on_failure(root, reactor, report)
     # Start-up objects live as long as the process: keep them out of the collector's full
     # passes, which otherwise stall the reactor (seen in the FastAGI and escalation benches).
     import gc
@@ -97,7 +118,7 @@ def cmd_run(args) -> int:
     # reactor.run installs SIGINT/SIGTERM handlers that stop the reactor, which stops the
     # services (flushing what they accepted) before the database pool drains.
     reactor.run()
-    return 0
+    return EXIT_USAGE if failed else 0
 
 
 def check_http_trust(cfg: Config) -> None:
@@ -140,7 +161,8 @@ def _seed_roster(cfg: Config, path: str) -> None:
 def cmd_check_config(args) -> int:
     cfg = _load(args)
     _open_database(cfg, migrate=False)
-    print(f"configuration OK: {args.config or '(embedded default)'}; database {redact_url(cfg.database_url)}")
+    print(f"configuration OK: {args.config or '(embedded default)'}; {cfg.mode} mode ({cfg.mode_reason}); "
+          f"database {redact_url(cfg.database_url)}")
     return 0
 
 
@@ -191,6 +213,7 @@ def cmd_directory_import(args) -> int:
     print(f"imported {s.teams} teams, {s.members} members, {s.phones} phones; "
           f"{s.experts} experts in {s.expert_categories} categories"
           + (f"; {s.supervisors} duty supervisor shifts" if s.supervisors is not None else "")
+          + (f"; {s.leaders} leaders" if s.leaders is not None else "")
           + (f"; {s.deactivated_teams} teams and {s.deactivated_members} members no longer listed (kept inactive)"
              if s.deactivated_teams or s.deactivated_members else ""))
     return 0
@@ -202,6 +225,9 @@ def cmd_directory_show(args) -> int:
     db = _directory_db(cfg)
     try:
         print(format_teams(db.run_sync(list_teams)))
+        from gateway.directory.leaders import format_leaders
+        print()
+        print(db.run_sync(format_leaders))
     finally:
         db.engine.dispose()
     return 0
@@ -280,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp = dsub.add_parser("import", parents=[common], help="import a roster file (CSV or YAML); all or nothing")
     imp.add_argument("file")
     imp.set_defaults(func=cmd_directory_import)
-    dsub.add_parser("show", parents=[common], help="teams with their commanders").set_defaults(func=cmd_directory_show)
+    dsub.add_parser("show", parents=[common], help="teams with their commanders, and the command structure (leaders)").set_defaults(func=cmd_directory_show)
 
     k = sub.add_parser("apikey", help="keys for the HTTP API: create (printed once), list, revoke")
     ksub = k.add_subparsers(dest="apikey_command", required=True, metavar="ACTION")
@@ -296,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module, fn in (("gateway.orders.cli", "add_order_commands"), ("gateway.hotline.cli", "add_hotline_commands"),
                        ("gateway.ami.cli", "add_ami_commands"), ("ivr.prompts.cli", "add_prompt_commands"),
-                       ("adapters.webhook_cli", "add_webhook_commands")):
+                       ("adapters.webhook_cli", "add_webhook_commands"), ("sms.cli", "add_modem_commands")):
         try:
             mod = __import__(module, fromlist=[fn])
         except ImportError:

@@ -33,7 +33,18 @@ class GatewaySection:
     database_url: str = ""                 # empty: SQLite in data_dir; postgresql+psycopg://... for production
     db_threads: int = 0                    # 0: 1 for SQLite, 4 for PostgreSQL
     time_zone: str = "Asia/Shanghai"       # the center's: day/night rules, daily figures, messages
-    embedded: bool = True                  # run on the built-in emulators (drill / demo) instead of hardware
+    mode: str = ""                         # "live" (real modems and Asterisk) or "drill" (the built-in emulators); empty: live, or drill when there is no configuration file and no database URL at all
+    embedded: bool | None = None           # the older name: true means mode "drill", false "live"
+    db_write_alarm_s: float = 30.0         # a state write not committed by then raises the alarm; it is retried until it commits
+    db_statement_timeout_s: float = 30.0   # a database statement running longer fails (PostgreSQL statement_timeout; SQLite interrupted)
+    db_pool_timeout_s: float = 30.0        # work waiting longer than this for a database thread or connection fails
+
+    def __post_init__(self):
+        from gateway.mode import MODES
+        if self.mode not in MODES + ("",):
+            raise ValueError(f"mode must be \"live\" or \"drill\", got {self.mode!r}")
+        if self.db_statement_timeout_s <= 0 or self.db_pool_timeout_s <= 0:
+            raise ValueError("db_statement_timeout_s and db_pool_timeout_s must be positive")
 
 
 @dataclass(frozen=True)
@@ -41,7 +52,7 @@ class EmbeddedSection:
     """The built-in emulators the embedded default (and drills) run on."""
     modems: int = 4                        # emulated GSM modems on pseudo-terminals
     segment_seconds: float = 3.0           # how long an emulated modem takes per SMS segment
-    ami_port: int = 15038                  # the emulated Asterisk's AMI port (loopback only)
+    ami_port: int = 15038                  # the emulated Asterisk's AMI port (loopback only); 0: any free port
 
     def __post_init__(self):
         if not 1 <= self.modems <= 64:
@@ -69,10 +80,14 @@ class HttpSection:
 @dataclass(frozen=True)
 class OrdersSection:
     max_sms_parts: int = 8                 # an order whose SMS needs more parts is refused at creation
+    major_report_minutes: float = 30.0     # a major order: each team on scene reports the situation this often
+    pdf_converter: str = ""                # prints feedback forms as PDF; empty: chromium or wkhtmltopdf on PATH
 
     def __post_init__(self):
         if not 1 <= self.max_sms_parts <= 255:
             raise ValueError(f"max_sms_parts must be 1-255, got {self.max_sms_parts}")
+        if not 0 < self.major_report_minutes <= 24 * 60:
+            raise ValueError(f"major_report_minutes must be above 0 and at most 1440, got {self.major_report_minutes:g}")
 
 
 @dataclass(frozen=True)
@@ -100,6 +115,8 @@ _PART_SECTIONS: dict[str, str] = {
     "ivr": "ivr.config.IvrSection",
     "sms": "sms.config.SmsConfig",
     "escalation": "gateway.escalation.config.EscalationConfig",
+    "leaders": "gateway.leaders.config.LeadersSection",
+    "hotline": "gateway.hotline.config.HotlineSection",
 }
 
 
@@ -107,6 +124,16 @@ _PART_SECTIONS: dict[str, str] = {
 class Config:
     path: str | None
     sections: dict[str, Any] = field(default_factory=dict)
+    mode_reason: str = ""                  # why this mode runs, for the start-up log
+
+    @property
+    def mode(self) -> str:
+        return self.sections["gateway"].mode
+
+    @property
+    def drill(self) -> bool:
+        from gateway.mode import DRILL
+        return self.mode == DRILL
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -119,8 +146,9 @@ class Config:
         gw = self.sections["gateway"]
         if gw.database_url:
             return gw.database_url
+        from gateway.mode import sqlite_file
         from gateway.storage import default_sqlite_url
-        return default_sqlite_url(self.data_dir)
+        return default_sqlite_url(self.data_dir, sqlite_file(self.mode))
 
     @property
     def data_dir(self) -> Path:
@@ -283,10 +311,22 @@ def load_config(path: str | os.PathLike | None, overrides: dict | None = None) -
     esc = built.get("escalation")
     if esc is not None and "timezone" not in data.get("escalation", {}) and hasattr(esc, "timezone"):
         try:
-            built["escalation"] = dataclasses.replace(esc, timezone=built["gateway"].time_zone)
+            built["escalation"] = esc = dataclasses.replace(esc, timezone=built["gateway"].time_zone)
         except ValueError:
             pass        # an unknown gateway.time_zone is reported below, once, by its own name
-    cfg = Config(path=str(path) if path is not None else None, sections=built)
+    if esc is not None and hasattr(esc, "major_report_minutes"):
+        # The cadence is an order rule; the escalation engine that chases it reads it from its own config.
+        built["escalation"] = dataclasses.replace(esc, major_report_minutes=built["orders"].major_report_minutes)
+    from gateway.mode import DRILL, MODES, hardware_conflicts, resolve_mode
+    raw_gateway = data.get("gateway") if isinstance(data.get("gateway"), dict) else {}
+    mode, why = resolve_mode(raw_gateway, has_file=path is not None)
+    if mode is None:
+        problems.append(why)
+    elif mode in MODES:           # anything else was reported as gateway.mode by its section
+        built["gateway"] = dataclasses.replace(built["gateway"], mode=mode)
+        if mode == DRILL:
+            problems.extend(hardware_conflicts(built))
+    cfg = Config(path=str(path) if path is not None else None, sections=built, mode_reason=why)
     _check_values(cfg, problems)
     if problems:
         raise ConfigError(problems)

@@ -4,7 +4,10 @@ A store that changes state calls ``record_event(conn, kind, payload)`` inside th
 transaction, so the change and its event commit together or not at all; the in-memory tail
 (adapters/events.py) is woken after the commit and reads the log.  Ids come from the database
 (a sequence on PostgreSQL, AUTOINCREMENT on SQLite) and never repeat, across restarts, sweeps
-and nodes.  `build_event` is the one place an event's fields are put together.
+and nodes.  `build_event` is the one place an event's fields are put together, its `"drill"`
+flag included: true when the Database that runs the transaction belongs to a gateway in drill mode
+(it says so in the connection's info for the transaction, `begin_recording`), or when the event is
+about a drill order (its `orders.drill` column, read in the same transaction).
 
 Reading in id order without losing a late commit (PostgreSQL)
 -------------------------------------------------------------
@@ -32,12 +35,14 @@ from functools import cached_property
 
 from sqlalchemy import delete, func, insert, select, text
 
-from gateway.storage.schema import event_log
+from gateway.mode import mark_drill
+from gateway.storage.schema import event_log, orders
 
 UTC = timezone.utc
 LOCK_CLASS = 0x59494855 & 0x7FFFFFFF        # "YIHU": the advisory lock of event-id takers
 _LOCK_OBJ = "('event_log'::regclass::oid::bigint % 2147483647)::int"   # one per schema's log
 PENDING_KEY = "yihu.events"          # conn.info: events recorded in the open transaction
+DRILL_KEY = "yihu.drill"             # conn.info: the Database runs a drill (gateway.mode): every event says so
 
 
 @dataclass(frozen=True)
@@ -60,9 +65,23 @@ def _iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
-def build_event(kind: str, payload: dict, at: datetime) -> dict:
-    """The one place an event's fields are made (the log row, before its id)."""
-    return {"kind": kind, "at": at, "payload": dict(payload)}
+def build_event(kind: str, payload: dict, at: datetime, *, drill_mode: bool = False,
+                drill_orders: frozenset = frozenset()) -> dict:
+    """The one place an event's fields are made (the log row, before its id).  Its payload says
+    `"drill"`: true in drill mode and for anything about a drill order (`drill_orders`, or the
+    payload saying so already), false otherwise, so no subscriber takes a drill for the county."""
+    drill = drill_mode or payload.get("order_id") in drill_orders
+    return {"kind": kind, "at": at, "payload": mark_drill(payload, drill)}
+
+
+def _drill_orders(conn, events: list[tuple]) -> frozenset:
+    """Which of the orders these events are about are drill orders: read in the same transaction
+    (one query), so an event written by any process (the CLI, another node) is labelled alike."""
+    ids = {e[1]["order_id"] for e in events if isinstance(e[1].get("order_id"), int) and "drill" not in e[1]}
+    if not ids:
+        return frozenset()
+    return frozenset(conn.execute(select(orders.c.id).where(orders.c.id.in_(ids), orders.c.drill.is_(True)))
+                     .scalars())
 
 
 def record_event(conn, kind: str, payload: dict, at: datetime | None = None) -> int:
@@ -76,7 +95,10 @@ def record_events(conn, events: list[tuple], at: datetime | None = None) -> list
     if not events:
         return []
     at = at or datetime.now(UTC)
-    rows = [build_event(e[0], e[1], e[2] if len(e) > 2 else at) for e in events]
+    drill_mode = bool(conn.info.get(DRILL_KEY))
+    drill_orders = frozenset() if drill_mode else _drill_orders(conn, events)
+    rows = [build_event(e[0], e[1], e[2] if len(e) > 2 else at, drill_mode=drill_mode, drill_orders=drill_orders)
+            for e in events]
     if conn.dialect.name == "postgresql":
         # The lock first (an InitPlan, run once before the rows): see the module's docstring.
         ids = conn.execute(text("SELECT nextval('event_log_id_seq') FROM generate_series(1, :n) "
@@ -171,12 +193,15 @@ def sweep_tx(conn, now: datetime, keep: timedelta) -> int:
     return conn.execute(delete(event_log).where(event_log.c.at < now - keep)).rowcount
 
 
-def begin_recording(conn) -> list[Event]:
-    """Collect the events the transaction records (the list is filled by record_events)."""
+def begin_recording(conn, drill: bool = False) -> list[Event]:
+    """Collect the events the transaction records (the list is filled by record_events); `drill`:
+    the Database belongs to a gateway in drill mode, so every event it records says so."""
     recorded: list[Event] = []
     conn.info[PENDING_KEY] = recorded
+    conn.info[DRILL_KEY] = drill
     return recorded
 
 
 def end_recording(conn) -> None:
     conn.info.pop(PENDING_KEY, None)
+    conn.info.pop(DRILL_KEY, None)

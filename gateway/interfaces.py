@@ -72,10 +72,36 @@ class IKeypadSink(Interface):
         """Open order codes for the team(s) of this phone; Deferred[list[str]]."""
 
 
+@dataclass(frozen=True)
+class SpokenReport:
+    """A situation report spoken on the phone (keypad 5) and recorded by Asterisk."""
+    raw_id: int              # the keypress, committed raw first
+    caller: str
+    order_code: str
+    call_id: str
+    audio_path: str          # as Asterisk wrote it (path and extension)
+    seconds: float           # its length, from RECORD FILE's endpos
+    received_at: datetime
+    identified_by: str = ""
+
+
+class ISituationSink(Interface):
+    def situation_recorded(report: SpokenReport):
+        """Keep a spoken situation report on the order's timeline; Deferred[FeedbackOutcome]."""
+
+
 class ISmsOutbox(Interface):
     def enqueue(phone: str, text: str, *, purpose: str, order_id: int | None = None,
                 delivery_id: int | None = None):
         """Commit a message to the persistent outbox; Deferred[message id] once committed."""
+
+    def stage_tx(conn, now, phone: str, text: str, *, purpose: str, order_id: int | None = None,
+                 delivery_id: int | None = None):
+        """Inside the caller's transaction (a database thread): write the message queued with the
+        caller's state change; returns a record for adopt()."""
+
+    def adopt(records):
+        """After the caller's COMMIT: send the messages stage_tx wrote."""
 
 
 class IOriginator(Interface):
@@ -106,6 +132,13 @@ class IOrderCaller(Interface):
         delivery_id: the deliveries row the caller already committed for this call (the order's
         fan-out does); the attempts are recorded on it.  None: the order caller makes its own.
 
-        Returns Deferred[str] with the call's outcome: answered / busy / no_answer / failed.
-        The keypad answer itself reaches IKeypadSink.
+        Returns Deferred[str] with the call's outcome: answered / busy / no_answer / failed /
+        unknown / cancelled.  The keypad answer itself reaches IKeypadSink.
         """
+
+    def stage_tx(conn, now, *, order_id: int, team_id: int, member_id: int | None, phone: str, purpose: str,
+                 delivery_id: int | None = None, step_id: int | None = None):
+        """Inside the caller's transaction: the call's first attempt, due now."""
+
+    def place_due():
+        """After the caller's COMMIT: place what is due (the caller also looks by itself)."""

@@ -14,6 +14,12 @@ BUILD_INFO.info({"version": __version__})
 DB_QUERY_SECONDS = Histogram("yihu_db_query_seconds", "Time of one database unit of work",
                              buckets=(.001, .005, .01, .05, .1, .5, 1, 5))
 DB_ERRORS = Counter("yihu_db_errors_total", "Database units of work that raised")
+DB_WRITE_RETRIES = Counter("yihu_db_write_retries_total",
+                           "State writes that failed on a database fault and were tried again", ["part"])
+DB_WRITES_OVERDUE = Gauge("yihu_db_writes_overdue",
+                          "State writes still not committed past their deadline (alarm while > 0)", ["part"])
+DB_DEADLINES = Counter("yihu_db_deadlines_total", "Database units of work that passed a deadline "
+                       "(statement: ran too long; pool: waited too long for a thread or connection)", ["kind"])
 
 # --- SMS modem bank ---------------------------------------------------------------------------
 SMS_SEGMENTS_SENT = Counter("yihu_sms_segments_sent_total", "SMS segments accepted by a modem (+CMGS)", ["modem"])
@@ -47,10 +53,11 @@ AGI_PROMPTS_UNPLAYABLE = Counter("yihu_agi_prompts_unplayable_total",
 ORDER_CALLS = Counter("yihu_order_calls_total", "Voice order calls by outcome", ["outcome"])
 
 # --- orders, feedback, escalation -------------------------------------------------------------
-ORDERS_CREATED = Counter("yihu_orders_created_total", "Orders created")
-FEEDBACK_RECORDED = Counter("yihu_feedback_total", "Feedback recorded", ["status", "channel"])
+ORDERS_CREATED = Counter("yihu_orders_created_total", "Orders created (drill: an assembly drill, kept apart)",
+                         ["drill"])
+FEEDBACK_RECORDED = Counter("yihu_feedback_total", "Feedback recorded", ["status", "channel", "drill"])
 FEEDBACK_REFUSED = Counter("yihu_feedback_refused_total", "Replies refused", ["reason"])
-ESCALATION_STEPS = Counter("yihu_escalation_steps_total", "Escalation steps fired", ["stage", "action"])
+ESCALATION_STEPS = Counter("yihu_escalation_steps_total", "Escalation steps fired", ["stage", "action", "drill"])
 ESCALATION_PENDING = Gauge("yihu_escalation_pending", "Escalation steps waiting")
 ESCALATION_LATENESS = Histogram("yihu_escalation_lateness_seconds", "How late an escalation step fired",
                                 buckets=(.01, .05, .1, .2, .5, 1, 5, 60))

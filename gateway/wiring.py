@@ -1,53 +1,108 @@
 """Wiring: which parts the gateway runs, given its configuration.
 
 Kept apart from the parts themselves so that each part can be built and tested alone.  Start
-order follows the dependencies: database, SMS bank (its emulated modems first in embedded
+order follows the dependencies: database, SMS bank (its emulated modems first in drill
 mode), escalation and fan-out, the hotline tracker, the AMI link (after the tracker has loaded
 the calls a previous run left open), the FastAGI server, and the HTTP port last.
 
-Embedded mode (`gateway.embedded = true`, the default) runs the same parts on the built-in
-emulators: a bank of emulated GSM modems on pseudo-terminals, driven through the real serial
-code, and an emulated Asterisk (AMI server and FastAGI client) on loopback.  Emulated phones
-of the roster answer order calls by pressing 1; that is the drill.
+Drill mode (`gateway.mode = "drill"`, or no configuration at all; see gateway/mode.py) runs the
+same parts on the built-in emulators: a bank of emulated GSM modems on pseudo-terminals, driven
+through the real serial code, and an emulated Asterisk (AMI server and FastAGI client) on
+loopback.  Emulated phones of the roster answer order calls by pressing 1; that is the drill.
+
+Every part is a `Part` (gateway/service.py): it reports whether it started, so that `yihu run`
+fails fast, and its health, which /health and the board show.
 """
 from __future__ import annotations
 
 import secrets
 from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
 
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from gateway.config import Config
-from gateway.service import Gateway, ListeningService, build_gateway
+from gateway.eventlog import record_event
+from gateway.health import PartHealth, off
+from gateway.service import Gateway, ListeningService, Part, build_gateway
 
 log = Logger()
 
 
-class CallbackService(service.Service):
-    """A part with start()/stop() callables, as a service of the gateway's tree."""
+class CallbackService(Part, service.Service):
+    """A part with start()/stop() callables, as a service of the gateway's tree.  Once up, its
+    health is `health()` when given (the part's own view: link state, modems), else "up"."""
 
-    def __init__(self, name: str, start, stop=None):
-        self.name, self._start, self._stop = name, start, stop
+    def __init__(self, name: str, start, stop=None, health=None):
+        self.name, self._start, self._stop, self._health = name, start, stop, health
 
     def startService(self):
         super().startService()
-        d = defer.maybeDeferred(self._start)
-        d.addErrback(lambda f: log.failure("{name}: failed to start", f, name=self.name))
+        self._track_start(defer.maybeDeferred(self._start))
 
     def stopService(self):
         super().stopService()
+        self.state = "stopped"
         if self._stop is not None:
             return defer.maybeDeferred(self._stop)
         return None
+
+    def health(self):
+        if self.state == "up" and self._health is not None:
+            return self._health()
+        return super().health()
+
+
+def _modems_health(bank) -> list[PartHealth]:
+    """One line per modem, and the bank as a whole: zero usable modems is down."""
+    slots = bank.slots
+    if not slots:
+        return [off("sms", "no sms.ports configured: orders cannot go out by SMS")]
+    usable = sum(1 for s in slots.values() if s.driver.healthy)
+    out = [PartHealth("sms", usable > 0, f"{usable}/{len(slots)} modems usable")]
+    for name, s in slots.items():
+        d = s.driver
+        # describe(): the state, and why a modem is benched ("SIM PIN refused: +CME ERROR: 16")
+        detail = d.describe() + (f" {d.signal_dbm}dBm" if d.signal_dbm is not None else "")
+        out.append(PartHealth(f"modem {name.rsplit('/', 1)[-1]}", d.healthy, detail, essential=False))
+    return out
+
+
+def _after(ready: defer.Deferred, fn) -> defer.Deferred:
+    """fn() once `ready` fired; if it failed, fn never runs (its own part reports why) and
+    `ready` keeps its failure for whoever else waits on it."""
+    d = defer.Deferred()
+
+    def go(result):
+        if isinstance(result, Failure):
+            d.callback(None)
+        else:
+            d.callback(fn())
+        return result
+    ready.addBoth(go)
+    return d
+
+
+class _PortOf:
+    """A TCP client endpoint whose port is looked up at each connect (a server on port 0)."""
+
+    def __init__(self, reactor, host: str, port_of):
+        self.reactor, self.host, self.port_of = reactor, host, port_of
+
+    def connect(self, factory):
+        from twisted.internet.endpoints import TCP4ClientEndpoint
+        return TCP4ClientEndpoint(self.reactor, self.host, self.port_of(), timeout=10).connect(factory)
 
 
 def build_service(config: Config, reactor) -> Gateway:
     gw = build_gateway(config, reactor)
     db = gw.database
-    embedded = config.gateway.embedded
+    drill = config.drill              # on the emulators (gateway/mode.py)
 
     # --- the domain's collaborators --------------------------------------------------------
     from gateway.escalation.engine import EscalationEngine
@@ -60,34 +115,51 @@ def build_service(config: Config, reactor) -> Gateway:
     from sms.bank import SmsBank, serial_opener
     from sms.store import SqlStore
     sms_cfg = config.sms
-    if embedded:
+    journal = None
+    if drill:
+        # What the emulated network and PBX saw, kept on disk across kill -9 (gateway/netjournal.py).
+        from gateway.netjournal import NetworkJournal
         from sms.emulator import EmulatorBank
+        journal = NetworkJournal(config.data_dir.resolve() / "network.jsonl")
+        gw.network_journal = journal
         modems_dir = config.data_dir.resolve() / "modems"
         emulators = EmulatorBank(reactor, config.embedded.modems, str(modems_dir),
-                                 segment_time=config.embedded.segment_seconds)
+                                 segment_time=config.embedded.segment_seconds, journal=journal)
         emulators.start()           # the ptys exist before the bank opens them
         sms_cfg = replace(sms_cfg, ports=tuple(emulators.paths))
         gw.emulated_modems = emulators
-        CallbackService("modem-emulators", lambda: None, emulators.stop).setServiceParent(gw)
-    bank = SmsBank(reactor, SqlStore(db), sms_cfg,
+    alarm = config.gateway.db_write_alarm_s
+    bank = SmsBank(reactor, SqlStore(db, reactor, alarm_after=alarm), sms_cfg,
                    {p: serial_opener(reactor, p, sms_cfg.baudrate) for p in sms_cfg.ports})
     gw.sms_bank = bank
+    # a refused SIM PIN benches its modem until an operator acts: tell the dispatch software
+    def modem_alert(modem, reason):
+        at = datetime.fromtimestamp(reactor.seconds(), timezone.utc)
+        db.run(record_event, "sms.modem_alert", {"modem": modem, "reason": reason}, at).addErrback(
+            lambda f: log.failure("{modem}: the event sms.modem_alert was not logged", f, modem=modem))
+    bank.alert_observers.append(modem_alert)
 
     # --- voice: AMI link, order caller -----------------------------------------------------
     from gateway.ami.link import AmiLink
     from ivr.order_caller import OrderCaller, RetryPolicy
     ami_cfg, ivr_cfg = config.ami, config.ivr
     ami_host, ami_port, ami_user, ami_secret = ami_cfg.host, ami_cfg.port, ami_cfg.username, ami_cfg.secret
-    if embedded:
-        from gateway.ami.emulator.pbx import EmulatedPbx, PbxService, Phone
+    if drill:
+        from gateway.ami.emulator.pbx import EmulatedPbx, Phone
         ami_secret = secrets.token_hex(16)       # this run's own; nothing outside knows it
         pbx = EmulatedPbx(reactor, agi_host=ivr_cfg.interface, agi_port=ivr_cfg.port,
-                          default=Phone.presses("1", after=1.0),
+                          default=Phone.presses("1", after=1.0), journal=journal,
                           users={ami_user: {"secret": ami_secret, "read": "all", "write": "all"}})
         ami_host, ami_port = "127.0.0.1", config.embedded.ami_port
-        PbxService(pbx, ami_port, "127.0.0.1").setServiceParent(gw)
+        CallbackService("emulated-asterisk", lambda: pbx.listen(ami_port, "127.0.0.1"), pbx.stop
+                        ).setServiceParent(gw)
         gw.pbx = pbx
-    link = AmiLink(reactor, ami_host, ami_port, username=ami_user, secret=ami_secret, auth=ami_cfg.auth,
+        # Port 0 (tests): the link asks the PBX for the port it got, at each connection.
+        ami_endpoint = _PortOf(reactor, "127.0.0.1", lambda: pbx.port_number)
+    else:
+        ami_endpoint = None
+    link = AmiLink(reactor, ami_host, ami_port, endpoint=ami_endpoint, username=ami_user, secret=ami_secret,
+                   auth=ami_cfg.auth,
                    events=ami_cfg.events, action_timeout=ami_cfg.action_timeout_s,
                    ping_interval=ami_cfg.ping_interval_s, ping_timeout=ami_cfg.ping_timeout_s,
                    backoff_max=ami_cfg.backoff_max_s)
@@ -106,28 +178,58 @@ def build_service(config: Config, reactor) -> Gateway:
                          policy=RetryPolicy(attempts=ivr_cfg.call_attempts, delay=ivr_cfg.call_retry_delay_s,
                                             ring_timeout_ms=int(ivr_cfg.ring_timeout_s * 1000)),
                          channel_template=ivr_cfg.channel_template, caller_id=ivr_cfg.caller_id,
-                         tokens=call_tokens)
+                         tokens=call_tokens, write_alarm_s=alarm)
 
     # --- orders, feedback, escalation ------------------------------------------------------
-    escalation = EscalationEngine(db, reactor, bank, caller, esc_cfg)
-    feedback = FeedbackEngine(db, bank, escalation, esc_cfg)
+    # Every SMS about a drill order is labelled 【演练】 on its way to the bank (events about one say
+    # "drill": true: gateway/eventlog.build_event reads the order's row); its figures are counted apart.
+    from gateway.orders.drill import DrillLabelledOutbox, DrillOrders
+    drills = DrillOrders(db)
+    outbox = DrillLabelledOutbox(bank, drills)
+    escalation = EscalationEngine(db, reactor, outbox, caller, esc_cfg)
+    feedback = FeedbackEngine(db, outbox, escalation, esc_cfg, clock=reactor, write_alarm_s=alarm)
     bank.inbound.sink = feedback
-    fanout = FanOut(db, reactor, bank, caller, esc_cfg)
-    orders = OrderService(db, reactor, fanout, escalation, esc_cfg)
+    fanout = FanOut(db, reactor, outbox, caller, esc_cfg)
+    orders = OrderService(db, reactor, fanout, escalation, esc_cfg, drills=drills, drill_mode=drill)
+    escalation.is_drill = feedback.is_drill = drills.is_drill
     gw.orders, gw.feedback, gw.escalation, gw.fanout = orders, feedback, escalation, fanout
 
-    CallbackService("sms-bank", bank.start, bank.stop).setServiceParent(gw)
+    def stop_bank():
+        # The services stop all at once: the emulated modems must outlive the bank's drain, or
+        # the segments in their hands would end "unknown" on a clean stop.
+        d = defer.maybeDeferred(bank.stop)
+        if drill:
+            d.addBoth(lambda _: emulators.stop())
+        return d
+    CallbackService("drill-orders", drills.start).setServiceParent(gw)
+    CallbackService("sms-bank", bank.start, stop_bank, lambda: _modems_health(bank)).setServiceParent(gw)
     CallbackService("escalation", escalation.start, escalation.stop).setServiceParent(gw)
     CallbackService("fan-out", fanout.start, fanout.stop).setServiceParent(gw)
+    from gateway.leaders.notifier import LeaderNotifier
+    leaders = LeaderNotifier(db, reactor, outbox, config.leaders, esc_cfg)      # a drill order: 【演练】
+    gw.leaders = leaders
+    CallbackService("leaders", leaders.start, leaders.stop).setServiceParent(gw)
+    CallbackService("order-calls", caller.start, caller.stop).setServiceParent(gw)
 
     # --- hotlines --------------------------------------------------------------------------
     from gateway.hotline.service import HotlineService
     hotline = HotlineService(reactor, db, link, lines=tuple(ami_cfg.lines))
     hotline.setServiceParent(gw)
     gw.hotline = hotline
+    # overflow and "no call-taker logged in": events, then the duty supervisor (from AMI only)
+    from gateway.hotline.alerts import HotlineAlerts
+    alerts = HotlineAlerts(reactor, db, bank, config.hotline, config.gateway.time_zone)
+    link.add_event_listener(alerts.handle)
+    CallbackService("hotline-alerts", alerts.start, alerts.stop).setServiceParent(gw)
+    gw.hotline_alerts = alerts
     if ami_cfg.enabled:
-        CallbackService("ami", lambda: hotline.ready.addCallback(lambda _: link.startService()),
-                        link.stopService).setServiceParent(gw)
+        def ami_health():
+            return PartHealth("ami", link.connected, "logged in" if link.connected else (link.last_error or "connecting"))
+        # after the tracker has loaded the calls a previous run left open
+        CallbackService("ami", lambda: _after(hotline.ready, link.startService), link.stopService,
+                        ami_health).setServiceParent(gw)
+    else:
+        gw.health_checks.append(lambda: off("ami", "ami.enabled = false"))
 
     # --- FastAGI ---------------------------------------------------------------------------
     if ivr_cfg.enabled:
@@ -139,19 +241,27 @@ def build_service(config: Config, reactor) -> Gateway:
         if ivr_cfg.speech:
             from ivr.speech import OrderSpeech
             speech = OrderSpeech(reactor, config.data_dir / "speech")
+        # Spoken situation reports: Asterisk writes them here (the same filesystem as Asterisk's).
+        recordings = Path(ivr_cfg.recordings_dir) if ivr_cfg.recordings_dir else config.data_dir / "recordings"
+        if not ivr_cfg.recordings_dir:
+            recordings.mkdir(parents=True, exist_ok=True)
         from ivr.member_pins import MemberPins
         from ivr.peers import PeerGate
         from ivr.token_gate import CallTokenGate
         token_gate = CallTokenGate(reactor, db, call_tokens, refusals)
         factory = make_fastagi_factory(reactor, sink=feedback, journal=KeypadJournal(reactor, db),
                                        orders=OrderBook(db), speech=speech,
-                                       settings=MenuSettings(timeout_ms=ivr_cfg.menu_timeout_ms),
+                                       settings=MenuSettings(timeout_ms=ivr_cfg.menu_timeout_ms,
+                                                             recordings_dir=str(recordings)),
                                        tokens=token_gate,
                                        pins=MemberPins(db, refusals),
                                        peers=PeerGate(ivr_cfg.allowed_peers, refusals))
         gw.fastagi_factory = factory
         endpoint = serverFromString(reactor, f"tcp:{ivr_cfg.port}:interface={ivr_cfg.interface}")
-        ListeningService(endpoint, factory, "fastagi").setServiceParent(gw)
+        fastagi = ListeningService(endpoint, factory, "fastagi")
+        fastagi.setServiceParent(gw)
+        if drill:       # port 0 (tests): the emulated Asterisk dials the port we got
+            fastagi.on_listening = lambda port: setattr(gw.pbx, "agi_port", port.getHost().port)
         # Refusal counts still summing in a window are written before the database closes.
         CallbackService("fastagi-refusals", lambda: None, refusals.flush).setServiceParent(gw)
         # Keypad answers the classic-AGI fallback spooled while the gateway was down.
@@ -159,6 +269,12 @@ def build_service(config: Config, reactor) -> Gateway:
         intake = SpoolIntake(reactor, ivr_cfg.spool_dir or config.data_dir / "spool" / "keypad",
                              KeypadJournal(reactor, db), feedback, tokens=token_gate)
         CallbackService("keypad-spool", lambda: defer.Deferred.fromCoroutine(intake.take_in())).setServiceParent(gw)
+        # Keypad answers committed but never judged (the gateway stopped in between).
+        from ivr.journal import resume_unjudged_keypad
+        CallbackService("keypad-resume", lambda: defer.Deferred.fromCoroutine(
+            resume_unjudged_keypad(db, feedback))).setServiceParent(gw)
+    else:
+        gw.health_checks.append(lambda: off("fastagi", "ivr.enabled = false"))
 
     # --- the API routes of the parts -------------------------------------------------------
     from adapters.orders_api import add_order_routes
@@ -166,15 +282,12 @@ def build_service(config: Config, reactor) -> Gateway:
     add_order_routes(gw.api, db, orders, reactor, max_sms_parts=config.orders.max_sms_parts,
                      ref_bits=sms_cfg.concat_ref_bits)
     add_hotline_routes(gw.api, db, config.gateway.time_zone)
-    gw.health_checks.append(lambda: ("ami", link.connected or not ami_cfg.enabled,
-                                     "logged in" if link.connected else (link.last_error or "connecting")))
-    gw.health_checks.append(lambda: ("sms", any(s.driver.healthy for s in bank.slots.values()) or not bank.slots,
-                                     f"{sum(1 for s in bank.slots.values() if s.driver.healthy)}/{len(bank.slots)} "
-                                     "modems healthy: " + ", ".join(
-                                         f"{name.rsplit('/', 1)[-1]} {s.driver.state}"
-                                         + (f" {s.driver.signal_dbm}dBm" if s.driver.signal_dbm is not None else "")
-                                         for name, s in bank.slots.items())))
+    from adapters.forms_api import add_form_routes
+    add_form_routes(gw.api, db, orders, reactor, config.gateway.time_zone, config.orders.pdf_converter)
+    gw.health_checks.append(gw.webhooks.health)
+    from adapters.modems_api import add_modem_routes
+    add_modem_routes(gw.api, bank, reactor, config.path, sms_cfg.sim_pin)
     from adapters.board import BoardResource
     gw.root.putChild(b"board", gw.guard_board(BoardResource(reactor, db, esc_cfg, config.gateway.time_zone,
-                                                            gw.health_checks)))
+                                                            gw.health_checks, mode=config.mode)))
     return gw

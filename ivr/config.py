@@ -10,7 +10,7 @@ from ivr.peers import DEFAULT_PEERS, parse_peers
 class IvrSection:
     enabled: bool = True                  # run the FastAGI server
     interface: str = "127.0.0.1"          # where Asterisk connects (agi://HOST:PORT/...)
-    port: int = 4573                      # FastAGI's usual port
+    port: int = 4573                      # FastAGI's usual port; 0: any free port (embedded mode tells the emulated Asterisk)
     channel_template: str = "PJSIP/{national}@trunk"    # how to dial a commander's phone
     caller_id: str = '"Command Center" <057687770110>'   # shown on commanders' phones
     call_attempts: int = 3                # voice calls per commander, the first included
@@ -19,6 +19,7 @@ class IvrSection:
     menu_timeout_ms: int = 5000           # wait for a key after the menu; no key twice = no answer
     speech: bool = True                   # read the order text aloud where espeak-ng and sox exist
     spool_dir: str = ""                   # classic-AGI fallback spool; empty: DATA_DIR/spool/keypad
+    recordings_dir: str = ""              # where Asterisk writes spoken situation reports (key 5); empty: DATA_DIR/recordings
     allowed_peers: tuple[str, ...] = DEFAULT_PEERS   # who may open FastAGI sessions (Asterisk): addresses or networks
     token_secret: str = ""                # HMAC key of order-call tokens, never logged; empty: DATA_DIR/ivr-token.key
     token_grace_s: float = 120.0          # an order-call token is valid for the ring time plus this

@@ -2,7 +2,7 @@
 
 Asterisk runs it as a child process when `AGI(agi://gateway/order)` fails (AGISTATUS=FAILURE):
 
-    same => n,AGI(agi://127.0.0.1:4573/order?order=${ORDER_CODE})
+    same => n,AGI(agi://${GATEWAY}/order?order=${ORDER_CODE})      ; GATEWAY=host:port in [globals]
     same => n,GotoIf($["${AGISTATUS}" = "FAILURE"]?fallback)
     ...
     same => n(fallback),AGI(/opt/yihu/.venv/bin/python,-m,ivr.fallback_agi,--spool,/var/spool/yihu/keypad)

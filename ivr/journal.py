@@ -72,10 +72,11 @@ def _insert_no_answer(conn, e: KeypadEntry) -> int:
     return raw_id
 
 
-def appended_detail(line: str):
-    """deliveries.detail with one more line, computed in the UPDATE itself: the order caller and
-    the order flow may write the same row at the same moment, and neither may lose the other's."""
-    current = func.coalesce(deliveries.c.detail, "")
+def appended_detail(line: str, column=None):
+    """deliveries.detail (or `column`) with one more line, computed in the UPDATE itself: the order
+    caller and the order flow may write the same row at the same moment, and neither may lose the
+    other's."""
+    current = func.coalesce(deliveries.c.detail if column is None else column, "")
     return case((current == "", line), else_=current + "\n" + line)
 
 
@@ -95,3 +96,25 @@ class MemoryJournal:
     def no_answer(self, entry: KeypadEntry) -> Deferred:
         self.no_answers.append(entry)
         return self.record(entry)
+
+
+def unjudged_keypad_tx(conn) -> list[dict]:
+    """Keypad answers committed raw (state new) that the feedback engine never judged: the gateway
+    stopped in between.  Handed to it again at start; it ignores one it has judged already."""
+    from sqlalchemy import select
+    ir = inbound_raw
+    return [dict(r) for r in conn.execute(select(ir.c.id, ir.c.sender, ir.c.text, ir.c.source, ir.c.received_at,
+                                                 ir.c.meta)
+                                          .where(ir.c.channel == "keypad", ir.c.state == "new")
+                                          .order_by(ir.c.id)).mappings()]
+
+
+async def resume_unjudged_keypad(db, sink) -> int:
+    from gateway.interfaces import KeypadAnswer
+    rows = await db.run(unjudged_keypad_tx)
+    for r in rows:
+        meta = r.get("meta") or {}
+        await sink.keypad_answer(KeypadAnswer(raw_id=r["id"], caller=r.get("sender") or "", digit=r.get("text") or "",
+                                              call_id=r.get("source") or "", received_at=r["received_at"],
+                                              order_code=meta.get("order_code")))
+    return len(rows)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from twisted.internet.defer import Deferred
 
+from gateway.mode import drill_text
 from gateway.storage.schema import member_phones, orders
 
 
@@ -15,6 +16,7 @@ class OrderBrief:
     code: str
     text: str
     rule: str            # same_township / leaving_city
+    major: bool = False  # teams on scene report the situation (key 5 records a spoken report)
 
     @property
     def leaving_city(self) -> bool:
@@ -37,10 +39,11 @@ class OrderBook:
 
 
 def _brief(conn, code: str):
-    row = conn.execute(select(orders.c.code, orders.c.text, orders.c.rule)
+    row = conn.execute(select(orders.c.code, orders.c.text, orders.c.rule, orders.c.major, orders.c.drill)
                        .where(orders.c.code == code, orders.c.state == "open")
                        .order_by(orders.c.created_at.desc()).limit(1)).first()
-    return OrderBrief(row.code, row.text, row.rule) if row else None
+    # a drill order is read out as one: "【演练】" first
+    return OrderBrief(row.code, drill_text(row.text, row.drill), row.rule, bool(row.major)) if row else None
 
 
 def _known_phone(conn, e164: str) -> bool:

@@ -23,6 +23,9 @@ def make_fastagi_factory(reactor, *, sink, journal, orders=None, speech=None,
         "feedback": FeedbackLineFlow(reactor, sink, journal, orders=orders, settings=settings, pins=pins),
         "hotline": HotlineFlow(reactor, journal, greet=hotline_greet, triage_ms=hotline_triage_ms),
         "overflow": OverflowFlow(),
+        # no call-taker logged in (dialplans/extensions.conf): nobody could answer, so the IVR
+        # costs the caller no time; the dialplan bounds it with TIMEOUT(absolute)
+        "nocalltaker": HotlineFlow(reactor, journal, greet=hotline_greet, triage_ms=hotline_triage_ms),
     }
     return FastAgiFactory(reactor, flows, **factory_options)
 

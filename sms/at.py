@@ -257,7 +257,7 @@ class ATSession(protocol.Protocol):
         self._zombie = cmd
         log.warn("{modem}: {command} timed out waiting for {phase}", modem=self.name,
                  command=self._shown(cmd), phase=phase)
-        cmd.deferred.errback(AtTimeout(cmd.text, pdu_sent=cmd.pdu_sent, phase=phase))
+        cmd.deferred.errback(AtTimeout(self._shown(cmd), pdu_sent=cmd.pdu_sent, phase=phase))
         self._next()
 
     def _finish(self, cmd: _Command, result=None, error: Exception | None = None):
@@ -323,10 +323,10 @@ class ATSession(protocol.Protocol):
         cmd = self._current
         # echo (after a reboot the modem echoes again)
         if cmd is not None and (upper == cmd.text.upper() or (cmd.pdu and upper.rstrip() == cmd.pdu.upper())):
-            self.on_echo(line)
+            self.on_echo(self._shown(cmd))       # an echoed AT+CPIN=<pin> must not reach a log
             return
         if upper.startswith("AT") and (cmd is None or not upper.startswith(cmd.prefix or "\0")):
-            self.on_echo(line)
+            self.on_echo("AT+CPIN=****" if upper.startswith("AT+CPIN=") else line)
             return
         # a response line of the command in flight beats the URC table (+CREG, +CPIN are both)
         if cmd is not None and cmd.prefix and upper.startswith(cmd.prefix):
@@ -379,13 +379,13 @@ class ATSession(protocol.Protocol):
                 self._finish(cmd, result=cmd.lines)
             return
         if upper.startswith("+CMS ERROR"):
-            self._finish(cmd, error=CmsError(cmd.text, _code(line), line))
+            self._finish(cmd, error=CmsError(self._shown(cmd), _code(line), line))
             return
         if upper.startswith("+CME ERROR"):
-            self._finish(cmd, error=CmeError(cmd.text, _code(line), line))
+            self._finish(cmd, error=CmeError(self._shown(cmd), _code(line), line))
             return
         if upper in FINAL_ERRORS:
-            self._finish(cmd, error=AtError(cmd.text, line, cmd.lines))
+            self._finish(cmd, error=AtError(self._shown(cmd), line, cmd.lines))
             return
         if (cmd.prefix and upper[:1] in "+^*") or not _bare_lines_expected(cmd):
             self._dispatch_urc(line, None)      # not this command's answer: unsolicited
@@ -401,7 +401,7 @@ class ATSession(protocol.Protocol):
             return
         zombie.late_reported = True
         log.info("{modem}: late {line} for timed-out {command}", modem=self.name, line=line,
-                 command=zombie.text)
+                 command=self._shown(zombie))
         if mr is not None:
             self.on_late_submit(mr)
 

@@ -31,7 +31,7 @@ from sms.at import AtError, AtTimeout, CmsError, PortLost, SubmitNotConfirmed
 from sms.config import UNKNOWN_FAIL, SmsConfig
 from sms.inbound import InboundProcessor
 from sms.modem import ModemDriver
-from sms.store import message_state
+from sms.store import add_message_tx, message_state
 
 log = Logger()
 
@@ -87,18 +87,21 @@ class SmsBank:
         self.queue: list[int] = []
         self.slots: dict[str, _Slot] = {}
         self.observers: list = []
+        self.alert_observers: list = []      # fn(modem name, reason): an operator must act
         self.inbound = InboundProcessor(reactor, store, sink, reassembly_timeout=config.reassembly_timeout,
                                         region=region, on_report=self._status_report)
         for name, opener in openers.items():
             d = ModemDriver(reactor, name, opener, config, inbound=self._inbound_pdu,
                             status_report=self._routed_report, late_submit=self._late_submit,
-                            state_changed=self._modem_changed, garbage=self._garbage)
+                            state_changed=self._modem_changed, garbage=self._garbage,
+                            alert=self._modem_alert)
             self.slots[name] = _Slot(driver=d)
         self._dispatching = False
         self._again = False
         self._wakeup = None
         self._depth_call = None         # the outbox depth gauge's next recount
         self._settle_timers: dict[int, object] = {}      # segment id → timer
+        self._workers: set[defer.Deferred] = set()        # one per modem sending a message
         self.started = False
         self.stats = {"sent": 0, "unknown": 0, "unknown_resent": 0, "retried": 0, "failed": 0,
                       "settled_late": 0, "settled_report": 0}
@@ -111,6 +114,8 @@ class SmsBank:
         now = self.reactor.seconds()
         changes = []
         for r in rows:
+            if r["id"] in self.messages:
+                continue            # adopted while we were loading
             m = _Message(id=r["id"], phone=r["phone"], purpose=r["purpose"], state=r["state"], modem=r["modem"],
                          segments=r["segments"])
             for s in m.segments:
@@ -124,6 +129,11 @@ class SmsBank:
                                                          "last_error": "gateway restarted during submission"}))
                     log.warn("message {mid} part {seq} to {phone}: outcome unknown (restart during submission)",
                              mid=m.id, seq=s["seq"], phone=m.phone)
+            # The message's own state may lag its segments' (we died before that write): settle it.
+            state = message_state([s["state"] for s in m.segments])
+            if state != m.state:
+                m.state = state
+                changes.append(("message", m.id, {"state": "recomputed"}))
             self.messages[m.id] = m
             self.queue.append(m.id)
             for s in m.segments:
@@ -138,8 +148,40 @@ class SmsBank:
         self._update_gauges()
         self.dispatch()
 
+    @defer.inlineCallbacks
     def stop(self):
+        """Take no new work; wait (at most sms.drain_seconds) for the segments in flight to be
+        answered by their modems and for every write to commit; then close the modems."""
         self.started = False
+        busy = [d for d in self._workers if not d.called]
+        if busy:
+            log.info("SMS bank stopping: waiting up to {t:.0f} s for {n} modem(s) to answer the segment in hand",
+                     t=self.config.drain_seconds, n=len(busy))
+            if not (yield self._within(defer.DeferredList(busy), self.config.drain_seconds)):
+                log.warn("SMS bank stopping: segments still in flight after {t:.0f} s; their outcome will be "
+                         "unknown at the next start", t=self.config.drain_seconds)
+        if not (yield self._within(self.store.idle(), self.config.drain_seconds)):
+            log.error("SMS bank stopping: outbox writes not committed after {t:.0f} s", t=self.config.drain_seconds)
+        self._close()
+
+    def _within(self, d, seconds: float):
+        """Deferred[bool]: True when d fired within `seconds`, False when the time ran out."""
+        out = defer.Deferred()
+        timer = self.reactor.callLater(seconds, lambda: out.called or out.callback(False))
+
+        def fired(_):
+            if not out.called:
+                timer.cancel()
+                out.callback(True)
+        d.addBoth(fired)
+        return out
+
+    def abandon(self):
+        """Stop at once, waiting for nothing (what a crash does; tests of restarts)."""
+        self.started = False
+        self._close()
+
+    def _close(self):
         for slot in self.slots.values():
             slot.driver.stop()
         for tm in list(self._settle_timers.values()):
@@ -169,6 +211,49 @@ class SmsBank:
         self._update_gauges()
         self.dispatch()
         return m.id
+
+    def _modem_alert(self, driver: ModemDriver, reason: str):
+        for fn in list(self.alert_observers):
+            try:
+                fn(driver.name, reason)
+            except Exception:  # noqa: BLE001
+                log.failure("modem alert observer failed")
+
+    def describe_modems(self) -> str:
+        """For /health and the board: "1/2 modems healthy: modem0 ready -71dBm, modem1 benched
+        (SIM PIN refused: +CME ERROR: 16)"."""
+        healthy = sum(1 for s in self.slots.values() if s.driver.healthy)
+        return f"{healthy}/{len(self.slots)} modems healthy: " + ", ".join(
+            f"{name.rsplit('/', 1)[-1]} {s.driver.describe()}"
+            + (f" {s.driver.signal_dbm}dBm" if s.driver.signal_dbm is not None else "")
+            for name, s in self.slots.items())
+
+    def retry_pin(self, modem: str, pin: str | None = None) -> bool:
+        """The operator's deliberate SIM PIN retry on one modem (`yihu modem pin`)."""
+        slot = self.slots.get(modem) or next((s for n, s in self.slots.items() if n.rsplit("/", 1)[-1] == modem), None)
+        if slot is None:
+            raise KeyError(modem)
+        return slot.driver.retry_pin(pin)
+    def stage_tx(self, conn, now: datetime, phone: str, text: str, *, purpose: str, order_id: int | None = None,
+                 delivery_id: int | None = None) -> dict:
+        """Run inside another part's transaction: the message, queued, committed with the state
+        change that causes it (transactional outbox).  After COMMIT give the result to adopt()."""
+        return add_message_tx(conn, now, phone, text, purpose, order_id, delivery_id,
+                              ref_bits=self.config.concat_ref_bits, status_report=self.config.status_reports,
+                              validity_minutes=self.config.validity_minutes)
+
+    def adopt(self, records) -> None:
+        """Messages committed by stage_tx: into the queue (a restart finds them in the database)."""
+        for r in records:
+            if r["id"] in self.messages:
+                continue            # loaded at start already
+            m = _Message(id=r["id"], phone=r["phone"], purpose=r["purpose"], state="queued", modem=None,
+                         segments=r["segments"])
+            self.messages[m.id] = m
+            self.queue.append(m.id)
+        if records:
+            self._update_gauges()
+            self.dispatch()
 
     def add_observer(self, fn):
         """fn(message_id, state) on every state change of a message."""
@@ -232,7 +317,9 @@ class SmsBank:
                 m.unpinned_wait_since = None
             jobs.append(policy.Job(key=mid, segments=len(q), modem=m.modem))
         for mid, name in policy.plan(jobs, views, now):
-            self._work(self.slots[name], self.messages[mid])
+            w = self._work(self.slots[name], self.messages[mid])
+            self._workers.add(w)
+            w.addBoth(lambda r, w=w: (self._workers.discard(w), r)[1])
         if wake is not None:
             self._wake_at(wake)
         self._update_gauges()
@@ -306,7 +393,15 @@ class SmsBank:
                     m.modem = name
                     changes.append(("message", m.id, {"modem": name, "state": "sending"}))
                     self._set_state(m, "sending", save=False)
-                yield self.store.save(now, changes)          # durable before submitted
+                refused = yield self.store.save(now, changes)          # durable before submitted
+                if refused and seg["id"] in refused:
+                    # its order was closed: this part and those after it are not sent
+                    unsent = m.queued() + [seg]
+                    for s in unsent:
+                        s["state"] = "cancelled"
+                    log.info("message {mid} to {phone}: order closed; {n} part(s) not sent", mid=m.id,
+                             phone=m.phone, n=len(unsent))
+                    break
                 if not d.healthy or not self.started:
                     seg["state"] = "queued"                   # never written to the modem
                     yield self.store.save(self.reactor.seconds(),

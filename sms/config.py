@@ -36,6 +36,7 @@ class SmsConfig:
     concat_ref_bits: int = 8                   # 8: 153/67 per part; 16: 152/66
     validity_minutes: int = 24 * 60
     planning_horizon: int = 64                 # messages looked at per scheduling round
+    drain_seconds: float = 20.0                # at SIGTERM: wait this long for segments in flight to be answered
 
     def __post_init__(self):
         if self.unknown_policy not in (UNKNOWN_RESEND, UNKNOWN_FAIL):

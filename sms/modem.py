@@ -3,6 +3,13 @@
 States: offline (port closed or vanished) → initialising → ready; benched after repeated errors
 (tried again after a cool-down).  The bank gives segments only to a `healthy` modem.
 
+The SIM PIN is sent at most once per start: a SIM locks itself (and then needs the operator's PUK)
+after three wrong PINs, and re-initialisations come every few minutes.  A refusal (+CME ERROR,
+or the SIM asking for its PUK) benches the modem for good, with `bench_reason` "SIM PIN refused";
+only an operator's `retry_pin` (`yihu modem pin PORT`) sends a PIN again.  A PIN the SIM has
+accepted is entered again when the SIM asks again (the modem restarted): a correct entry cannot
+use up a try.  The PIN never reaches a log line, an error message or an event.
+
 Inbound: +CMTI → AT+CMGR → handed to `inbound(modem, pdu, length)` whose Deferred fires once the
 raw message is committed → only then AT+CMGD.  At every (re)initialisation and every few probes
 the whole SIM is listed (AT+CMGL=4), so a message whose +CMTI was lost is still read.  The PDU
@@ -27,10 +34,19 @@ log = Logger()
 
 OFFLINE, INITIALISING, READY, BENCHED = "offline", "initialising", "ready", "benched"
 STATES = (OFFLINE, INITIALISING, READY, BENCHED)
+PIN_REFUSED = "SIM PIN refused"
+
+
+def sim_status(lines: list[str]) -> str:
+    """"+CPIN: SIM PIN" → "SIM PIN" (27.007 §8.3); "" when the answer has no +CPIN line."""
+    for ln in lines:
+        if ln.upper().startswith("+CPIN:"):
+            return ln.split(":", 1)[1].strip().strip('"').upper()
+    return ""
 
 # lines with which a modem announces it has (re)started, and those that follow them in a boot
 BOOT_LINES = ("RDY", "^SYSSTART", "+PBREADY")
-BOOT_TAIL_LINES = ("+CPIN: READY", "SMS READY", "CALL READY", "+QIND: SMS DONE", "+QIND: PB DONE")
+BOOT_TAIL_LINES = ("+CPIN: READY", "+CPIN: SIM PIN", "+CPIN: SIM PUK", "+CPIN: NOT READY", "SMS READY", "CALL READY", "+QIND: SMS DONE", "+QIND: PB DONE")
 BOOT_SETTLE = 1.0       # seconds of quiet after the last boot line before initialising
 
 
@@ -38,7 +54,7 @@ class ModemDriver:
     def __init__(self, reactor, name: str, opener: Callable, config: SmsConfig, *,
                  inbound: Callable | None = None, status_report: Callable | None = None,
                  late_submit: Callable | None = None, state_changed: Callable | None = None,
-                 garbage: Callable | None = None):
+                 garbage: Callable | None = None, alert: Callable | None = None):
         """`opener(protocol)` connects the protocol to the port and returns the transport, or
         raises when the port is absent (e.g. SerialPort(protocol, path, reactor, baudrate))."""
         self.reactor = reactor
@@ -50,6 +66,7 @@ class ModemDriver:
         self.late_submit = late_submit or (lambda modem, mr: None)
         self.state_changed = state_changed or (lambda modem: None)
         self.garbage = garbage or (lambda modem, raw: None)
+        self.alert = alert or (lambda modem, reason: None)   # something an operator must act on
         self.state = OFFLINE
         self.session: ATSession | None = None
         self.transport = None
@@ -73,6 +90,11 @@ class ModemDriver:
         self._read_mem: str | None = None                 # the read storage, when not chosen by us
         self._stopped = True
         self._quiet_call = None
+        self.bench_reason: str | None = None    # why it is benched, for /health and the board
+        self._pin: str | None = config.sim_pin or None
+        self._pin_sent = False                  # this start (or since the operator's retry)
+        self._pin_accepted = False
+        self._pin_alerted: str | None = None    # the refusal already reported
 
     # --- lifecycle -----------------------------------------------------------------------------
     @property
@@ -115,9 +137,19 @@ class ModemDriver:
             except Exception:  # noqa: BLE001
                 pass
 
+    @property
+    def pin_refused(self) -> bool:
+        return self.bench_reason is not None and self.bench_reason.startswith(PIN_REFUSED)
+
+    def describe(self) -> str:
+        """The state as an operator reads it: "benched (SIM PIN refused: ...)"."""
+        return f"{self.state} ({self.bench_reason})" if self.state == BENCHED and self.bench_reason else self.state
+
     def _set_state(self, state: str):
         if state == self.state:
             return
+        if state != BENCHED:
+            self.bench_reason = None
         log.info("{modem}: {old} → {new}", modem=self.name, old=self.state, new=state)
         self.state = state
         for s in STATES:
@@ -203,12 +235,8 @@ class ModemDriver:
             yield s.quiet(0.1)
             yield s.command("ATE0", timeout=t)
             yield s.command("AT+CMEE=1", timeout=t)
-            pin = yield s.command("AT+CPIN?", timeout=t)
-            if not any("READY" in ln.upper() for ln in pin):
-                if any("SIM PIN" in ln.upper() for ln in pin) and self.config.sim_pin:
-                    yield s.command(f"AT+CPIN={self.config.sim_pin}", timeout=t, secret=True)
-                else:
-                    raise AtError("AT+CPIN?", "SIM not ready: " + " ".join(pin))
+            if not (yield self._unlock_sim(s, gen)):
+                return
             yield s.command("AT+CMGF=0", timeout=t)
             try:
                 ranges = atparse.parse_cnmi_ranges((yield s.command("AT+CNMI=?", timeout=t)))
@@ -249,6 +277,62 @@ class ModemDriver:
         self.errors = 0
         self._set_state(READY)
         self.sweep()
+
+    @defer.inlineCallbacks
+    def _unlock_sim(self, s: ATSession, gen: int):
+        """True when the SIM is ready; False when the modem is benched for its PIN."""
+        t = self.config.command_timeout
+        answer = sim_status((yield s.command("AT+CPIN?", timeout=t)))
+        if answer == "READY":
+            self._pin_accepted = self._pin_accepted or self._pin_sent   # its answer may have been lost
+            return True
+        if answer == "SIM PUK":
+            self._refuse_pin(gen, "the SIM asks for its PUK")
+            return False
+        if answer != "SIM PIN":
+            raise AtError("AT+CPIN?", f"SIM not ready: {answer or 'no +CPIN answer'}")
+        if not self._pin:
+            raise AtError("AT+CPIN?", "the SIM asks for a PIN and sms.sim_pin is not set")
+        if self._pin_sent and not self._pin_accepted:
+            self._refuse_pin(gen, "the SIM still asks for it")
+            return False
+        self._pin_sent = True                # before it goes out: a lost answer may still cost a try
+        try:
+            yield s.command(f"AT+CPIN={self._pin}", timeout=t, secret=True)
+        except (AtError, CmeError) as e:
+            self._refuse_pin(gen, e.final)
+            return False
+        self._pin_accepted = True
+        log.info("{modem}: SIM PIN accepted", modem=self.name)
+        return True
+
+    def _refuse_pin(self, gen: int, why: str):
+        if gen != self._generation:
+            return
+        if self._pin_alerted:                # already told (the port was reopened since)
+            self._bench(self._pin_alerted, cooldown=False)
+            return
+        reason = self._pin_alerted = f"{PIN_REFUSED}: {why}"
+        self._bench(reason, cooldown=False)
+        log.error("{modem}: {reason}; not sent again until an operator runs `yihu modem pin {modem}`",
+                  modem=self.name, reason=reason)
+        self.alert(self, reason)
+
+    def retry_pin(self, pin: str | None = None) -> bool:
+        """The operator's deliberate retry: one more PIN (this one, or the configured one) and a
+        fresh initialisation.  False when there is no PIN to send."""
+        if pin:
+            self._pin = pin
+        if not self._pin:
+            return False
+        self._pin_sent = self._pin_accepted = False
+        self._pin_alerted = None
+        if self._bench_call is not None and self._bench_call.active():
+            self._bench_call.cancel()
+        self.errors = 0
+        log.info("{modem}: operator retries the SIM PIN", modem=self.name)
+        self.reopen()
+        return True
 
     # --- health --------------------------------------------------------------------------------
     @defer.inlineCallbacks
@@ -301,13 +385,15 @@ class ModemDriver:
 
     def bench(self, why: str):
         log.warn("{modem}: benched: {why}", modem=self.name, why=why)
-        self._bench()
+        self._bench(why)
 
-    def _bench(self):
+    def _bench(self, why: str | None = None, cooldown: bool = True):
+        """Benched for a cool-down, or (cooldown=False) until an operator acts."""
+        self.bench_reason = why or "repeated errors"
         self._set_state(BENCHED)
         if self._bench_call is not None and self._bench_call.active():
             self._bench_call.cancel()
-        self._bench_call = self.reactor.callLater(self.config.bench_cooldown, self._unbench)
+        self._bench_call = self.reactor.callLater(self.config.bench_cooldown, self._unbench) if cooldown else None
 
     def _unbench(self):
         self._bench_call = None

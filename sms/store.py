@@ -13,6 +13,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from gateway.storage import schema as t
+from gateway.storage.pool import DatabaseDeadline
 from sms import encoding, policy
 
 OPEN_MESSAGE_STATES = ("queued", "sending")
@@ -24,6 +25,8 @@ def message_state(seg_states: list[str]) -> str:
     s = [x for x in seg_states if x != "superseded"]
     if any(x == "failed" for x in s):
         return "failed"
+    if "cancelled" in s and not any(x in ("queued", "submitting", "unknown") for x in s):
+        return "cancelled"          # its order was closed before the rest went out
     if s and all(x == "delivered" for x in s):
         return "delivered"
     if s and all(x in ("sent", "delivered") for x in s):
@@ -33,6 +36,25 @@ def message_state(seg_states: list[str]) -> str:
     if all(x == "queued" for x in s):
         return "queued"
     return "sending"
+
+
+def _delivery_follows(conn, segment_where, now: datetime) -> None:
+    """The order delivery an SMS carries follows its segments, in the same transaction: `sent`
+    once a modem accepted a segment (before that it stays `queued`), `failed` when one failed."""
+    seg, msg, dl = t.sms_segments, t.sms_messages, t.deliveries
+    row = conn.execute(select(msg.c.id, msg.c.delivery_id).join(seg, seg.c.message_id == msg.c.id)
+                       .where(segment_where).limit(1)).first()
+    if row is None or row.delivery_id is None:
+        return
+    states = set(conn.execute(select(seg.c.state).where(seg.c.message_id == row.id)).scalars())
+    if "failed" in states:
+        new, before = "failed", ("queued", "handing", "sent")
+    elif states & {"sent", "delivered"}:
+        new, before = "sent", ("queued", "handing")
+    else:
+        return
+    conn.execute(update(dl).where(dl.c.id == row.delivery_id, dl.c.state.in_(before))
+                 .values(state=new, updated_at=now, detail=f"sms {row.id}: {new} by a modem"))
 
 
 def same_phone(a: str, b: str) -> bool:
@@ -54,13 +76,28 @@ def _now(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
+def add_message_tx(conn, now: datetime, phone: str, text: str, purpose: str, order_id, delivery_id, *,
+                   ref_bits: int = 8, status_report: bool = True, validity_minutes: int = 1440) -> dict:
+    """The message and its segments, `queued`, inside the caller's transaction (the outbox row of
+    the state change that causes it).  Refuses text that cannot be sent before writing anything."""
+    encoding.split_text(text, ref_bits=ref_bits)
+    return SqlStore._add(conn, now, phone, text, purpose, order_id, delivery_id, ref_bits, status_report,
+                         validity_minutes)
+
+
 class SqlStore:
-    def __init__(self, db):
+    def __init__(self, db, clock=None, *, alarm_after: float = 30.0):
+        """clock: with it, every write is retried through a database fault until it commits
+        (gateway/storage/retry.py); without it (unit tests) a fault fails the write."""
         self.db = db
+        self.clock = clock
+        self.alarm_after = alarm_after
         self._batch: list = []
         self._lazy: list = []
         self._flushing = False
+        self._idle_waiters: list = []
         self.max_batch = 16
+        self.retry_delay = 1.0        # after a database deadline
 
     # --- outbox --------------------------------------------------------------------------------
     def add_message(self, now: float, phone: str, text: str, purpose: str, order_id, delivery_id, *,
@@ -117,6 +154,12 @@ class SqlStore:
         self._flushing = True
 
         def finished(result):
+            if isinstance(result, Failure) and result.check(DatabaseDeadline):
+                # Rolled back (or never run): the whole batch is tried again, first in line; its
+                # callers are told only once it is committed.  The pool logged the deadline.
+                self._batch[:0] = batch
+                self.db.reactor.callLater(self.retry_delay, self._flush)
+                return
             for i, (_fn, _args, d) in enumerate(batch):
                 if isinstance(result, Failure):
                     d.errback(result)
@@ -125,7 +168,26 @@ class SqlStore:
             self._flushing = False            # after the callbacks: their next writes batch together
             if self._batch or self._lazy:
                 self._flush()
-        self.db.run(self._run_batch, [(fn, args) for fn, args, _d in batch]).addBoth(finished)
+            else:
+                waiters, self._idle_waiters = self._idle_waiters, []
+                for w in waiters:
+                    w.callback(None)
+        items = [(fn, args) for fn, args, _d in batch]
+        if self.clock is None:
+            d = self.db.run(self._run_batch, items)
+        else:
+            from gateway.storage.retry import run_until_committed
+            d = run_until_committed(self.db, self.clock, "sms", f"{len(items)} outbox write(s)", self._run_batch,
+                                    items, alarm_after=self.alarm_after)
+        d.addBoth(finished)
+
+    def idle(self):
+        """Deferred fired once every write handed to the store has committed (or failed)."""
+        if not self._flushing and not self._batch and not self._lazy:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._idle_waiters.append(d)
+        return d
 
     @staticmethod
     def _run_batch(conn, items):
@@ -133,6 +195,8 @@ class SqlStore:
 
     @staticmethod
     def _save(conn, now, changes):
+        """Returns the ids of segments refused "submitting": cancelled meanwhile (order closed)."""
+        refused = []
         for kind, rid, fields in changes:
             table = t.sms_segments if kind == "segment" else t.sms_messages
             if kind == "message" and "state" in fields:
@@ -144,7 +208,14 @@ class SqlStore:
             if kind == "segment" and fields.get("state") == "sent":
                 # a status report may have settled it first: "delivered"/"failed" stay
                 q = q.where(table.c.state.notin_(("delivered", "failed")))
-            conn.execute(q.values(updated_at=now, **fields))
+            if kind == "segment":
+                q = q.where(table.c.state != "cancelled")      # closing the order has the last word
+            if conn.execute(q.values(updated_at=now, **fields)).rowcount == 0 and kind == "segment" \
+                    and fields.get("state") == "submitting":
+                refused.append(rid)
+            if kind == "segment" and fields.get("state") in ("sent", "failed"):
+                _delivery_follows(conn, t.sms_segments.c.id == rid, now)
+        return refused
 
     def load_open(self):
         return self.db.run(self._load_open)
@@ -204,6 +275,7 @@ class SqlStore:
         states = [r[0] for r in conn.execute(select(s.c.state).where(s.c.message_id == row["message_id"]))]
         new = message_state(states)
         conn.execute(update(m).where(m.c.id == row["message_id"]).values(state=new, updated_at=now))
+        _delivery_follows(conn, s.c.id == row["id"], now)
         return (row["message_id"], row["id"], new, outcome)
 
     def counts(self):
@@ -348,3 +420,6 @@ class MemoryStore:
     def load_unjudged(self):
         return defer.succeed([dict(r) for r in self.inbound.values()
                               if r.get("channel") == "sms" and r.get("state") == "new"])
+
+    def idle(self):
+        return defer.succeed(None)

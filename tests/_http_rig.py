@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import treq
 from sqlalchemy import insert
@@ -15,7 +16,9 @@ from twisted.internet.defer import inlineCallbacks
 
 from adapters.apikeys import create_key_tx
 from adapters.board import BoardResource
+from adapters.forms_api import add_form_routes
 from adapters.hotline_api import add_hotline_routes
+from adapters.modems_api import add_modem_routes
 from adapters.orders_api import add_order_routes
 from gateway.config import load_config
 from gateway.directory.roster import read_roster
@@ -23,6 +26,7 @@ from gateway.directory.store import import_roster
 from gateway.orders.service import OrderService
 from gateway.service import build_gateway
 from gateway.storage.schema import hotline_calls
+from tests.secrets import SIM_PIN, watch_also
 
 ROSTER = Path(__file__).resolve().parent.parent / "deploy" / "examples" / "roster.yaml"
 CALLER = "+8613905761234"
@@ -70,6 +74,18 @@ class Rig:
         self.gw.database.stop()
 
 
+class BenchedModem:
+    """A modem benched for its SIM PIN, as the modem route sees one (the SIM itself is tested in
+    tests/test_sms_sim_pin.py); the PIN retry makes it ready."""
+    name, state, pin_refused = "emu0", "benched", True
+
+    def describe(self):
+        return "benched (SIM PIN refused: +CME ERROR: 16)" if self.pin_refused else "ready"
+
+    def retry_pin(self, pin):
+        self.state, self.pin_refused = "ready", False
+
+
 @inlineCallbacks
 def start_rig(url: str, tmp_path, *, embedded: bool = False, http: dict | None = None, keys=True,
               seed=True) -> Rig:
@@ -79,6 +95,9 @@ def start_rig(url: str, tmp_path, *, embedded: bool = False, http: dict | None =
     orders = OrderService(gw.database, reactor, None, None, cfg.escalation)
     add_order_routes(gw.api, gw.database, orders, reactor, max_sms_parts=cfg.orders.max_sms_parts)
     add_hotline_routes(gw.api, gw.database, cfg.gateway.time_zone)
+    add_form_routes(gw.api, gw.database, orders, reactor, cfg.gateway.time_zone)
+    add_modem_routes(gw.api, SimpleNamespace(slots={"/dev/emu0": SimpleNamespace(driver=BenchedModem())}),
+                     reactor, None, SIM_PIN, wait_s=1.0)
     gw.root.putChild(b"board", gw.guard_board(BoardResource(reactor, gw.database, cfg.escalation,
                                                             cfg.gateway.time_zone)))
     gw.startService()
@@ -92,6 +111,6 @@ def start_rig(url: str, tmp_path, *, embedded: bool = False, http: dict | None =
     made = {}
     if keys:
         for scope in ("read", "dispatch", "admin"):
-            made[scope] = yield gw.database.run(create_key_tx, f"{scope}-desk", scope, now, "test")
+            made[scope] = watch_also((yield gw.database.run(create_key_tx, f"{scope}-desk", scope, now, "test")))
     scheme = "https" if cfg.http.tls_cert else "http"
     return Rig(gw, f"{scheme}://127.0.0.1:{port}", made, gw.events)

@@ -12,11 +12,12 @@ from zope.interface import implementer
 from gateway.escalation.config import EscalationConfig
 from gateway.escalation.engine import EscalationEngine
 from gateway.feedback.engine import FeedbackEngine
-from gateway.interfaces import IEventSink, InboundSms, IOrderCaller, ISmsOutbox, KeypadAnswer
+from gateway.interfaces import IEventSink, InboundSms, ISmsOutbox, KeypadAnswer, OriginateResult
 from gateway.orders.fanout import FanOut
 from gateway.orders.order import OrderRequest, Target
 from gateway.orders.service import OrderService
 from gateway.storage.schema import duty_roster, inbound_raw, member_phones, members, teams
+from ivr.order_caller import OrderCaller, RetryPolicy
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -35,6 +36,13 @@ class FakeOutbox:
         self.sent.append(dict(phone=phone, text=text, purpose=purpose, order_id=order_id, delivery_id=delivery_id))
         return defer.succeed(next(self._ids))
 
+    def stage_tx(self, conn, now, phone, text, *, purpose, order_id=None, delivery_id=None):
+        return dict(id=next(self._ids), phone=phone, text=text, purpose=purpose, order_id=order_id,
+                    delivery_id=delivery_id)
+
+    def adopt(self, records):
+        self.sent.extend(records)
+
     def to(self, phone, purpose=None):
         return [m["text"] for m in self.sent if m["phone"] == phone and (purpose is None or m["purpose"] == purpose)]
 
@@ -42,16 +50,23 @@ class FakeOutbox:
         return [m for m in self.sent if m["purpose"] == purpose]
 
 
-@implementer(IOrderCaller)
-class FakeCaller:
-    def __init__(self, outcome="no_answer"):
+class FakeCaller(OrderCaller):
+    """The real, durable order caller over an Asterisk that answers every call with `outcome`;
+    one attempt per call (the ladder, not the retry policy, is what these tests look at)."""
+
+    REASON = {"answered": 4, "busy": 5, "no_answer": 3, "failed": 0}
+
+    def __init__(self, clock, db, outcome="no_answer"):
+        super().__init__(clock, self, db, policy=RetryPolicy(attempts=1))
         self.calls = []
         self.outcome = outcome
 
-    def call_order(self, order_code, phone, *, order_id, team_id, member_id=None, purpose="order",
-                   delivery_id=None):
-        self.calls.append(dict(code=order_code, phone=phone, team_id=team_id, member_id=member_id, purpose=purpose))
-        return defer.succeed(self.outcome)
+    def originate(self, channel, *, context, exten, priority=1, variables=None, channel_id=None,
+                  caller_id=None, timeout_ms=30000):
+        purpose = channel_id.split("-")[1]
+        self.calls.append(dict(code=variables["ORDER_CODE"], phone=variables["YIHU_PHONE"], purpose=purpose,
+                               channel_id=channel_id))
+        return defer.succeed(OriginateResult(self.outcome == "answered", self.REASON[self.outcome]))
 
     def to(self, phone, purpose=None):
         return [c for c in self.calls if c["phone"] == phone and (purpose is None or c["purpose"] == purpose)]
@@ -113,7 +128,7 @@ class Rig:
         self.clock = clock or task.Clock()
         if clock is None:
             self.clock.advance(start.timestamp())
-        self.outbox, self.caller, self.events = FakeOutbox(), FakeCaller(), FakeEvents()
+        self.outbox, self.caller, self.events = FakeOutbox(), FakeCaller(self.clock, db), FakeEvents()
         db.add_event_listener(self.events.committed)
         self.escalation = EscalationEngine(db, self.clock, self.outbox, self.caller, self.cfg)
         self.fanout = FanOut(db, self.clock, self.outbox, self.caller, self.cfg)
@@ -132,9 +147,10 @@ class Rig:
         self.fanout.stop()
 
     @defer.inlineCallbacks
-    def send(self, teams_=("PUB-01", "PUB-02", "PUB-03"), rule="same_township", voice=False, kind="rescue"):
+    def send(self, teams_=("PUB-01", "PUB-02", "PUB-03"), rule="same_township", voice=False, kind="rescue",
+             major=False):
         created = yield self.orders.send(OrderRequest("INC-1", kind, "白塔镇山体滑坡，速派人员", Target("teams", tuple(teams_)),
-                                                      rule, voice=voice, created_by="cli:test"))
+                                                      rule, voice=voice, created_by="cli:test", major=major))
         yield self.fanout.send(created.order_id)
         yield self.fanout.settle()
         return created
@@ -153,6 +169,7 @@ class Rig:
             self.clock.advance((nxt if nxt is not None else target) - self.clock.seconds())
             yield self.escalation.settle()
             yield self.fanout.settle()
+            yield self.caller.settle()
             if nxt is None:
                 break
 

@@ -72,3 +72,103 @@ def database(migrated_url):
     db.start()
     yield db
     db.stop()
+
+
+# --- no secret in any log line, error message, event or subprocess output (tests/secrets.py) ------
+
+def _install_secret_watch():
+    import logging
+    import subprocess
+    import sys
+
+    from twisted.internet import utils
+    from twisted.logger import globalLogPublisher
+
+    from tests.secrets import SecretWatch
+    watch = SecretWatch()
+    globalLogPublisher.addObserver(watch.twisted_event)
+    logging.getLogger().addHandler(watch.stdlib_handler())
+    logging.getLogger().setLevel(min(logging.getLogger().level or logging.DEBUG, logging.DEBUG))
+
+    real_run = subprocess.run
+
+    def run(*args, **kw):
+        result = real_run(*args, **kw)
+        watch.process_output(result.stdout, result.stderr, " ".join(map(str, (args[0] if args else kw["args"])))[:80])
+        return result
+    subprocess.run = run
+
+    real_gpoav = utils.getProcessOutputAndValue
+
+    def get_output(executable, args=(), *a, **kw):
+        d = real_gpoav(executable, args, *a, **kw)
+
+        def seen(result):
+            watch.process_output(result[0], result[1], " ".join(map(str, args))[:80])
+            return result
+        return d.addCallback(seen)
+    utils.getProcessOutputAndValue = get_output
+
+    from twisted.internet import reactor
+    real_spawn = reactor.spawnProcess
+
+    def spawn(proto, executable, args=(), *a, **kw):
+        what = " ".join(map(str, args))[:80]
+        for name, stream in (("outReceived", "stdout"), ("errReceived", "stderr")):
+            real = getattr(proto, name)
+
+            def received(data, real=real, stream=stream):
+                watch.scan(data, f"{stream} of {what}")
+                return real(data)
+            setattr(proto, name, received)
+        return real_spawn(proto, executable, args, *a, **kw)
+    reactor.spawnProcess = spawn
+
+    # every event is built in one place (gateway/eventlog.build_event) before it is logged
+    from gateway import eventlog
+    real_build = eventlog.build_event
+
+    def build_event(kind, payload, at, **kw):
+        watch.event(kind, payload)
+        return real_build(kind, payload, at, **kw)
+    eventlog.build_event = build_event
+    from tests import _orders_rig
+    real_fake = _orders_rig.FakeEvents.publish
+
+    def fake_publish(self, kind, payload):
+        watch.event(kind, payload)
+        return real_fake(self, kind, payload)
+    _orders_rig.FakeEvents.publish = fake_publish
+    sys.modules[__name__].SECRET_WATCH = watch
+    return watch
+
+
+SECRET_WATCH = None
+
+
+def pytest_configure(config):
+    _install_secret_watch()
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs(request):
+    """Fails the test (in its teardown) when anything it caused printed a known test secret."""
+    watch = SECRET_WATCH
+    before = len(watch.hits)
+    yield
+    new = watch.hits[before:]
+    if new:
+        pytest.fail("a secret leaked: " + "; ".join(f"{where}: ...{excerpt}..." for where, _s, excerpt in new[:5]),
+                    pytrace=False)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if SECRET_WATCH is not None and SECRET_WATCH.hits and session.exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if SECRET_WATCH is not None and SECRET_WATCH.hits:
+        terminalreporter.section("secrets leaked (tests/secrets.py)", red=True)
+        for where, _s, excerpt in SECRET_WATCH.hits[:50]:
+            terminalreporter.line(f"{where}: ...{excerpt}...")

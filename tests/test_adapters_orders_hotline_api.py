@@ -75,6 +75,24 @@ def test_order_create_show_list_close(database):
 
 
 @pytest_twisted.inlineCallbacks
+def test_a_drill_order_by_api_is_stored_listed_and_summarised_as_a_drill(database):
+    port, base, bus = yield serve(database)
+    try:
+        status, body = yield call("POST", f"{base}/orders", {**GOOD, "drill": True, "incident_ref": "DRILL-1"})
+        assert status == 201, body
+        drill = body["order_code"]
+        status, body = yield call("POST", f"{base}/orders", GOOD)
+        real = body["order_code"]
+        status, listing = yield call("GET", f"{base}/orders")
+        assert {o["order_code"]: o["drill"] for o in listing["orders"]} == {drill: True, real: False}
+        status, s = yield call("GET", f"{base}/orders/{drill}")
+        assert s["drill"] is True
+        assert [p["drill"] for p in bus.of("order.created")] == [True, False]
+    finally:
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
 def test_bad_orders_are_refused_with_the_reason(database):
     port, base, bus = yield serve(database)
     try:
@@ -89,6 +107,7 @@ def test_bad_orders_are_refused_with_the_reason(database):
             ({**GOOD, "voice": "false"}, 422, "voice: must be true or false"),
             ({**GOOD, "created_by": "someone"}, 422, "created_by: unknown field"),
             ({**GOOD, "incident_ref": "X" * 101}, 422, "incident_ref: at most 100 characters"),
+            ({**GOOD, "drill": "yes"}, 422, "drill: must be true or false"),
         ]
         for body, status, fragment in cases:
             got_status, got = yield call("POST", f"{base}/orders", body)

@@ -17,6 +17,7 @@ from gateway.ami.testing import (CollectingSink, database_busy, run_deferred, ru
 from gateway.hotline.service import HotlineService
 from gateway.hotline.store import get_call
 from gateway.hotline.tracker import RESYNC_NOTE
+from tests.secrets import WRONG_AMI_SECRET
 
 
 @pytest.fixture
@@ -218,13 +219,13 @@ def test_originate_while_down_fails_at_once(em):
 
 @pytest_twisted.inlineCallbacks
 def test_wrong_secret_retries_with_growing_backoff_and_never_crashes(em):
-    link = make_link(em, secret="wrong", backoff_initial=0.05, backoff_max=1.0, backoff_factor=2)
+    link = make_link(em, secret=WRONG_AMI_SECRET, backoff_initial=0.05, backoff_max=1.0, backoff_factor=2)
     link.startService()
     yield run_for(reactor, em.clock, 2.0)
     logins = sum(1 for m in em.actions if m.get("Action") == "Login")
     assert 2 <= logins <= 7             # 0.05, 0.1, 0.2, 0.4, 0.8 ... not one a second forever
     assert not link.connected and "Authentication failed" in link.last_error
-    em.users["gateway"]["secret"] = "wrong"       # the secret gets fixed on the Asterisk side
+    em.users["gateway"]["secret"] = WRONG_AMI_SECRET       # the secret gets fixed on the Asterisk side
     yield drive(em, link.when_ready())
     assert link.connected
     yield link.stopService()

@@ -138,7 +138,12 @@ def test_drill_order_by_api_reaches_teams_by_sms_and_voice_and_takes_replies(mig
         resp = yield treq.get(f"http://127.0.0.1:{http_port}/board")
         page = (yield resp.text("utf-8"))
         assert resp.code == 200 and code in page and "白塔镇综合应急救援分队" in page
-        assert "已到达" in page and "已收到" in page and "4/4" not in page and "2/2 modems healthy" in page
+        assert "已到达" in page and "已收到" in page and "4/4" not in page and "2/2 modems usable" in page
+        assert "演练" in page and "class=drill" in page         # drill mode: the banner nobody can miss
+        logged = gw.events.since(0)
+        assert logged and all(e.payload["drill"] is True for e in logged)
+        health = json.loads((yield (yield treq.get(f"http://127.0.0.1:{http_port}/health")).content()))
+        assert health["mode"] == "drill"
         yield eventually(lambda: any(f"已记录 {code} 到达" in t for t in network.complete_messages("+447700900019")),
                          "the confirmation SMS to the deputy")
     finally:

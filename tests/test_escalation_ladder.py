@@ -50,9 +50,9 @@ def test_whole_receipt_ladder_and_supervisor_alert(database):
 
         # 10:06: the commanders of the silent teams are called; 10:09 their deputies.
         yield rig.advance_to(at(6))
-        assert [c["phone"] for c in rig.caller.calls] == [phone(2, "commander"), phone(3, "commander")]
+        assert sorted(c["phone"] for c in rig.caller.calls) == [phone(2, "commander"), phone(3, "commander")]
         yield rig.advance_to(at(9))
-        assert [c["phone"] for c in rig.caller.calls[2:]] == [phone(2, "deputy"), phone(3, "deputy")]
+        assert sorted(c["phone"] for c in rig.caller.calls[2:]) == [phone(2, "deputy"), phone(3, "deputy")]
         assert rig.outbox.to(SUPERVISOR) == []
 
         # 10:12: the duty supervisor gets ONE SMS and ONE call naming both silent teams; dispatch an event.
@@ -127,14 +127,36 @@ def test_answer_stops_only_that_teams_ladder_and_keypad_merges_with_sms(database
         assert t1.steps == []                       # never chased
         assert t2.state != "arrived" and [s.stage for s in t2.steps][:4] == ["receipt"] * 4
         assert [s.stage for s in t2.steps][4:] == ["arrival"] * 4
-        # Finished without the report: the report is asked for, and stays chased at 24 h.
+        # Finished without the report: the form's first field is asked for, and it stays chased at 24 h.
         out, _ = yield rig.sms(phone(1, "commander"), f"{order.code} 3", at(50))
-        assert "请补充处置结果" in out.message
+        assert "请补充反馈单【处置结果】" in out.message
         yield rig.advance_to(at(24 * 60))
         assert any("处置结果" in t for t in rig.outbox.to(phone(1, "commander"), "reminder"))
-        out, _ = yield rig.sms(phone(1, "deputy"), f"{order.code} 3 后续：清淤；责任人：王五；单位：白塔镇", at(24 * 60 + 2))
+        out, _ = yield rig.sms(phone(1, "deputy"), f"{order.code} 3 道路已抢通 后续：清淤；责任人：王五；单位：白塔镇；伤亡：无",
+                               at(24 * 60 + 2))
         assert out.accepted and "请补充" not in out.message
         summary = yield database.run(load_summary_tx, order.code, rig.cfg)
-        assert summary.teams[0].report.startswith("后续：清淤") and summary.teams[0].next_step is None
+        assert summary.teams[0].report.startswith("道路已抢通") and summary.teams[0].next_step is None
     finally:
         rig.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_team_that_received_but_is_late_to_arrive_is_still_called(database):
+    """A call of the arrival ladder stops when the team ARRIVES, not at any answer: "received"
+    does not cancel it (the call attempt checks its own step's stage)."""
+    yield database.run(seed_directory_tx, 1)
+    rig = Rig(database, T0)
+    yield rig.start()
+    try:
+        order = yield rig.send(teams_=("PUB-01",))
+        outcome, _ = yield rig.sms(phone(1, "commander"), f"{order.code} 收到", at(1))
+        assert outcome.accepted
+        yield rig.advance_to(at(24))        # the arrival deadline 10:20; the commander's call is due 10:23
+        assert [c["purpose"] for c in rig.caller.to(phone(1, "commander"))] == ["escalation"]
+        outcome, _ = yield rig.sms(phone(1, "commander"), f"{order.code} 到达", at(25))
+        assert outcome.accepted
+        yield rig.advance_to(at(40))        # arrived: the deputy's call (10:26) is not placed
+        assert rig.caller.to(phone(1, "deputy")) == []
+    finally:
+        yield rig.stop()

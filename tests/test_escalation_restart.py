@@ -40,6 +40,7 @@ def test_restart_in_the_middle_of_the_ladder(database):
         yield rig2.escalation.settle()
         clock.advance(0)                     # the overdue step fires at once
         yield rig2.escalation.settle()
+        yield rig2.caller.settle()            # the call committed with the step is placed
         assert [c["phone"] for c in rig2.caller.calls] == [phone(1, "deputy")]
         assert rig2.outbox.to(phone(1, "commander"), "reminder") == []   # nothing fired twice
         assert rig2.outbox.to(SUPERVISOR) == []
@@ -144,13 +145,13 @@ def test_order_domain_wires_and_restarts(database):
     clock = task.Clock()
     clock.advance(T0.timestamp())
     outbox = FakeOutbox()
-    dom = OrderDomain(clock, database, outbox, FakeCaller())
+    dom = OrderDomain(clock, database, outbox, FakeCaller(clock, database))
     yield dom.start()
     yield dom.orders.send(OrderRequest("INC-2", "rescue", "t", Target("all"), "same_township"))
     yield dom.fanout.send()
     dom.stop()
     assert len(outbox.to(phone(1, "commander"), "order")) == 1
-    dom2 = OrderDomain(clock, database, outbox, FakeCaller())
+    dom2 = OrderDomain(clock, database, outbox, FakeCaller(clock, database))
     yield dom2.start()
     try:
         clock.advance(180)

@@ -107,7 +107,7 @@ class GatewayProcess:
         self.tmp, self.http = tmp_path, free_port()
         self.config = tmp_path / "yihu.toml"
         self.config.write_text(
-            f'[gateway]\ndata_dir = "data"\ndatabase_url = "{url}"\n[http]\nport = {self.http}\n'
+            f'[gateway]\nmode = "drill"\ndata_dir = "data"\ndatabase_url = "{url}"\n[http]\nport = {self.http}\n'
             f'[ivr]\nport = {free_port()}\nspeech = false\n[embedded]\nami_port = {free_port()}\nmodems = 2\n'
             f'segment_seconds = 0.05\n[webhooks]\nurls = ["{receiver_url}"]\nsecret = "{SECRET}"\n'
             f'retry_initial_s = 0.2\nretry_max_s = 0.5\n')
@@ -135,7 +135,11 @@ class GatewayProcess:
                 return body["checks"]["ami"]["ok"]
             except Exception:  # noqa: BLE001 - not listening yet
                 return False
-        yield eventually(up, "the gateway to answer /health with AMI logged in")
+        try:
+            yield eventually(up, "the gateway to answer /health with AMI logged in")
+        except AssertionError as e:          # say why: the gateway's own log
+            log = (self.tmp / f"run{self.runs}.log").read_text()
+            raise AssertionError(f"{e}; its log ends:\n{log[-3000:]}") from None
 
     def order(self, ref, teams):
         return treq.post(f"http://127.0.0.1:{self.http}/api/v1/orders", headers={"Idempotency-Key": ref},

@@ -37,7 +37,7 @@ def test_a_finishing_word_with_a_suffix_still_asks_for_the_formal_report(databas
         order = yield rig.send(teams_=("PUB-01",))
         out, _ = yield rig.sms(phone(1, "commander"), f"{order.code} {word}", at(30))
         assert out.accepted and out.status == "finished"
-        assert "请补充处置结果" in out.message             # the report is still asked for
+        assert "请补充反馈单【处置结果】" in out.message      # the form is still asked for, field by field
         assert (yield database.run(reports_tx)) == [("finished", None)]
         assert (yield database.run(team_tx, order.code)).report is None
         out, _ = yield rig.sms(phone(1, "commander"), f"{order.code} 3 后续：清理路障（城关镇负责）", at(40))

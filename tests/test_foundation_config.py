@@ -20,8 +20,8 @@ def write(tmp_path, text, name="yihu.toml"):
 
 def test_embedded_default_needs_no_file():
     cfg = load_config(None)
-    assert cfg.gateway.embedded is True
-    assert cfg.database_url.startswith("sqlite:///")
+    assert cfg.drill and cfg.mode == "drill"
+    assert cfg.database_url.startswith("sqlite:///") and cfg.database_url.endswith("/drill.sqlite")
     assert cfg.http.port == 8080
 
 

@@ -137,23 +137,23 @@ def test_csv_roster_problems_carry_csv_line_numbers(tmp_path):
     assert any(":4:" in l and "team B: no commander" in l for l in lines), lines
 
 
-def test_phone_conflict_with_a_team_not_in_the_file_imports_nothing(db, tmp_path):
+def test_a_phone_of_a_team_left_out_of_the_file_is_released_and_may_move(db, tmp_path):
     db.run_sync(import_roster, read_roster(EXAMPLES / "roster.yaml"), source="good", actor="test")
-    before = snapshot(db)
+    moved = db.run_sync(lambda c: c.execute(select(member_phones.c.e164).order_by(member_phones.c.id)).first()[0])
     path = tmp_path / "new.yaml"
-    path.write_text("""teams:
+    path.write_text(f"""teams:
   - code: NEW
     name: New team
     kind: public
     members:
-      - {name: 新甲, role: commander, phones: ["13800138005"]}
-      - {name: 新乙, role: deputy, phones: ["+44 7700 900000"]}
+      - {{name: 新甲, role: commander, phones: ["{moved}"]}}
+      - {{name: 新乙, role: deputy, phones: ["+44 7700 900999"]}}
 """, encoding="utf-8")
-    roster = read_roster(path)
-    with pytest.raises(RosterError) as e:
-        db.run_sync(import_roster, roster, source=str(path), actor="test")
-    assert e.value.problems[0][0] == 7 and "already belongs to" in e.value.problems[0][1]
-    assert snapshot(db) == before
+    summary = db.run_sync(import_roster, read_roster(path), source=str(path), actor="test")
+    assert summary.deactivated_teams == 40
+    teams_, members_, phones, _ = snapshot(db)
+    assert [t for t in teams_ if t[2]] == [("NEW", "New team", True)]
+    assert phones == sorted([moved, "+447700900999"])      # every other phone released
 
 
 @pytest.mark.parametrize("raw, e164", [("138 0013 8000", "+8613800138000"), ("+86-138-0013-8000", "+8613800138000"),

@@ -59,9 +59,10 @@ def test_health_and_metrics_over_http(migrated_url):
     gw.startService()
     try:
         port = (yield gw.http_service.listening).getHost().port
+        yield gw.started
         resp = yield treq.get(f"http://127.0.0.1:{port}/health")
         body = json.loads((yield resp.content()))
-        assert resp.code == 200
+        assert resp.code == 200, body
         assert body["status"] == "ok" and body["checks"]["database"]["ok"] is True
         resp = yield treq.get(f"http://127.0.0.1:{port}/metrics")
         text = (yield resp.text())
@@ -93,7 +94,7 @@ def _free_port():
 def test_gateway_process_answers_health_then_stops_cleanly_on_signal(tmp_path, sig):
     port = _free_port()
     cfg = tmp_path / "yihu.toml"
-    cfg.write_text(f'[gateway]\ndata_dir = "data"\n[http]\nport = {port}\n[log]\nformat = "json"\n'
+    cfg.write_text(f'[gateway]\nmode = "drill"\ndata_dir = "data"\n[http]\nport = {port}\n[log]\nformat = "json"\n'
                    f'[ivr]\nport = {_free_port()}\n[embedded]\nami_port = {_free_port()}\n')
     # Logs go to a file: a pipe nobody reads would fill up and stall the gateway's writes.
     out_path, err_path = tmp_path / "out.log", tmp_path / "err.log"
@@ -103,8 +104,8 @@ def test_gateway_process_answers_health_then_stops_cleanly_on_signal(tmp_path, s
     try:
         body = None
         deadline = time.monotonic() + 30
-        # /health is 503 while the emulated modems initialise, then 200.
-        while time.monotonic() < deadline and (body is None or b"200 OK" not in body):
+        # /health is 503 while the emulated modems initialise, then 200 (degraded until all are up).
+        while time.monotonic() < deadline and (body is None or b'"status": "ok"' not in body):
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
                     s.sendall(b"GET /health HTTP/1.0\r\nHost: x\r\n\r\n")
@@ -116,6 +117,7 @@ def test_gateway_process_answers_health_then_stops_cleanly_on_signal(tmp_path, s
                 assert proc.poll() is None, err_path.read_text()
                 threading.Event().wait(0.2)   # a subprocess start-up, not a unit of our own time
         assert body is not None and b"200 OK" in body and b'"status": "ok"' in body
+        assert b'"mode": "drill"' in body
         proc.send_signal(sig)
         proc.wait(timeout=30)
         out, err = out_path.read_text(), err_path.read_text()
@@ -123,10 +125,12 @@ def test_gateway_process_answers_health_then_stops_cleanly_on_signal(tmp_path, s
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
-    assert (tmp_path / "data" / "yihu.sqlite").exists()      # created on first run
+    assert (tmp_path / "data" / "drill.sqlite").exists()      # created on first run; never the live file
+    assert not (tmp_path / "data" / "yihu.sqlite").exists()
     records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert records, out
     assert any("Main loop terminated" in r["message"] for r in records)
+    assert any(r["message"].startswith("DRILL MODE (演练)") and r["level"] == "warn" for r in records)
     assert all({"time", "level", "namespace", "message"} <= set(r) for r in records)
     assert any(r.get("modem", "").endswith("modem0") for r in records)    # fields stay queryable
     assert "Traceback" not in out + err

@@ -19,6 +19,7 @@ class FlakyDb:
 
     def run(self, fn, call, kinds, at):
         self.calls += 1
+        self.written_at = at          # the service's injected clock, never the wall's
         d = defer.Deferred()
         self.pending.append((d, call, list(kinds)))
         return d
@@ -43,8 +44,10 @@ def make(fail=0):
 
 def test_events_commit_with_the_record_and_writes_coalesce():
     svc, db, sink, clock = make()
+    clock.advance(1234.5)
     call = HotlineCall(call_id="1.1", line="110", arrived_at=1.0, uniqueid="1.1")
     svc._changed(call, ("arrived",))
+    assert db.written_at.timestamp() == 1234.5        # the record's time is the injected clock's
     call.answered_at = 5.0
     svc._changed(call, ("answered",))
     call.outcome, call.ended_at = "answered", 9.0

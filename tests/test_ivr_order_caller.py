@@ -1,4 +1,6 @@
-"""The order caller: Originate through IOriginator, reason mapping, retries, deliveries rows."""
+"""The order caller: Originate through IOriginator, reason mapping, retries, deliveries rows, and
+the durable attempts (call_attempts): waiting for the link, reconciliation after a restart, stop
+when the team answered or the order closed."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -13,7 +15,7 @@ from zope.interface.verify import verifyObject
 
 from gateway import metrics
 from gateway.interfaces import IOrderCaller, IOriginator, OriginateResult
-from gateway.storage.schema import deliveries, metadata, orders, teams
+from gateway.storage.schema import call_attempts, deliveries, metadata, order_teams, orders, teams
 from ivr.order_caller import OrderCaller, RetryPolicy, outcome_of
 
 NOW = datetime(2026, 11, 30, 2, 0, tzinfo=timezone.utc)
@@ -31,13 +33,17 @@ class SyncDb:
             conn.execute(insert(orders).values(id=1, code="0427", incident_ref="INC-1", kind="rescue", text="t",
                                                rule="same_township", voice=True, state="open", created_at=NOW))
 
-    def run(self, fn, *args):
+    def run(self, fn, *args, **kw):
         with self.engine.begin() as conn:
-            return succeed(fn(conn, *args))
+            return succeed(fn(conn, *args, **kw))
 
     def delivery(self):
         with self.engine.begin() as conn:
             return conn.execute(select(deliveries)).one()
+
+    def attempts(self):
+        with self.engine.begin() as conn:
+            return [r._asdict() for r in conn.execute(select(call_attempts).order_by(call_attempts.c.id))]
 
 
 @implementer(IOriginator)
@@ -83,7 +89,7 @@ def test_answered_at_once_with_our_channel_id_and_the_order_code():
     before = metrics.ORDER_CALLS.labels("answered")._value.get()
     assert call(caller) == ["answered"]
     [c] = orig.calls
-    assert (c["context"], c["exten"], c["channel_id"]) == ("gateway-out", "order", "yihu-order-0427-1-1")
+    assert (c["context"], c["exten"], c["channel_id"]) == ("gateway-out", "order", "yihu-order-0427-1")
     assert c["variables"] == {"ORDER_CODE": "0427", "YIHU_PHONE": "+8613805761234", "YIHU_DELIVERY": "1"}
     assert c["channel"] == "PJSIP/13805761234@trunk"       # dialled as inside China
     d = db.delivery()
@@ -95,7 +101,9 @@ def test_busy_line_is_retried_after_the_delay():
     clock, db, orig, caller = make(res(5), res(5), res(4))
     out = call(caller)
     assert len(orig.calls) == 1 and out == []
-    assert db.delivery().state == "busy"                # the attempt is on record while we wait
+    # the attempt is on record while we wait, and the next one is committed with it
+    assert db.delivery().state == "calling" and "busy" in db.delivery().detail
+    assert [(a["state"], a["attempt"]) for a in db.attempts()] == [("busy", 1), ("due", 2)]
     clock.advance(59)
     assert len(orig.calls) == 1
     clock.advance(1)
@@ -105,8 +113,8 @@ def test_busy_line_is_retried_after_the_delay():
     d = db.delivery()
     assert d.attempts == 3 and d.state == "answered"
     assert [ln.split(": ", 1)[1].split(" (")[0] for ln in d.detail.splitlines()] == ["busy", "busy", "answered"]
-    assert [c["channel_id"] for c in orig.calls] == ["yihu-order-0427-1-1", "yihu-order-0427-1-2",
-                                                     "yihu-order-0427-1-3"]
+    assert [c["channel_id"] for c in orig.calls] == ["yihu-order-0427-1", "yihu-order-0427-2",
+                                                     "yihu-order-0427-3"]
 
 
 def test_busy_every_time_gives_busy_after_all_attempts():
@@ -132,25 +140,132 @@ def test_ami_failure_is_a_failed_attempt_and_retried():
 
 def test_policy_defaults():
     p = RetryPolicy()
-    assert (p.attempts, p.delay, p.retry_on) == (3, 60.0, frozenset({"busy", "no_answer", "failed"}))
+    assert (p.attempts, p.delay, p.retry_on) == (3, 60.0, frozenset({"busy", "no_answer", "failed", "unknown"}))
 
 
 def test_no_answer_from_the_flow_survives_the_answered_attempt_in_either_order():
+    from ivr import call_store as cs
     from ivr.journal import KeypadEntry, _insert_no_answer
-    from ivr.order_caller import _attempted, _new_delivery
+    from ivr.order_caller import stage_call_tx
     for flow_first in (True, False):
         db = SyncDb()
-        did = db.run(_new_delivery, 1, 3, None, "+8613805761234", NOW).result
+        aid = db.run(stage_call_tx, NOW, order_id=1, team_id=3, member_id=None, phone="+8613805761234", purpose="order").result
+        db.run(cs.claim_due_tx, NOW, 10)
+        did = db.delivery().id
         entry = KeypadEntry(call_id="c", caller=None, digits="", script="order", state="parsed",
                             order_code="0427", delivery_id=did, note="no answer: no key pressed 2 times",
                             received_at=NOW)
         steps = [lambda: db.run(_insert_no_answer, entry),
-                 lambda: db.run(_attempted, did, 1, "answered", "attempt 1: answered", NOW)]
+                 lambda: db.run(cs.finish_tx, aid, "answered", "answered", NOW, 3, frozenset(), 0)]
         for step in (steps if flow_first else steps[::-1]):
             step()
         d = db.delivery()
         assert d.state == "no_answer" and d.attempts == 1
-        assert sorted(d.detail.splitlines()) == ["attempt 1: answered", "no answer: no key pressed 2 times"]
+        assert sorted(ln.split(": ", 1)[-1] for ln in d.detail.splitlines()) == [
+            "answered", "no key pressed 2 times"]
+
+
+class LinkDown(FakeOriginator):
+    """An AMI link that is down until told otherwise, with Asterisk's channel list."""
+
+    def __init__(self, *results):
+        super().__init__(*results)
+        self.connected = False
+        self.channels = []
+        self.listeners = []
+
+    def add_event_listener(self, fn):
+        pass
+
+    def add_connect_listener(self, fn):
+        self.listeners.append(fn)
+
+    def up(self):
+        self.connected = True
+        for fn in self.listeners:
+            fn(True)
+
+    def send_action(self, action, headers=(), timeout=None):
+        from types import SimpleNamespace
+        assert action == "CoreShowChannels"
+        return succeed(SimpleNamespace(events=[{"Uniqueid": u, "ChannelState": s} for u, s in self.channels]))
+
+
+def test_attempts_wait_for_the_link_instead_of_being_spent():
+    clock, db, _, _ = make()
+    orig = LinkDown(res(4))
+    caller = OrderCaller(clock, orig, db, policy=RetryPolicy(attempts=1))
+    out = call(caller)
+    clock.advance(120)                        # two minutes of Asterisk outage
+    caller.place_due()
+    assert orig.calls == [] and [a["state"] for a in db.attempts()] == ["due"]
+    orig.up()
+    assert out == ["answered"] and len(orig.calls) == 1
+
+
+def test_link_lost_before_the_originate_left_keeps_the_attempt():
+    from gateway.ami.protocol import AmiNotConnected
+    clock, db, orig, caller = make(AmiNotConnected("down"), res(4), policy=RetryPolicy(attempts=1))
+    out = call(caller)
+    a = db.attempts()
+    assert [(x["state"], x["attempt"], x["channel_id"]) for x in a] == [("due", 1, None)] and out == []
+    clock.advance(1)
+    caller.place_due()
+    assert out == ["answered"] and db.attempts()[0]["attempt"] == 1
+
+
+def _restarted_with_attempt_in_flight(state="placing"):
+    from ivr import call_store as cs
+    from ivr.order_caller import stage_call_tx
+    db = SyncDb()
+    db.run(stage_call_tx, NOW, order_id=1, team_id=3, member_id=None, phone="+8613805761234", purpose="order")
+    [a], _ = db.run(cs.claim_due_tx, NOW, 10).result       # the previous run placed it, then died
+    if state == "ringing":
+        db.run(cs.ringing_tx, a.id, NOW)
+    clock = Clock()
+    clock.advance(NOW.timestamp() + 5)
+    link = LinkDown(res(4))
+    caller = OrderCaller(clock, link, db, policy=RetryPolicy(attempts=3, delay=10))
+    return clock, db, link, caller, a
+
+
+def test_restart_with_the_channel_gone_records_unknown_and_retries():
+    clock, db, link, caller, a = _restarted_with_attempt_in_flight()
+    link.up()                                      # reconciliation: CoreShowChannels lists nothing
+    got = db.attempts()
+    assert [(x["state"], x["attempt"]) for x in got] == [("unknown", 1), ("due", 2)]
+    assert "gone at reconciliation" in got[0]["detail"]
+    clock.advance(10)
+    assert [c["channel_id"] for c in link.calls] == [f"yihu-order-0427-{got[1]['id']}"]
+    assert [x["state"] for x in db.attempts()] == ["unknown", "answered"]
+    assert db.delivery().state == "answered"
+
+
+def test_restart_with_the_channel_still_up_follows_it_without_calling_again():
+    from gateway.ami.message import AmiMessage
+    clock, db, link, caller, a = _restarted_with_attempt_in_flight("ringing")
+    link.channels = [(a.channel_id, "5")]        # still ringing at Asterisk
+    link.up()
+    assert [x["state"] for x in db.attempts()] == ["ringing"] and link.calls == []
+    caller._ami_event(AmiMessage([("Event", "Newstate"), ("Uniqueid", a.channel_id), ("ChannelState", "6")]))
+    assert [x["state"] for x in db.attempts()] == ["answered"] and link.calls == []
+    assert db.delivery().state == "answered"
+
+
+def test_no_more_attempts_once_the_team_answered_or_the_order_closed():
+    from sqlalchemy import update
+    for how in ("answered", "closed"):
+        clock, db, orig, caller = make(res(5), res(4), policy=RetryPolicy(attempts=3, delay=10))
+        out = call(caller)
+        with db.engine.begin() as conn:
+            if how == "answered":
+                conn.execute(insert(order_teams).values(order_id=1, team_id=3, state="received", state_at=NOW))
+            else:
+                conn.execute(update(orders).values(state="closed"))
+        clock.advance(10)
+        assert len(orig.calls) == 1 and out == ["cancelled"]
+        assert [x["state"] for x in db.attempts()] == ["busy", "cancelled"]
+        assert db.delivery().state == "cancelled"
 
 
 def recorded_originate_response(name):
@@ -178,7 +293,7 @@ def test_recorded_busy_line_then_answer():
     answered = recorded_originate_response("order-call-prompts")
     clock, db, orig, caller = make(busy, answered, policy=RetryPolicy(attempts=2, delay=30))
     out = call(caller)
-    assert db.delivery().state == "busy" and "reason 5" in db.delivery().detail
+    assert db.delivery().state == "calling" and "reason 5" in db.delivery().detail
     clock.advance(30)
     assert out == ["answered"] and db.delivery().attempts == 2
 

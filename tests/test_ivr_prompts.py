@@ -119,6 +119,18 @@ def _calls():
     yield feedback([Press("2468#"), Press("2")], pins=_Pins())        # the right PIN, then the answer
     yield Call("overflow", [])
     yield order_call([HangUp()])
+    yield _situation_report()                                          # key 5: a spoken report
+
+
+def _situation_report():
+    import tempfile
+    from types import SimpleNamespace
+
+    from ivr.emulator import Speak
+    from tests.test_ivr_situation_recording import feedback_call
+    with tempfile.TemporaryDirectory() as d:
+        _sink, _journal, channel = feedback_call([Press("5"), Speak(4.0, "#")], d)
+    return SimpleNamespace(played=channel.played, channel=channel)
 
 
 def test_every_prompt_the_flows_play_exists_in_the_shipped_set():

@@ -100,7 +100,7 @@ async def test_order_call_answer_committed_before_confirmation(database):
     assert outcome == "answered"
     [(answer, raw)] = sink.seen
     assert (raw["channel"], raw["raw"], raw["state"], raw["sender"]) == ("keypad", b"4", "new", PHONE)
-    assert raw["source"] == answer.call_id == "yihu-order-0427-1-1"
+    assert raw["source"] == answer.call_id == "yihu-order-0427-1"
     assert raw["meta"]["order_code"] == "0427" and raw["meta"]["delivery_id"] == 1
     assert "GET DATA yihu/order-menu-assembled 5000 1" in record.commands    # leaving-the-city order
     assert "yihu/status-assembled" in record.played

@@ -36,8 +36,9 @@ from ivr.service import make_fastagi_factory
 from ivr.token_gate import CallTokenGate
 from ivr.tokens import CallTokens, check_call_token, load_or_create_secret, mint_call_token
 from tests._orders_rig import Rig, local, phone, seed_directory_tx
+from tests.secrets import CALL_TOKEN_KEY
 
-KEY = b"k" * 32
+KEY = CALL_TOKEN_KEY
 COMMANDER = "+8613805761234"
 
 

@@ -36,7 +36,10 @@ def test_send_show_list_close(migrated_url, capsys):
     assert run(migrated_url, "order", "list") == 0
     assert code in capsys.readouterr().out
     assert run(migrated_url, "order", "close", code) == 0
-    assert "24 pending escalation steps cancelled" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    # no gateway ran: the 4 SMS deliveries were never handed on, and are cancelled with the steps
+    assert "cancelled: 24 pending escalation steps, 0 SMS segments not yet submitted, 0 call attempts " \
+           "not yet placed, 4 deliveries not yet handed on" in out
     with eng.begin() as c:
         assert c.execute(select(orders.c.state)).scalar() == "closed"
         assert set(c.execute(select(escalation_steps.c.state)).scalars()) == {"cancelled"}
@@ -50,3 +53,19 @@ def test_send_refuses_bad_input(migrated_url, capsys):
     assert run(migrated_url, "order", "send", "--incident", "I", "--kind", "rescue", "--text", "t",
                "--target", "teams:NOPE", "--rule", "same_township") == 2
     assert "no such team: NOPE" in capsys.readouterr().err
+
+
+def test_send_major(migrated_url, capsys):
+    eng = create_engine(migrated_url)
+    with eng.begin() as c:
+        seed_directory_tx(c, 1)
+    assert run(migrated_url, "order", "send", "--incident", "INC-9", "--kind", "rescue", "--text", "山体滑坡",
+               "--target", "teams:PUB-01", "--rule", "same_township", "--major") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("major order ")
+    code = out.split()[2]
+    assert run(migrated_url, "order", "show", code) == 0
+    assert capsys.readouterr().out.startswith(f"【重大】指令 {code}")
+    with eng.begin() as c:
+        assert c.execute(select(orders.c.major)).scalar() is True
+    eng.dispose()

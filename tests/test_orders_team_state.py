@@ -1,7 +1,8 @@
 """The per-team state machine (pure)."""
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
-from gateway.escalation.deadlines import ARRIVAL, ASSEMBLY, RECEIPT, REPORT
+from gateway.escalation.deadlines import ARRIVAL, ASSEMBLY, RECEIPT, REPORT, SITUATION
 from gateway.orders import team_state as ts
 
 T = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)
@@ -40,17 +41,19 @@ def test_assembled_only_for_leaving_city():
     assert ts.satisfied_stages(o.state) == {RECEIPT, ASSEMBLY}
 
 
-def test_finished_report_completes_only_with_text():
+def test_finished_report_completes_only_with_a_complete_form():
     s = ts.on_answer(s0(), "finished", T, 1).state
     assert REPORT not in ts.satisfied_stages(s)
     s = ts.on_answer(s, "finished", T + timedelta(hours=1), 1, "后续：无；责任人：张三；单位：城关镇").state
-    assert REPORT in ts.satisfied_stages(s) and s.finished_at == T
+    # A report text alone does not meet the 24 h deadline: only the complete form does.
+    assert REPORT not in ts.satisfied_stages(s) and s.finished_at == T and s.report
+    assert REPORT in ts.satisfied_stages(replace(s, form_complete=True))
 
 
 def test_declined_and_unreachable():
     s = ts.on_answer(s0(), "declined", T, 1, "车辆故障").state
     assert s.state == "declined" and s.reason == "车辆故障"
-    assert ts.satisfied_stages(s) == {RECEIPT, ASSEMBLY, ARRIVAL, REPORT}
+    assert ts.satisfied_stages(s) == {RECEIPT, ASSEMBLY, ARRIVAL, REPORT, SITUATION}
     s2 = ts.on_answer(s, "received", T, 1).state            # they found another vehicle
     assert s2.state == "received" and s2.reason is None
     u = ts.on_unreachable(s0(), "calls unanswered")

@@ -10,6 +10,7 @@ import hmac
 from datetime import datetime, timezone
 
 import pytest
+from twisted.internet.task import Clock
 import pytest_twisted
 from sqlalchemy import insert, select
 from twisted.internet import defer, reactor
@@ -319,7 +320,7 @@ def hotline(pbx, database, clock):
 def recorded(name):
     """The record the real tracker makes of a recorded Asterisk 22 hotline call."""
     ended = []
-    tracker = HotlineTracker(lambda c, k: "ended" in k and ended.append(c.copy()))
+    tracker = HotlineTracker(lambda c, k: "ended" in k and ended.append(c.copy()), clock=Clock().seconds)
     for m in Transcript.load(ASTERISK / f"{name}.ami.jsonl").events():
         tracker.handle(m)
     (call,) = ended
@@ -346,7 +347,7 @@ def tracked_end(svc, call):
 @pytest_twisted.inlineCallbacks
 def test_a_119_caller_who_hangs_up_in_the_ivr_is_abandoned_ivr(pbx, hotline, gateway_side, database, clock):
     svc, sink = hotline
-    call = pbx.hotline_call("119", "13905769876", outcome="abandoned_ivr", speed=4)
+    call = pbx.hotline_call("119", "13905769876", outcome="abandoned_ivr", speed=4, scripted=True)
     yield bounded(clock, call.ended)
     assert call.script == "hotline?line=119" and call.agi.channel.hung_up_by == "caller"
     assert call.agi_status == "HANGUP"
@@ -363,7 +364,7 @@ def test_a_119_caller_who_hangs_up_in_the_ivr_is_abandoned_ivr(pbx, hotline, gat
 def test_a_119_caller_who_presses_2_and_is_answered(pbx, hotline, gateway_side, database, clock):
     svc, sink = hotline
     _, journal, _ = gateway_side
-    call = pbx.hotline_call("119", "13905769876", outcome="answered", moves=["2"],
+    call = pbx.hotline_call("119", "13905769876", outcome="answered", moves=["2"], scripted=True,
                             queue_seconds=0.4, talk_seconds=0.4, speed=4)
     yield bounded(clock, call.ended)
     assert call.agi_status == "SUCCESS" and call.agi.variables.get("TRIAGE") == "2"
@@ -408,7 +409,7 @@ def test_the_gateway_unreachable_the_citizen_still_reaches_the_queue(clock):
     lk.startService()
     try:
         yield bounded(clock, lk.when_ready(), 5)
-        call = pbx.hotline_call("110", outcome="answered", queue_seconds=0.1, talk_seconds=0.1,
+        call = pbx.hotline_call("110", outcome="answered", queue_seconds=0.1, talk_seconds=0.1, scripted=True,
                                 speed=4)
         yield bounded(clock, call.ended)
         assert call.agi_status == "FAILURE" and call.agi is None

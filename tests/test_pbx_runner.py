@@ -14,6 +14,7 @@ from ivr.flows.answer_menu import MenuSettings
 from ivr.journal import MemoryJournal
 from ivr.service import make_fastagi_factory
 from tests._paths import REPO
+from tests.secrets import AMI_SECRET
 
 
 class Child(protocol.ProcessProtocol):
@@ -42,7 +43,7 @@ def test_the_runner_dials_the_phones_of_its_file(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = reactor.spawnProcess(child, sys.executable, [
         sys.executable, "-m", "gateway.ami.emulator.pbx", "--ami-port", "0", "--agi",
-        f"127.0.0.1:{agi.getHost().port}", "--phones", str(phones), "--secret", "drill",
+        f"127.0.0.1:{agi.getHost().port}", "--phones", str(phones), "--secret", AMI_SECRET,
         "--prompt-seconds", "0.05"],
         env=env, path=str(REPO))
     link = None
@@ -50,7 +51,7 @@ def test_the_runner_dials_the_phones_of_its_file(tmp_path):
         yield wait_for(reactor, lambda: re.search(rb"AMI on 127\.0\.0\.1:(\d+)", child.err), 10,
                        what="the runner's AMI port")
         port = int(re.search(rb"AMI on 127\.0\.0\.1:(\d+)", child.err).group(1))
-        link = AmiLink(reactor, "127.0.0.1", port, username="gateway", secret="drill",
+        link = AmiLink(reactor, "127.0.0.1", port, username="gateway", secret=AMI_SECRET,
                        backoff_initial=0.05)
         link.startService()
         yield link.when_ready().addTimeout(5, reactor)

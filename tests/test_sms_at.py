@@ -5,6 +5,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from sms.at import ATSession, AtError, AtTimeout, CmeError, CmsError, PortLost, SubmitNotConfirmed
+from tests.secrets import SIM_PIN
 
 
 class Recorder:
@@ -79,7 +80,7 @@ def test_cms_error_and_cme_error_carry_the_code():
     s.dataReceived(b"\r\n+CMS ERROR: 42\r\n")
     f = result(d)
     assert f.check(CmsError) and f.value.code == 42
-    d = s.command("AT+CPIN=1234", secret=True)
+    d = s.command(f"AT+CPIN={SIM_PIN}", secret=True)
     s.dataReceived(b"\r\n+CME ERROR: 16\r\n")
     f = result(d)
     assert f.check(CmeError) and f.value.code == 16
@@ -185,14 +186,14 @@ def test_pin_is_never_logged(capsys):
     globalLogPublisher.addObserver(seen.append)
     try:
         clock, s, t, rec = session()
-        d = s.command("AT+CPIN=4321", secret=True, timeout=1)
+        d = s.command(f"AT+CPIN={SIM_PIN}", secret=True, timeout=1)
         clock.advance(2)
         result(d)
     finally:
         globalLogPublisher.removeObserver(seen.append)
     from twisted.logger import formatEvent
     text = " ".join(formatEvent(e) for e in seen)
-    assert "4321" not in text and "CPIN" in text
+    assert SIM_PIN not in text and "CPIN" in text
 
 
 REPORT_PDU = "0791448720003023" "06E80C91666666666666" "909070618422809090706184628000"

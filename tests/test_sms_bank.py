@@ -14,6 +14,7 @@ from sms.modem import BENCHED, READY
 from sms.store import MemoryStore
 from tests._paths import modem_dumps
 from tests._sms_fixtures import ORDER, FakeSink, phone
+from tests.secrets import SIM_PIN
 
 
 
@@ -305,9 +306,9 @@ def test_sim_pin_is_entered_and_never_logged():
     seen = []
     globalLogPublisher.addObserver(seen.append)
     try:
-        clock, store, rig = make(n=1, pin="4711", sim_pin="4711")
+        clock, store, rig = make(n=1, pin=SIM_PIN, sim_pin=SIM_PIN)
     finally:
         globalLogPublisher.removeObserver(seen.append)
     assert rig.bank.slots["emu0"].driver.state == READY
-    assert "4711" not in " ".join(formatEvent(e) for e in seen)
-    assert "4711" not in repr(rig.bank.config)
+    assert SIM_PIN not in " ".join(formatEvent(e) for e in seen)
+    assert SIM_PIN not in repr(rig.bank.config)

@@ -81,7 +81,7 @@ def test_restart_during_fanout_sends_the_rest_and_nothing_confirmed_twice(databa
         yield until(lambda: defer.succeed(emu.network.submitted >= 60), 30, "a third of the fan-out")
         # kill -9: the old process writes nothing more and its ports close
         settled = first_store.kill()
-        first.stop()
+        first.abandon()
         yield settled
         seg = t.sms_segments
         rows = yield database.run(lambda c: c.execute(select(seg.c.message_id, seg.c.seq, seg.c.state)).all())
@@ -117,7 +117,7 @@ def test_restart_during_fanout_sends_the_rest_and_nothing_confirmed_twice(databa
         print(f"\nrestart: {len(confirmed)} segments confirmed before the kill, {len(in_flight)} in flight "
               f"(outcome unknown after restart), resent {second.stats['unknown_resent']}")
     finally:
-        first.stop()
+        first.abandon()
         if second is not None:
             second.stop()
         emu.stop()

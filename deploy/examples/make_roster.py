@@ -88,7 +88,17 @@ def build() -> dict:
             supervisors.append({"name": n, "phone": p,
                                 "starts_at": f"2026-12-{day:02d}T{start}:00+08:00",
                                 "ends_at": f"2026-12-{day + nxt:02d}T{end}:00+08:00"})
-    return {"teams": teams, "duty_supervisors": supervisors}
+    # The command structure the center informs (after everyone else: their numbers stay as they were).
+    leaders = []
+    for role, title in LEADERS:
+        n, p = people.next()
+        leaders.append({"name": n, "role": role, "title": title, "phone": p})
+    return {"teams": teams, "duty_supervisors": supervisors, "leaders": leaders}
+
+
+LEADERS = [("commander_in_chief", "县长（总指挥）"), ("deputy_commander", "常务副县长（副总指挥）"),
+           ("deputy_commander", "分管副县长（副总指挥）"), ("office_director", "县应急联动指挥中心主任"),
+           ("county_leader", "县委书记"), ("county_leader", "县委副书记"), ("county_leader", "县委政法委书记")]
 
 
 def write_yaml(doc: dict, path: Path) -> None:
@@ -111,6 +121,10 @@ def write_yaml(doc: dict, path: Path) -> None:
     for s in doc["duty_supervisors"]:
         out.append(f"  - {{name: {s['name']}, phone: \"{s['phone']}\", starts_at: \"{s['starts_at']}\", "
                    f"ends_at: \"{s['ends_at']}\"}}")
+    out.append("# The command structure: told of major orders and, for ordinary ones, in a daily digest.")
+    out.append("leaders:")
+    for ld in doc["leaders"]:
+        out.append(f"  - {{name: {ld['name']}, role: {ld['role']}, title: {ld['title']}, phone: \"{ld['phone']}\"}}")
     path.write_text("\n".join(out) + "\n", encoding="utf-8")
 
 
@@ -124,6 +138,8 @@ def write_csv(doc: dict, path: Path) -> None:
                 w.writerow([t["code"], t["name"], t["kind"], t.get("township", ""), t.get("township_class", ""),
                             t["min_size"], m["name"], m["role"], m.get("specialty", ""), m.get("category", ""),
                             ";".join(m["phones"])])
+        for ld in doc["leaders"]:      # a leader's row: no team; the title in `specialty`
+            w.writerow(["", "", "", "", "", "", ld["name"], ld["role"], ld["title"], "", ld["phone"]])
 
 
 if __name__ == "__main__":

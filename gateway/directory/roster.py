@@ -32,7 +32,9 @@ from pathlib import Path
 
 import yaml
 
+from gateway.directory import leaders as leaders_section
 from gateway.directory.phones import PhoneError, normalise
+from gateway.leaders.config import ROLES as LEADER_ROLES
 from gateway.directory.pins import valid_pin
 
 KINDS = ("public", "professional", "expert")
@@ -80,6 +82,7 @@ class SupervisorRow:
 class Roster:
     teams: list[TeamRow] = field(default_factory=list)
     supervisors: list[SupervisorRow] | None = None     # None: the file says nothing of them
+    leaders: list | None = None                        # gateway/directory/leaders.py; None: not in the file
 
 
 class RosterError(Exception):
@@ -255,6 +258,7 @@ def parse_yaml(text: str, problems: _Problems) -> Roster:
                 problems.add(1, f"a duty supervisor must be a mapping, got {raw!r}")
                 continue
             roster.supervisors.extend(_supervisor(raw, raw["__line__"], problems))
+    roster.leaders = leaders_section.parse_yaml_leaders(doc, problems)
     return roster
 
 
@@ -291,6 +295,10 @@ def parse_csv(text: str, problems: _Problems) -> Roster:
         row = {(k or "").strip(): (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
         if None in row or "" in row and row[""]:
             problems.add(line, "more fields than columns")
+        if row.get("role") in LEADER_ROLES:        # the command structure, not a team member
+            leader = leaders_section.leader_row(row, line, problems)
+            roster.leaders = (roster.leaders or []) + ([leader] if leader else [])
+            continue
         code = row.get("team_code") or ""
         team = by_code.get(code)
         if team is None:
@@ -349,6 +357,7 @@ def check(roster: Roster, problems: _Problems) -> None:
                                          f"(already {other} on line {other_line})")
                 else:
                     seen_phones[p] = (m.line, m.name)
+    leaders_section.check_leaders(roster.leaders, seen_phones, problems)
 
 
 def read_roster(path: str | Path) -> Roster:

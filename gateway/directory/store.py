@@ -27,6 +27,7 @@ class ImportSummary:
     supervisors: int | None
     deactivated_teams: int
     deactivated_members: int
+    leaders: int | None = None        # the command structure's leaders listed (None: not in the file)
 
 
 def _now() -> datetime:
@@ -34,36 +35,24 @@ def _now() -> datetime:
 
 
 def import_roster(conn: Connection, roster: Roster, *, source: str, actor: str) -> ImportSummary:
-    """Apply a checked roster.  Raises RosterError (nothing written) on conflicts with the database."""
+    """Apply a checked roster: the whole directory, so a team or member it leaves out is kept
+    (its history points at it) but made inactive, and its phones are released."""
     now = _now()
     in_file = {t.code for t in roster.teams}
-    # A phone in the file must not belong to someone this import does not replace.
-    file_phones = {p: (m, t) for t in roster.teams for m in t.members for p in m.phones}
-    if file_phones:
-        rows = conn.execute(
-            select(member_phones.c.e164, members.c.name, teams.c.code)
-            .join(members, members.c.id == member_phones.c.member_id)
-            .join(teams, teams.c.id == members.c.team_id)
-            .where(member_phones.c.e164.in_(list(file_phones)))
-            .where(teams.c.code.not_in(in_file))
-        ).all()
-        if rows:
-            raise RosterError(source, [(file_phones[r.e164][0].line,
-                                        f"team {file_phones[r.e164][1].code}: phone {r.e164} already belongs to "
-                                        f"{r.name} of team {r.code}, which this file does not list") for r in rows])
-
     existing = {r.code: r.id for r in conn.execute(select(teams.c.code, teams.c.id))}
     deactivated_teams = conn.execute(
         update(teams).where(teams.c.code.not_in(in_file)).where(teams.c.active.is_(True)).values(active=False)
     ).rowcount
-    # Phones are re-written for every team in the file; free them first so that a phone may move.
+    # Phones are re-written for every team in the file and released for every team no longer in
+    # it: a phone may move, and an old phone of a removed team is a stranger's from now on.
     if existing:
-        team_ids = [existing[c] for c in in_file if c in existing]
-        member_ids = select(members.c.id).where(members.c.team_id.in_(team_ids))
+        member_ids = select(members.c.id).where(members.c.team_id.in_(list(existing.values())))
         conn.execute(delete(member_phones).where(member_phones.c.member_id.in_(member_ids)))
+    deactivated_members = conn.execute(
+        update(members).where(members.c.team_id.in_(select(teams.c.id).where(teams.c.active.is_(False))))
+        .where(members.c.active.is_(True)).values(active=False)).rowcount
 
     n_members = n_phones = 0
-    deactivated_members = 0
     for t in roster.teams:
         values = dict(name=t.name, kind=t.kind, township=t.township, township_class=t.township_class,
                       min_size=t.min_size, active=True)
@@ -99,10 +88,16 @@ def import_roster(conn: Connection, roster: Roster, *, source: str, actor: str) 
             conn.execute(insert(duty_roster).values(name=s.name, e164=s.phone, starts_at=s.starts_at, ends_at=s.ends_at))
         n_supervisors = len(roster.supervisors)
 
+    n_leaders = None
+    if roster.leaders is not None:
+        from gateway.directory.leaders import import_leaders
+        n_leaders, _gone = import_leaders(conn, roster.leaders, now)
+
     experts = [m for t in roster.teams if t.kind == "expert" for m in t.members if m.category]
     summary = ImportSummary(teams=len(roster.teams), members=n_members, phones=n_phones, experts=len(experts),
                             expert_categories=len({m.category for m in experts}), supervisors=n_supervisors,
-                            deactivated_teams=deactivated_teams, deactivated_members=deactivated_members)
+                            deactivated_teams=deactivated_teams, deactivated_members=deactivated_members,
+                            leaders=n_leaders)
     conn.execute(insert(audit_log).values(at=now, actor=actor, action="directory.import", subject=source,
                                           detail=summary.__dict__))
     return summary

@@ -39,6 +39,12 @@ def _receipt_ladder() -> list[LadderStep]:
             LadderStep(9, "call_deputy"), LadderStep(12, "supervisor")]
 
 
+def _situation_ladder() -> list[LadderStep]:
+    # A missed situation report (现场动态) of a major order: SMS, then the commander, then the
+    # duty supervisor, 5 minutes apart.
+    return [LadderStep(0, "sms_again"), LadderStep(5, "call_commander"), LadderStep(10, "supervisor")]
+
+
 def _deadline_ladder() -> list[LadderStep]:
     # "Arrival and completion deadlines escalate the same way": the same rungs, 3 min apart,
     # starting when the deadline passes.
@@ -62,6 +68,8 @@ class EscalationConfig:
     receipt_ladder: list[LadderStep] = field(default_factory=_receipt_ladder)
     arrival_ladder: list[LadderStep] = field(default_factory=_deadline_ladder)
     report_ladder: list[LadderStep] = field(default_factory=_deadline_ladder)
+    situation_ladder: list[LadderStep] = field(default_factory=_situation_ladder)   # a missed report of a major order
+    major_report_minutes: float = 30.0   # set from orders.major_report_minutes
     late_after_seconds: float = 5.0      # a step fired later than this after its due time is "late"
     auditor_seconds: float = 60.0        # how often the auditor looks for missed steps
     refresh_seconds: float = 2.0         # how often steps committed by other processes (CLI) are picked up
@@ -82,10 +90,11 @@ class EscalationConfig:
         if self.day_starts == self.night_starts:
             raise ValueError("day_starts and night_starts must differ")
         for name in ("arrive_day_minutes", "arrive_night_minutes", "assemble_day_minutes",
-                     "assemble_night_minutes", "report_hours", "refresh_seconds", "auditor_seconds"):
+                     "assemble_night_minutes", "report_hours", "refresh_seconds", "auditor_seconds",
+                     "major_report_minutes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
-        for name in ("receipt_ladder", "arrival_ladder", "report_ladder"):
+        for name in ("receipt_ladder", "arrival_ladder", "report_ladder", "situation_ladder"):
             ladder = [LadderStep(**x) if isinstance(x, dict) else x for x in getattr(self, name)]
             if not ladder:
                 raise ValueError(f"{name} is empty: silence would never be chased")

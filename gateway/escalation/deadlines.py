@@ -16,7 +16,8 @@ RECEIPT = "receipt"
 ASSEMBLY = "assembly"
 ARRIVAL = "arrival"
 REPORT = "report"
-STAGE_WORD = {RECEIPT: "接收", ASSEMBLY: "集结", ARRIVAL: "到达", REPORT: "处置结果"}
+SITUATION = "situation"       # a major order's situation report, owed every orders.major_report_minutes
+STAGE_WORD = {RECEIPT: "接收", ASSEMBLY: "集结", ARRIVAL: "到达", REPORT: "处置结果", SITUATION: "现场动态"}
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ def stage_deadlines(rule: str, sent_at: datetime, cfg: EscalationConfig) -> dict
 
 
 def _ladder(stage: str, cfg: EscalationConfig) -> list[LadderStep]:
-    return {RECEIPT: cfg.receipt_ladder, REPORT: cfg.report_ladder}.get(stage, cfg.arrival_ladder)
+    return {RECEIPT: cfg.receipt_ladder, REPORT: cfg.report_ladder,
+            SITUATION: cfg.situation_ladder}.get(stage, cfg.arrival_ladder)
 
 
 def plan_steps(rule: str, sent_at: datetime, cfg: EscalationConfig) -> list[PlannedStep]:
@@ -75,6 +77,12 @@ def plan_steps(rule: str, sent_at: datetime, cfg: EscalationConfig) -> list[Plan
         for n, rung in enumerate(_ladder(stage, cfg), start=1):
             out.append(PlannedStep(stage, n, rung.action, deadline + timedelta(minutes=rung.minutes), deadline))
     return sorted(out, key=lambda s: s.due_at)
+
+
+def plan_situation_steps(due: datetime, cfg: EscalationConfig) -> list[PlannedStep]:
+    """One cycle of a major order's cadence: the report is due at `due`, its ladder after it."""
+    return [PlannedStep(SITUATION, n, rung.action, due + timedelta(minutes=rung.minutes), due)
+            for n, rung in enumerate(cfg.situation_ladder, start=1)]
 
 
 def local_hhmm(at: datetime, cfg: EscalationConfig) -> str:

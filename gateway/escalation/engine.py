@@ -2,10 +2,11 @@
 
 Every step lives in `escalation_steps` from the moment the order is committed.  In memory only
 one due time per order-team is kept (TimerQueue).  When a team's time comes, its due steps are
-claimed in one transaction with their events (pending -> firing), then acted on (SMS again,
-calls, one alert to the duty supervisor per order and stage), then marked fired.  After a
-restart the pending steps are loaded again: those overdue fire at once, marked late.  An auditor looks
-periodically for steps overdue and not fired, and fires them.
+claimed and fired in ONE transaction together with their events and what they send (the reminder SMS, the call
+attempts, one alert to the duty supervisor per order and stage): the outbox and the order caller
+act on those rows after the commit, or after a restart.  Pending steps are loaded again at start:
+those overdue fire at once, marked late.  An auditor looks periodically for steps overdue and
+not fired, and fires them.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class EscalationEngine:
     def __init__(self, db, clock, outbox, caller, cfg: EscalationConfig = EscalationConfig()):
         self.db, self.clock, self.outbox, self.caller, self.cfg = db, clock, outbox, caller, cfg
         self.timers = TimerQueue(clock, self._on_due)
+        self.is_drill = lambda order_id: False      # DrillOrders.is_drill: drills counted apart
         self._watermark = 0
         self._loops: list[task.LoopingCall] = []
         self._inflight: set[defer.Deferred] = set()
@@ -146,34 +148,36 @@ class EscalationEngine:
     @defer.inlineCallbacks
     def _fire(self, order_team_ids, t: float):
         at = from_seconds(t)
-        claim = yield self.db.run(store.claim_due_tx, order_team_ids, at, self.cfg)
+        claim, staged = yield self.db.run(self._claim_and_send_tx, order_team_ids, at)
         for ot, due in claim.next_due.items():
             if due is not None and due.timestamp() <= t:
                 due = from_seconds(t + 1.0)   # claimed by someone else in flight: look again shortly
             self.schedule(ot, due)
-        acts, ids = [], []
+        # Committed with the steps: the outbox and the caller act on the rows now (or after a restart).
+        self.outbox.adopt(staged)
+        if any(f.action != "sms_again" for f in claim.fired):
+            self.caller.place_due()
         for f in claim.fired:
-            metrics.ESCALATION_STEPS.labels(stage=f.stage, action=f.action).inc()
+            metrics.ESCALATION_STEPS.labels(stage=f.stage, action=f.action,
+                                            drill=str(self.is_drill(f.order_id)).lower()).inc()
             metrics.ESCALATION_LATENESS.observe(max(0.0, t - f.due_at.timestamp()))
             log.warn("escalation order {code} team {team}: {stage} step {step} {action}: {reason}",
                      code=f.order_code, team=f.team_code, stage=f.stage, step=f.step, action=f.action,
                      reason=f.reason)
-            if f.action != "supervisor":          # one alert per order and stage, below
-                acts.append(self._act(f))
-                ids.append([f.step_id])
         for a in claim.alerts:
-            acts.append(self._alert_supervisor(a))
-            ids.append(a.step_ids)
-        results = yield defer.DeferredList(acts, consumeErrors=True)
-        done = [i for (ok, handed), step_ids in zip(results, ids) if ok and handed for i in step_ids]
-        yield self.db.run(store.finish_steps_tx, done, now(self.clock))
+            names = [name for _, _, name, _ in a.teams]
+            if a.supervisor is None:
+                log.critical("escalation order {code}: {n} silent teams and NO duty supervisor on the roster now",
+                             code=a.order_code, n=len(names))
         return claim
 
-    @defer.inlineCallbacks
-    def _act(self, f: store.FiredStep):
-        """Returns True when the step's SMS/calls were handed on; False leaves it `firing`, for the
-        auditor to fire again."""
-        try:
+    def _claim_and_send_tx(self, conn, order_team_ids, at):
+        """ONE transaction per claim: the due steps become `fired` together with what they send
+        (reminder SMS, call attempts, the duty supervisor's SMS and call), so a crash leaves
+        either all of it or none of it."""
+        claim = store.claim_due_tx(conn, order_team_ids, at, self.cfg)
+        staged = []
+        for f in claim.fired:
             if f.action == "sms_again":
                 text = messages.reminder_sms(f.order_code, f.stage, STATE_WORD.get(f.team_state, f.team_state),
                                              f.finished_without_report)
@@ -181,50 +185,20 @@ class EscalationEngine:
                 if not phones:
                     log.error("escalation order {code} team {team}: nobody to send the reminder to",
                               code=f.order_code, team=f.team_code)
-                for p in phones:
-                    yield self.outbox.enqueue(p, text, purpose="reminder", order_id=f.order_id)
-            elif f.action in ("call_commander", "call_deputy"):
-                if f.call_to is not None:
-                    d = defer.maybeDeferred(self.caller.call_order, f.order_code, f.call_to.phone,
-                                            order_id=f.order_id, team_id=f.team_id, member_id=f.call_to.id,
-                                            purpose="escalation")
-                    self._record_call(d, f.step_id, f.order_code, f.call_to.phone)
-            return True
-        except Exception as e:   # noqa: BLE001
-            log.error("escalation order {code} team {team}: {action} not handed on: {e}",
-                      code=f.order_code, team=f.team_code, action=f.action, e=e)
-            return False
-
-    def _record_call(self, d, step_id, code, phone):
-        def outcome(result):
-            return self.db.run(store.record_call_outcome_tx, step_id, str(result), now(self.clock))
-
-        def failed(fail):
-            log.error("escalation order {code}: call to {phone} failed: {e}", code=code, phone=phone,
-                      e=fail.getErrorMessage())
-            return self.db.run(store.record_call_outcome_tx, step_id, "failed", now(self.clock))
-        d.addCallbacks(outcome, failed)
-        d.addErrback(lambda fail: log.failure("escalation order {code}: recording call outcome", fail, code=code))
-        self._track(d)
-
-    @defer.inlineCallbacks
-    def _alert_supervisor(self, a: store.SupervisorAlert):
-        """ONE SMS and ONE call to the duty supervisor naming every silent team (its event was
-        committed with the claim)."""
-        names = [name for _, _, name, _ in a.teams]
-        if a.supervisor is None:
-            log.critical("escalation order {code}: {n} silent teams and NO duty supervisor on the roster now",
-                         code=a.order_code, n=len(names))
-            return True       # the event went to dispatch; nobody else to tell
-        try:
-            yield self.outbox.enqueue(a.supervisor.phone, messages.supervisor_sms(a.order_code, a.stage, names),
-                                      purpose="supervisor", order_id=a.order_id)
-            d = defer.maybeDeferred(self.caller.call_order, a.order_code, a.supervisor.phone, order_id=a.order_id,
-                                    team_id=a.teams[0][0], member_id=None, purpose="supervisor")
-            d.addErrback(lambda fail: log.error("escalation order {code}: call to duty supervisor failed: {e}",
-                                                code=a.order_code, e=fail.getErrorMessage()))
-            self._track(d)
-            return True
-        except Exception as e:   # noqa: BLE001
-            log.error("escalation order {code}: duty supervisor alert not handed on: {e}", code=a.order_code, e=e)
-            return False
+                staged += [self.outbox.stage_tx(conn, at, p, text, purpose="reminder", order_id=f.order_id)
+                           for p in phones]
+            elif f.action in ("call_commander", "call_deputy") and f.call_to is not None:
+                self.caller.stage_tx(conn, at, order_id=f.order_id, team_id=f.team_id, member_id=f.call_to.id,
+                                     phone=f.call_to.phone, purpose="escalation", step_id=f.step_id)
+        for a in claim.alerts:
+            # ONE SMS and ONE call to the duty supervisor naming every silent team
+            if a.supervisor is not None:
+                names = [name for _, _, name, _ in a.teams]
+                staged.append(self.outbox.stage_tx(conn, at, a.supervisor.phone,
+                                                   messages.supervisor_sms(a.order_code, a.stage, names),
+                                                   purpose="supervisor", order_id=a.order_id))
+                self.caller.stage_tx(conn, at, order_id=a.order_id, team_id=a.teams[0][0], member_id=None,
+                                     phone=a.supervisor.phone, purpose="supervisor")
+        # (the order.escalated / order.supervisor_alert events were recorded by claim_due_tx, in this transaction)
+        store.finish_steps_tx(conn, [f.step_id for f in claim.fired], at)
+        return claim, staged

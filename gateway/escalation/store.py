@@ -1,8 +1,8 @@
 """Escalation units of work (run inside Database.run).
 
-A step goes pending -> firing (claimed, committed) -> fired (its SMS/calls handed on).  A step
-left `firing` by a crash is fired again: a reminder sent twice costs little, a reminder lost
-may cost a life (at least once, never at most once).
+A step goes pending -> fired in the transaction that also writes its SMS and call attempts (the
+engine's _claim_and_send_tx); `firing` is only ever seen inside it, or left by an older gateway,
+and such a step is fired again (at least once, never at most once).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, insert, select, update
 
 from gateway.escalation.config import EscalationConfig
-from gateway.escalation.deadlines import RECEIPT, local_hhmm, stage_deadlines
+from gateway.escalation.deadlines import RECEIPT, SITUATION, local_hhmm, plan_situation_steps, stage_deadlines
 from gateway.eventlog import record_events
 from gateway.orders import directory_queries as dq
 from gateway.orders import store as ostore
@@ -100,7 +100,7 @@ def _step_query():
     return (select(escalation_steps, order_teams.c.team_id, order_teams.c.order_id, orders.c.code,
                    orders.c.rule, orders.c.incident_ref, orders.c.created_at.label("order_created_at"),
                    orders.c.state.label("order_state"), teams.c.code.label("team_code"),
-                   teams.c.name.label("team_name"))
+                   teams.c.name.label("team_name"), teams.c.active.label("team_active"))
             .join(order_teams, order_teams.c.id == escalation_steps.c.order_team_id)
             .join(orders, orders.c.id == order_teams.c.order_id)
             .join(teams, teams.c.id == order_teams.c.team_id))
@@ -131,8 +131,9 @@ def claim_due_tx(conn, order_team_ids, now: datetime, cfg: EscalationConfig) -> 
     audits = []
     for r in rows:
         st = states[r.order_team_id]
-        if r.order_state != "open" or r.stage in ts.satisfied_stages(st):
-            why = f"order {r.order_state}" if r.order_state != "open" else f"team answered ({st.state})"
+        if r.order_state != "open" or r.stage in ts.satisfied_stages(st) or not r.team_active:
+            why = (f"order {r.order_state}" if r.order_state != "open" else
+                   "team removed from the roster" if not r.team_active else f"team answered ({st.state})")
             conn.execute(update(escalation_steps).where(escalation_steps.c.id == r.id,
                                                         escalation_steps.c.state == "pending")
                          .values(state="cancelled", fired_at=now, reason=why))
@@ -151,7 +152,10 @@ def claim_due_tx(conn, order_team_ids, now: datetime, cfg: EscalationConfig) -> 
             continue        # another claim (the auditor's) got it first
         f = FiredStep(r.id, r.order_team_id, r.order_id, r.code, r.team_id, r.team_code, r.team_name, r.stage,
                       r.step, r.action, due, late, reason, st.state,
-                      st.finished_at is not None and not st.report, contacts.get(r.team_id, []))
+                      st.finished_at is not None and not st.form_complete, contacts.get(r.team_id, []))
+        if r.stage == SITUATION and r.step == 1:
+            # The report was missed: its ladder goes on, and the next report is owed a period later.
+            plan_next_situation_tx(conn, r.order_team_id, due + timedelta(minutes=cfg.major_report_minutes), cfg)
         if r.action in ("call_commander", "call_deputy"):
             f.call_to, note = _who_to_call(f.contacts, r.action)
             if note:
@@ -203,10 +207,34 @@ def _reason(r, st: ts.TeamOrderState, cfg: EscalationConfig, due: datetime) -> s
     deadline = stage_deadlines(r.rule, sent, cfg).get(r.stage)
     past = (due - deadline).total_seconds() / 60 if deadline else 0
     what = STAGE_EN.get(r.stage, r.stage)
-    if r.stage == "report" and st.finished_at and not st.report:
-        what = "finished report (follow-up, responsible person and unit)"
+    if r.stage == "report" and st.finished_at and not st.form_complete:
+        what = "complete feedback form (result, follow-up, responsible person and unit, casualties)"
+    if r.stage == SITUATION:
+        return (f"no situation report from team {r.team_code} on major order {r.code}: due "
+                f"{local_hhmm(_situation_due(r.step, due, cfg), cfg)}, every {cfg.major_report_minutes:g} min while on scene; "
+                f"team {st.state}")
     return (f"no '{what}' from team {r.team_code}: deadline {local_hhmm(deadline, cfg) if deadline else '?'} "
             f"passed {past:g} min ago; team {st.state}")
+
+
+def _situation_due(step: int, due: datetime, cfg: EscalationConfig) -> datetime:
+    """When the report a situation step chases was due: the rung's offset back from the step."""
+    ladder = cfg.situation_ladder
+    return due - timedelta(minutes=ladder[step - 1].minutes) if 0 < step <= len(ladder) else due
+
+
+def plan_next_situation_tx(conn, order_team_id: int, due: datetime, cfg: EscalationConfig, *,
+                           replace_pending: str | None = None, now: datetime | None = None) -> None:
+    """The team's next situation report is due at `due`.  With `replace_pending` (the reason: a
+    report came in) the pending cycle is cancelled first; without, the missed cycle's ladder goes on."""
+    if replace_pending:
+        conn.execute(update(escalation_steps)
+                     .where(escalation_steps.c.order_team_id == order_team_id,
+                            escalation_steps.c.stage == SITUATION, escalation_steps.c.state == "pending")
+                     .values(state="cancelled", fired_at=now, reason=replace_pending))
+    conn.execute(insert(escalation_steps), [
+        dict(order_team_id=order_team_id, stage=p.stage, step=p.step, action=p.action, due_at=p.due_at,
+             state="pending", late=False) for p in plan_situation_steps(due, cfg)])
 
 
 def _who_to_call(contacts, action):

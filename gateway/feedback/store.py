@@ -1,26 +1,33 @@
 """The feedback unit of work: one answer, judged and recorded in one transaction."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
+import re
+import unicodedata
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, insert, select, tuple_, update
 
 from gateway.escalation.config import EscalationConfig
 from gateway.escalation.deadlines import local_hhmm
+from gateway.escalation.store import plan_next_situation_tx
 from gateway.eventlog import record_events
+from gateway.feedback import form as ff
+from gateway.feedback import form_store
+from gateway.leaders import store as leaders_store
 from gateway.orders import directory_queries as dq
 from gateway.orders import messages
 from gateway.orders import store as ostore
 from gateway.orders import team_state as ts
-from gateway.orders.grammar import FINISHED, Refusal, Reply
+from gateway.orders.grammar import ARRIVED, FINISHED, SITUATION, Refusal, Reply
 from gateway.storage.schema import audit_log, escalation_steps, feedback, inbound_raw, member_phones, members, \
-    order_teams, orders, teams
+    order_teams, orders, situation_reports, teams
 
 MAX_CODES = 5     # codes listed in "which order?" SMS: the newest open ones
 
-RECORDED, REFUSED, NEEDS_CODE, GARBAGE, NOT_APPLICABLE, DUPLICATE = \
-    "recorded", "refused", "needs_code", "garbage", "not_applicable", "duplicate"
+RECORDED, REFUSED, NEEDS_CODE, GARBAGE, NOT_APPLICABLE, DUPLICATE, NOTE = \
+    "recorded", "refused", "needs_code", "garbage", "not_applicable", "duplicate", "note"
+FORM = "form"       # the status of an answer that filled fields of the feedback form
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,8 @@ class Answer:
     at: datetime
     raw_id: int | None = None
     text: str = ""               # as received, for the audit
+    audio_path: str | None = None   # a spoken situation report (keypad 5)
+    audio_seconds: float | None = None
 
 
 @dataclass
@@ -50,6 +59,7 @@ class Verdict:
     supervisor_phone: str | None = None     # told of an answer that came after their alert
     event: dict = field(default_factory=dict)
     hhmm: str = ""                          # local time of the answer, as confirmed
+    staged: list = field(default_factory=list)   # reply SMS committed with the feedback (outbox records)
 
 
 def _audit_row(a: Answer, action, subject, detail) -> dict:
@@ -73,10 +83,17 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig, look: "Lookups | No
             return Verdict(DUPLICATE, reason=f"raw {a.raw_id} already {raw_state}")
     member = look.member(a.phone)
     if member is None:
+        if a.channel == "sms":
+            v = _leader_note(conn, a, look)
+            if v is not None:
+                return v
         return _refuse(look, a, REFUSED, "sender not on the roster")
     code = a.parsed.code if isinstance(a.parsed, Reply) else None
     team_code, team_name = member.team_code, member.team_name
     if isinstance(a.parsed, Refusal):
+        v = _form_answer(conn, a, member, cfg, look) if a.channel == "sms" else None
+        if v is not None:
+            return v
         return _refuse(look, a, GARBAGE, f"unreadable reply ({a.parsed.reason})", messages.help_sms(), a.phone,
                        team_code=team_code, member_id=member.id)
     if code is not None:
@@ -99,17 +116,31 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig, look: "Lookups | No
                            messages.needs_code_sms(open_codes), a.phone, team_code=team_code, member_id=member.id)
         row = open_rows[0]
     status, report = a.parsed.status, a.parsed.report
-    row, old = look.team_state(row.id)      # locked this time
+    major = bool(row.major)
+    if status == SITUATION:
+        return record_situation_tx(conn, a, member, row, report, cfg, a.audio_path, a.audio_seconds, look)
+    row, old = look.team_state(row.id)      # locked this time (with the batch's other rows, in id order)
     out = ts.on_answer(old, status, a.at, member.id, report)
     if not out.accepted:
         return _refuse(look, a, NOT_APPLICABLE, out.note, messages.not_applicable_sms(row.code), a.phone,
                        order_code=row.code, team_code=team_code, member_id=member.id)
     look.add_feedback(dict(order_team_id=row.id, member_id=member.id, phone=a.phone, channel=a.channel,
                            status=status, report=report or None, raw_id=a.raw_id, recorded_at=a.at))
-    ostore.save_team_state(conn, row.id, old, out.state, a.at)
-    look.saved(row.id, out.state)
-    next_due = ostore.cancel_satisfied_steps_tx(conn, row.id, out.state,
+    state, ask = out.state, ""
+    if status == FINISHED:
+        fs = form_store.apply_tx(conn, row.id, _form_from_report(report), f"{a.channel}:{a.phone}", a.at)
+        state = replace(state, form_complete=fs.complete)
+        ask = ff.ask_text(row.code, fs.asked) if fs.asked else ""
+    ostore.save_team_state(conn, row.id, old, state, a.at)
+    look.saved(row.id, state)
+    next_due = ostore.cancel_satisfied_steps_tx(conn, row.id, state,
                                                 f"team answered {status} ({a.channel} {a.phone})", a.at)
+    if major and status == ARRIVED and old.arrived_at is None and state.finished_at is None:
+        # On scene: the first situation report is owed a period from now.
+        every = cfg.major_report_minutes
+        plan_next_situation_tx(conn, row.id, a.at + timedelta(minutes=every), cfg)
+        next_due = ostore.next_due_tx(conn, row.id)
+        ask = f"重大事件：请每{every:g}分钟续报现场动态（{row.code} 续报 …）"
     hhmm = local_hhmm(a.at, cfg)
     note = f"order {row.code} {status}" + (f"; {out.note}" if out.note else "")
     look.mark_raw(a.raw_id, "parsed", note)
@@ -131,21 +162,42 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig, look: "Lookups | No
              "report": report, "at": a.at.isoformat(), "after_escalation": bool(alerted)}
     look.add_event("order.feedback", event, a.at)
     return Verdict(RECORDED,
-                   messages.confirmation_sms(row.code, status, hhmm,
-                                             ask_report=status == FINISHED and not out.state.report),
+                   messages.confirmation_sms(row.code, status, hhmm, ask),
                    a.phone, row.code, order_id, row.id, team_code, member.id, status, out.advanced, next_due,
                    note, sup_phone,
                    event=event,
                    hhmm=hhmm)
 
 
-def record_batch_tx(conn, answers: list[Answer], cfg: EscalationConfig) -> list[Verdict]:
-    """Several answers, one transaction (group commit), in arrival order; what they need to
-    read is read once for the whole batch (Lookups), not once per answer."""
+def record_batch_tx(conn, answers: list[Answer], cfg: EscalationConfig, stage_sms=None) -> list[Verdict]:
+    """Several answers, one transaction (group commit), in arrival order; what they need to read is
+    read once for the whole batch (Lookups), not once per answer.  stage_sms: the outbox's
+    stage_tx; each answer's reply (confirmation, help, the supervisor's notice) is written in the
+    same transaction as the feedback (transactional outbox), on `Verdict.staged`."""
     look = Lookups(conn, answers)
     verdicts = [record_answer_tx(conn, a, cfg, look) for a in answers]
-    look.write()
+    look.write()        # the appended rows and events, before the replies are staged (as one by one)
+    if stage_sms is not None:
+        for a, v in zip(answers, verdicts):
+            v.staged = _stage_replies(conn, a, v, stage_sms)
     return verdicts
+
+
+def record_one_tx(conn, a: Answer, cfg: EscalationConfig, stage_sms=None) -> Verdict:
+    return record_batch_tx(conn, [a], cfg, stage_sms)[0]
+
+
+def _stage_replies(conn, a: Answer, v: Verdict, stage_sms) -> list:
+    out = []
+    if v.reply_to and v.message:
+        purpose = "confirmation" if v.outcome in (RECORDED, NOTE) else "reply_help"
+        out.append(stage_sms(conn, a.at, v.reply_to, v.message, purpose=purpose, order_id=v.order_id))
+    if v.supervisor_phone:
+        out.append(stage_sms(conn, a.at, v.supervisor_phone, messages.supervisor_late_answer_sms(
+            v.order_code, v.event.get("team_name", v.team_code), v.status, v.hhmm),
+            purpose="supervisor", order_id=v.order_id))
+    # (the order.feedback event was recorded by record_answer_tx, in this same transaction)
+    return out
 
 
 class Lookups:
@@ -172,7 +224,7 @@ class Lookups:
                        teams.c.code, teams.c.name)
                 .join(member_phones, member_phones.c.member_id == members.c.id)
                 .join(teams, teams.c.id == members.c.team_id)
-                .where(member_phones.c.e164.in_(phones))):
+                .where(member_phones.c.e164.in_(phones), members.c.active.is_(True), teams.c.active.is_(True))):
             self._members.setdefault(r[4], dq.Member(*r))      # as dq.member_by_phone: the first found
         # The named orders of the teams that answered (a team may have hundreds open: only these).
         named = sorted({(m.team_id, a.parsed.code) for a in answers if isinstance(a.parsed, Reply)
@@ -180,7 +232,8 @@ class Lookups:
         self._named: dict[tuple[int, str], list] = {k: [] for k in named}
         if named:
             for r in conn.execute(
-                    select(order_teams.c.team_id, order_teams.c.id, order_teams.c.order_id, orders.c.code, orders.c.rule)
+                    select(order_teams.c.team_id, order_teams.c.id, order_teams.c.order_id, orders.c.code, orders.c.rule,
+                           orders.c.major)
                     .join(orders, orders.c.id == order_teams.c.order_id)
                     .where(and_(tuple_(order_teams.c.team_id, orders.c.code).in_(named), orders.c.state == "open"))
                     .order_by(orders.c.created_at.desc(), orders.c.id.desc())):
@@ -289,3 +342,114 @@ def open_codes_for_phone_tx(conn, phone: str) -> list[str]:
     if m is None:
         return []
     return [r.code for r in ostore.open_order_teams_for_team(conn, m.team_id, limit=20)]
+
+
+# --- situation reports, the feedback form, leaders' notes --------------------------------------
+
+def record_situation_tx(conn, a: Answer, member, row, text: str, cfg: EscalationConfig,
+                        audio_path: str | None = None, audio_seconds: float | None = None,
+                        look: "Lookups | None" = None) -> Verdict:
+    """A situation report (现场动态): kept on the order's timeline; never a team's state.  On a major
+    order with the team on scene, the next report is owed a period from now."""
+    look = look or Lookups(conn, [])
+    look.write()        # what earlier answers of the batch appended goes first (event order)
+    _row, st = look.team_state(row.id)
+    conn.execute(insert(situation_reports).values(
+        order_id=row.order_id, order_team_id=row.id, member_id=member.id, phone=a.phone, channel=a.channel,
+        text=text or None, audio_path=audio_path, audio_seconds=audio_seconds, raw_id=a.raw_id,
+        recorded_at=a.at))
+    hhmm = local_hhmm(a.at, cfg)
+    ask, next_due = "", None
+    if row.major and (st.arrived_at or st.assembled_at) and st.finished_at is None:
+        due = a.at + timedelta(minutes=cfg.major_report_minutes)
+        plan_next_situation_tx(conn, row.id, due, cfg, now=a.at,
+                               replace_pending=f"situation report received ({a.channel} {a.phone})")
+        ask = f"请于{local_hhmm(due, cfg)}前续报"
+    next_due = ostore.next_due_tx(conn, row.id)
+    look.mark_raw(a.raw_id, "parsed", f"order {row.code} situation report")
+    look.audit(_audit_row(a, "feedback.situation", f"order {row.code} team {member.team_code}",
+                          {"member_id": member.id, "audio": audio_path, "seconds": audio_seconds}))
+    what = text or (f"[录音{audio_seconds:.0f}秒]" if audio_seconds is not None else "")
+    event = {"order_code": row.code, "order_id": row.order_id, "team": member.team_code,
+             "team_name": member.team_name, "member": member.name, "phone": a.phone,
+             "channel": a.channel, "text": what, "audio_seconds": audio_seconds, "at": a.at.isoformat()}
+    look.add_event("order.situation_report", event, a.at)
+    look.write()
+    return Verdict(RECORDED, messages.confirmation_sms(row.code, SITUATION, hhmm, ask), a.phone, row.code,
+                   row.order_id, row.id, member.team_code, member.id, SITUATION, False, next_due,
+                   "situation report", hhmm=hhmm, event=event)
+
+
+def _form_from_report(report: str) -> dict:
+    """The fields a finishing report carries: labelled ones, and the text before them as the result."""
+    p = ff.parse_fields(report or "")
+    values = dict(p.values)
+    if p.bare and ff.RESULT not in values:
+        values[ff.RESULT] = p.bare
+    return values
+
+
+_LEADING_CODE = re.compile(r"^\s*(?:指令|编号)?\s*(\d{4})(?:号)?(?!\d)")
+
+
+def _form_answer(conn, a: Answer, member, cfg: EscalationConfig, look: "Lookups") -> Verdict | None:
+    """An SMS without a status that fills the team's feedback form (labelled fields, or a bare
+    answer to the field asked for).  None: it is not one."""
+    written = unicodedata.normalize("NFC", a.text or "")
+    m = _LEADING_CODE.match(ff.fold_text(written))
+    code, text = (m.group(1), written[m.end():]) if m else (None, written)
+    rows = form_store.open_forms_for_team(conn, member.team_id, code)
+    if not rows:
+        return None
+    if len(rows) > 1 and code is None:
+        return _refuse(look, a, NEEDS_CODE, f"ambiguous: team {member.team_code} has several forms to fill",
+                       messages.needs_code_sms([r.code for r in rows]), a.phone, team_code=member.team_code,
+                       member_id=member.id)
+    target = rows[0]
+    look.write()        # what earlier answers of the batch appended goes first (event order)
+    _row, old = look.team_state(target.id)     # locked first: commander and deputy at once
+    parsed = ff.parse_fields(text)
+    form = form_store.load_form(conn, target.id)
+    changes = dict(parsed.values)
+    if parsed.bare and form["asked_field"]:
+        if not changes:
+            changes = ff.answer_for(form["asked_field"], parsed.bare)
+        elif form["asked_field"] == ff.RESULT and ff.RESULT not in changes:
+            changes[ff.RESULT] = parsed.bare
+    if not changes:
+        return None
+    actor = f"{a.channel}:{a.phone}"
+    fs = form_store.apply_tx(conn, target.id, changes, actor, a.at)
+    new = replace(old, form_complete=fs.complete)
+    ostore.save_team_state(conn, target.id, old, new, a.at)
+    look.saved(target.id, new)
+    next_due = ostore.cancel_satisfied_steps_tx(conn, target.id, new, f"feedback form complete ({actor})", a.at)
+    look.mark_raw(a.raw_id, "parsed", f"order {target.code} feedback form: {', '.join(fs.filled)}")
+    look.audit(_audit_row(a, "feedback.form", f"order {target.code} team {member.team_code}",
+                          {"fields": fs.filled, "complete": fs.complete}))
+    look.write()
+    ask = ff.ask_text(target.code, fs.asked) if fs.asked else ""
+    event = form_store.record_form_event(conn, target.code, target.order_id, member.team_code, fs, actor, a.at)
+    return Verdict(RECORDED, messages.form_saved_sms(target.code, member.team_name or member.team_code,
+                                                     [ff.FIELD_WORD[f] for f in fs.filled], ask),
+                   a.phone, target.code, target.order_id, target.id, member.team_code, member.id, FORM, False,
+                   next_due, "feedback form", hhmm=local_hhmm(a.at, cfg), event=event)
+
+
+def _leader_note(conn, a: Answer, look: "Lookups") -> Verdict | None:
+    """A leader's SMS: a note on the order, never a team's state.  None: not a leader."""
+    look.write()        # what earlier answers of the batch appended goes first (event order)
+    note = leaders_store.record_note_tx(conn, a.phone, a.text, a.raw_id, a.at)
+    if note is None:
+        return None
+    if note.order_id is None:
+        return _refuse(look, a, NEEDS_CODE, f"leader {note.leader.name}: which order is not known",
+                       messages.note_needs_code_sms(), a.phone)
+    look.mark_raw(a.raw_id, "parsed", f"order {note.order_code} note from leader {note.leader.name}")
+    look.audit(_audit_row(a, "order.note", f"order {note.order_code}", {"leader": note.leader.name}))
+    event = {"order_code": note.order_code, "order_id": note.order_id, "leader": note.leader.name,
+             "role": note.leader.role, "text": a.text[:500], "at": a.at.isoformat()}
+    look.add_event("order.note", event, a.at)
+    look.write()
+    return Verdict(NOTE, messages.note_saved_sms(note.order_code), a.phone, note.order_code, note.order_id,
+                   reason="leader's note", event=event)

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from gateway import metrics
 from gateway.eventlog import record_events
 from gateway.hotline import store
+from gateway.service import Part
 from gateway.hotline.tracker import DEFAULT_CONTEXTS, DEFAULT_LINES, HotlineCall, HotlineTracker
 
 log = Logger()
@@ -45,7 +46,7 @@ def write_call_tx(conn, call: HotlineCall, kinds: list, at: datetime) -> int:
     return row_id
 
 
-class HotlineService(service.Service):
+class HotlineService(Part, service.Service):
     """Wire with ``HotlineService(reactor, db, link=ami_link)``; start it before the link
     (``startService`` loads the calls left open by a previous run, so that the link's first
     resync can close them)."""
@@ -65,7 +66,6 @@ class HotlineService(service.Service):
         self._failures: dict[str, int] = {}
         self._idle_waiters: list[defer.Deferred] = []
         self.writes = 0
-        self.ready: defer.Deferred | None = None
         if link is not None:
             link.add_event_listener(self.tracker.handle)
             link.add_resync_listener(self.tracker)
@@ -73,7 +73,7 @@ class HotlineService(service.Service):
     # --- lifecycle ----------------------------------------------------------------------------
     def startService(self):
         super().startService()
-        self.ready = self.restore()
+        self._track_start(defer.maybeDeferred(self.restore))
 
     @defer.inlineCallbacks
     def restore(self):

@@ -31,7 +31,6 @@ calls that began meanwhile are opened.
 """
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterable
@@ -126,7 +125,7 @@ class HotlineTracker:
 
     def __init__(self, on_change: Callable[[HotlineCall, tuple], None] | None = None, *,
                  lines: Iterable[str] = DEFAULT_LINES, contexts: Iterable[str] = DEFAULT_CONTEXTS,
-                 variable: str = "HOTLINE", clock: Callable[[], float] | None = None,
+                 variable: str = "HOTLINE", clock: Callable[[], float],
                  remember_finished: int = 10000):
         self.on_change = on_change or (lambda call, kinds: None)
         self.lines = frozenset(lines)
@@ -134,7 +133,7 @@ class HotlineTracker:
         self.variable = variable
         self._var_prefix = variable + "="
         self._var_names = frozenset({variable, "_" + variable, "__" + variable})
-        self.clock = clock or time.time
+        self.clock = clock       # injected (reactor.seconds): for events without a Timestamp
         self.calls: dict[str, HotlineCall] = {}           # Linkedid -> live call
         self.chans: dict[str, tuple] = {}                 # Uniqueid -> (born, Linkedid, Channel)
         self.bridges: dict[str, dict[str, str]] = {}      # BridgeUniqueid -> {Uniqueid: Channel}

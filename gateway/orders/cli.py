@@ -16,6 +16,8 @@ from sqlalchemy import func, insert, select, update
 
 from gateway.escalation.config import EscalationConfig
 from gateway.escalation.deadlines import RULES, local_hhmm
+from gateway.mode import DRILL_PREFIX
+from gateway.orders.closing import close_order_tx
 from gateway.orders.order import KINDS, OrderRequest, Target
 from gateway.orders.store import NoTeams, create_order_tx
 from gateway.orders.summary import load_summary_tx, render
@@ -41,8 +43,14 @@ def add_order_commands(subparsers, common=None) -> None:
     s.add_argument("--rule", required=True, choices=RULES,
                    help="same_township: arrive in 20/30 min (day/night); leaving_city: assembled in 15/25 min")
     s.add_argument("--voice", action="store_true", help="also call commander and deputy (keypad answer)")
+    s.add_argument("--major", action="store_true",
+                   help="a major incident (重大突出事件): teams on scene report the situation every "
+                        "orders.major_report_minutes; the leaders are informed")
     s.add_argument("--onscene-name", help="name of the on-scene commander, added to the role")
     s.add_argument("--idempotency-key", help="the same key never sends twice")
+    s.add_argument("--drill", action="store_true",
+                   help="an assembly drill on the real phones: every message starts with 【演练】, "
+                        "its figures are kept apart from real incidents")
     s.add_argument("--by", default=None, help="who sends it (default: login name)")
     s.set_defaults(func=cmd_send)
 
@@ -67,7 +75,8 @@ def _cfg(args) -> EscalationConfig:
 
 def _db(args):
     from gateway.storage import Database
-    return Database(None, args.database_url)      # run_sync only: no reactor, no thread pool
+    # run_sync only: no reactor, no thread pool; in drill mode every event it records says so
+    return Database(None, args.database_url, drill=bool(getattr(getattr(args, "config", None), "drill", False)))
 
 
 def _actor(args) -> str:
@@ -79,7 +88,8 @@ def cmd_send(args) -> int:
     try:
         req = OrderRequest(args.incident, args.kind, args.text, Target.parse(args.target), args.rule,
                            voice=args.voice, created_by=_actor(args), idempotency_key=args.idempotency_key,
-                           onscene_name=args.onscene_name)
+                           onscene_name=args.onscene_name, major=args.major,
+                           drill=args.drill or bool(getattr(args.config, "drill", False)))
     except ValueError as e:
         print(f"order not sent: {e}", file=sys.stderr)
         return 2
@@ -92,8 +102,9 @@ def cmd_send(args) -> int:
     finally:
         db.engine.dispose()
     word = "already sent (same idempotency key)" if created.existing else "committed"
-    print(f"order {created.code} {word}: {len(created.team_ids)} teams; on-scene commander: "
-          f"{req.onscene_commander()}")
+    word = f"{DRILL_PREFIX}{word} as a DRILL" if req.drill else word
+    print(f"{'major ' if req.major else ''}order {created.code} {word}: {len(created.team_ids)} teams; "
+          f"on-scene commander: {req.onscene_commander()}")
     print(f"the running gateway sends it and chases silence; follow it with: yihu order show {created.code}")
     return 0
 
@@ -114,7 +125,7 @@ def cmd_show(args) -> int:
 
 def _list_tx(conn, all_):
     q = select(orders.c.id, orders.c.code, orders.c.incident_ref, orders.c.kind, orders.c.rule, orders.c.state,
-               orders.c.created_at).order_by(orders.c.created_at.desc()).limit(50)
+               orders.c.created_at, orders.c.drill).order_by(orders.c.created_at.desc()).limit(50)
     if not all_:
         q = q.where(orders.c.state == "open")
     rows = conn.execute(q).all()
@@ -136,37 +147,31 @@ def cmd_list(args) -> int:
         db.engine.dispose()
     if not rows:
         print("no open orders")
-    for r in rows:
-        c = counts.get(r.id, {})
-        print(f"{r.code}  {local_hhmm(utc(r.created_at), cfg)}  {r.state:<6} {r.kind:<9} {r.rule:<13} "
-              f"{r.incident_ref:<16} " + " ".join(f"{STATE_WORD.get(k, k)}{v}" for k, v in sorted(c.items())))
+    # Real incidents first, drills after and marked: their figures are never mixed.
+    for drill in (False, True):
+        shown = [r for r in rows if bool(r.drill) == drill]
+        if drill and shown:
+            print(f"{DRILL_PREFIX} drills ({len(shown)}), not real incidents:")
+        for r in shown:
+            c = counts.get(r.id, {})
+            print(f"{DRILL_PREFIX if drill else ''}{r.code}  {local_hhmm(utc(r.created_at), cfg)}  {r.state:<6} "
+                  f"{r.kind:<9} {r.rule:<13} {r.incident_ref:<16} "
+                  + " ".join(f"{STATE_WORD.get(k, k)}{v}" for k, v in sorted(c.items())))
     return 0
-
-
-def close_order_tx(conn, code: str, actor: str, now: datetime):
-    oid = conn.execute(select(orders.c.id).where(orders.c.code == code, orders.c.state == "open")).scalar()
-    if oid is None:
-        return None
-    conn.execute(update(orders).where(orders.c.id == oid).values(state="closed", closed_at=now))
-    ots = select(order_teams.c.id).where(order_teams.c.order_id == oid)
-    n = conn.execute(update(escalation_steps).where(escalation_steps.c.order_team_id.in_(ots),
-                                                    escalation_steps.c.state == "pending")
-                     .values(state="cancelled", fired_at=now, reason=f"order closed by {actor}")).rowcount
-    conn.execute(insert(audit_log).values(at=now, actor=actor, action="order.closed", subject=f"order {code}",
-                                          detail={"order_id": oid, "steps_cancelled": n}))
-    return n
 
 
 def cmd_close(args) -> int:
     db = _db(args)
     try:
-        n = db.run_sync(close_order_tx, args.code, _actor(args), datetime.now(timezone.utc))
+        c = db.run_sync(close_order_tx, args.code, _actor(args), datetime.now(timezone.utc))
     finally:
         db.engine.dispose()
-    if n is None:
+    if c is None:
         print(f"no open order {args.code}", file=sys.stderr)
         return 1
-    print(f"order {args.code} closed; {n} pending escalation steps cancelled")
+    print(f"order {args.code} closed; cancelled: {c.escalation_steps_cancelled} pending escalation steps, "
+          f"{c.sms_segments_cancelled} SMS segments not yet submitted, {c.call_attempts_cancelled} call "
+          f"attempts not yet placed, {c.deliveries_cancelled} deliveries not yet handed on")
     return 0
 
 

@@ -1,6 +1,10 @@
 """The directory questions the order domain asks (tables filled by the directory importer).
 
 All functions take a SQLAlchemy Connection: they run inside a Database.run unit of work.
+
+The roster decides who is called: a team or member the last import left out (inactive) is never
+targeted, reminded or escalated to, and a reply from its old phone is a stranger's.  The import
+releases those phones too; the `active` filters here hold even for rows written before it did.
 """
 from __future__ import annotations
 
@@ -46,7 +50,7 @@ def member_by_phone(conn, phone: str) -> Member | None:
                teams.c.code, teams.c.name)
         .join(member_phones, member_phones.c.member_id == members.c.id)
         .join(teams, teams.c.id == members.c.team_id)
-        .where(member_phones.c.e164 == phone)).first()
+        .where(member_phones.c.e164 == phone, members.c.active.is_(True), teams.c.active.is_(True))).first()
     return Member(*row) if row else None
 
 
@@ -58,7 +62,9 @@ def team_commanders(conn, team_ids) -> dict[int, list[Member]]:
     rows = conn.execute(
         select(members.c.id, members.c.team_id, members.c.name, members.c.role, member_phones.c.e164)
         .join(member_phones, member_phones.c.member_id == members.c.id)
-        .where(members.c.team_id.in_(list(out)), members.c.role.in_(COMMAND_ROLES))
+        .join(teams, teams.c.id == members.c.team_id)
+        .where(members.c.team_id.in_(list(out)), members.c.role.in_(COMMAND_ROLES),
+               members.c.active.is_(True), teams.c.active.is_(True))
         .order_by(members.c.team_id, members.c.role, members.c.id, member_phones.c.rank,
                   member_phones.c.id)).all()
     for r in rows:      # "commander" sorts before "deputy"
@@ -76,7 +82,8 @@ def _team(r) -> Team:
 
 def teams_by_target(conn, how: str, values: tuple[str, ...] = ()) -> list[Team]:
     """how: all / kind (public, professional, expert) / township / teams (team codes)."""
-    q = select(teams.c.id, teams.c.code, teams.c.name, teams.c.kind, teams.c.township).order_by(teams.c.code)
+    q = (select(teams.c.id, teams.c.code, teams.c.name, teams.c.kind, teams.c.township, teams.c.active)
+         .order_by(teams.c.code))
     if how == "all":
         pass
     elif how == "kind":
@@ -87,12 +94,15 @@ def teams_by_target(conn, how: str, values: tuple[str, ...] = ()) -> list[Team]:
         q = q.where(teams.c.code.in_(values))
     else:
         raise ValueError(f"unknown target {how!r}")
-    found = [_team(r) for r in conn.execute(q)]
+    rows = conn.execute(q).all()
     if how == "teams":
-        missing = set(values) - {t.code for t in found}
+        missing = set(values) - {r.code for r in rows}
         if missing:
             raise LookupError(f"no such team: {', '.join(sorted(missing))}")
-    return found
+        removed = sorted(r.code for r in rows if not r.active)
+        if removed:
+            raise LookupError(f"team {', '.join(removed)} is no longer on the roster (inactive)")
+    return [_team(r) for r in rows if r.active]
 
 
 def teams_by_id(conn, ids) -> dict[int, Team]:

@@ -1,8 +1,12 @@
 """Hands committed deliveries to the SMS outbox and the order caller (the outbox pattern).
 
-Order creation only writes deliveries as `queued`; this hands them on and marks them.  An order
-committed by another process (the CLI) or left half-sent by a crash is picked up by the sweep,
-so nothing committed is ever silently not sent.
+Order creation only writes deliveries as `queued`; this writes, in ONE transaction per sweep,
+each delivery's new state together with what it causes (the SMS message and its segments, or
+the first call attempt), then lets the bank and the caller act on the committed rows.  An SMS
+delivery stays `queued` (handed: `handed_at`) until a modem accepted its first segment (then
+`sent`, written by the SMS store).  An order committed by another process (the CLI) is picked up
+by the sweep; after a crash the bank and the caller resume from the rows, so nothing is sent
+twice or silently not sent.
 """
 from __future__ import annotations
 
@@ -21,7 +25,6 @@ class FanOut:
         self.db, self.clock, self.outbox, self.caller, self.cfg = db, clock, outbox, caller, cfg
         self._lock = defer.DeferredLock()      # one claim at a time: no delivery handed twice
         self._loop: task.LoopingCall | None = None
-        self._calls: set[defer.Deferred] = set()
 
     @defer.inlineCallbacks
     def start(self):
@@ -51,42 +54,16 @@ class FanOut:
     def _send(self, order_id):
         if order_id is None:       # the periodic sweep: also take in the network's delivery reports
             yield self.db.run(store.delivered_by_sms_tx, now(self.clock))
-        handoffs = yield self.db.run(store.claim_queued_deliveries_tx, order_id, now(self.clock), self.cfg)
-        results = yield defer.DeferredList([self._hand(h) for h in handoffs], consumeErrors=True)
-        return sum(1 for ok, _ in results if ok)
-
-    @defer.inlineCallbacks
-    def _hand(self, h: store.Handoff):
-        if h.channel == "sms":
-            try:
-                msg_id = yield self.outbox.enqueue(h.phone, h.text, purpose="order", order_id=h.order_id,
-                                                   delivery_id=h.delivery_id)
-            except Exception as e:   # noqa: BLE001 - the outbox failing must not lose the delivery
-                log.error("order {code}: SMS to {phone} not queued ({e}); will retry", code=h.order_code,
-                          phone=h.phone, e=e)
-                yield self.db.run(store.mark_delivery_tx, h.delivery_id, "queued", now(self.clock), f"retry: {e}")
-                raise
-            yield self.db.run(store.mark_delivery_tx, h.delivery_id, "sent", now(self.clock), f"sms {msg_id}")
-        else:
-            d = defer.maybeDeferred(self.caller.call_order, h.order_code, h.phone, order_id=h.order_id,
-                                    team_id=h.team_id, member_id=h.member_id, purpose="order",
-                                    delivery_id=h.delivery_id)
-            yield self.db.run(store.mark_delivery_tx, h.delivery_id, "calling", now(self.clock))
-            self._track(d, h.delivery_id, h.order_code, h.phone)
-
-    def _track(self, d, delivery_id, code, phone):
-        """The call's outcome arrives later (answered / busy / no_answer / failed): record it."""
-        def done(outcome):
-            return self.db.run(store.record_call_outcome_tx, delivery_id, str(outcome), now(self.clock))
-
-        def failed(f):
-            log.error("order {code}: call to {phone} failed: {f}", code=code, phone=phone, f=f.getErrorMessage())
-            return self.db.run(store.record_call_outcome_tx, delivery_id, "failed", now(self.clock))
-        d.addCallbacks(done, failed)
-        d.addErrback(lambda f: log.failure("order {code}: recording call outcome", f, code=code))
-        self._calls.add(d)
-        d.addBoth(lambda r: (self._calls.discard(d), r)[1])
+        handed = yield self.db.run(store.hand_deliveries_tx, order_id, now(self.clock), self.cfg,
+                                   self.outbox.stage_tx, self.caller.stage_tx)
+        # Committed: the bank and the caller act on the rows (after a crash, they load them).
+        self.outbox.adopt(handed.messages)
+        if handed.calls:
+            self.caller.place_due()
+        if handed.refused:
+            log.error("fan-out: {n} order SMS refused (text the network cannot carry)", n=handed.refused)
+        return len(handed.messages) + handed.calls
 
     def settle(self):
-        """For tests: wait for outcomes of calls in flight."""
-        return defer.DeferredList(list(self._calls))
+        """For tests: wait for the order caller's writes in flight."""
+        return defer.maybeDeferred(getattr(self.caller, "settle", lambda: None))

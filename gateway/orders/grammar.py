@@ -25,6 +25,8 @@ ASSEMBLED = "assembled"
 ARRIVED = "arrived"
 FINISHED = "finished"
 DECLINED = "declined"
+# A situation report (现场动态) on a major order: kept on the order's timeline, never a state.
+SITUATION = "situation"
 
 CODE_LENGTH = 4
 
@@ -34,7 +36,7 @@ STATUS_DIGIT = {v: k for k, v in DIGIT_STATUS.items()}
 
 # Chinese names used in confirmations (已记录 0427 到达 10:32).
 STATUS_WORD = {RECEIVED: "收到", ASSEMBLED: "集结完毕", ARRIVED: "到达", FINISHED: "处置完毕",
-               DECLINED: "无法执行"}
+               DECLINED: "无法执行", SITUATION: "现场动态"}
 
 _WORDS = {
     RECEIVED: ["已收到", "收到了", "收到", "已收", "收悉", "明白", "知道了", "知道", "了解", "好的", "好",
@@ -46,6 +48,8 @@ _WORDS = {
                "处置完", "处理完", "已处置", "已处理",
                "已完成", "完成", "完毕", "已结束", "结束", "已办结", "办结"],
     DECLINED: ["无法前往", "无法出动", "无法到达", "无法执行", "不能前往", "不能出动", "拒绝"],
+    # The markers people put before a running report: the rest of the text is the report.
+    SITUATION: ["现场动态", "现场情况", "现场进展", "最新进展", "最新情况", "续报", "动态", "进展", "情况报告"],
 }
 # 已 + the word + a completion suffix (已处置完毕, 已集结完成) is one word: the suffix is never a report.
 _WORDS[FINISHED] += ["已" + w + suf for w in ("处置", "处理") for suf in ("完毕", "完成", "结束")]

@@ -50,6 +50,8 @@ class OrderRequest:
     created_by: str = "system"
     idempotency_key: str | None = None
     onscene_name: str | None = None       # e.g. the deputy county head's name, added to the role
+    major: bool = False                   # 重大突出事件: situation reports on a cadence, leaders informed
+    drill: bool = False                   # an assembly drill on the real phones: 【演练】, counted apart
 
     def __post_init__(self):
         if self.kind not in KINDS:

@@ -5,7 +5,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, exists, func, insert, or_, select, update
 
 from gateway.escalation.config import EscalationConfig
 from gateway.eventlog import record_event
@@ -13,14 +13,24 @@ from gateway.escalation.deadlines import plan_steps, response_minutes
 from gateway.orders import directory_queries as dq
 from gateway.orders import team_state as ts
 from gateway.orders.codes import choose_code
+from gateway.mode import drill_text
 from gateway.orders.messages import order_sms
 from gateway.orders.order import CreatedOrder, OrderRequest
 from gateway.orders.times import utc
-from gateway.storage.schema import audit_log, deliveries, escalation_steps, order_teams, orders, sms_messages
+from gateway.storage.schema import (audit_log, deliveries, escalation_steps, members, order_teams, orders,
+                                     sms_messages, teams)
 
 
 class NoTeams(LookupError):
     pass
+
+
+class NoCommander(LookupError):
+    """Named teams have no active commander on the roster: the order would reach nobody in charge."""
+
+    def __init__(self, teams: list[str]):
+        self.teams = teams
+        super().__init__(f"team {', '.join(teams)} has no active commander on the roster; order not sent")
 
 
 def create_order_tx(conn, req: OrderRequest, now: datetime, cfg: EscalationConfig,
@@ -33,12 +43,15 @@ def create_order_tx(conn, req: OrderRequest, now: datetime, cfg: EscalationConfi
     found = dq.teams_by_target(conn, req.target.how, req.target.values)
     if not found:
         raise NoTeams(f"no team matches {req.target.describe()}")
+    contacts = dq.team_commanders(conn, [t.id for t in found])
+    leaderless = [t.code for t in found if dq.first_phone(contacts[t.id], "commander") is None]
+    if leaderless:
+        raise NoCommander(leaderless)
     code = choose_code(conn, rng)
     order_id = conn.execute(insert(orders).values(
         code=code, incident_ref=req.incident_ref, kind=req.kind, onscene_commander=req.onscene_commander(),
-        text=req.text, rule=req.rule, voice=req.voice, state="open", created_at=now,
+        text=req.text, rule=req.rule, voice=req.voice, major=req.major, drill=req.drill, state="open", created_at=now,
         created_by=req.created_by, idempotency_key=req.idempotency_key)).inserted_primary_key[0]
-    contacts = dq.team_commanders(conn, [t.id for t in found])
     plan = plan_steps(req.rule, now, cfg)
     timers, step_rows, delivery_rows = [], [], []
     for team in found:
@@ -70,11 +83,12 @@ def create_order_tx(conn, req: OrderRequest, now: datetime, cfg: EscalationConfi
     conn.execute(insert(audit_log).values(
         at=now, actor=req.created_by, action="order.created", subject=f"order {code}",
         detail={"order_id": order_id, "incident_ref": req.incident_ref, "kind": req.kind, "rule": req.rule,
-                "target": req.target.describe(), "teams": [t.code for t in found], "voice": req.voice}))
+                "target": req.target.describe(), "teams": [t.code for t in found], "voice": req.voice,
+                "major": req.major, "drill": req.drill}))
     record_event(conn, "order.created", {"order_code": code, "order_id": order_id, "incident_ref": req.incident_ref,
                                          "kind": req.kind, "rule": req.rule,
                                          "onscene_commander": req.onscene_commander(), "teams": len(found),
-                                         "voice": req.voice}, now)
+                                         "voice": req.voice, "major": req.major, "drill": req.drill}, now)
     return CreatedOrder(order_id, code, now.timestamp(), tuple(t.id for t in found), tuple(timers))
 
 
@@ -85,49 +99,78 @@ def existing_order_tx(conn, order_id: int) -> CreatedOrder:
     return CreatedOrder(order_id, row.code, utc(row.created_at).timestamp(), tuple(tids), existing=True)
 
 
-@dataclass(frozen=True)
-class Handoff:
-    """A delivery claimed for handing to the SMS outbox or the order caller."""
-    delivery_id: int
-    order_id: int
-    order_code: str
-    team_id: int
-    member_id: int | None
-    phone: str
-    channel: str
-    text: str
-
-
-def claim_queued_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: EscalationConfig,
-                               limit: int = 2000) -> list[Handoff]:
+def _queued_deliveries(conn, order_id: int | None, limit: int):
     q = (select(deliveries.c.id, deliveries.c.order_id, deliveries.c.team_id, deliveries.c.member_id,
                 deliveries.c.phone, deliveries.c.channel, orders.c.code, orders.c.incident_ref, orders.c.text,
-                orders.c.onscene_commander, orders.c.rule, orders.c.created_at)
+                orders.c.onscene_commander, orders.c.rule, orders.c.created_at, orders.c.major,
+                orders.c.drill)
          .join(orders, orders.c.id == deliveries.c.order_id)
-         .where(or_(and_(deliveries.c.channel == "sms", deliveries.c.state == "queued"),
+         .where(or_(and_(deliveries.c.channel == "sms", deliveries.c.state == "queued",
+                         # queued but already in the outbox (waiting for a modem): never twice,
+                         # nor after a crash between the outbox's commit and ours
+                         deliveries.c.handed_at.is_(None),
+                         ~exists().where(sms_messages.c.delivery_id == deliveries.c.id)),
                     and_(deliveries.c.channel == "voice", deliveries.c.state == "requested")),
                 orders.c.state == "open")
          .order_by(deliveries.c.id).limit(limit))
     if order_id is not None:
         q = q.where(deliveries.c.order_id == order_id)
-    rows = conn.execute(q).all()
+    return conn.execute(q).all()
+
+
+def _drop_removed_members(conn, rows, now: datetime):
+    """Removed from the roster since the order was created: not sent, marked failed (the roster
+    decides who is called)."""
     if not rows:
-        return []
-    conn.execute(update(deliveries).where(deliveries.c.id.in_([r.id for r in rows]))
-                 .values(state="handing", attempts=deliveries.c.attempts + 1, updated_at=now))
-    out = []
-    for r in rows:
-        minutes = response_minutes(r.rule, utc(r.created_at), cfg)
-        text = order_sms(r.code, r.incident_ref, r.text, r.onscene_commander or "", r.rule, minutes)
-        out.append(Handoff(r.id, r.order_id, r.code, r.team_id, r.member_id, r.phone, r.channel, text))
+        return rows
+    removed = {r.id for r in rows if r.member_id is not None} and set(conn.execute(
+        select(deliveries.c.id).join(members, members.c.id == deliveries.c.member_id)
+        .join(teams, teams.c.id == members.c.team_id)
+        .where(deliveries.c.id.in_([r.id for r in rows]),
+               or_(members.c.active.is_(False), teams.c.active.is_(False)))).scalars())
+    if removed:
+        conn.execute(update(deliveries).where(deliveries.c.id.in_(removed))
+                     .values(state="failed", detail="not sent: removed from the roster", updated_at=now))
+    return [r for r in rows if r.id not in removed]
+
+
+@dataclass
+class Handed:
+    messages: list          # records for the outbox's adopt()
+    calls: int
+    refused: int
+
+
+def hand_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: EscalationConfig, stage_sms, stage_call,
+                       limit: int = 2000) -> Handed:
+    """The transactional outbox of an order: each queued delivery changes state in the SAME
+    transaction that writes what it causes: the SMS message with its segments (the delivery
+    stays `queued`, handed_at set, until a modem accepts it) or the first call attempt (delivery
+    `calling`).  A crash leaves either both or neither."""
+    out = Handed([], 0, 0)
+    for r in _drop_removed_members(conn, _queued_deliveries(conn, order_id, limit), now):
+        values = dict(attempts=deliveries.c.attempts + 1, updated_at=now)
+        if r.channel == "sms":
+            minutes = response_minutes(r.rule, utc(r.created_at), cfg)
+            text = drill_text(order_sms(r.code, r.incident_ref, r.text, r.onscene_commander or "", r.rule, minutes,
+                                        cfg.major_report_minutes if r.major else 0), r.drill)
+            try:
+                rec = stage_sms(conn, now, r.phone, text, purpose="order", order_id=r.order_id, delivery_id=r.id)
+            except ValueError as e:        # text the network cannot carry: refused, said, not retried
+                values.update(state="failed", detail=f"SMS refused: {e}")
+                out.refused += 1
+            else:
+                out.messages.append(rec)
+                # Still `queued`: in the outbox, not yet accepted by a modem.  The SMS store marks
+                # it `sent` in the transaction that records the modem's +CMGS for its first segment.
+                values.update(handed_at=now, detail=f"sms {rec['id']} in the outbox")
+        else:
+            stage_call(conn, now, order_id=r.order_id, team_id=r.team_id, member_id=r.member_id, phone=r.phone,
+                       purpose="order", delivery_id=r.id)
+            values.update(state="calling", detail="")
+            out.calls += 1
+        conn.execute(update(deliveries).where(deliveries.c.id == r.id).values(**values))
     return out
-
-
-def mark_delivery_tx(conn, delivery_id: int, state: str, now: datetime, detail: str | None = None) -> None:
-    values = dict(state=state, updated_at=now)
-    if detail is not None:
-        values["detail"] = detail
-    conn.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
 
 
 def delivered_by_sms_tx(conn, now: datetime) -> int:
@@ -148,7 +191,8 @@ def delivered_by_sms_tx(conn, now: datetime) -> int:
 
 
 def requeue_handing_tx(conn, now: datetime) -> int:
-    """After a restart nothing is in flight: hand again what was being handed (at least once)."""
+    """Rows left `handing` by a gateway of the two-transaction hand-off (before call_attempts):
+    handed again once, at the upgrade.  The hand-off is one transaction now: nothing is `handing`."""
     n = conn.execute(update(deliveries).where(deliveries.c.state == "handing", deliveries.c.channel == "sms")
                      .values(state="queued", updated_at=now)).rowcount
     return n + conn.execute(update(deliveries).where(deliveries.c.state == "handing", deliveries.c.channel == "voice")
@@ -158,7 +202,7 @@ def requeue_handing_tx(conn, now: datetime) -> int:
 def open_order_teams_for_team(conn, team_id: int, code: str | None = None, limit: int | None = None) -> list:
     """(order_team id, order_id, order code, rule) of the team's open orders, newest first; with
     `code`, only that order.  Indexed lookups: a team may have hundreds of open orders."""
-    q = (select(order_teams.c.id, order_teams.c.order_id, orders.c.code, orders.c.rule)
+    q = (select(order_teams.c.id, order_teams.c.order_id, orders.c.code, orders.c.rule, orders.c.major)
          .join(orders, orders.c.id == order_teams.c.order_id)
          .where(and_(order_teams.c.team_id == team_id, orders.c.state == "open"))
          .order_by(orders.c.created_at.desc(), orders.c.id.desc()))
@@ -172,14 +216,14 @@ def open_order_teams_for_team(conn, team_id: int, code: str | None = None, limit
 # --- the per-team state, loaded and saved -----------------------------------------------------
 
 _STATE_FIELDS = ("state", "delivered_at", "received_at", "assembled_at", "arrived_at", "finished_at",
-                 "answered_by", "reason", "report")
+                 "answered_by", "reason", "report", "form_complete")
 
 
 def team_state_from_row(row, rule: str) -> ts.TeamOrderState:
     return ts.TeamOrderState(
         rule=rule, state=row.state, delivered_at=utc(row.delivered_at), received_at=utc(row.received_at),
         assembled_at=utc(row.assembled_at), arrived_at=utc(row.arrived_at), finished_at=utc(row.finished_at),
-        answered_by=row.answered_by, reason=row.reason, report=row.report)
+        answered_by=row.answered_by, reason=row.reason, report=row.report, form_complete=bool(row.form_complete))
 
 
 def load_team_state(conn, order_team_id: int):
@@ -246,10 +290,14 @@ def next_due_tx(conn, order_team_id: int) -> datetime | None:
                                    escalation_steps.c.state == "pending")).scalar())
 
 
-def record_call_outcome_tx(conn, delivery_id: int, outcome: str, now: datetime) -> None:
+def record_call_outcome_tx(conn, delivery_id: int, outcome: str, now: datetime, keep_no_answer: bool = False) -> None:
     """The order call ended (the order caller recorded each attempt on this same row); answered
-    means the team has the order (delivered)."""
-    conn.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(state=outcome, updated_at=now))
+    means the team has the order (delivered).  keep_no_answer: the order flow's no_answer
+    (answered, no key pressed) stays."""
+    q = update(deliveries).where(deliveries.c.id == delivery_id)
+    if keep_no_answer:
+        q = q.where(deliveries.c.state != "no_answer")
+    conn.execute(q.values(state=outcome, updated_at=now))
     if outcome != "answered":
         return
     d = conn.execute(select(deliveries.c.order_id, deliveries.c.team_id).where(deliveries.c.id == delivery_id)).first()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from gateway.escalation.deadlines import ARRIVAL, ASSEMBLY, LEAVING_CITY, RECEIPT, REPORT
+from gateway.escalation.deadlines import ARRIVAL, ASSEMBLY, LEAVING_CITY, RECEIPT, REPORT, SITUATION
 
 SENT, DELIVERED, RECEIVED, ASSEMBLED, ARRIVED, FINISHED = \
     "sent", "delivered", "received", "assembled", "arrived", "finished"
@@ -18,7 +18,8 @@ DECLINED, UNREACHABLE = "declined", "unreachable"
 PROGRESS = [SENT, DELIVERED, RECEIVED, ASSEMBLED, ARRIVED, FINISHED]
 RANK = {s: i for i, s in enumerate(PROGRESS)}
 STATE_WORD = {SENT: "已发送", DELIVERED: "已送达", RECEIVED: "已收到", ASSEMBLED: "集结完毕",
-              ARRIVED: "已到达", FINISHED: "处置完毕", DECLINED: "无法执行", UNREACHABLE: "联系不上"}
+              ARRIVED: "已到达", FINISHED: "处置完毕", DECLINED: "无法执行", UNREACHABLE: "联系不上",
+              "queued": "待发送"}       # shown while the order SMS waits for a modem (summary.QUEUED)
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,8 @@ class TeamOrderState:
     finished_at: datetime | None = None
     answered_by: int | None = None
     reason: str | None = None       # why declined / unreachable
-    report: str | None = None       # the finishing report: follow-up, responsible person and unit
+    report: str | None = None       # the finishing report as written
+    form_complete: bool = False     # the formal feedback form has every required field
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ def on_unreachable(s: TeamOrderState, reason: str) -> TeamOrderState:
 def satisfied_stages(s: TeamOrderState) -> set[str]:
     """The stages whose escalation must stop: the team has said what that stage waits for."""
     if s.state == DECLINED:
-        return {RECEIPT, ASSEMBLY, ARRIVAL, REPORT}   # the dispatcher must act, not the ladder
+        return {RECEIPT, ASSEMBLY, ARRIVAL, REPORT, SITUATION}   # the dispatcher must act, not the ladder
     done = set()
     if s.received_at or s.assembled_at or s.arrived_at or s.finished_at:
         done.add(RECEIPT)
@@ -96,6 +98,8 @@ def satisfied_stages(s: TeamOrderState) -> set[str]:
         done.add(ASSEMBLY)
     if s.arrived_at or s.finished_at:
         done.add(ARRIVAL)
-    if s.finished_at and s.report:
-        done.add(REPORT)
+    if s.finished_at:
+        done.add(SITUATION)         # finished: no more situation reports owed
+        if s.form_complete:
+            done.add(REPORT)        # the 24 h report deadline is met only by a complete form
     return done

@@ -7,7 +7,7 @@ from datetime import timezone
 
 from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Column, DateTime, Float,
                         ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
-                        TypeDecorator, UniqueConstraint)
+                        TypeDecorator, UniqueConstraint, false)
 
 # Stable constraint names so that migrations work the same on SQLite and PostgreSQL.
 metadata = MetaData(naming_convention={
@@ -141,11 +141,13 @@ orders = Table(
     Column("text", Text, nullable=False),
     Column("rule", String(24), nullable=False),                   # same_township / leaving_city
     Column("voice", Boolean, nullable=False, default=False),
+    Column("drill", Boolean, nullable=False, default=False, server_default=false()),  # 【演练】, counted apart
     Column("state", String(16), nullable=False, default="open"),  # open / closed / cancelled
     Column("created_at", TS, nullable=False),
     Column("created_by", String(100)),
     Column("closed_at", TS),
     Column("idempotency_key", String(100), unique=True),
+    Column("major", Boolean, nullable=False, default=False, server_default="0"),  # 重大突出事件: situation reports, leaders
 )
 
 order_teams = Table(
@@ -164,6 +166,7 @@ order_teams = Table(
     Column("answered_by", ID, ForeignKey("members.id")),
     Column("reason", Text),
     Column("report", Text),
+    Column("form_complete", Boolean, nullable=False, default=False, server_default="0"),  # the formal feedback form
     UniqueConstraint("order_id", "team_id", name="uq_order_teams_order_team"),
 )
 
@@ -179,9 +182,35 @@ deliveries = Table(
                                                       # (+ requested/handing: an order call not yet handed on)
     Column("attempts", Integer, nullable=False, default=0),
     Column("detail", Text),
+    Column("handed_at", TS),                          # given to the SMS outbox (still queued until a modem took it)
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
     Index("ix_deliveries_state", "state"),           # the fan-out's sweep for rows not yet handed on
+)
+
+# An order call's attempts, one row each (the call's outbox): committed `due` with the state change
+# that asks for the call, `placing` (with the channel id the gateway chose) before the Originate
+# goes out, then `ringing` and the outcome.  A restart resumes from these rows alone.
+call_attempts = Table(
+    "call_attempts", metadata,
+    Column("id", ID, primary_key=True),
+    Column("order_id", ID, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("team_id", ID, ForeignKey("teams.id"), nullable=False),
+    Column("member_id", ID, ForeignKey("members.id")),
+    Column("delivery_id", ID, ForeignKey("deliveries.id")),          # the order's voice delivery
+    Column("step_id", ID, ForeignKey("escalation_steps.id")),        # the escalation step that asked
+    Column("purpose", String(16), nullable=False),    # order / escalation / supervisor
+    Column("phone", String(20), nullable=False),
+    Column("attempt", Integer, nullable=False),       # 1-based within its chain
+    Column("state", String(16), nullable=False),      # due placing ringing answered busy no_answer failed
+                                                      # unknown cancelled
+    Column("due_at", TS, nullable=False),
+    Column("channel_id", String(80), unique=True),    # Originate ChannelId, chosen before placing
+    Column("placed_at", TS),
+    Column("ended_at", TS),
+    Column("detail", Text),
+    Column("updated_at", TS, nullable=False),
+    Index("ix_call_attempts_state_due", "state", "due_at"),
 )
 
 # --- SMS --------------------------------------------------------------------------------------
@@ -284,6 +313,26 @@ audit_log = Table(
     Column("detail", JSON),
 )
 
+# The hotline's alerts to the duty supervisor (gateway/hotline/alerts.py): callers waiting past
+# the overflow threshold, or no call-taker logged in.  One row per episode, from raised to cleared.
+hotline_alerts = Table(
+    "hotline_alerts", metadata,
+    Column("id", ID, primary_key=True),
+    Column("kind", String(16), nullable=False),            # overflow / no_calltaker
+    Column("line", String(8)),                             # of the call that raised it
+    Column("call_id", String(64)),                         # its Asterisk Linkedid
+    Column("state", String(16), nullable=False),           # raised / notified / cleared
+    Column("raised_at", TS, nullable=False),
+    Column("notify_at", TS, nullable=False),               # when the supervisor is told if still on
+    Column("notified_at", TS),
+    Column("cleared_at", TS),
+    Column("supervisor", String(100)),
+    Column("supervisor_phone", String(20)),
+    Column("sms_message_id", ID),
+    Column("detail", Text),
+    Index("ix_hotline_alerts_state", "state", "notify_at"),
+)
+
 # One row per order-call token the order flow accepted (ivr/tokens.py): committed before the
 # call goes on, so the same token is refused the second time, also after a restart.
 call_tokens_used = Table(
@@ -324,6 +373,88 @@ api_idempotency = Table(
     UniqueConstraint("key_name", "idem_key", name="uq_api_idempotency_key"),
     Index("ix_api_idempotency_created_at", "created_at"),
 )
+
+
+# --- major incidents, leaders, the formal feedback form (issue 16) ---------------------------
+
+# The command structure the center informs (总指挥, 副总指挥, 办公室主任, 县领导): not a team.
+leaders = Table(
+    "leaders", metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),    # matched by name on re-import
+    Column("role", String(24), nullable=False),
+    Column("title", String(200)),                                # e.g. 县委书记, 分管副县长
+    Column("e164", String(20)),                                  # null once inactive (phone released)
+    Column("active", Boolean, nullable=False, default=True),
+    Column("created_at", TS, nullable=False),
+    CheckConstraint("role in ('commander_in_chief','deputy_commander','office_director','county_leader')",
+                    name="role"),
+)
+
+# A team's situation report (现场动态) on a major order: an SMS text or a recorded spoken report.
+situation_reports = Table(
+    "situation_reports", metadata,
+    Column("id", ID, primary_key=True),
+    Column("order_id", ID, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("order_team_id", ID, ForeignKey("order_teams.id", ondelete="CASCADE"), nullable=False),
+    Column("member_id", ID, ForeignKey("members.id")),
+    Column("phone", String(40)),
+    Column("channel", String(8), nullable=False),     # sms / keypad
+    Column("text", Text),
+    Column("audio_path", String(500)),                # the recording, for keypad 5
+    Column("audio_seconds", Float),
+    Column("raw_id", ID, ForeignKey("inbound_raw.id")),
+    Column("recorded_at", TS, nullable=False),
+)
+
+# Every SMS to a leader: written in the transaction of what it reports, sent by the notifier.
+leader_notifications = Table(
+    "leader_notifications", metadata,
+    Column("id", ID, primary_key=True),
+    Column("order_id", ID, ForeignKey("orders.id", ondelete="CASCADE"), index=True),   # null: the daily digest
+    Column("leader_id", ID, ForeignKey("leaders.id"), nullable=False),
+    Column("phone", String(20), nullable=False),
+    Column("kind", String(24), nullable=False),       # created first_arrived all_arrived missed finished digest daily
+    Column("dedupe", String(100), nullable=False),    # the same news never twice to the same leader
+    Column("text", Text, nullable=False),
+    Column("state", String(16), nullable=False),      # queued / handed / failed
+    Column("created_at", TS, nullable=False),
+    Column("handed_at", TS),
+    UniqueConstraint("leader_id", "dedupe", name="uq_leader_notifications_leader_dedupe"),
+    Index("ix_leader_notifications_state", "state"),
+)
+
+# A leader's reply about an order: a note, never a team's state.
+order_notes = Table(
+    "order_notes", metadata,
+    Column("id", ID, primary_key=True),
+    Column("order_id", ID, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("leader_id", ID, ForeignKey("leaders.id")),
+    Column("author", String(100), nullable=False),
+    Column("phone", String(40)),
+    Column("text", Text, nullable=False),
+    Column("raw_id", ID, ForeignKey("inbound_raw.id")),
+    Column("at", TS, nullable=False),
+)
+
+# The formal feedback form (正式反馈单) of one team on one order, filled after "finished".
+feedback_forms = Table(
+    "feedback_forms", metadata,
+    Column("id", ID, primary_key=True),
+    Column("order_team_id", ID, ForeignKey("order_teams.id", ondelete="CASCADE"), nullable=False, unique=True),
+    Column("result", Text),                           # 处置结果
+    Column("follow_up", Boolean),                     # 需后续处置
+    Column("responsible_person", String(100)),        # 责任人
+    Column("responsible_unit", String(200)),          # 责任单位
+    Column("casualties", Text),                       # 伤亡/损失
+    Column("remarks", Text),                          # 备注
+    Column("asked_field", String(24)),                # the field the last SMS asked for
+    Column("complete", Boolean, nullable=False, default=False),
+    Column("completed_at", TS),
+    Column("updated_at", TS, nullable=False),
+    Column("updated_by", String(100)),                # sms:<phone> / api:<key name>
+)
+
 
 # --- the event log and its webhook subscribers (gateway/eventlog.py, adapters/webhooks.py) ---------
 

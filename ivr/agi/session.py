@@ -62,6 +62,17 @@ class Played:
 
 
 @dataclass(frozen=True)
+class Recorded:
+    ended: str               # dtmf / timeout / hangup / writefile / randomerror / waitfor
+    endpos: int              # samples written (8000 a second for wav, gsm, ulaw, alaw, sln)
+    digit: str | None = None
+
+    @property
+    def seconds(self) -> float:
+        return max(self.endpos, 0) / 8000.0
+
+
+@dataclass(frozen=True)
 class Collected:
     digits: str              # without the terminating '#'
     timed_out: bool
@@ -142,6 +153,23 @@ class AgiSession:
                      call_id=self.call_id, raw=r.raw)
             digits = ""
         return Collected(digits, r.data == "timeout")
+
+    async def record_file(self, path: str, fmt: str, escape: str, timeout_ms: int, *, beep: bool = True,
+                          silence_s: int = 0) -> Recorded:
+        """RECORD FILE: Asterisk records the caller into `path`.`fmt` until a key of `escape`, the
+        timeout, `silence_s` seconds of silence, or a hang-up.  Its answers (Asterisk 22):
+        `200 result=35 (dtmf) endpos=N`, `200 result=0 (timeout) endpos=N`,
+        `200 result=-1 (hangup) endpos=N`, `200 result=-1 (writefile)` (the file could not be made),
+        `200 result=-1 (randomerror) endpos=0` (the beep could not be played)."""
+        cmd = f'RECORD FILE {quote(path)} {fmt} "{_escape(escape)}" {int(timeout_ms)}'
+        if beep:
+            cmd += " BEEP"
+        if silence_s:
+            cmd += f" s={int(silence_s)}"
+        r = await self.command(cmd, self.media_timeout + max(timeout_ms, 0) / 1000.0)
+        how = r.data or ("hangup" if r.result == "-1" else "timeout")
+        digit = chr(r.result_int) if how == "dtmf" and (r.result_int or 0) > 0 else None
+        return Recorded(how, r.endpos or 0, digit)
 
     async def wait_for_digit(self, timeout_ms: int) -> str | None:
         if timeout_ms < 0:

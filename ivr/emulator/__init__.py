@@ -9,7 +9,7 @@ Drill mode and tests use it to call the gateway's FastAGI server without a PBX:
 
     result = await replay_transcript(reactor, "127.0.0.1", 4573, "order-call-press1.agi.jsonl")
 """
-from ivr.emulator.caller import HangUp, Press, ScriptedCaller, Silence  # noqa: F401
+from ivr.emulator.caller import HangUp, Press, ScriptedCaller, Silence, Speak  # noqa: F401
 from ivr.emulator.channel import EmulatedChannel  # noqa: F401
 from ivr.emulator.client import CallRecord, place_call  # noqa: F401
 from ivr.emulator.environment import agi_environment  # noqa: F401

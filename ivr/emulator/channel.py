@@ -12,10 +12,12 @@ HANGUP line and the channel still up; the caller's next move is left for the nex
 from __future__ import annotations
 
 import re
+import wave
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from ivr.emulator.caller import HangUp, Press, ScriptedCaller
-from ivr.emulator.sounds import SoundLibrary
+from ivr.emulator.caller import HangUp, Press, ScriptedCaller, Speak
+from ivr.emulator.sounds import FORMATS, SoundLibrary
 
 DEAD = "511 Command Not Permitted on a dead channel or intercept routine"
 INVALID = "510 Invalid or unknown command"
@@ -39,7 +41,10 @@ COMMANDS = {
                                          "[<ffchar>] [<rewchr>] [<pausechr>] [<offsetms>]"),
     "GET OPTION": (2, 3, False, "GET OPTION <filename> <escape_digits> [<timeout>]"),
     "EXEC": (1, 2, False, "EXEC <application> <options>"),
+    "RECORD FILE": (4, 7, False, "RECORD FILE <filename> <format> <escape_digits> <timeout> [<offset samples>] "
+                                 "[<BEEP>] [<s=silence>]"),
 }
+RECORD_RATE = 8000                 # samples a second in the 8 kHz formats Asterisk records
 _VERBS = [(v, v.split()) for v in sorted(COMMANDS, key=len, reverse=True)]
 
 
@@ -88,6 +93,7 @@ class EmulatedChannel:
     hung_up_by: str | None = None                       # "caller" / "gateway"
     sounds: SoundLibrary = field(default_factory=SoundLibrary.installed)
     unplayable: list[str] = field(default_factory=list)  # prompts asked for that do not exist
+    recordings: list = field(default_factory=list)       # (file written, samples) by RECORD FILE
 
     def handle(self, line: str) -> Reply:
         self.commands.append(line)
@@ -117,7 +123,7 @@ class EmulatedChannel:
     @staticmethod
     def _args_ok(verb, args) -> bool:
         numeric = {"GET DATA": args[1:], "WAIT FOR DIGIT": args[:1], "SAY DIGITS": args[:1],
-                   "GET OPTION": args[2:]}.get(verb, [])
+                   "GET OPTION": args[2:], "RECORD FILE": args[3:4]}.get(verb, [])
         return all(re.fullmatch(r"-?\d+", a) for a in numeric)
 
     # --- caller-independent ------------------------------------------------------------------------
@@ -237,6 +243,39 @@ class EmulatedChannel:
                          move.after)
         return Reply(["200 result= (timeout)"], getattr(move, "after", 0.0))
 
+    def _record_file(self, args):
+        """As res_agi's handle_recordfile: the beep first (an argument after the timeout that is
+        neither a sample offset nor s=N asks for it; a beep it cannot play is `randomerror`),
+        then the file (a format it has no module for, or a directory that does not exist, is
+        `writefile` with no endpos), then the caller until a key, silence, the timeout or a hang-up."""
+        path, fmt, escape, timeout = args[0], args[1], args[2], int(args[3])
+        rest = args[4:]
+        beep = (len(rest) >= 1 and not re.fullmatch(r"-?\d+", rest[0]) and "=" not in rest[0]) or \
+            (len(rest) >= 2 and "=" not in rest[1])
+        if beep and self._missing("beep"):
+            return Reply(["200 result=-1 (randomerror) endpos=0"])
+        target = Path(f"{path}.{fmt}")
+        if fmt not in FORMATS or not target.parent.is_dir():
+            return Reply(["200 result=-1 (writefile)"])
+        move = self.caller.peek()
+        if self._caller_hangs_up(move):
+            _write_audio(target, fmt, 0)
+            return Reply(["200 result=-1 (hangup) endpos=0"], move.after)
+        self.caller.take()
+        seconds = move.seconds if isinstance(move, Speak) else 0.0
+        if timeout >= 0:
+            seconds = min(seconds, timeout / 1000.0)
+        samples = int(seconds * RECORD_RATE)
+        _write_audio(target, fmt, samples)
+        self.recordings.append((str(target), samples))
+        after = getattr(move, "after", 0.0) + seconds
+        if isinstance(move, Speak) and move.end == "hangup":
+            self.alive, self.hung_up_by, self.hangup_to_announce = False, "caller", True
+            return Reply([f"200 result=-1 (hangup) endpos={samples}"], after)
+        if isinstance(move, Speak) and move.end[:1] and move.end[:1] in escape and move.end != "silence":
+            return Reply([f"200 result={ord(move.end[0])} (dtmf) endpos={samples}"], after)
+        return Reply([f"200 result=0 (timeout) endpos={samples}"], after)
+
     def _wait_for_digit(self, args):
         move = self.caller.peek()
         if self._caller_hangs_up(move):
@@ -245,6 +284,18 @@ class EmulatedChannel:
         if isinstance(move, Press):
             return Reply([f"200 result={ord(move.digits[0])}"], move.after)
         return Reply(["200 result=0"], getattr(move, "after", 0.0))
+
+
+def _write_audio(target: Path, fmt: str, samples: int) -> None:
+    """The file Asterisk leaves: 8 kHz mono (silence here), `samples` long."""
+    if fmt == "wav":
+        with wave.open(str(target), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(RECORD_RATE)
+            w.writeframes(b"\0\0" * samples)
+    else:
+        target.write_bytes(b"\0" * samples)
 
 
 __all__ = ["EmulatedChannel", "Reply", "split_args", "COMMANDS", "DEAD", "INVALID"]

@@ -9,12 +9,13 @@ A menu Asterisk cannot play (its file missing) is still a menu: the key is read 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from twisted.logger import Logger
 
-from gateway.interfaces import FeedbackOutcome, KeypadAnswer
+from gateway.interfaces import FeedbackOutcome, ISituationSink, KeypadAnswer, SpokenReport
 from ivr.agi.session import AgiSession, Collected
 from ivr.journal import KeypadEntry, utc
 from ivr.prompts import STATUS_BY_DIGIT, STATUS_PROMPT, sound
@@ -22,6 +23,7 @@ from ivr.prompts import STATUS_BY_DIGIT, STATUS_PROMPT, sound
 log = Logger()
 
 ANSWER_KEYS = "01234"          # what may interrupt the reading of the order
+SITUATION_KEY = "5"            # a spoken situation report (major orders), recorded
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,9 @@ class MenuSettings:
     max_no_input: int = 2      # "no input twice" = no answer
     max_invalid: int = 3
     max_plays: int = 4         # the order read at most this often (0 = repeat)
+    recordings_dir: str = ""   # where Asterisk writes spoken situation reports (key 5); "" = key 5 off
+    record_max_ms: int = 180_000
+    record_silence_s: int = 6  # a report ends after this much silence (or with #)
 
 
 @dataclass
@@ -39,6 +44,7 @@ class AnswerCall:
     caller: str | None
     order_code: str
     offer_assembled: bool = False        # say "4 = assembled" (leaving-the-city teams)
+    offer_situation: bool = False        # say "5 = situation report" (major orders)
     delivery_id: int | None = None
     keyed: bool = False                  # an answer key was stored (a hang-up after it is no "no answer")
     identified_by: str = ""              # order_call_token / caller_id / caller_id+pin: kept with the answer
@@ -49,6 +55,8 @@ async def take_answer(session: AgiSession, call: AnswerCall, *, sink, journal, r
                       settings: MenuSettings = MenuSettings(), speech=None) -> str:
     """Run the menu; returns recorded / refused / no_answer / error.  Hang-ups propagate."""
     menu = sound("order_menu_assembled" if call.offer_assembled else "order_menu")
+    if call.offer_situation and settings.recordings_dir and ISituationSink.providedBy(sink):
+        await session.stream_file(sound("situation_hint"))       # once: the menu itself is unchanged
     no_input = invalid = plays = 0
     replay = True
     while True:
@@ -71,6 +79,9 @@ async def take_answer(session: AgiSession, call: AnswerCall, *, sink, journal, r
             await journal.record(_entry(session, call, digit, "parsed", "repeat the order"))
             replay = True
             continue
+        if digit == SITUATION_KEY and settings.recordings_dir and ISituationSink.providedBy(sink):
+            return await _record_situation(session, call, sink=sink, journal=journal, reactor=reactor,
+                                           settings=settings)
         if digit not in STATUS_BY_DIGIT:
             await journal.record(_entry(session, call, digit, "garbage", "not a menu key"))
             invalid += 1
@@ -132,6 +143,52 @@ async def _answer(session, call: AnswerCall, digit: str, *, sink, journal, react
     await session.stream_file(spoken or sound("not_recorded"))
     await _goodbye(session)
     return "refused"
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+async def _record_situation(session, call: AnswerCall, *, sink, journal, reactor, settings: MenuSettings) -> str:
+    """Key 5: the caller speaks the situation after the tone; Asterisk records it (RECORD FILE).
+    The key and the recording are committed, then kept on the order's timeline, then confirmed."""
+    await session.stream_file(sound("record_situation"))
+    base = f"{settings.recordings_dir.rstrip('/')}/{_UNSAFE.sub('_', call.order_code)}-" \
+           f"{_UNSAFE.sub('_', session.call_id)}-{int(reactor.seconds() * 1000)}"
+    rec = await session.record_file(base, "wav", "#", settings.record_max_ms, silence_s=settings.record_silence_s)
+    if rec.ended == "randomerror":
+        # This Asterisk could not play its beep: record without it rather than not at all.
+        rec = await session.record_file(base, "wav", "#", settings.record_max_ms, beep=False,
+                                        silence_s=settings.record_silence_s)
+    if rec.ended not in ("dtmf", "timeout", "hangup") or rec.endpos <= 0:
+        note = f"situation report not recorded: RECORD FILE ended {rec.ended} endpos={rec.endpos}"
+        await journal.record(_entry(session, call, SITUATION_KEY, "refused", note))
+        log.error("call {call_id} ({script}): order {code}: {note} ({path})", call_id=session.call_id,
+                  script=call.script, code=call.order_code, note=note, path=base)
+        if session.hung_up:
+            return "refused"
+        await session.stream_file(sound("not_recorded"))
+        await _goodbye(session)
+        return "refused"
+    raw_id = await journal.record(_entry(session, call, SITUATION_KEY, "new",
+                                         f"situation report recorded {base}.wav {rec.seconds:.1f} s"))
+    call.keyed = True
+    report = SpokenReport(raw_id, call.caller or "", call.order_code, session.call_id, f"{base}.wav", rec.seconds,
+                          utc(reactor), call.identified_by)
+    try:
+        outcome: FeedbackOutcome = await sink.situation_recorded(report)
+    except Exception:  # noqa: BLE001 - the recording exists and its raw row is committed
+        log.failure("call {call_id}: situation report {path} for order {code} not taken", call_id=session.call_id,
+                    path=report.audio_path, code=call.order_code)
+        outcome = FeedbackOutcome(False, "", call.order_code)
+    log.info("call {call_id} ({script}): order {code} spoken situation report {s:.1f} s accepted={ok}",
+             call_id=session.call_id, script=call.script, code=call.order_code, s=rec.seconds, ok=outcome.accepted)
+    if session.hung_up or rec.ended == "hangup":
+        return "recorded" if outcome.accepted else "refused"
+    await session.stream_file(sound("recorded" if outcome.accepted else "not_recorded"))
+    if outcome.accepted:
+        await session.stream_file(sound("status_situation"))
+    await _goodbye(session)
+    return "recorded" if outcome.accepted else "refused"
 
 
 async def _no_answer(session, call: AnswerCall, journal, note: str) -> str:

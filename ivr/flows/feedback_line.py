@@ -80,7 +80,8 @@ class FeedbackLineFlow:
             except Exception:  # noqa: BLE001 - the menu works without the brief
                 log.failure("feedback line: cannot look up order {code}", code=code)
         call = AnswerCall(script=self.script, caller=caller, order_code=code,
-                          offer_assembled=bool(brief and brief.leaving_city), identified_by=identified_by)
+                          offer_assembled=bool(brief and brief.leaving_city),
+                          offer_situation=bool(brief and brief.major), identified_by=identified_by)
 
         async def play_order():
             played = await session.stream_file(sound("for_order"), ANSWER_KEYS)

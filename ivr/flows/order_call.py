@@ -61,6 +61,7 @@ class OrderCallFlow:
                           identified_by="order_call_token" if self.tokens is not None else "")
         brief = await self._brief(code)
         call.offer_assembled = bool(brief and brief.leaving_city)
+        call.offer_situation = bool(brief and brief.major)
         spoken = await self._speech(brief.text) if brief else None
 
         async def play_order():

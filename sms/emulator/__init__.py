@@ -23,9 +23,9 @@ __all__ = ["EmulatorBank", "EmulatedModem", "Network"]
 
 class EmulatorBank:
     def __init__(self, reactor, count: int, directory: str | None = None, *, loopback: bool = False,
-                 sim_prefix: str = "+8613900000", **modem_options):
+                 sim_prefix: str = "+8613900000", journal=None, **modem_options):
         self.reactor = reactor
-        self.network = Network()
+        self.network = Network(journal)
         self.loopback = loopback
         self.directory = directory
         self.modems: list[EmulatedModem] = []

@@ -11,6 +11,12 @@ random points (between a +CMGR header and its PDU too; seeded), a response late 
 client's timeout, silence (hang), a reboot (echo back on, indications reset; RDY, +CFUN: 1,
 +CPIN: READY, SMS Ready; SMS commands refused with 314 until SMS Ready), power loss (the port
 layer makes the port disappear).
+
+The SIM (TS 27.007 §8.3, as real SIMs do): with a `pin`, "+CPIN: SIM PIN" after every power-on
+until the PIN is entered; three wrong PINs in a row (the count survives power cycles: it lives on
+the SIM) lock it, after which it answers "+CPIN: SIM PUK" and takes only AT+CPIN=<puk>,<new pin>;
+ten wrong PUKs block it for good ("+CME ERROR: 13", SIM failure).  A locked SIM refuses SMS
+commands (+CMS ERROR 311 SIM PIN required / 316 SIM PUK required).
 """
 from __future__ import annotations
 
@@ -70,6 +76,7 @@ class EmulatedModem:
     def __init__(self, reactor, name: str, sim_number: str, network: Network, *,
                  segment_time: float = 3.0, report_delay: float = 0.5, boot_time: float = 2.0,
                  latency: float = 0.0, status_reports: bool = True, pin: str | None = None,
+                 puk: str = "12345678",
                  cnmi_ranges: str = DEFAULT_CNMI_RANGES, rssi: int = 20, creg_stat: int = 1,
                  seed: int | None = None, noise_rate: float = 0.0, noise_interval: float = 0.0,
                  noise_lines: tuple[str, ...] = NOISE_LINES, header_style: str = "standard",
@@ -93,6 +100,9 @@ class EmulatedModem:
         self.latency = latency
         self.status_reports = status_reports
         self.pin = pin
+        self.puk = puk
+        self.pin_tries = 3                      # on the SIM: kept across power cycles
+        self.puk_tries = 10
         self.cnmi_ranges = cnmi_ranges
         self.rssi = rssi
         self.creg_stat = creg_stat
@@ -260,6 +270,10 @@ class EmulatedModem:
         self._arm_noise()
 
     def _boot_line(self, line: str):
+        if line == "+CPIN: READY":
+            # what the SIM says at power-on: a PIN-locked SIM asks for it (27.007 §8.3)
+            state = self.sim_state
+            line = "+CPIN: NOT READY" if state == "BLOCKED" else f"+CPIN: {state}"
         if line == "SMS Ready":
             self.sms_ready = True
         self.unsolicited(line)
@@ -281,6 +295,54 @@ class EmulatedModem:
         c, self._noise_call = self._noise_call, None
         if c is not None and c.active():
             c.cancel()
+
+    # --- the SIM --------------------------------------------------------------------------------
+    @property
+    def sim_state(self) -> str:
+        if self.puk_tries <= 0:
+            return "BLOCKED"
+        if self.pin_tries <= 0:
+            return "SIM PUK"
+        return "READY" if self.pin_ok else "SIM PIN"
+
+    def _cpin_query(self, cmd: str):
+        state = self.sim_state
+        if state == "BLOCKED":
+            self._error("CME", 13, cmd)           # SIM failure
+        else:
+            self._respond([f"+CPIN: {state}"], "OK", cmd)
+
+    def _cpin_enter(self, args: str, cmd: str):
+        given = [a.strip().strip('"') for a in args.split(",")]
+        state = self.sim_state
+        if state == "BLOCKED":
+            self._error("CME", 13, cmd)
+        elif state == "READY":
+            self._error("CME", 3, cmd)            # operation not allowed: nothing to unlock
+        elif state == "SIM PIN":
+            if len(given) != 1:
+                self._error("CME", 3, cmd)
+            elif given[0] == self.pin:
+                self.pin_tries, self.pin_ok = 3, True
+                self._final("OK", cmd)
+            else:
+                self.pin_tries -= 1
+                self._error("CME", 16, cmd)       # incorrect password
+        elif len(given) != 2:
+            self._error("CME", 12, cmd)           # SIM PUK required
+        elif given[0] == self.puk and given[1]:
+            self.pin, self.pin_tries, self.puk_tries, self.pin_ok = given[1], 3, 10, True
+            self._final("OK", cmd)
+        else:
+            self.puk_tries -= 1
+            self._error("CME", 16, cmd)
+
+    def _sim_locked(self, cmd: str) -> bool:
+        """SMS commands on a locked SIM: +CMS ERROR 311 (SIM PIN required) / 316 (PUK)."""
+        if self.pin_ok:
+            return False
+        self._error("CMS", 311 if self.sim_state == "SIM PIN" else 316, cmd)
+        return True
 
     # --- input ----------------------------------------------------------------------------------
     def feed(self, data: bytes):
@@ -369,14 +431,11 @@ class EmulatedModem:
             self.cmee = int(body[6:] or 0)
             self._final("OK", u)
         elif body == "+CPIN?":
-            self._respond(["+CPIN: READY" if self.pin_ok else "+CPIN: SIM PIN"], "OK", u)
+            self._cpin_query(u)
         elif body.startswith("+CPIN="):
-            given = line[8:].strip().strip('"')
-            if self.pin is not None and given == self.pin:
-                self.pin_ok = True
-                self._final("OK", u)
-            else:
-                self._error("CME", 16, u)
+            self._cpin_enter(line[8:], u)
+        elif body.startswith(("+CPMS=", "+CMGR=", "+CMGL=", "+CMGD=")) and self._sim_locked(u):
+            pass
         elif body.startswith("+CMGF="):
             self.cmgf = int(body[6:] or 0)
             self._final("OK", u)
@@ -398,8 +457,10 @@ class EmulatedModem:
         elif body.startswith("+CREG="):
             self._final("OK", u)
         elif body.startswith("+CMGS="):
-            if not self.pin_ok or self.cmgf != 0:
-                self._error("CMS", 302 if self.cmgf else 311, u)
+            if self._sim_locked(u):
+                return
+            if self.cmgf != 0:
+                self._error("CMS", 302, u)
                 return
             self._pdu_len = int(body[6:] or 0)
             self._out(b"\r\n> ")

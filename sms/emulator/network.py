@@ -26,10 +26,12 @@ class ReceivedPart:
 
 
 class Network:
-    def __init__(self):
+    def __init__(self, journal=None):
+        """journal: a NetworkJournal (gateway/netjournal.py) that records every accepted segment."""
         self.parts: dict[str, list[ReceivedPart]] = defaultdict(list)
         self.undelivered: dict[str, list[ReceivedPart]] = defaultdict(list)
         self.submitted = 0
+        self.journal = journal
 
     def submit(self, sim_number: str, pdu_hex: str, at: float, delivered: bool = True) -> dict:
         """A modem handed this SMS-SUBMIT to the network; the phone receives it, unless the SC
@@ -41,6 +43,9 @@ class Network:
                             seq=c.seq if c else 1, at=at)
         (self.parts if delivered else self.undelivered)[d["phone"]].append(part)
         self.submitted += 1
+        if self.journal is not None:
+            self.journal.append("sms", at=at, phone=part.phone, reference=part.ref, part=part.seq,
+                                parts=part.total, text=part.text, sim=sim_number)
         return d
 
     def complete_messages(self, phone: str) -> Counter:

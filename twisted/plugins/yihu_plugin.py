@@ -32,7 +32,23 @@ class YihuServiceMaker:
             check_http_trust(cfg)
         except Fatal as e:
             raise SystemExit("\n".join(f"yihu: {line}" for line in e.lines)) from None
-        return build_service(cfg, reactor)
+        gateway = build_service(cfg, reactor)
+        start = gateway.startService
+
+        def start_or_fail():
+            # Fail fast under twist too: a part that cannot start stops the process with status 2.
+            import os
+            import sys
+
+            from gateway.service import stop_on_failure
+            start()
+
+            def report(line):
+                print(f"yihu: cannot start: {line}", file=sys.stderr, flush=True)
+                reactor.addSystemEventTrigger("after", "shutdown", os._exit, 2)
+            stop_on_failure(gateway, reactor, report)
+        gateway.startService = start_or_fail
+        return gateway
 
 
 yihu = YihuServiceMaker()

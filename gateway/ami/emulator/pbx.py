@@ -11,8 +11,12 @@ FastAGI server whenever a call reaches ``AGI(...)``:
   what Asterisk shows (Newchannel, DialBegin/DialEnd, Newexten AGI, OriginateResponse with the
   originator's ActionID, Hangup once the session is over); busy -> Failure Reason 5, no answer
   -> Reason 3, a number that does not exist -> Failure Reason 0;
-- ``hotline_call(...)``: a citizen on 110/119/122: the hotline events, the AGI session
-  ``hotline?line=N``, then the queue (answered by a call-taker, or abandoned);
+- ``hotline_call(...)``: a citizen on 110/119/122, run through the project's own dialplan
+  (dialplans/extensions.conf, contexts [hotline] and [hotline-intake], parsed by
+  ``dialplan.py``): straight into the call-takers' queue, with no FastAGI connection at all;
+  with no call-taker logged in (``calltakers_logged_in = 0``) the ``nocalltaker`` IVR under
+  TIMEOUT(absolute), then the queue.  ``scripted=True`` plays the older scripted scenario
+  instead (IVR ``hotline?line=N`` first), which the tracker's IVR outcomes are tested with;
 - ``feedback_call(...)``: a commander calls the feedback line: AGI ``feedback``.
 
     pbx = EmulatedPbx(reactor, agi_host="127.0.0.1", agi_port=4573,
@@ -29,11 +33,13 @@ Time comes from the reactor given (``callLater``); nothing blocks.  Standalone:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from gateway.ami.emulator.dialplan import Dialplan
 from gateway.ami.emulator.model import Chan
 from gateway.ami.emulator.scenarios import (HOTLINE_OUTCOMES, HotlineCall, OrderCall, _ev, _hangup,
                                             _newexten, _varset)
@@ -47,6 +53,8 @@ log = Logger()
 __all__ = ["EmulatedPbx", "PbxService", "Phone", "PhoneDirectory", "PbxCall", "FeedbackLineCall",
            "dialled_number"]
 
+PROJECT_DIALPLAN = Path(__file__).resolve().parents[3] / "dialplans" / "extensions.conf"
+HOTLINE_CONTEXTS = ("hotline", "hotline-intake")
 PHONE_ACTIONS = ("answer", "busy", "noanswer", "nosuch", "congestion")
 _PROMPTS = ("STREAM FILE", "SAY DIGITS", "GET DATA")
 _OUTCOME = {"answer": "answered", "busy": "busy", "noanswer": "noanswer", "nosuch": "nosuch",
@@ -172,6 +180,7 @@ class PbxCall:
     agi: object | None = None          # ivr.emulator.CallRecord of the FastAGI session
     agi_status: str | None = None      # SUCCESS / HANGUP / FAILURE (gateway unreachable)
     info: dict = field(default_factory=dict)       # uniqueid, linkedid, channel (scenario result)
+    sessions: list = field(default_factory=list)   # its FastAGI client protocols
     ended: defer.Deferred = field(default_factory=defer.Deferred)   # fires with self at the end
 
     @property
@@ -315,11 +324,17 @@ class EmulatedPbx:
     def __init__(self, reactor, *, agi_host: str = "127.0.0.1", agi_port: int = 4573,
                  phones: PhoneDirectory | dict | None = None, default: Phone | None = None,
                  agi_idle_timeout: float = 30.0, prompt_seconds: float = 0.0, sounds=None,
+                 dialplan: Dialplan | str | Path | None = PROJECT_DIALPLAN, calltakers_logged_in: int = 3,
+                 journal=None,
                  **ami_options):
         """phones: number -> Phone (or a PhoneDirectory); default: what unknown numbers do.
         prompt_seconds: how long each prompt takes to play (0: at once, for tests).
         sounds: the prompts installed (an ivr.emulator.sounds.SoundLibrary; default: Asterisk's
         core sounds and the project's shipped prompts); a missing one answers as Asterisk does.
+        dialplan: the extensions.conf whose hotline contexts the calls run (loaded now: a step
+        the emulator cannot run is an error here); calltakers_logged_in: what
+        QUEUE_MEMBER(calltakers,logged) answers.
+        journal: a NetworkJournal (gateway/netjournal.py) recording every call placed.
         ami_options go to AmiEmulator (users, channelvars, queues, login_fail_delay, clock, ...);
         its clock also times the FastAGI side (the phones' key presses)."""
         self.reactor = reactor
@@ -338,6 +353,23 @@ class EmulatedPbx:
         self.ami.pbx = self
         self.calls: list[PbxCall] = []
         self._agi_sessions: set = set()
+        self.dialplan = dialplan if isinstance(dialplan, Dialplan) or dialplan is None else \
+            Dialplan.load(dialplan, HOTLINE_CONTEXTS)
+        self.calltakers_logged_in = calltakers_logged_in
+        self.agi_connections = 0          # FastAGI connections made (a call needing none makes none)
+        self.journal = journal
+
+    def queue_member(self, queue: str, what: str) -> int:
+        """QUEUE_MEMBER(queue, logged|free|ready|count) of the one call-takers' queue."""
+        if what not in ("logged", "free", "ready", "count"):
+            raise ValueError(f"QUEUE_MEMBER option {what!r} not emulated")
+        return self.calltakers_logged_in
+
+    def drop_agi(self, call: PbxCall) -> None:
+        """Asterisk hangs up a call's AGI (its absolute timeout passed): the socket is closed."""
+        for proto in call.sessions:
+            if proto.transport is not None:
+                proto.transport.abortConnection()
 
     # --- lifecycle ------------------------------------------------------------------------------
     def listen(self, port: int = 5038, interface: str = "127.0.0.1"):
@@ -364,7 +396,7 @@ class EmulatedPbx:
     def hotline_call(self, line: str = "110", caller: str = "13805761234", *,
                      outcome: str = "answered", moves=(), after: float = 0.0,
                      queue_seconds: float = 1.0, talk_seconds: float = 2.0,
-                     ivr: bool = True, **scenario) -> PbxCall:
+                     ivr: bool = True, scripted: bool = False, **scenario) -> PbxCall:
         """A citizen calls ``line``.  outcome: answered (a call-taker answers after
         ``queue_seconds``, they talk ``talk_seconds``) / abandoned_ivr (hangs up in the IVR) /
         abandoned_queue (gives up after ``queue_seconds``) / failed (the trunk drops it).
@@ -375,9 +407,16 @@ class EmulatedPbx:
         script = Phone("answer", 0.0, tuple(moves), after).caller()
         call = PbxCall("hotline", caller, outcome)
         self.calls.append(call)
-        sc = _PbxHotlineCall(line=line, caller=caller, outcome=outcome, gateway=self.agi_host,
-                             queue_seconds=queue_seconds, talk_seconds=talk_seconds, ivr=ivr,
-                             pbx=self, caller_moves=script, call=call, **scenario)
+        if self.dialplan is not None and not scripted:
+            from gateway.ami.emulator.dialplan_call import DialplanHotlineCall
+            sc = DialplanHotlineCall(line=line, caller=caller, outcome=outcome, queue_seconds=queue_seconds,
+                                     talk_seconds=talk_seconds, plan=self.dialplan, pbx=self, caller_moves=script,
+                                     call=call, globals_override={"GATEWAY": f"{self.agi_host}:{self.agi_port}"},
+                                     **scenario)
+        else:
+            sc = _PbxHotlineCall(line=line, caller=caller, outcome=outcome, gateway=self.agi_host,
+                                 queue_seconds=queue_seconds, talk_seconds=talk_seconds, ivr=ivr,
+                                 pbx=self, caller_moves=script, call=call, **scenario)
         self.ami.play(sc).addErrback(self._failed, call)
         return call
 
@@ -402,6 +441,9 @@ class EmulatedPbx:
         outcome = _OUTCOME[phone.action]
         call = PbxCall("order", number, outcome, action_id=action_id)
         self.calls.append(call)
+        if self.journal is not None:
+            self.journal.append("call", at=self.reactor.seconds(), number=number,
+                                channel_id=headers.get("ChannelId"), outcome=outcome, action_id=action_id)
         ring = 1e6 if outcome == "noanswer" else phone.ring     # noanswer: until the Timeout
         sc = _PbxOrderCall(headers, action_id, outcome=outcome, is_async=is_async,
                            ring_seconds=ring, pbx=self, phone=phone, call=call)
@@ -417,8 +459,11 @@ class EmulatedPbx:
 
     def _run_agi(self, call: PbxCall, script: str, caller: ScriptedCaller, *, callerid: str,
                  variables: dict, channel: str, uniqueid: str, context: str, extension: str,
-                 priority: int, calleridname: str = "unknown") -> defer.Deferred:
+                 priority: int, calleridname: str = "unknown", host: str | None = None,
+                 port: int | None = None) -> defer.Deferred:
         """Asterisk's AGI(agi://gateway/script): Deferred[AGISTATUS] when the session is over."""
+        host, port = host or self.agi_host, port or self.agi_port
+        self.agi_connections += 1
         from ivr.emulator.client import place_call
         call.script = script
         env = {"agi_channel": channel, "agi_type": channel.split("/", 1)[0],
@@ -428,13 +473,14 @@ class EmulatedPbx:
 
         def started(proto):
             protos.append(proto)
+            call.sessions.append(proto)
             self._agi_sessions.add(proto)
         pace = None
         if self.prompt_seconds > 0:
             def pace(line: str) -> float:
                 return self.prompt_seconds if line.startswith(_PROMPTS) else 0.0
         d = defer.Deferred.fromCoroutine(place_call(
-            self.reactor, self.agi_host, self.agi_port, script, caller=caller,
+            self.reactor, host, port, script, caller=caller,
             variables=variables, callerid=callerid, env=env, pace=pace,
             idle_timeout=self.agi_idle_timeout, started=started, sounds=self.sounds,
             clock=self.ami.clock))
@@ -448,7 +494,7 @@ class EmulatedPbx:
         def failed(f):
             # As Asterisk: the gateway unreachable is AGISTATUS=FAILURE, and the dialplan goes on.
             log.warn("PBX: FastAGI {script} to {host}:{port} failed: {why}", script=script,
-                     host=self.agi_host, port=self.agi_port, why=f.getErrorMessage())
+                     host=host, port=port, why=f.getErrorMessage())
             call.agi_status = "FAILURE"
             return call.agi_status
 

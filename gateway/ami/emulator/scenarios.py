@@ -115,11 +115,28 @@ class HotlineCall:
             yield self.ivr_seconds * s, [_ev("HangupRequest", c, [("Cause", "16")]), _hangup(c)]
             return
         c.priority = 5
+        yield from self.queue_steps(em, c, f"{self.queue},t,,,300")
+
+    def queue_steps(self, em, c, app_data: str, newexten: bool = True):
+        """The caller in the call-takers' queue: answered after queue_seconds, or abandoned.
+        With no call-taker (calltaker ""), nobody rings: the caller waits, then gives up."""
+        ids: Ids = em.ids
+        s = 1.0 / self.speed if self.speed else 0.0
+        cvars = em.channelvars
         member_if = self.calltaker
         member_name = self.calltaker_name or member_if
-        ev = [_newexten(c, "Queue", f"{self.queue},t,,,300")]
+        ev = [_newexten(c, "Queue", app_data)] if newexten else []
         ev.append(_ev("QueueCallerJoin", c, [("Queue", self.queue), ("Position", "1"),
                                              ("Count", "1")]))
+        if not member_if:
+            yield 0.0, ev
+            yield self.queue_seconds * s, [
+                _ev("HangupRequest", c, [("Cause", "16")]),
+                _ev("QueueCallerAbandon", c, [("Queue", self.queue), ("Position", "1"), ("OriginalPosition", "1"),
+                                              ("HoldTime", str(int(self.queue_seconds)))]),
+                _ev("QueueCallerLeave", c, [("Queue", self.queue), ("Position", "1"), ("Count", "0")]),
+                _ev("SoftHangupRequest", c, [("Cause", "16")]), _hangup(c)]
+            return
         m = Chan(f"{member_if}-{ids.suffix()}", ids.uniqueid(), c.linkedid, state=0,
                  cid_num=self.caller, cid_name=self.caller_name, context="calltakers",
                  exten="s", channelvars=cvars, variables={"HOTLINE": self.line})
