@@ -1,29 +1,48 @@
-"""500 concurrent FastAGI sessions against the gateway's FastAGI server on loopback.
+"""500 concurrent order calls against the gateway's FastAGI server, the real order flow on PostgreSQL.
 
     .venv/bin/python -m bench.agi_sessions [--sessions 500] [--ramp 2] [--rounds 2] [--seed 1]
+                                           [--url postgresql+psycopg://...] [--sqlite]
 
-The server (the product's FastAgiFactory with its four flows, an in-memory journal and feedback
-engine, so the figures are the IVR's own cost and not the database's) runs in this process.
+The server runs in this process, wired as the gateway wires it (gateway/wiring.py): the product's
+FastAgiFactory with its four flows, the peer gate, the one-time call-token gate
+(``CallTokenGate``: each token's first use committed to call_tokens_used), the ``OrderBook``,
+the real ``KeypadJournal`` (the keypress committed raw before it is judged), the real
+``FeedbackEngine`` (judged and recorded in one transaction) and the real SMS outbox
+(``SmsBank`` on ``SqlStore``: the confirmation SMS committed before the caller hears
+"recorded").  Behind them: PostgreSQL, a fresh schema migrated to head and filled by a child
+process with a roster (40 teams, a commander and a deputy each) and 500 open orders sent to every
+team (20,000 order teams, their deliveries and escalation steps); --sqlite for a SQLite file.
+Every call is a different (order, team) pair with its own delivery and a valid token, minted as
+``OrderCaller._variables()`` mints it (``CallTokens.variables``).
+
 Asterisk's side is the project's emulator, run as a CHILD PROCESS (`--client PORT`), so that the
-server's CPU and garbage collection are measured alone.  On a 2-core host the two share the CPU.
+server's CPU and garbage collection are measured alone.  On a 2-core host the two share the CPU
+(and PostgreSQL a third share).
 
-Each session is a whole order call (ANSWER, GET VARIABLE x3, the order read out, GET DATA, key 1,
-the confirmation, HANGUP: 13 commands).
+Each session is a whole order call (ANSWER, GET VARIABLE x4, the order read out, GET DATA, key 1,
+the confirmation, HANGUP).
 
 Headline (paced): in each round the calls arrive within --ramp seconds and all stay up together
 (peak concurrency is reported); prompts "play" for 0.3-1.5 s (compressed: real prompts are longer,
-so real load is lighter).  Time per command = the gateway's turnaround as Asterisk sees it: from
-the emulator writing a reply (or the agi_ environment) to it receiving the gateway's next
-command; prompt time is not in it.  All rounds are pooled into the percentiles.
+so real load is lighter).
+- keypress -> confirmation played (a RESULT, p99 < 50 ms): from the emulator sending the key
+  (GET DATA's reply) to it receiving the command that plays "recorded": the keypress journalled,
+  the answer judged and committed, the confirmation SMS committed to the outbox, all in between;
+- time per command = the gateway's turnaround as Asterisk sees it, for every command (token check
+  and order look-up included); prompt time is not in it.  All rounds are pooled.
 CPU per session = the server process's CPU over the paced rounds / sessions.
 
 For scale, in the same run: a BASELINE round after each paced round (the same calls and pacing
-against a bare line protocol in this process that sends the same 13 commands with no parsing, no
-session and no flow: the floor that the host and the reactor set), the server's own service
-time (from a parsed reply to its next command), and the host's load average.
+against a bare line protocol in this process that sends the same 14 commands with no parsing, no
+session, no flow and no database: the floor that the host and the reactor set), the server's own
+service time (from a parsed reply to its next command), and the host's load average.
 
 Also shown, not a target: a lockstep burst (all sessions connect at once, instant replies), where
-a command waits behind the other sessions' work on the one reactor.
+a command waits behind the other sessions' work on the one reactor and on the database.
+
+Left out: the escalation engine (the feedback engine is given none: the team's timers are
+bench.escalation_timers's), sending the confirmation over the air (bench.sms_fanout), Asterisk
+itself and its audio.
 """
 from __future__ import annotations
 
@@ -32,8 +51,13 @@ import json
 import os
 import random
 import resource
+import subprocess
 import sys
+import tempfile
 import time
+
+from bench.database import add_arguments, bench_database
+from bench.escalation_timers import load_average
 
 MEDIA = ("STREAM FILE", "SAY DIGITS", "GET DATA", "WAIT FOR DIGIT")
 
@@ -51,13 +75,14 @@ def cpu_seconds():
 # The commands of a press-1 order call, as the product's flow sends them (the baseline replays them).
 ORDER_CALL_COMMANDS = [
     "ANSWER", "GET VARIABLE ORDER_CODE", "GET VARIABLE YIHU_PHONE", "GET VARIABLE YIHU_DELIVERY",
+    "GET VARIABLE YIHU_TOKEN",
     'STREAM FILE yihu/order-intro "01234"', 'SAY DIGITS 0427 "01234"', "GET DATA yihu/order-menu 5000 1",
     'STREAM FILE yihu/recorded ""', 'STREAM FILE yihu/status-received ""', 'STREAM FILE yihu/for-order ""',
     'SAY DIGITS 0427 ""', 'STREAM FILE yihu/goodbye ""', "HANGUP"]
 
 
 def baseline_factory():
-    """The floor: a bare line protocol that sends the same 13 commands, one per reply, with no
+    """The floor: a bare line protocol that sends the same 14 commands, one per reply, with no
     parsing, no session, no flow.  Its turnaround is what the host and the reactor cost."""
     from twisted.internet.protocol import Factory
     from twisted.protocols.basic import LineReceiver
@@ -84,23 +109,47 @@ def baseline_factory():
 
 # --- the emulated Asterisk (child process) ---------------------------------------------------------
 
-async def run_round(reactor, port, n, *, ramp, pace, turnarounds):
+async def run_round(reactor, port, calls, *, ramp, pace, turnarounds, keypresses=None):
+    """One round: each of `calls` ({code, phone, delivery, token}) placed once.  keypresses:
+    where to put each call's keypress -> confirmation time (the turnaround of the command after
+    GET DATA, when that command plays "recorded")."""
     from twisted.internet.defer import Deferred, gatherResults
     from twisted.internet.task import deferLater
     from ivr.emulator import Press, ScriptedCaller, place_call
+    from ivr.prompts import sound
+    from ivr.tokens import TOKEN_VARIABLE
+    recorded = f"STREAM FILE {sound('recorded')} "
+    n = len(calls)
+    outcomes = {"confirmed": 0, "other": 0}
 
-    async def one(i):
+    async def one(i, call):
         if ramp:
             await deferLater(reactor, ramp * i / n, lambda: None)
-        return await place_call(
-            reactor, "127.0.0.1", port, "order?order=0427", caller=ScriptedCaller([Press("1")]),
-            variables={"ORDER_CODE": "0427", "YIHU_PHONE": "+8613805761234", "YIHU_DELIVERY": str(i)},
-            idle_timeout=60, pace=pace, on_turnaround=turnarounds.append)
+        mine: list[float] = []
+
+        def turnaround(seconds):
+            mine.append(seconds)
+            turnarounds.append(seconds)
+        record = await place_call(
+            reactor, "127.0.0.1", port, f"order?order={call['code']}", caller=ScriptedCaller([Press("1")]),
+            variables={"ORDER_CODE": call["code"], "YIHU_PHONE": call["phone"],
+                       "YIHU_DELIVERY": str(call["delivery"]), TOKEN_VARIABLE: call["token"]},
+            idle_timeout=60, pace=pace, on_turnaround=turnaround)
+        menu = next((k for k, c in enumerate(record.commands) if c.startswith("GET DATA")), None)
+        if menu is not None and menu + 1 < len(record.commands) and len(mine) == len(record.commands) \
+                and record.commands[menu + 1].startswith(recorded):
+            outcomes["confirmed"] += 1
+            if keypresses is not None:
+                keypresses.append(mine[menu + 1])
+        else:
+            outcomes["other"] += 1
+        return record
     t0, c0 = time.perf_counter(), cpu_seconds()
-    records = await gatherResults([Deferred.fromCoroutine(one(i)) for i in range(n)], consumeErrors=True)
+    records = await gatherResults([Deferred.fromCoroutine(one(i, c)) for i, c in enumerate(calls)],
+                                  consumeErrors=True)
     bad = [r for r in records if r.closed_by != "gateway" or not r.commands or r.commands[-1] != "HANGUP"]
     return {"wall": time.perf_counter() - t0, "cpu": cpu_seconds() - c0, "bad": len(bad),
-            "commands": sum(len(r.commands) for r in records)}
+            "commands": sum(len(r.commands) for r in records), **outcomes}
 
 
 def phase(name):
@@ -114,21 +163,32 @@ async def client_async(reactor, args):
 
     def pace(line):
         return rng.uniform(0.3, 1.5) if line.startswith(MEDIA) else 0.0
-    out = {"paced": [], "paced_turnarounds": [], "burst_turnarounds": [], "baseline_turnarounds": []}
+    with open(args.calls) as f:
+        calls = json.load(f)
+    n = args.sessions
+
+    def take(k):
+        nonlocal calls
+        mine, calls = calls[:k], calls[k:]
+        return mine
+    out = {"paced": [], "paced_turnarounds": [], "burst_turnarounds": [], "baseline_turnarounds": [],
+           "paced_keypresses": [], "burst_keypresses": []}
     phase("warmup")
-    await run_round(reactor, args.client, min(50, args.sessions), ramp=0, pace=None, turnarounds=[])  # warm-up
+    await run_round(reactor, args.client, take(min(50, n)), ramp=0, pace=None, turnarounds=[])  # warm-up
     for _ in range(args.rounds):
         phase("paced")
-        out["paced"].append(await run_round(reactor, args.client, args.sessions, ramp=args.ramp, pace=pace,
-                                            turnarounds=out["paced_turnarounds"]))
+        round_calls = take(n)
+        out["paced"].append(await run_round(reactor, args.client, round_calls, ramp=args.ramp, pace=pace,
+                                            turnarounds=out["paced_turnarounds"],
+                                            keypresses=out["paced_keypresses"]))
         # the floor, at the same moment: same calls, same pacing, against the bare protocol
         phase("baseline")
         out.setdefault("baseline", []).append(await run_round(
-            reactor, args.baseline_port, args.sessions, ramp=args.ramp, pace=pace,
+            reactor, args.baseline_port, round_calls, ramp=args.ramp, pace=pace,
             turnarounds=out["baseline_turnarounds"]))
     phase("burst")
-    out["burst"] = await run_round(reactor, args.client, args.sessions, ramp=0, pace=None,
-                                   turnarounds=out["burst_turnarounds"])
+    out["burst"] = await run_round(reactor, args.client, take(n), ramp=0, pace=None,
+                                   turnarounds=out["burst_turnarounds"], keypresses=out["burst_keypresses"])
     phase("end")
     print(json.dumps(out))
     return 0
@@ -172,15 +232,64 @@ class _Child:
         self._phase, self._t = name, now
 
 
-async def server_async(reactor, args):
-    from ivr.drill import DrillKeypadSink
-    from ivr.journal import MemoryJournal
-    from ivr.service import make_fastagi_factory
+def order_calls_tx(conn, n: int, seed: int) -> list[dict]:
+    """n different (order, team) pairs, each with its delivery to the team's commander."""
+    from sqlalchemy import select
+    from gateway.storage.schema import deliveries, member_phones, members, orders
+    rows = conn.execute(select(deliveries.c.id, orders.c.code, member_phones.c.e164)
+                        .join(orders, orders.c.id == deliveries.c.order_id)
+                        .join(members, members.c.id == deliveries.c.member_id)
+                        .join(member_phones, member_phones.c.member_id == members.c.id)
+                        .where(members.c.role == "commander").order_by(deliveries.c.id)).all()
+    if len(rows) < n:
+        raise SystemExit(f"only {len(rows)} order teams to call; {n} calls wanted")
+    return [{"delivery": r.id, "code": r.code, "phone": r.e164} for r in random.Random(seed).sample(rows, n)]
 
+
+def outcome_counts_tx(conn) -> dict:
+    from sqlalchemy import func, select
+    from gateway.storage.schema import call_tokens_used, feedback, inbound_raw, sms_messages
+    count = lambda t, *w: conn.execute(select(func.count()).select_from(t).where(*w)).scalar()  # noqa: E731
+    return {"keypresses": count(inbound_raw, inbound_raw.c.channel == "keypad"), "feedback": count(feedback),
+            "confirmations": count(sms_messages, sms_messages.c.purpose == "confirmation"),
+            "tokens": count(call_tokens_used)}
+
+
+async def server_async(reactor, args, url, tmp):
+    import secrets
+    from gateway.escalation.config import EscalationConfig
+    from gateway.feedback.engine import FeedbackEngine
+    from gateway.storage import Database
+    from ivr.journal import KeypadJournal
+    from ivr.orders import OrderBook
+    from ivr.peers import PeerGate
+    from ivr.refusals import RefusalAudit
+    from ivr.service import make_fastagi_factory
+    from ivr.token_gate import CallTokenGate
+    from ivr.tokens import TOKEN_VARIABLE, CallTokens
+    from sms.bank import SmsBank
+    from sms.config import SmsConfig
+    from sms.store import SqlStore
+
+    db = Database(reactor, url, threads=args.threads)
+    db.start()
+    n = args.sessions
+    calls = await db.run(order_calls_tx, min(50, n) + n * (args.rounds + 1), args.seed)
+    # The tokens as OrderCaller._variables() mints them (valid while the bench runs).
+    tokens = CallTokens(secrets.token_bytes(32))
+    for c in calls:
+        c["token"] = tokens.variables(str(c["delivery"]), c["phone"], reactor.seconds(), 600.0)[TOKEN_VARIABLE]
+    calls_path = os.path.join(tmp, "calls.json")
+    with open(calls_path, "w") as f:
+        json.dump(calls, f)
+    bank = SmsBank(reactor, SqlStore(db), SmsConfig(), {})        # the outbox; no modem sends here
+    feedback = FeedbackEngine(db, bank, None, EscalationConfig())
+    refusals = RefusalAudit(reactor, db)
     peak = [0]
     service: list[float] = []
-    sink = DrillKeypadSink({"+8613805761234": ["0427"]})
-    factory = make_fastagi_factory(reactor, sink=sink, journal=MemoryJournal(reactor),
+    factory = make_fastagi_factory(reactor, sink=feedback, journal=KeypadJournal(reactor, db),
+                                   orders=OrderBook(db), tokens=CallTokenGate(reactor, db, tokens, refusals),
+                                   peers=PeerGate(["127.0.0.1"], refusals),
                                    observer=lambda verb, s: peak.__setitem__(0, max(peak[0], len(factory.active))),
                                    service_observer=service.append)
     listening = reactor.listenTCP(0, factory, interface="127.0.0.1", backlog=2048)
@@ -191,7 +300,7 @@ async def server_async(reactor, args):
         reactor.spawnProcess(child.protocol, sys.executable, [
             sys.executable, "-m", "bench.agi_sessions", "--client", str(listening.getHost().port),
             "--sessions", str(n), "--ramp", str(args.ramp), "--rounds", str(args.rounds),
-            "--seed", str(args.seed), "--baseline-port", str(floor.getHost().port)],
+            "--seed", str(args.seed), "--baseline-port", str(floor.getHost().port), "--calls", calls_path],
             env=os.environ, path=os.getcwd())
         code = await child.done
     finally:
@@ -199,6 +308,9 @@ async def server_async(reactor, args):
         await floor.stopListening()
     out = child.out
     server_cpu = child.cpu.get("paced", 0.0)     # the IVR rounds only
+    counts = await db.run(outcome_counts_tx)
+    await refusals.flush()
+    db.stop()
     if code != 0:
         return 2
     r = json.loads(out)
@@ -222,18 +334,26 @@ async def server_async(reactor, args):
     print(f"  baseline, same calls interleaved with each round against a bare line protocol (no parsing, "
           f"no flow): p50 {percentile(floor_t, 50) * 1e3:.3f} ms, p99 {percentile(floor_t, 99) * 1e3:.3f} ms, "
           f"max {percentile(floor_t, 100) * 1e3:.3f} ms")
-    with open("/proc/loadavg") as f:
-        print(f"  host load average during the run: {f.read().split()[0]} on {os.cpu_count()} CPUs")
+    print(f"  host load average at the end of the run: {load_average()} on {os.cpu_count()} CPUs "
+          f"(a shared machine: re-measure final figures on an idle one)")
     burst = r["burst_turnarounds"]
     print(f"burst (not a target): {n} sessions connecting at once, instant replies: p50 "
           f"{percentile(burst, 50) * 1e3:.1f} ms, p99 {percentile(burst, 99) * 1e3:.1f} ms per command, "
           f"wall {r['burst']['wall']:.2f} s")
-    print(f"sessions not completed cleanly: {bad} (baseline: {floor_bad}); keypad answers recorded: "
-          f"{len(sink.answers)}")
+    keys = r["paced_keypresses"]
+    k50, k99, kmax = (percentile(keys, q) * 1e3 for q in (50, 99, 100))
+    confirmed = sum(x["confirmed"] for x in r["paced"])
+    print(f"keypress -> answer committed -> confirmation SMS committed -> \"recorded\" played ({args.label}): "
+          f"{len(keys)} paced calls, p50 {k50:.1f} ms, p99 {k99:.1f} ms, max {kmax:.1f} ms; "
+          f"burst p99 {percentile(r['burst_keypresses'], 99) * 1e3:.1f} ms (not a target)")
+    print(f"sessions not completed cleanly: {bad} (baseline: {floor_bad}); calls confirmed: {confirmed} of "
+          f"{n * args.rounds} paced; database: {counts['keypresses']} keypresses journalled, {counts['feedback']} "
+          f"answers recorded, {counts['confirmations']} confirmation SMS queued, {counts['tokens']} tokens used")
+    print(f"RESULT agi_keypress_to_confirmation_p99 {k99:.1f} ms target < 50")
     print(f"RESULT agi_command_p99 {p99:.3f} ms target < 10")
     print(f"RESULT agi_command_p50 {p50:.3f} ms target < 10")
     print(f"RESULT agi_cpu_per_session {cpu_per_session * 1e3:.3f} ms target < 20")
-    return 0 if bad == 0 and peak[0] >= n * 0.9 else 1
+    return 0 if bad == 0 and confirmed == n * args.rounds and peak[0] >= n * 0.9 else 1
 
 
 def main(argv=None):
@@ -244,7 +364,26 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--client", type=int, metavar="PORT", help=argparse.SUPPRESS)
     ap.add_argument("--baseline-port", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--calls", help=argparse.SUPPRESS)
+    ap.add_argument("--threads", type=int, default=4, help="database threads (the gateway's default on PostgreSQL)")
+    add_arguments(ap)
     args = ap.parse_args(argv)
+    if args.client:
+        return run_reactor(lambda reactor: client_async(reactor, args))
+    if args.sqlite:
+        args.threads = 1
+    with tempfile.TemporaryDirectory(prefix="yihu-bench-") as tmp, bench_database(args, tmp) as (url, label):
+        args.label = label
+        print(f"database: {label}, {args.threads} thread(s); load average {load_average()}", flush=True)
+        subprocess.run([sys.executable, "-m", "bench.escalation_timers", "--populate", url, "--orders", "500",
+                        "--teams", "40", "--seed", str(args.seed), "--spread", "600"], check=True, timeout=600)
+        from twisted.logger import globalLogBeginner, textFileLogObserver
+        with open(f"{tmp}/gateway.log", "w") as logf:      # as in service: the log to a file
+            globalLogBeginner.beginLoggingTo([textFileLogObserver(logf)], redirectStandardIO=False)
+            return run_reactor(lambda reactor: server_async(reactor, args, url, tmp))
+
+
+def run_reactor(job) -> int:
     from twisted.internet import reactor
     from twisted.internet.defer import Deferred
     outcome = {}
@@ -254,8 +393,7 @@ def main(argv=None):
         if not isinstance(result, int):
             result.printTraceback()
         reactor.stop()
-    job = client_async(reactor, args) if args.client else server_async(reactor, args)
-    Deferred.fromCoroutine(job).addTimeout(115, reactor).addBoth(done)
+    Deferred.fromCoroutine(job(reactor)).addTimeout(900, reactor).addBoth(done)
     reactor.run()
     return outcome.get("rc", 2)
 

@@ -2,7 +2,7 @@
 
     python -m bench.ami_events [--mb 8] [--runs 3] [--check]
 
-The stream: the server side of every recording in shared/reference/asterisk-22, repeated with
+The stream: the server side of every recording in tests/data/asterisk-22, repeated with
 rewritten unique ids (Uniqueid/Linkedid, channel suffixes, bridge ids, ActionIDs) until it is
 ``--mb`` megabytes, behind one banner.  A separate process serves it on 127.0.0.1; each client
 connects, reads to EOF and counts events, all in the same run:
@@ -17,7 +17,15 @@ connects, reads to EOF and counts events, all in the same run:
   the stream and a time limit.
 
 A second table runs each library's parsing code on the same bytes in memory (no socket).
-Targets: yihu parsing >= 1.5x asterisk-ami, parsing + tracking >= 1.0x.
+
+Like for like: asterisk-ami and pyst2 build every header of every event; the gateway reads the
+few headers it needs on demand.  The headline (a RESULT) is therefore "yihu all headers": every
+event's headers materialised, against asterisk-ami, per CPU second of the client's process over
+the socket (all its threads: asterisk-ami's reader thread included).  CPU time, not the wall
+clock: on a shared machine the wall clock also counts the sender's and other processes' turns
+(both are printed).  Targets: all headers >= 1.5x asterisk-ami, parsing + tracking >= 1.0x.
+Left out: the hotline tracker's database writes (per call change, not per event), and the
+socket's sender (a separate process).
 """
 from __future__ import annotations
 
@@ -34,7 +42,8 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-REFERENCE = Path(os.environ.get("YIHU_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
+# The recordings of a real Asterisk 22 kept in the project (tests/data/asterisk-22).
+RECORDINGS = REPO / "tests" / "data" / "asterisk-22"
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 
 
@@ -42,7 +51,7 @@ BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 
 def recorded_server_bytes() -> list[bytes]:
     out = []
-    for p in sorted((REFERENCE / "asterisk-22").glob("*.ami.jsonl")):
+    for p in sorted(RECORDINGS.glob("*.ami.jsonl")):
         data = b"".join(json.loads(line)["data"].encode("utf-8")
                         for line in p.read_text(encoding="utf-8").splitlines()
                         if line.strip() and json.loads(line)["dir"] == "<")
@@ -120,7 +129,7 @@ class Blaster:
 
 # --- clients over the socket -------------------------------------------------------------------
 
-def run_yihu(port: int, track: bool, materialise: bool = False) -> tuple[int, float]:
+def run_yihu(port: int, track: bool, materialise: bool = False) -> tuple[int, float, float]:
     """Our client on the Twisted reactor (one run per process: the reactor is not restartable,
     so this is called in a child process)."""
     from twisted.internet import reactor
@@ -144,16 +153,16 @@ def run_yihu(port: int, track: bool, materialise: bool = False) -> tuple[int, fl
                                                              else on_event))
 
     def lost(p, reason):
-        t["end"] = time.perf_counter()
+        t["end"], t["cpu_end"] = time.perf_counter(), time.process_time()
         reactor.stop()
     proto.on_connection_lost = lost
-    t["start"] = time.perf_counter()
+    t["start"], t["cpu"] = time.perf_counter(), time.process_time()
     connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), proto)
     reactor.run()
-    return proto.events_received, t["end"] - t["start"]
+    return proto.events_received, t["end"] - t["start"], t["cpu_end"] - t["cpu"]
 
 
-def run_asterisk_ami(port: int) -> tuple[int, float]:
+def run_asterisk_ami(port: int) -> tuple[int, float, float]:
     from asterisk.ami import AMIClient
     count = [0]
     done = threading.Event()
@@ -162,10 +171,10 @@ def run_asterisk_ami(port: int) -> tuple[int, float]:
         count[0] += 1
     client = AMIClient(address="127.0.0.1", port=port, timeout=30)
     client.add_listener(on_event=on_event, on_disconnect=lambda source, error: done.set())
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     client.connect()
     done.wait(600)
-    return count[0], time.perf_counter() - start
+    return count[0], time.perf_counter() - start, time.process_time() - cpu
 
 
 def _pyst2_shim():
@@ -183,21 +192,26 @@ def _pyst2_shim():
     return m
 
 
-def run_pyst2(port: int, time_limit: float) -> tuple[int, float]:
+def run_pyst2(port: int, time_limit: float) -> tuple[int, float, float]:
     m = _pyst2_shim()
     count = [0]
     mgr = m.Manager()
     mgr.register_event("*", lambda ev, manager: count.__setitem__(0, count[0] + 1))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     mgr.connect("127.0.0.1", port)
     mgr.event_dispatch_thread.join(time_limit)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     n = count[0]
     mgr._running.clear()
-    return n, elapsed
+    return n, elapsed, cpu
 
 
 # --- the same bytes in memory ------------------------------------------------------------------------
+
+def load_average() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
 
 def mem_yihu(data: bytes, track: bool, materialise: bool = False) -> tuple[int, float]:
     from gateway.ami.parser import AmiParser
@@ -268,13 +282,19 @@ def mem_pyst2(data: bytes) -> tuple[int, float]:
 
 def _child(args):
     port, mode = int(args[0]), args[1]
-    n, secs = run_yihu(port, mode == "1", mode == "2")
-    print(json.dumps({"events": n, "seconds": secs}))
+    n, secs, cpu = run_yihu(port, mode == "1", mode == "2")
+    print(json.dumps({"events": n, "seconds": secs, "cpu": cpu}))
 
 
 def best(results):
-    """(events, seconds) of the fastest run."""
-    return max(results, key=lambda r: r[0] / r[1] if r[1] else 0)
+    """(events, seconds[, cpu seconds]) of the fastest run (by CPU time where measured)."""
+    return max(results, key=lambda r: r[0] / r[-1] if r[-1] else 0)
+
+
+def cpu_rate(r) -> float:
+    """Events per CPU second of the client's process (every thread of it): what the client
+    costs, robust on a shared machine where the wall clock also counts other processes' turns."""
+    return r[0] / r[-1] if r[-1] else 0.0
 
 
 def main(argv=None) -> int:
@@ -282,7 +302,8 @@ def main(argv=None) -> int:
         _child(sys.argv[2:])
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--mb", type=float, default=8.0, help="stream size in MiB (default 8)")
+    ap.add_argument("--mb", type=float, default=32.0,
+                    help="stream size in MiB (default 32: runs of a second or more, not start-up costs)")
     ap.add_argument("--runs", type=int, default=3, help="runs per client; the best is shown")
     ap.add_argument("--pyst2-seconds", type=float, default=10.0,
                     help="time limit for pyst2 (it reads one byte per system call)")
@@ -297,7 +318,7 @@ def main(argv=None) -> int:
     from gateway.ami.parser import iter_messages
     total_events = sum(1 for m in iter_messages(data) if m.kind == "event")
     print(f"stream: {len(data) / 1048576:.1f} MiB, {total_events} events "
-          f"(shared/reference/asterisk-22 server side, repeated with rewritten ids)")
+          f"(tests/data/asterisk-22 server side, repeated with rewritten ids)")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; best of {args.runs} runs\n")
 
     blaster = Blaster(path)
@@ -309,7 +330,7 @@ def main(argv=None) -> int:
                                   str(blaster.port), mode],
                                  cwd=REPO, capture_output=True, text=True, check=True)
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            return r["events"], r["seconds"]
+            return r["events"], r["seconds"], r["cpu"]
         rows["yihu parse"] = best([child("0") for _ in range(args.runs)])
         rows["yihu all headers"] = best([child("2") for _ in range(args.runs)])
         rows["yihu parse+track"] = best([child("1") for _ in range(args.runs)])
@@ -326,12 +347,16 @@ def main(argv=None) -> int:
         blaster.close()
         path.unlink()
 
-    print("Over a loopback socket (client connects, reads to EOF; events counted by the client):")
-    print(f"  {'client':<20} {'events':>9} {'seconds':>8} {'events/s':>10} {'vs asterisk-ami':>16}")
+    print("Over a loopback socket (client connects, reads to EOF; events counted by the client);")
+    print("events per wall second, and per CPU second of the client's process (all its threads):")
+    print(f"  {'client':<20} {'events':>9} {'wall s':>8} {'events/s':>10} {'CPU s':>7} {'ev/CPU-s':>10} "
+          f"{'vs asterisk-ami (wall, CPU)':>28}")
     base = rows["asterisk-ami"][0] / rows["asterisk-ami"][1]
-    for name, (n, secs) in rows.items():
+    cbase = cpu_rate(rows["asterisk-ami"])
+    for name, (n, secs, cpu) in rows.items():
         rate = n / secs if secs else 0
-        print(f"  {name:<20} {n:>9} {secs:>8.3f} {rate:>10.0f} {rate / base:>15.2f}x")
+        print(f"  {name:<20} {n:>9} {secs:>8.3f} {rate:>10.0f} {cpu:>7.3f} {n / cpu if cpu else 0:>10.0f} "
+              f"{rate / base:>16.2f}x {cpu_rate((n, secs, cpu)) / cbase:>9.2f}x")
     print("  (yihu parse: framing, kind, name, ActionID matching; headers are read on demand."
           "\n   yihu all headers: every event's headers materialised, as asterisk-ami and pyst2 do."
           "\n   pyst2 gets at most a 2 MiB prefix and a time limit: it reads one byte per recv().)")
@@ -341,24 +366,27 @@ def main(argv=None) -> int:
            "yihu parse+track": best([mem_yihu(data, True) for _ in range(args.runs)]),
            "asterisk-ami": best([mem_asterisk_ami(data) for _ in range(args.runs)]),
            "pyst2 (shimmed)": best([mem_pyst2(data[:prefix_mem(data)]) for _ in range(1)])}
-    print("\nIn memory (each library's reader and parser on the same bytes, one thread, no socket):")
     mbase = mem["asterisk-ami"][0] / mem["asterisk-ami"][1]
+    print("\nIn memory (each library's reader and parser on the same bytes, one thread, no socket):")
     for name, (n, secs) in mem.items():
         rate = n / secs if secs else 0
         print(f"  {name:<20} {n:>9} {secs:>8.3f} {rate:>10.0f} {rate / mbase:>15.2f}x")
 
-    r_parse = (rows["yihu parse"][0] / rows["yihu parse"][1]) / base
-    r_all = (rows["yihu all headers"][0] / rows["yihu all headers"][1]) / base
-    r_track = (rows["yihu parse+track"][0] / rows["yihu parse+track"][1]) / base
-    ok = r_parse >= 1.5 and r_track >= 1.0
+    r_parse = cpu_rate(rows["yihu parse"]) / cbase
+    r_all = cpu_rate(rows["yihu all headers"]) / cbase
+    r_track = cpu_rate(rows["yihu parse+track"]) / cbase
+    r_all_wall = (rows["yihu all headers"][0] / rows["yihu all headers"][1]) / base
+    r_all_mem = (mem["yihu all headers"][0] / mem["yihu all headers"][1]) / mbase
+    ok = r_all >= 1.5 and r_track >= 1.0
     counts_ok = rows["yihu parse"][0] == rows["asterisk-ami"][0] == total_events
-    print(f"\ntargets (socket): parsing {r_parse:.2f}x >= 1.5x: {'PASS' if r_parse >= 1.5 else 'FAIL'}; "
-          f"parsing+tracking {r_track:.2f}x >= 1.0x: {'PASS' if r_track >= 1.0 else 'FAIL'}; "
+    print(f"\nlike for like (every header materialised, as asterisk-ami does), per CPU second over the socket: "
+          f"{r_all:.2f}x asterisk-ami (wall clock {r_all_wall:.2f}x, in memory {r_all_mem:.2f}x); "
+          f"headers on demand (what the gateway does): {r_parse:.2f}x; parsing+tracking {r_track:.2f}x; "
           f"event counts agree: {'yes' if counts_ok else 'NO'}")
-    print(f"like for like (every header materialised): {r_all:.2f}x asterisk-ami")
-    yihu_rate = rows["yihu parse"][0] / rows["yihu parse"][1]
-    print(f"RESULT ami_events_per_s {yihu_rate:.0f} events/s target >= {1.5 * base:.0f}")
-    print(f"RESULT ami_parse_vs_asterisk_ami {r_parse:.2f} ratio target >= 1.5")
+    print(f"load average {load_average()}  (a shared machine: re-measure final figures on an idle one)")
+    print(f"RESULT ami_events_per_cpu_s {cpu_rate(rows['yihu all headers']):.0f} events/s target >= {1.5 * cbase:.0f}")
+    print(f"RESULT ami_all_headers_vs_asterisk_ami {r_all:.2f} ratio target >= 1.5")
+    print(f"RESULT ami_on_demand_vs_asterisk_ami {r_parse:.2f} ratio target >= 1.5")
     print(f"RESULT ami_parse_track_vs_asterisk_ami {r_track:.2f} ratio target >= 1.0")
     return 0 if (ok and counts_ok) or not args.check else 1
 

@@ -3,8 +3,9 @@ burst of 1,000 replies per second.
 
     .venv/bin/python -m bench.escalation_timers [--orders 2000] [--teams 40] [--rate 1000] [--burst 10]
 
-Database: a real SQLite file in a temporary directory (the product's settings: WAL,
-synchronous=FULL), migrated to head.  It is filled by a CHILD process with bulk inserts of the rows
+Database: PostgreSQL (production's), a fresh schema of its own on --url, migrated to head and
+dropped afterwards; --sqlite: a real SQLite file in a temporary directory (the product's settings:
+WAL, synchronous=FULL).  It is filled by a CHILD process with bulk inserts of the rows
 create_order_tx writes, steps planned by the product's plan_steps (2,000 orders x 40 teams:
 80,000 order-teams, 960,000 escalation steps), so that the measured process holds only what a
 running gateway holds.  The SMS outbox, order caller
@@ -22,8 +23,9 @@ FeedbackEngine.sms_received (parse, one transaction, confirmation to the stub ou
 Figures:
 - timer lateness: when the TimerQueue callback ran minus the due time (the headline: the
   reactor's promptness with 80,000 timers and the burst on it);
-- step commit lateness: when the step's claim was committed minus its due time (includes queueing
-  behind the reply burst on SQLite's single writer thread; informational);
+- step commit lateness: when the step's claim was committed minus its due time, for the steps due
+  during the burst (a RESULT, target < 500 ms: a step is not taken until it is committed, so this is
+  when the escalation really happens; it queues behind the replies' transactions);
 - RSS of the process with every timer loaded, and its peak (VmHWM) during the burst.
 The gateway's log goes to a file in the temporary directory, as in service (one line per step).
 """
@@ -37,12 +39,31 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 
+from bench.database import add_arguments, advance_sequences, bench_database
+
 BASE = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)     # 10:00 in Shanghai: day limits
 
 
 def percentile(values, p):
     s = sorted(values)
     return s[min(len(s) - 1, int(round(p / 100.0 * (len(s) - 1))))] if s else float("nan")
+
+
+def load_average() -> str:
+    """The machine's load (1/5/15 min): every figure is printed with it (a shared machine)."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def run_logged(tmp, measure):
+    """Run `measure(reactor)` (a coroutine) on the real reactor, the log to a file as in service."""
+    from twisted.internet import defer, task
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+    # Log as the gateway does (to a file), not into Twisted's start-up buffer: 64k buffered
+    # events would be garbage-collector work the gateway never has.
+    with open(f"{tmp}/gateway.log", "w") as logf:
+        globalLogBeginner.beginLoggingTo([textFileLogObserver(logf)], redirectStandardIO=False)
+        task.react(lambda reactor: defer.ensureDeferred(measure(reactor)))
 
 
 def rss_mb(field="VmRSS"):
@@ -112,6 +133,7 @@ def populate(url, n_orders, n_teams, seed, spread):
         conn.execute(insert(deliveries), d_rows)
     for k0 in range(0, n_orders, 100):
         db.run_sync(orders_tx, k0, min(n_orders, k0 + 100))
+    db.run_sync(advance_sequences, (orders, order_teams))
     db.engine.dispose()
     print(f"populated {n_orders} orders x {n_teams} teams in {time.perf_counter() - t0:.1f} s", flush=True)
     return codes
@@ -207,7 +229,7 @@ async def measure(reactor, url, args, logf_name):
     def timed_fire(keys, t):
         claim = yield real_fire(keys, t)
         now = clock.seconds()
-        commit_lateness.extend(now - f.due_at.timestamp() for f in claim.fired)
+        commit_lateness.extend((f.due_at.timestamp(), now - f.due_at.timestamp()) for f in claim.fired)
         return claim
     engine._fire = timed_fire
     feedback = FeedbackEngine(db, stub, engine, cfg)
@@ -268,6 +290,7 @@ async def measure(reactor, url, args, logf_name):
     loop.clock = reactor
     await loop.start(tick, now=True)
     burst_wall = time.perf_counter() - t_burst
+    burst_window = (clock.seconds() - burst_wall, clock.seconds())   # engine time
     burst_lateness = list(engine.fired_lateness)
     hwm = rss_mb("VmHWM")
     rss_burst = rss_mb()
@@ -285,23 +308,27 @@ async def measure(reactor, url, args, logf_name):
     ms = lambda v: v * 1000.0  # noqa: E731
     print(f"burst: {n_replies} replies offered in {burst_wall:.1f} s ({n_replies / burst_wall:.0f}/s); "
           f"{drained} judged ({accepted} accepted) by {done['t_last'] - t_burst:.1f} s after the burst began: "
-          f"{reply_rate:.0f}/s end to end (SQLite, group commit)")
+          f"{reply_rate:.0f}/s end to end ({args.label}, group commit)")
     print(f"team timers fired during the burst: {len(burst_lateness)}; lateness p50 "
           f"{ms(percentile(burst_lateness, 50)):.1f} ms, p99 {ms(percentile(burst_lateness, 99)):.1f} ms, "
           f"max {ms(max(burst_lateness, default=float('nan'))):.1f} ms")
-    print(f"escalation steps committed: {len(commit_lateness)}; commit lateness p50 "
-          f"{ms(percentile(commit_lateness, 50)):.0f} ms, p99 {ms(percentile(commit_lateness, 99)):.0f} ms "
-          f"(queued behind the replies on SQLite's one writer)")
+    every = [late for _due, late in commit_lateness]
+    print(f"escalation steps committed: {len(every)}; commit lateness p50 "
+          f"{ms(percentile(every, 50)):.0f} ms, p99 {ms(percentile(every, 99)):.0f} ms (whole run, {args.label})")
     with open(logf_name) as lf:
         print(f"gateway log: {sum(1 for _ in lf)} lines")
     print(f"full garbage collections: {len(gc_pauses)}, longest {ms(max(gc_pauses, default=0)):.0f} ms")
     print(f"stub: {Stub.n_sms} SMS, {Stub.n_calls} calls, {Stub.n_events} events")
-    print(f"RSS: {rss_loaded:.0f} MB with 80,000 timers loaded, {rss_burst:.0f} MB after the burst, "
+    print(f"RSS: {rss_loaded:.0f} MB with {args.orders * args.teams} timers loaded, {rss_burst:.0f} MB after the burst, "
           f"peak (VmHWM) {hwm:.0f} MB")
+    during = [late for due, late in commit_lateness if burst_window[0] <= due <= burst_window[1]]
+    print(f"  of which due during the burst: {len(during)}; commit lateness p50 {ms(percentile(during, 50)):.0f} ms, "
+          f"p99 {ms(percentile(during, 99)):.0f} ms, max {ms(max(during, default=float('nan'))):.0f} ms")
+    print(f"load average {load_average()}")
     p99 = ms(percentile(burst_lateness, 99))
     print(f"RESULT timer_lateness_p99 {p99:.1f} ms target < 200")
     print(f"RESULT rss_peak {hwm:.0f} MB target < 500")
-    print(f"RESULT escalation_commit_lateness_p99 {ms(percentile(commit_lateness, 99)):.0f} ms target < 5000")
+    print(f"RESULT escalation_commit_lateness_p99 {ms(percentile(during, 99)):.0f} ms target < 500")
 
 
 def main(argv=None):
@@ -315,23 +342,18 @@ def main(argv=None):
     ap.add_argument("--spread", type=float, default=3 * 3600, help="orders were sent over this many seconds")
     ap.add_argument("--no-gc-freeze", action="store_true", help="leave start-up objects to the garbage collector")
     ap.add_argument("--populate", help=argparse.SUPPRESS)
+    add_arguments(ap)
     args = ap.parse_args(argv)
     if args.populate:
         populate(args.populate, args.orders, args.teams, args.seed, args.spread)
         return 0
-    with tempfile.TemporaryDirectory(prefix="yihu-bench-") as tmp:
-        url = f"sqlite:///{tmp}/yihu.sqlite"
-        from gateway.storage.migrate import upgrade
-        upgrade(url)
+    with tempfile.TemporaryDirectory(prefix="yihu-bench-") as tmp, bench_database(args, tmp) as (url, label):
+        args.label = label
+        print(f"database: {label}; load average {load_average()}", flush=True)
         subprocess.run([sys.executable, "-m", "bench.escalation_timers", "--populate", url, "--orders", str(args.orders),
-                        "--teams", str(args.teams), "--seed", str(args.seed), "--spread", str(args.spread)], check=True, timeout=170)
-        from twisted.internet import defer, task
-        from twisted.logger import globalLogBeginner, textFileLogObserver
-        # Log as the gateway does (to a file), not into Twisted's start-up buffer: 64k buffered
-        # events would be garbage-collector work the gateway never has.
-        with open(f"{tmp}/gateway.log", "w") as logf:
-            globalLogBeginner.beginLoggingTo([textFileLogObserver(logf)], redirectStandardIO=False)
-            task.react(lambda reactor: defer.ensureDeferred(measure(reactor, url, args, f"{tmp}/gateway.log")))
+                        "--teams", str(args.teams), "--seed", str(args.seed), "--spread", str(args.spread)],
+                       check=True, timeout=900)
+        run_logged(tmp, lambda reactor: measure(reactor, url, args, f"{tmp}/gateway.log"))
 
 
 if __name__ == "__main__":

@@ -74,10 +74,10 @@ def build_event(kind: str, payload: dict, at: datetime, *, drill_mode: bool = Fa
     return {"kind": kind, "at": at, "payload": mark_drill(payload, drill)}
 
 
-def _drill_orders(conn, events: list[tuple[str, dict]]) -> frozenset:
+def _drill_orders(conn, events: list[tuple]) -> frozenset:
     """Which of the orders these events are about are drill orders: read in the same transaction
     (one query), so an event written by any process (the CLI, another node) is labelled alike."""
-    ids = {p["order_id"] for _, p in events if isinstance(p.get("order_id"), int) and "drill" not in p}
+    ids = {e[1]["order_id"] for e in events if isinstance(e[1].get("order_id"), int) and "drill" not in e[1]}
     if not ids:
         return frozenset()
     return frozenset(conn.execute(select(orders.c.id).where(orders.c.id.in_(ids), orders.c.drill.is_(True)))
@@ -89,14 +89,16 @@ def record_event(conn, kind: str, payload: dict, at: datetime | None = None) -> 
     return record_events(conn, [(kind, payload)], at)[0]
 
 
-def record_events(conn, events: list[tuple[str, dict]], at: datetime | None = None) -> list[int]:
+def record_events(conn, events: list[tuple], at: datetime | None = None) -> list[int]:
+    """Append events in the caller's transaction: (kind, payload) at `at`, or (kind, payload,
+    its own at) for a batch of things that happened at different times."""
     if not events:
         return []
     at = at or datetime.now(UTC)
     drill_mode = bool(conn.info.get(DRILL_KEY))
     drill_orders = frozenset() if drill_mode else _drill_orders(conn, events)
-    rows = [build_event(kind, payload, at, drill_mode=drill_mode, drill_orders=drill_orders)
-            for kind, payload in events]
+    rows = [build_event(e[0], e[1], e[2] if len(e) > 2 else at, drill_mode=drill_mode, drill_orders=drill_orders)
+            for e in events]
     if conn.dialect.name == "postgresql":
         # The lock first (an InitPlan, run once before the rows): see the module's docstring.
         ids = conn.execute(text("SELECT nextval('event_log_id_seq') FROM generate_series(1, :n) "

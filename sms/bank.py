@@ -99,6 +99,7 @@ class SmsBank:
         self._dispatching = False
         self._again = False
         self._wakeup = None
+        self._depth_call = None         # the outbox depth gauge's next recount
         self._settle_timers: dict[int, object] = {}      # segment id → timer
         self._workers: set[defer.Deferred] = set()        # one per modem sending a message
         self.started = False
@@ -189,6 +190,9 @@ class SmsBank:
         self._settle_timers.clear()
         if self._wakeup is not None and self._wakeup.active():
             self._wakeup.cancel()
+        if self._depth_call is not None and self._depth_call.active():
+            self._depth_call.cancel()
+        self._depth_call = None
         self.inbound.stop()
 
     # --- ISmsOutbox ----------------------------------------------------------------------------
@@ -672,11 +676,20 @@ class SmsBank:
     def _store_failed(self, f, m):
         log.failure("saving message {mid} failed", f, mid=m.id)
 
+    DEPTH_EVERY = 1.0       # seconds between recounts of the outbox depth
+
     def _update_gauges(self):
-        metrics.SMS_QUEUE_DEPTH.set(sum(1 for i in self.queue if i in self.messages
-                                        for s in self.messages[i].segments if s["state"] == "queued"))
         for n, s in self.slots.items():
             metrics.SMS_MODEM_QUEUE.labels(modem=n).set(s.in_hand)
+        # The depth walks the whole queue: once a second at most, not on every message (a burst
+        # of confirmations while the modems are down would cost the reactor O(n²)).
+        if self._depth_call is None:
+            self._depth_call = self.reactor.callLater(self.DEPTH_EVERY, self._count_depth)
+
+    def _count_depth(self):
+        self._depth_call = None
+        metrics.SMS_QUEUE_DEPTH.set(sum(1 for i in self.queue if i in self.messages
+                                        for s in self.messages[i].segments if s["state"] == "queued"))
 
     def summary(self) -> dict:
         out: dict = {}

@@ -5,6 +5,7 @@ Deferred fires after COMMIT ("durable before acknowledged").  Records cross as p
 """
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 
 from sqlalchemy import and_, func, insert, or_, select, update
@@ -107,12 +108,18 @@ class SqlStore:
 
     @staticmethod
     def _add(conn, now, phone, text, purpose, order_id, delivery_id, ref_bits, status_report, validity):
+        # One part (most confirmations) carries no concatenation reference: the whole row in one
+        # statement.  Several parts: the reference comes from the row's id, known after the insert.
+        enc, ref, pdus = build_segments(0, phone, text, ref_bits, status_report, validity)
+        single = len(pdus) == 1
         mid = conn.execute(insert(t.sms_messages).values(
             phone=phone, text=text, purpose=purpose, order_id=order_id, delivery_id=delivery_id,
-            state="queued", created_at=now, updated_at=now)).inserted_primary_key[0]
-        enc, ref, pdus = build_segments(mid, phone, text, ref_bits, status_report, validity)
-        conn.execute(update(t.sms_messages).where(t.sms_messages.c.id == mid).values(
-            encoding=enc, concat_ref=ref if len(pdus) > 1 else None, parts=len(pdus)))
+            state="queued", created_at=now, updated_at=now,
+            **(dict(encoding=enc, concat_ref=None, parts=1) if single else {}))).inserted_primary_key[0]
+        if not single:
+            enc, ref, pdus = build_segments(mid, phone, text, ref_bits, status_report, validity)
+            conn.execute(update(t.sms_messages).where(t.sms_messages.c.id == mid).values(
+                encoding=enc, concat_ref=ref, parts=len(pdus)))
         segs = []
         for p in pdus:
             sid = conn.execute(insert(t.sms_segments).values(
@@ -284,12 +291,15 @@ class SqlStore:
     @staticmethod
     def _store_inbound(conn, now, row, dedup=True):
         ir = t.inbound_raw
-        if dedup and row.get("raw") is not None and row.get("channel") in ("sms", "sms_part", "status_report"):
-            dup = conn.execute(select(ir.c.id).where(ir.c.source == row.get("source"), ir.c.raw == row["raw"],
-                                                     ir.c.channel == row["channel"]).limit(1)).scalar()
+        digest = hashlib.sha256(row["raw"]).hexdigest() if row.get("raw") is not None else None
+        if dedup and digest is not None and row.get("channel") in ("sms", "sms_part", "status_report"):
+            # By the indexed digest (the bytes compared too): one lookup, however many SMS are kept.
+            dup = conn.execute(select(ir.c.id).where(ir.c.raw_sha256 == digest, ir.c.source == row.get("source"),
+                                                     ir.c.raw == row["raw"], ir.c.channel == row["channel"])
+                               .limit(1)).scalar()
             if dup is not None:
                 return (dup, dup)
-        rid = conn.execute(insert(ir).values(received_at=now, **row)).inserted_primary_key[0]
+        rid = conn.execute(insert(ir).values(received_at=now, raw_sha256=digest, **row)).inserted_primary_key[0]
         return (rid, None)
 
     def update_inbound(self, rid: int, **fields):

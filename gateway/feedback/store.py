@@ -6,12 +6,12 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, tuple_, update
 
 from gateway.escalation.config import EscalationConfig
 from gateway.escalation.deadlines import local_hhmm
 from gateway.escalation.store import plan_next_situation_tx
-from gateway.eventlog import record_event
+from gateway.eventlog import record_events
 from gateway.feedback import form as ff
 from gateway.feedback import form_store
 from gateway.leaders import store as leaders_store
@@ -20,7 +20,8 @@ from gateway.orders import messages
 from gateway.orders import store as ostore
 from gateway.orders import team_state as ts
 from gateway.orders.grammar import ARRIVED, FINISHED, SITUATION, Refusal, Reply
-from gateway.storage.schema import audit_log, escalation_steps, feedback, inbound_raw, situation_reports
+from gateway.storage.schema import audit_log, escalation_steps, feedback, inbound_raw, member_phones, members, \
+    order_teams, orders, situation_reports, teams
 
 MAX_CODES = 5     # codes listed in "which order?" SMS: the newest open ones
 
@@ -61,79 +62,77 @@ class Verdict:
     staged: list = field(default_factory=list)   # reply SMS committed with the feedback (outbox records)
 
 
-def _mark_raw(conn, raw_id, state, note):
-    if raw_id is not None:
-        conn.execute(update(inbound_raw).where(inbound_raw.c.id == raw_id).values(state=state, note=note))
+def _audit_row(a: Answer, action, subject, detail) -> dict:
+    return dict(at=a.at, actor=f"{a.channel}:{a.phone}", action=action, subject=subject,
+                detail={"raw_id": a.raw_id, "text": a.text[:500], **detail})
 
 
-def _audit(conn, at, a: Answer, action, subject, detail):
-    conn.execute(insert(audit_log).values(at=at, actor=f"{a.channel}:{a.phone}", action=action, subject=subject,
-                                          detail={"raw_id": a.raw_id, "text": a.text[:500], **detail}))
-
-
-def _refuse(conn, a: Answer, outcome, reason, message="", reply_to=None, **kw) -> Verdict:
-    _mark_raw(conn, a.raw_id, "garbage" if outcome == GARBAGE else "refused", reason)
-    _audit(conn, a.at, a, f"feedback.{outcome}", kw.get("order_code") or "reply", {"reason": reason})
+def _refuse(look, a: Answer, outcome, reason, message="", reply_to=None, **kw) -> Verdict:
+    look.mark_raw(a.raw_id, "garbage" if outcome == GARBAGE else "refused", reason)
+    look.audit(_audit_row(a, f"feedback.{outcome}", kw.get("order_code") or "reply", {"reason": reason}))
     return Verdict(outcome, message, reply_to, reason=reason, **kw)
 
 
-def record_answer_tx(conn, a: Answer, cfg: EscalationConfig) -> Verdict:
+def record_answer_tx(conn, a: Answer, cfg: EscalationConfig, look: "Lookups | None" = None) -> Verdict:
+    if look is None:
+        return record_batch_tx(conn, [a], cfg)[0]
     if a.raw_id is not None:
-        raw_state = conn.execute(select(inbound_raw.c.state).where(inbound_raw.c.id == a.raw_id)).scalar()
+        raw_state = look.raw_state(a.raw_id)
         if raw_state not in (None, "new"):
             # Handed to us twice (a restart in between): judged already, do not record or answer again.
             return Verdict(DUPLICATE, reason=f"raw {a.raw_id} already {raw_state}")
-    member = dq.member_by_phone(conn, a.phone)
+    member = look.member(a.phone)
     if member is None:
         if a.channel == "sms":
-            v = _leader_note(conn, a)
+            v = _leader_note(conn, a, look)
             if v is not None:
                 return v
-        return _refuse(conn, a, REFUSED, "sender not on the roster")
+        return _refuse(look, a, REFUSED, "sender not on the roster")
     code = a.parsed.code if isinstance(a.parsed, Reply) else None
     team_code, team_name = member.team_code, member.team_name
     if isinstance(a.parsed, Refusal):
-        v = _form_answer(conn, a, member, cfg) if a.channel == "sms" else None
+        v = _form_answer(conn, a, member, cfg, look) if a.channel == "sms" else None
         if v is not None:
             return v
-        return _refuse(conn, a, GARBAGE, f"unreadable reply ({a.parsed.reason})", messages.help_sms(), a.phone,
+        return _refuse(look, a, GARBAGE, f"unreadable reply ({a.parsed.reason})", messages.help_sms(), a.phone,
                        team_code=team_code, member_id=member.id)
     if code is not None:
-        found = ostore.open_order_teams_for_team(conn, member.team_id, code)
+        found = look.open_rows(member.team_id, code)
         if not found:
-            open_codes = [r.code for r in ostore.open_order_teams_for_team(conn, member.team_id, limit=MAX_CODES)]
-            return _refuse(conn, a, REFUSED, f"order {code} is not an open order of team {team_code}",
+            open_codes = [r.code for r in look.open_rows(member.team_id)[:MAX_CODES]]
+            return _refuse(look, a, REFUSED, f"order {code} is not an open order of team {team_code}",
                            messages.not_your_order_sms(code, open_codes), a.phone, order_code=code,
                            team_code=team_code, member_id=member.id)
         row = found[0]
     else:
         # No code typed: fine when the team has exactly one open order.
-        open_rows = ostore.open_order_teams_for_team(conn, member.team_id, limit=MAX_CODES)
+        open_rows = look.open_rows(member.team_id)[:MAX_CODES]
         open_codes = [r.code for r in open_rows]
         if not open_rows:
-            return _refuse(conn, a, REFUSED, f"team {team_code} has no open order",
+            return _refuse(look, a, REFUSED, f"team {team_code} has no open order",
                            messages.not_your_order_sms(None, []), a.phone, team_code=team_code, member_id=member.id)
         if len(open_rows) > 1:
-            return _refuse(conn, a, NEEDS_CODE, f"ambiguous: team {team_code} has several open orders",
+            return _refuse(look, a, NEEDS_CODE, f"ambiguous: team {team_code} has several open orders",
                            messages.needs_code_sms(open_codes), a.phone, team_code=team_code, member_id=member.id)
         row = open_rows[0]
     status, report = a.parsed.status, a.parsed.report
     major = bool(row.major)
     if status == SITUATION:
-        return record_situation_tx(conn, a, member, row, report, cfg, a.audio_path, a.audio_seconds)
-    row, old = ostore.load_team_state(conn, row.id)      # again, locked this time
+        return record_situation_tx(conn, a, member, row, report, cfg, a.audio_path, a.audio_seconds, look)
+    row, old = look.team_state(row.id)      # locked this time (with the batch's other rows, in id order)
     out = ts.on_answer(old, status, a.at, member.id, report)
     if not out.accepted:
-        return _refuse(conn, a, NOT_APPLICABLE, out.note, messages.not_applicable_sms(row.code), a.phone,
+        return _refuse(look, a, NOT_APPLICABLE, out.note, messages.not_applicable_sms(row.code), a.phone,
                        order_code=row.code, team_code=team_code, member_id=member.id)
-    conn.execute(insert(feedback).values(order_team_id=row.id, member_id=member.id, phone=a.phone, channel=a.channel,
-                                         status=status, report=report or None, raw_id=a.raw_id, recorded_at=a.at))
+    look.add_feedback(dict(order_team_id=row.id, member_id=member.id, phone=a.phone, channel=a.channel,
+                           status=status, report=report or None, raw_id=a.raw_id, recorded_at=a.at))
     state, ask = out.state, ""
     if status == FINISHED:
         fs = form_store.apply_tx(conn, row.id, _form_from_report(report), f"{a.channel}:{a.phone}", a.at)
         state = replace(state, form_complete=fs.complete)
         ask = ff.ask_text(row.code, fs.asked) if fs.asked else ""
     ostore.save_team_state(conn, row.id, old, state, a.at)
+    look.saved(row.id, state)
     next_due = ostore.cancel_satisfied_steps_tx(conn, row.id, state,
                                                 f"team answered {status} ({a.channel} {a.phone})", a.at)
     if major and status == ARRIVED and old.arrived_at is None and state.finished_at is None:
@@ -144,15 +143,14 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig) -> Verdict:
         ask = f"重大事件：请每{every:g}分钟续报现场动态（{row.code} 续报 …）"
     hhmm = local_hhmm(a.at, cfg)
     note = f"order {row.code} {status}" + (f"; {out.note}" if out.note else "")
-    _mark_raw(conn, a.raw_id, "parsed", note)
-    _audit(conn, a.at, a, "feedback.recorded", f"order {row.code} team {team_code}",
-           {"status": status, "member_id": member.id, "state": out.state.state, "advanced": out.advanced})
+    look.mark_raw(a.raw_id, "parsed", note)
+    look.audit(_audit_row(a, "feedback.recorded", f"order {row.code} team {team_code}",
+                          {"status": status, "member_id": member.id, "state": out.state.state,
+                           "advanced": out.advanced}))
     # An answer after the duty supervisor was alerted about this team: tell the supervisor too.
     sup_phone = None
     newly = ts.satisfied_stages(out.state) - ts.satisfied_stages(old)
-    alerted = conn.execute(select(escalation_steps.c.stage).where(
-        escalation_steps.c.order_team_id == row.id, escalation_steps.c.action == "supervisor",
-        escalation_steps.c.state.in_(("firing", "fired")))).scalars().all() if newly else []
+    alerted = look.alerted_stages(row.id) if newly else []
     if set(alerted) & newly:        # once per alerted stage: not again for every later answer
         sup = dq.duty_supervisor(conn, a.at)
         sup_phone = sup.phone if sup else None
@@ -162,7 +160,7 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig) -> Verdict:
              "team": team_code, "team_name": team_name, "status": status, "state": out.state.state,
              "channel": a.channel, "member": member.name, "role": member.role, "phone": a.phone,
              "report": report, "at": a.at.isoformat(), "after_escalation": bool(alerted)}
-    record_event(conn, "order.feedback", event, a.at)
+    look.add_event("order.feedback", event, a.at)
     return Verdict(RECORDED,
                    messages.confirmation_sms(row.code, status, hhmm, ask),
                    a.phone, row.code, order_id, row.id, team_code, member.id, status, out.advanced, next_due,
@@ -172,10 +170,13 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig) -> Verdict:
 
 
 def record_batch_tx(conn, answers: list[Answer], cfg: EscalationConfig, stage_sms=None) -> list[Verdict]:
-    """Several answers, one transaction (group commit), in arrival order.  stage_sms: the outbox's
+    """Several answers, one transaction (group commit), in arrival order; what they need to read is
+    read once for the whole batch (Lookups), not once per answer.  stage_sms: the outbox's
     stage_tx; each answer's reply (confirmation, help, the supervisor's notice) is written in the
     same transaction as the feedback (transactional outbox), on `Verdict.staged`."""
-    verdicts = [record_answer_tx(conn, a, cfg) for a in answers]
+    look = Lookups(conn, answers)
+    verdicts = [record_answer_tx(conn, a, cfg, look) for a in answers]
+    look.write()        # the appended rows and events, before the replies are staged (as one by one)
     if stage_sms is not None:
         for a, v in zip(answers, verdicts):
             v.staged = _stage_replies(conn, a, v, stage_sms)
@@ -199,6 +200,143 @@ def _stage_replies(conn, a: Answer, v: Verdict, stage_sms) -> list:
     return out
 
 
+class Lookups:
+    """What a batch of answers reads, in a few queries instead of several per answer, and the rows
+    it only appends (feedback, audit, events, raw states), written together by `write()` before
+    the commit (a burst of replies is judged at the rate of its round trips to the database).
+    Answers later in the batch see what earlier ones wrote (raw states, team states): the cache
+    is kept in step by `mark_raw`/`saved`.  The team rows are locked on PostgreSQL in id order,
+    like the escalation engine's claims (ostore.load_team_states), so the two never deadlock."""
+
+    def __init__(self, conn, answers: list[Answer]):
+        self.conn = conn
+        self._raw_marks: list[dict] = []
+        self._audits: list[dict] = []
+        self._feedback: list[dict] = []
+        self._events: list[tuple[str, dict, datetime]] = []
+        raw_ids = sorted({a.raw_id for a in answers if a.raw_id is not None})
+        self._raw = dict(conn.execute(select(inbound_raw.c.id, inbound_raw.c.state)
+                                      .where(inbound_raw.c.id.in_(raw_ids))).all()) if raw_ids else {}
+        phones = sorted({a.phone for a in answers})
+        self._members: dict[str, dq.Member] = {}
+        for r in conn.execute(
+                select(members.c.id, members.c.team_id, members.c.name, members.c.role, member_phones.c.e164,
+                       teams.c.code, teams.c.name)
+                .join(member_phones, member_phones.c.member_id == members.c.id)
+                .join(teams, teams.c.id == members.c.team_id)
+                .where(member_phones.c.e164.in_(phones), members.c.active.is_(True), teams.c.active.is_(True))):
+            self._members.setdefault(r[4], dq.Member(*r))      # as dq.member_by_phone: the first found
+        # The named orders of the teams that answered (a team may have hundreds open: only these).
+        named = sorted({(m.team_id, a.parsed.code) for a in answers if isinstance(a.parsed, Reply)
+                        and a.parsed.code is not None and (m := self._members.get(a.phone)) is not None})
+        self._named: dict[tuple[int, str], list] = {k: [] for k in named}
+        if named:
+            for r in conn.execute(
+                    select(order_teams.c.team_id, order_teams.c.id, order_teams.c.order_id, orders.c.code, orders.c.rule,
+                           orders.c.major)
+                    .join(orders, orders.c.id == order_teams.c.order_id)
+                    .where(and_(tuple_(order_teams.c.team_id, orders.c.code).in_(named), orders.c.state == "open"))
+                    .order_by(orders.c.created_at.desc(), orders.c.id.desc())):
+                self._named[(r.team_id, r.code)].append(r)
+        self._newest: dict[int, list] = {}      # team -> its newest open orders (answers with no code)
+        # The rows the batch will change: each answer's order (or its team's only open order).
+        self._to_lock: set[int] = set()
+        for a in answers:
+            m = self._members.get(a.phone)
+            if m is not None and isinstance(a.parsed, Reply):
+                rows = self.open_rows(m.team_id, a.parsed.code)
+                if rows and (a.parsed.code is not None or len(rows) == 1):
+                    self._to_lock.add(rows[0].id)
+        self._states: dict[int, tuple] = {}
+        self._alerted: dict[int, list[str]] | None = None
+
+    def raw_state(self, raw_id: int):
+        return self._raw.get(raw_id)
+
+    # --- what the batch appends, written together --------------------------------------------
+    def mark_raw(self, raw_id, state: str, note: str) -> None:
+        if raw_id is not None:
+            self._raw[raw_id] = state
+            self._raw_marks.append({"rid": raw_id, "st": state, "nt": note})
+
+    def audit(self, row: dict) -> None:
+        self._audits.append(row)
+
+    def add_feedback(self, row: dict) -> None:
+        self._feedback.append(row)
+
+    def add_event(self, kind: str, payload: dict, at: datetime) -> None:
+        self._events.append((kind, payload, at))
+
+    def write(self) -> None:
+        """The appended rows, a statement each for the whole batch (executemany), in answer order."""
+        conn = self.conn
+        if self._feedback:
+            conn.execute(insert(feedback), self._feedback)
+        if self._raw_marks:
+            conn.execute(update(inbound_raw).where(inbound_raw.c.id == bindparam("rid"))
+                         .values(state=bindparam("st"), note=bindparam("nt")), self._raw_marks)
+        if self._audits:
+            conn.execute(insert(audit_log), self._audits)
+        if self._events:
+            record_events(conn, self._events)
+        self._raw_marks, self._audits, self._feedback, self._events = [], [], [], []
+
+    def member(self, phone: str):
+        return self._members.get(phone)
+
+    def open_rows(self, team_id: int, code: str | None = None) -> list:
+        """With a code: that open order of the team; without: the team's newest open orders
+        (MAX_CODES of them), newest first."""
+        if code is not None:
+            rows = self._named.get((team_id, code))
+            if rows is None:
+                rows = self._named[(team_id, code)] = ostore.open_order_teams_for_team(self.conn, team_id, code)
+            return rows
+        if team_id not in self._newest:
+            self._newest[team_id] = ostore.open_order_teams_for_team(self.conn, team_id, limit=MAX_CODES)
+        return self._newest[team_id]
+
+    def team_state(self, order_team_id: int):
+        """(row, state) of an order team the batch changes; on first use every such row of the
+        batch is locked and read at once."""
+        if self._to_lock:
+            ids, self._to_lock = sorted(self._to_lock | {order_team_id}), set()
+            self._lock(ids)
+        if order_team_id not in self._states:
+            self._lock([order_team_id])
+        return self._states[order_team_id]
+
+    def _lock(self, ids: list[int]) -> None:
+        q = (select(order_teams, orders.c.code, orders.c.rule, orders.c.state.label("order_state"),
+                    orders.c.created_at.label("order_created_at"), orders.c.incident_ref)
+             .join(orders, orders.c.id == order_teams.c.order_id)
+             .where(order_teams.c.id.in_(ids)).order_by(order_teams.c.id))
+        if self.conn.dialect.name == "postgresql":
+            q = q.with_for_update(of=order_teams)
+        for row in self.conn.execute(q):
+            self._states[row.id] = (row, ostore.team_state_from_row(row, row.rule))
+
+    def saved(self, order_team_id: int, state) -> None:
+        row, _old = self._states[order_team_id]
+        self._states[order_team_id] = (row, state)
+
+    def alerted_stages(self, order_team_id: int) -> list[str]:
+        """Stages the duty supervisor was alerted about, of every team row this batch locked."""
+        if self._alerted is None:
+            ids = sorted(self._states)
+            self._alerted = {i: [] for i in ids}
+            for ot, stage in self.conn.execute(select(escalation_steps.c.order_team_id, escalation_steps.c.stage).where(
+                    escalation_steps.c.order_team_id.in_(ids), escalation_steps.c.action == "supervisor",
+                    escalation_steps.c.state.in_(("firing", "fired")))):
+                self._alerted[ot].append(stage)
+        if order_team_id not in self._alerted:
+            self._alerted[order_team_id] = list(self.conn.execute(select(escalation_steps.c.stage).where(
+                escalation_steps.c.order_team_id == order_team_id, escalation_steps.c.action == "supervisor",
+                escalation_steps.c.state.in_(("firing", "fired")))).scalars())
+        return self._alerted[order_team_id]
+
+
 def open_codes_for_phone_tx(conn, phone: str) -> list[str]:
     m = dq.member_by_phone(conn, phone)
     if m is None:
@@ -209,10 +347,13 @@ def open_codes_for_phone_tx(conn, phone: str) -> list[str]:
 # --- situation reports, the feedback form, leaders' notes --------------------------------------
 
 def record_situation_tx(conn, a: Answer, member, row, text: str, cfg: EscalationConfig,
-                        audio_path: str | None = None, audio_seconds: float | None = None) -> Verdict:
+                        audio_path: str | None = None, audio_seconds: float | None = None,
+                        look: "Lookups | None" = None) -> Verdict:
     """A situation report (现场动态): kept on the order's timeline; never a team's state.  On a major
     order with the team on scene, the next report is owed a period from now."""
-    _row, st = ostore.load_team_state(conn, row.id)
+    look = look or Lookups(conn, [])
+    look.write()        # what earlier answers of the batch appended goes first (event order)
+    _row, st = look.team_state(row.id)
     conn.execute(insert(situation_reports).values(
         order_id=row.order_id, order_team_id=row.id, member_id=member.id, phone=a.phone, channel=a.channel,
         text=text or None, audio_path=audio_path, audio_seconds=audio_seconds, raw_id=a.raw_id,
@@ -225,14 +366,15 @@ def record_situation_tx(conn, a: Answer, member, row, text: str, cfg: Escalation
                                replace_pending=f"situation report received ({a.channel} {a.phone})")
         ask = f"请于{local_hhmm(due, cfg)}前续报"
     next_due = ostore.next_due_tx(conn, row.id)
-    _mark_raw(conn, a.raw_id, "parsed", f"order {row.code} situation report")
-    _audit(conn, a.at, a, "feedback.situation", f"order {row.code} team {member.team_code}",
-           {"member_id": member.id, "audio": audio_path, "seconds": audio_seconds})
+    look.mark_raw(a.raw_id, "parsed", f"order {row.code} situation report")
+    look.audit(_audit_row(a, "feedback.situation", f"order {row.code} team {member.team_code}",
+                          {"member_id": member.id, "audio": audio_path, "seconds": audio_seconds}))
     what = text or (f"[录音{audio_seconds:.0f}秒]" if audio_seconds is not None else "")
     event = {"order_code": row.code, "order_id": row.order_id, "team": member.team_code,
              "team_name": member.team_name, "member": member.name, "phone": a.phone,
              "channel": a.channel, "text": what, "audio_seconds": audio_seconds, "at": a.at.isoformat()}
-    record_event(conn, "order.situation_report", event, a.at)
+    look.add_event("order.situation_report", event, a.at)
+    look.write()
     return Verdict(RECORDED, messages.confirmation_sms(row.code, SITUATION, hhmm, ask), a.phone, row.code,
                    row.order_id, row.id, member.team_code, member.id, SITUATION, False, next_due,
                    "situation report", hhmm=hhmm, event=event)
@@ -250,7 +392,7 @@ def _form_from_report(report: str) -> dict:
 _LEADING_CODE = re.compile(r"^\s*(?:指令|编号)?\s*(\d{4})(?:号)?(?!\d)")
 
 
-def _form_answer(conn, a: Answer, member, cfg: EscalationConfig) -> Verdict | None:
+def _form_answer(conn, a: Answer, member, cfg: EscalationConfig, look: "Lookups") -> Verdict | None:
     """An SMS without a status that fills the team's feedback form (labelled fields, or a bare
     answer to the field asked for).  None: it is not one."""
     written = unicodedata.normalize("NFC", a.text or "")
@@ -260,11 +402,12 @@ def _form_answer(conn, a: Answer, member, cfg: EscalationConfig) -> Verdict | No
     if not rows:
         return None
     if len(rows) > 1 and code is None:
-        return _refuse(conn, a, NEEDS_CODE, f"ambiguous: team {member.team_code} has several forms to fill",
+        return _refuse(look, a, NEEDS_CODE, f"ambiguous: team {member.team_code} has several forms to fill",
                        messages.needs_code_sms([r.code for r in rows]), a.phone, team_code=member.team_code,
                        member_id=member.id)
     target = rows[0]
-    _row, old = ostore.load_team_state(conn, target.id)     # locked first: commander and deputy at once
+    look.write()        # what earlier answers of the batch appended goes first (event order)
+    _row, old = look.team_state(target.id)     # locked first: commander and deputy at once
     parsed = ff.parse_fields(text)
     form = form_store.load_form(conn, target.id)
     changes = dict(parsed.values)
@@ -279,10 +422,12 @@ def _form_answer(conn, a: Answer, member, cfg: EscalationConfig) -> Verdict | No
     fs = form_store.apply_tx(conn, target.id, changes, actor, a.at)
     new = replace(old, form_complete=fs.complete)
     ostore.save_team_state(conn, target.id, old, new, a.at)
+    look.saved(target.id, new)
     next_due = ostore.cancel_satisfied_steps_tx(conn, target.id, new, f"feedback form complete ({actor})", a.at)
-    _mark_raw(conn, a.raw_id, "parsed", f"order {target.code} feedback form: {', '.join(fs.filled)}")
-    _audit(conn, a.at, a, "feedback.form", f"order {target.code} team {member.team_code}",
-           {"fields": fs.filled, "complete": fs.complete})
+    look.mark_raw(a.raw_id, "parsed", f"order {target.code} feedback form: {', '.join(fs.filled)}")
+    look.audit(_audit_row(a, "feedback.form", f"order {target.code} team {member.team_code}",
+                          {"fields": fs.filled, "complete": fs.complete}))
+    look.write()
     ask = ff.ask_text(target.code, fs.asked) if fs.asked else ""
     event = form_store.record_form_event(conn, target.code, target.order_id, member.team_code, fs, actor, a.at)
     return Verdict(RECORDED, messages.form_saved_sms(target.code, member.team_name or member.team_code,
@@ -291,18 +436,20 @@ def _form_answer(conn, a: Answer, member, cfg: EscalationConfig) -> Verdict | No
                    next_due, "feedback form", hhmm=local_hhmm(a.at, cfg), event=event)
 
 
-def _leader_note(conn, a: Answer) -> Verdict | None:
+def _leader_note(conn, a: Answer, look: "Lookups") -> Verdict | None:
     """A leader's SMS: a note on the order, never a team's state.  None: not a leader."""
+    look.write()        # what earlier answers of the batch appended goes first (event order)
     note = leaders_store.record_note_tx(conn, a.phone, a.text, a.raw_id, a.at)
     if note is None:
         return None
     if note.order_id is None:
-        return _refuse(conn, a, NEEDS_CODE, f"leader {note.leader.name}: which order is not known",
+        return _refuse(look, a, NEEDS_CODE, f"leader {note.leader.name}: which order is not known",
                        messages.note_needs_code_sms(), a.phone)
-    _mark_raw(conn, a.raw_id, "parsed", f"order {note.order_code} note from leader {note.leader.name}")
-    _audit(conn, a.at, a, "order.note", f"order {note.order_code}", {"leader": note.leader.name})
+    look.mark_raw(a.raw_id, "parsed", f"order {note.order_code} note from leader {note.leader.name}")
+    look.audit(_audit_row(a, "order.note", f"order {note.order_code}", {"leader": note.leader.name}))
     event = {"order_code": note.order_code, "order_id": note.order_id, "leader": note.leader.name,
              "role": note.leader.role, "text": a.text[:500], "at": a.at.isoformat()}
-    record_event(conn, "order.note", event, a.at)
+    look.add_event("order.note", event, a.at)
+    look.write()
     return Verdict(NOTE, messages.note_saved_sms(note.order_code), a.phone, note.order_code, note.order_id,
                    reason="leader's note", event=event)

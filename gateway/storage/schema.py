@@ -279,12 +279,14 @@ inbound_raw = Table(
     Column("source", String(200)),                    # modem port, call id, ...
     Column("sender", String(40)),
     Column("raw", LargeBinary),                       # bytes exactly as received
+    Column("raw_sha256", String(64)),                 # of raw: the duplicate check's index (SIM re-read)
     Column("text", Text),                             # decoded text where it could be decoded
     Column("received_at", TS, nullable=False),
     Column("state", String(16), nullable=False),      # new / parsed / refused / garbage / part
     Column("note", Text),
     Column("meta", JSON),
     Index("ix_inbound_raw_state", "state"),
+    Index("ix_inbound_raw_raw_sha256", "raw_sha256"),
 )
 
 feedback = Table(

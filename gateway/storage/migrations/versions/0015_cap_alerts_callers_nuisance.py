@@ -1,7 +1,7 @@
 """CAP alerts and order proposals; caller history index and flag; nuisance list
 
 Revision ID: 0015
-Revises: 0007
+Revises: 0009
 """
 from alembic import op
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 revision = '0015'
 # 0005 is on main already; this branch's head must be single for `upgrade head` (the integrator
 # re-chains revisions when merging).
-down_revision = '0007'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 

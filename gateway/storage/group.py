@@ -1,0 +1,54 @@
+"""Group commit: units of work that arrive while one transaction is in flight run together in the
+next one, each told only after that COMMIT ("durable before acknowledged" still holds for each).
+
+A burst (hundreds of keypresses in a few seconds) then costs one commit per batch instead of one
+per unit, and leaves the database pool's other threads to the rest of the gateway.  If a batch
+fails, its units are run again one by one, so one bad unit cannot sink the others.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+log = Logger()
+
+
+class GroupCommit:
+    def __init__(self, db, name: str, max_batch: int = 100):
+        self.db = db
+        self.name = name                # what the log names when a batch fails
+        self.max_batch = max_batch
+        self._queue: list[tuple[Callable, tuple, defer.Deferred]] = []
+        self._busy = False
+
+    def run(self, fn: Callable[..., Any], *args) -> defer.Deferred:
+        """Like Database.run(fn, *args), in the next batch: fires after its COMMIT."""
+        d = defer.Deferred()
+        self._queue.append((fn, args, d))
+        if not self._busy:
+            self._next()
+        return d
+
+    def _next(self, _=None):
+        if not self._queue:
+            self._busy = False
+            return
+        self._busy = True
+        batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+
+        def done(results):
+            for (_fn, _args, d), r in zip(batch, results):
+                d.callback(r)
+
+        def failed(f):
+            log.warn("{name}: a batch of {n} failed ({e}); each alone", name=self.name, n=len(batch),
+                     e=f.getErrorMessage())
+            for fn, args, d in batch:
+                self.db.run(fn, *args).chainDeferred(d)
+        self.db.run(_all, [(fn, args) for fn, args, _d in batch]).addCallbacks(done, failed).addBoth(self._next)
+
+
+def _all(conn, units):
+    return [fn(conn, *args) for fn, args in units]
