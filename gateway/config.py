@@ -28,7 +28,7 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class GatewaySection:
-    node_name: str = "yihu-1"              # this node in logs, /health and AMI ActionIDs
+    node_name: str = "yihu-1"              # this node in logs, /health and AMI ActionIDs; unique among the nodes sharing one database
     data_dir: str = "var"                  # created on first run; the SQLite file lives here
     database_url: str = ""                 # empty: SQLite in data_dir; postgresql+psycopg://... for production
     db_threads: int = 0                    # 0: 1 for SQLite, 4 for PostgreSQL
@@ -118,6 +118,7 @@ _PART_SECTIONS: dict[str, str] = {
     "leaders": "gateway.leaders.config.LeadersSection",
     "hotline": "gateway.hotline.config.HotlineSection",
     "cap": "gateway.cap.config.CapSection",
+    "cluster": "gateway.cluster.config.ClusterSection",
 }
 
 

@@ -554,3 +554,29 @@ webhook_dead_letters = Table(
     Column("at", TS, nullable=False),                   # when it was given up
     Column("error", String(200)),
 )
+
+# --- several gateways on one database (gateway/cluster/) ----------------------------------------
+
+nodes = Table(
+    "nodes", metadata,
+    # One row per gateway node (gateway.node_name).  A node whose heartbeat is older than
+    # cluster.node_timeout_s, or which stopped cleanly, is dead: rows it owned return to the pool.
+    Column("name", String(64), primary_key=True),
+    Column("host", String(255), nullable=False),        # the machine (modems and AMI links belong to it)
+    Column("pid", Integer, nullable=False),
+    Column("started_at", TS, nullable=False),
+    Column("heartbeat_at", TS, nullable=False),
+    Column("stopped_at", TS),                           # set on a clean stop; null while running
+    Column("modems", Integer, nullable=False, server_default="0"),   # usable modems at the last heartbeat
+)
+
+leases = Table(
+    "leases", metadata,
+    # Singletons (the AMI event consumer per Asterisk, the auditor, the retention sweep): held by
+    # one live node at a time, until `until`; taken over once it has passed.
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(64)),
+    Column("until", TS),
+    Column("changed_at", TS),
+    Column("generation", BigInteger, nullable=False, server_default="0"),   # +1 each time the holder changes
+)
