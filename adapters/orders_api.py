@@ -18,6 +18,7 @@ from adapters.api import ApiError, Router, refuse
 from adapters.contract import Field, Response, text
 from adapters.idempotency import IdempotencyConflict, idempotent_create_tx, request_hash
 from gateway.escalation.deadlines import RULES, response_minutes
+from gateway.mode import drill_text
 from gateway.orders.messages import order_sms
 from gateway.orders.order import KINDS, ONSCENE_COMMANDER, TARGET_HOWS, OrderRequest, Target
 from gateway.orders.store import NoCommander, NoTeams
@@ -68,11 +69,13 @@ def _target(value) -> Target:
         raise refuse(422, "target", str(e)) from None
 
 
-def sms_parts(req: OrderRequest, now: datetime, cfg, ref_bits: int) -> int:
-    """How many parts the order's SMS will travel in (a 4-digit code, as orders get)."""
+def sms_parts(req: OrderRequest, now: datetime, cfg, ref_bits: int, *, drill: bool = False) -> int:
+    """How many parts the order's SMS will travel in (a 4-digit code, as orders get), with the
+    【演练】 label a drill order's SMS carries (DrillLabelledOutbox adds it on the way out)."""
     minutes = response_minutes(req.rule, now, cfg)
     message = order_sms("0000", req.incident_ref, req.text, req.onscene_commander(), req.rule, minutes,
                         cfg.major_report_minutes if req.major else 0)
+    message = drill_text(message, drill or req.drill)
     return len(split_text(message, ref_bits=ref_bits)[1])
 
 
@@ -91,7 +94,7 @@ def add_order_routes(router: Router, database, orders, clock, *, max_sms_parts: 
         except ValueError as e:
             raise refuse(422, "body", str(e)) from None
         now = datetime.fromtimestamp(clock.seconds(), timezone.utc)
-        parts = sms_parts(order, now, orders.cfg, ref_bits)
+        parts = sms_parts(order, now, orders.cfg, ref_bits, drill=getattr(orders, "drill_mode", False))
         if parts > max_sms_parts:
             raise refuse(422, "text", f"the order's SMS would need {parts} parts; at most {max_sms_parts} "
                                       "(orders.max_sms_parts): shorten the text", sms_parts=parts)

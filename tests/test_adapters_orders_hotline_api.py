@@ -160,3 +160,29 @@ def test_hotline_calls_mark_callbacks_and_figures(database):
         assert status == 422 and body["field"] == "day"
     finally:
         yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_drill_orders_label_counts_against_the_part_limit(database):
+    """【演练】 rides on every SMS of a drill order: the part limit is judged with it, so an order
+    that fits only without the label is refused, not sent in more parts than allowed."""
+    port, base, _ = yield serve(database)
+    try:
+        team = {**GOOD, "target": "teams:PUB-01"}
+
+        def fits(n, drill=False):
+            body = {**team, "text": "火" * n, "incident_ref": f"XJ-{n:04d}{'D' if drill else 'R'}", **({"drill": True} if drill else {})}
+            return call("POST", f"{base}/orders", body).addCallback(lambda r: r[0] == 201)
+        # The longest text that fits 8 parts as a real order, found through the API alone.
+        lo, hi = 1, 600                                 # 1 fits, 600 does not (the test above)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if (yield fits(mid)):
+                lo = mid
+            else:
+                hi = mid
+        label = len("【演练】")
+        assert (yield fits(lo - label, drill=True))          # with the label, exactly as long
+        assert not (yield fits(lo - label + 1, drill=True))  # one more character: a ninth part
+    finally:
+        yield port.stopListening()
