@@ -148,8 +148,12 @@ class Gateway(service.MultiService):
         # The event log's live end, its retention and the webhooks: started after the database.
         self.events = EventTail(reactor, self.database, config.events)
         self.webhooks = Webhooks(reactor, self.database, self.events, config.webhooks)
-        EventsService(self.events, RetentionSweep(reactor, self.database, config.events),
-                      self.webhooks).setServiceParent(self)
+        EventsService(self.events, None, self.webhooks).setServiceParent(self)
+        # Singletons, one node at a time, each held by a lease (gateway/cluster/singleton.py).
+        from gateway.cluster.singleton import LeasedPart
+        self.retention_sweep = RetentionSweep(reactor, self.database, config.events)
+        LeasedPart(reactor, self.database, self.node, "event-retention", self.retention_sweep.start,
+                   self.retention_sweep.stop, what="the event log's retention sweep").setServiceParent(self)
         # Each part's health: the parts (Part services) first, then checks the wiring adds.
         self.health_checks: list = [self._parts_health]
         site, self.root = build_site(reactor, self.database, gw.node_name, reactor.seconds(), self.health_checks,
