@@ -243,6 +243,8 @@ def plan_next_situation_tx(conn, order_team_id: int, due: datetime, cfg: Escalat
                      .where(escalation_steps.c.order_team_id == order_team_id,
                             escalation_steps.c.stage == SITUATION, escalation_steps.c.state == "pending")
                      .values(state="cancelled", fired_at=now, reason=replace_pending))
+    from gateway.cluster.wakeups import notify_tx
+    notify_tx(conn, "step")
     conn.execute(insert(escalation_steps), [
         dict(order_team_id=order_team_id, stage=p.stage, step=p.step, action=p.action, due_at=p.due_at,
              state="pending", late=False) for p in plan_situation_steps(due, cfg)])

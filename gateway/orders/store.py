@@ -12,6 +12,7 @@ from gateway.eventlog import record_event
 from gateway.escalation.deadlines import plan_steps, response_minutes
 from gateway.orders import directory_queries as dq
 from gateway.orders import team_state as ts
+from gateway.cluster.wakeups import notify_tx
 from gateway.orders.codes import insert_order
 from gateway.mode import drill_text
 from gateway.orders.messages import order_sms, roster_check_sms
@@ -77,6 +78,7 @@ def create_order_tx(conn, req: OrderRequest, now: datetime, cfg: EscalationConfi
                                               detail="order call request (attempts: the IVR's row)",
                                               created_at=now, updated_at=now))
     conn.execute(insert(escalation_steps), step_rows)
+    notify_tx(conn, "order")          # the fan-out and the escalation engines of every node (cluster/wakeups.py)
     if delivery_rows:
         conn.execute(insert(deliveries), delivery_rows)
     conn.execute(insert(audit_log).values(
