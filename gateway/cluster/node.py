@@ -63,6 +63,7 @@ class NodeService(Part, service.Service):
         self.node = Node(clock, node_name, cfg, host or socket.gethostname(), pid or os.getpid())
         self._loop: task.LoopingCall | None = None
         self._beating: defer.Deferred | None = None
+        self._sqlite_lock = None
 
     def startService(self):
         super().startService()
@@ -71,7 +72,8 @@ class NodeService(Part, service.Service):
     @defer.inlineCallbacks
     def _register(self):
         from gateway.cluster.sqlite_lock import hold
-        hold(self.db.url)               # DatabaseInUse: another process runs on this SQLite file
+        # DatabaseInUse: another process runs on this SQLite file (`yihu run` took it already)
+        self._sqlite_lock = hold(self.db.url)
         n = self.node
         t = self.clock.seconds()
         yield self.db.run(sql.register_tx, n.name, n.host, n.pid, from_seconds(t), n.timeout_s, self._gone)
@@ -147,6 +149,7 @@ class NodeService(Part, service.Service):
             self._loop.stop()
         n = self.node
         if n.last_ok is None or n.lost is not None:
+            self._unlock()
             return None
         d = self._beating or defer.succeed(None)
 
@@ -156,7 +159,16 @@ class NodeService(Part, service.Service):
         d.addCallbacks(lambda _: log.info("node {node}: stopped (its work is free for the other nodes)", node=n.name),
                        lambda f: log.error("node {node}: stop not recorded ({err}); the others take its work "
                                            "after {to:g} s", node=n.name, err=f.getErrorMessage(), to=n.timeout_s))
+        d.addBoth(lambda _: self._unlock())
         return d
+
+    def _unlock(self) -> None:
+        """A gateway stopped inside a longer process (tests, `yihu drill`) lets go of the SQLite lock
+        it took; under `yihu run` the command holds it until the process ends."""
+        if self._sqlite_lock is not None:
+            from gateway.cluster.sqlite_lock import release
+            release(self._sqlite_lock)
+            self._sqlite_lock = None
 
     def health(self):
         if self.state != "up":
