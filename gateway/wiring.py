@@ -26,7 +26,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from gateway.config import Config
+from gateway.config import Config, ConfigError
 from gateway.eventlog import record_event
 from gateway.health import PartHealth, off
 from gateway.service import Gateway, ListeningService, Part, build_gateway
@@ -144,7 +144,22 @@ def build_service(config: Config, reactor) -> Gateway:
     from ivr.order_caller import OrderCaller, RetryPolicy
     ami_cfg, ivr_cfg = config.ami, config.ivr
     ami_host, ami_port, ami_user, ami_secret = ami_cfg.host, ami_cfg.port, ami_cfg.username, ami_cfg.secret
-    if drill:
+    shared_pbx = config.embedded.shared_asterisk if drill else None
+    if shared_pbx is not None:
+        # Several drill nodes on one emulated Asterisk (started elsewhere on this machine, e.g.
+        # `python -m gateway.ami.emulator.pbx`), as several gateways share one real Asterisk.
+        ami_host, ami_port = shared_pbx
+        secret_file = config.embedded.asterisk_secret_file
+        try:
+            with open(secret_file, encoding="utf-8") as f:      # read once, before the reactor runs
+                ami_secret = f.read().strip()
+        except OSError as e:
+            raise ConfigError([f"embedded.asterisk_secret_file {secret_file}: {e.strerror}"]) from None
+        log.warn("DRILL MODE: AMI link to the shared EMULATED Asterisk at {host}:{port} (not a real Asterisk)",
+                 host=ami_host, port=ami_port)
+        gw.pbx = None
+        ami_endpoint = None
+    elif drill:
         from gateway.ami.emulator.pbx import EmulatedPbx, Phone
         ami_secret = secrets.token_hex(16)       # this run's own; nothing outside knows it
         pbx = EmulatedPbx(reactor, agi_host=ivr_cfg.interface, agi_port=ivr_cfg.port,
@@ -265,7 +280,7 @@ def build_service(config: Config, reactor) -> Gateway:
         endpoint = serverFromString(reactor, f"tcp:{ivr_cfg.port}:interface={ivr_cfg.interface}")
         fastagi = ListeningService(endpoint, factory, "fastagi")
         fastagi.setServiceParent(gw)
-        if drill:       # port 0 (tests): the emulated Asterisk dials the port we got
+        if drill and shared_pbx is None:       # port 0 (tests): the emulated Asterisk dials the port we got
             fastagi.on_listening = lambda port: setattr(gw.pbx, "agi_port", port.getHost().port)
         # Refusal counts still summing in a window are written before the database closes.
         CallbackService("fastagi-refusals", lambda: None, refusals.flush).setServiceParent(gw)
