@@ -135,6 +135,12 @@ class Gateway(service.MultiService):
                                  statement_timeout_s=gw.db_statement_timeout_s, pool_timeout_s=gw.db_pool_timeout_s,
                                  drill=config.drill)
         DatabaseService(self.database).setServiceParent(self)
+        # This gateway as a node of the cluster: its name claimed (or the process stops), its heartbeat.
+        from gateway.cluster.node import NodeService
+        self.node_service = NodeService(reactor, self.database, gw.node_name, config.cluster,
+                                        modems=self._usable_modems)
+        self.node_service.setServiceParent(self)
+        self.node = self.node_service.node
         from adapters.events import EventsService, EventTail, RetentionSweep
         from adapters.http import build_site
         from adapters.stream import EventStreamResource
@@ -169,6 +175,12 @@ class Gateway(service.MultiService):
                                                                        http.tls_key))
         self.http_service = ListeningService(endpoint, site, "http")
         self.started: defer.Deferred | None = None
+
+    def _usable_modems(self) -> int | None:
+        bank = getattr(self, "sms_bank", None)
+        if bank is None:
+            return None
+        return sum(1 for s in bank.slots.values() if s.driver.healthy)
 
     def _parts_health(self) -> list[PartHealth]:
         return [p for s in self if isinstance(s, Part) for p in collect([s.health])]

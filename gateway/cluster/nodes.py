@@ -56,15 +56,27 @@ def register_tx(conn, name: str, host: str, pid: int, now: datetime, timeout_s: 
         host=host, pid=pid, started_at=now, heartbeat_at=now, stopped_at=None))
 
 
-def heartbeat_tx(conn, name: str, now: datetime, modems: int | None = None) -> bool:
+def heartbeat_tx(conn, name: str, now: datetime, modems: int | None = None, *, host: str | None = None,
+                 pid: int | None = None) -> bool:
     """Renew this node's heartbeat; False if the row is not ours any more (taken after we were
-    declared dead): the node must then stop claiming work."""
+    declared dead): the node must then stop claiming work.  `host` and `pid`, when given, must
+    still be ours (another process may have registered the name once we were declared dead)."""
     values = {"heartbeat_at": now}
     if modems is not None:
         values["modems"] = modems
-    return conn.execute(update(nodes).where(nodes.c.name == name, nodes.c.stopped_at.is_(None))
-                        .values(**values)).rowcount == 1
+    where = [nodes.c.name == name, nodes.c.stopped_at.is_(None)]
+    if host is not None:
+        where.append(nodes.c.host == host)
+    if pid is not None:
+        where.append(nodes.c.pid == pid)
+    return conn.execute(update(nodes).where(*where).values(**values)).rowcount == 1
 
 
 def stop_tx(conn, name: str, now: datetime) -> None:
     conn.execute(update(nodes).where(nodes.c.name == name).values(stopped_at=now, heartbeat_at=now))
+
+
+def all_nodes_tx(conn) -> list:
+    """Every node row (name, host, pid, heartbeat_at, stopped_at, modems), by name."""
+    return conn.execute(select(nodes.c.name, nodes.c.host, nodes.c.pid, nodes.c.heartbeat_at, nodes.c.stopped_at,
+                               nodes.c.modems).order_by(nodes.c.name)).all()
