@@ -82,3 +82,11 @@ WEBHOOK_FAILED = Counter("yihu_webhook_failures_total", "Failed webhook POSTs (r
 WEBHOOK_BACKLOG = Gauge("yihu_webhook_backlog", "Events in the log not yet delivered to a webhook", ["target"])
 WEBHOOK_DEAD_LETTERS = Counter("yihu_webhook_dead_letters_total",
                                "Events given up for a webhook after webhooks.dead_letter_after_s", ["target"])
+
+# --- several nodes on one database (issue 13) ------------------------------------------------------
+WORK_TAKEN_OVER = Counter("yihu_work_taken_over_total",
+                          "Work rows this node took from a dead node (kind: sms_segment, delivery, call_attempt, "
+                          "escalation_step, webhook_cursor)", ["kind"])
+OUTBOX_OLDEST = Gauge("yihu_outbox_oldest_seconds",
+                      "Age of the oldest row due but not yet done, database-wide (kind: sms_segment, delivery, "
+                      "call_attempt, escalation_step)", ["kind"])
