@@ -108,12 +108,15 @@ class Node(GatewayProcess):
         super().__init__(tmp, database_url, **base)
 
 
-def start_cluster(tmp: Path, url: str, names=("node-a", "node-b"), **node_options):
-    """The shared PBX and one node per name (started in order); returns (pbx, [nodes])."""
+def start_cluster(tmp: Path, url: str, names=("node-a", "node-b"), modems=None, **node_options):
+    """The shared PBX (started) and one node per name (not yet started; `modems`: each node's
+    count, default 4); returns (pbx, [nodes])."""
     ports = [free_port() for _ in names]
     pbx = SharedPbx(tmp / "shared", ports)
     pbx.start()
-    nodes = [Node(tmp / name, url, name, pbx, port, **node_options) for name, port in zip(names, ports)]
+    modems = modems or [4] * len(names)
+    nodes = [Node(tmp / name, url, name, pbx, port, modems=n, **node_options)
+             for name, port, n in zip(names, ports, modems)]
     return pbx, nodes
 
 
