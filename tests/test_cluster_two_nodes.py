@@ -41,10 +41,16 @@ LADDER = {"receipt_ladder": [{"minutes": 0, "action": "sms_again"}, {"minutes": 
 
 
 @pytest.fixture
-def pg_url(db_url):
-    if db_url.startswith("sqlite"):
-        pytest.skip("several nodes share PostgreSQL only (SQLite: see test_two_processes_on_one_sqlite_file)")
-    return db_url
+def pg_url():
+    """Several nodes share PostgreSQL only (SQLite is one process: test_two_processes_on_one_sqlite_file)."""
+    from tests.conftest import POSTGRES_OFF, _postgres_schema_url
+    if POSTGRES_OFF:
+        pytest.skip("YIHU_TEST_POSTGRES=off: several nodes need PostgreSQL")
+    url, drop = _postgres_schema_url()
+    try:
+        yield url
+    finally:
+        drop()
 
 
 @pytest.fixture
@@ -158,10 +164,11 @@ def test_a_second_process_with_a_live_nodes_name_is_refused(tmp_path, pg_url):
 def test_two_processes_on_one_sqlite_file(tmp_path):
     url = f"sqlite:///{tmp_path / 'one.sqlite'}"
     prepare(url)
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
     first = GatewayProcess(tmp_path / "first", url, embedded={"ami_port": 0})
     second = GatewayProcess(tmp_path / "second", url, embedded={"ami_port": 0})
     try:
-        (tmp_path / "first").mkdir()
         first.start()
         out = subprocess.run([sys.executable, "-m", "gateway.cli", "run", "--config", str(second.config)],
                              cwd=ROOT, capture_output=True, text=True, timeout=60)
