@@ -245,8 +245,13 @@ def build_service(config: Config, reactor) -> Gateway:
     CallbackService("hotline-alerts", alerts.start, alerts.stop).setServiceParent(gw)
     gw.hotline_alerts = alerts
     if ami_cfg.enabled:
+        # a drill names the emulated Asterisk it is linked to, shared by several nodes or its own
+        where = "" if not drill else (f" to the emulated Asterisk at {ami_host}:{ami_port} (shared)"
+                                      if shared_pbx is not None else " to this node's emulated Asterisk")
+
         def ami_health():
-            return PartHealth("ami", link.connected, "logged in" if link.connected else (link.last_error or "connecting"))
+            return PartHealth("ami", link.connected,
+                              f"logged in{where}" if link.connected else (link.last_error or "connecting"))
         # after the tracker has loaded the calls a previous run left open
         CallbackService("ami", lambda: _after(hotline.ready, link.startService), link.stopService,
                         ami_health).setServiceParent(gw)
