@@ -141,6 +141,16 @@ class Gateway(service.MultiService):
                                         modems=self._usable_modems)
         self.node_service.setServiceParent(self)
         self.node = self.node_service.node
+        # Work committed anywhere wakes the parts here (gateway/cluster/wakeups.py): in-process after
+        # each COMMIT; from the other nodes by LISTEN/NOTIFY on PostgreSQL.
+        from gateway.cluster.wakeups import PgListener, Wakeups
+        from gateway.storage.pool import is_sqlite
+        self.wakeups = Wakeups(reactor)
+        self.database.add_wake_listener(lambda kinds: [self.wakeups.wake(k) for k in sorted(kinds)])
+        self.wakeup_listener = None
+        if not is_sqlite(config.database_url):
+            self.wakeup_listener = PgListener(reactor, config.database_url, self.wakeups)
+            self.wakeup_listener.setServiceParent(self)
         from adapters.events import EventsService, EventTail, RetentionSweep
         from adapters.http import build_site
         from adapters.stream import EventStreamResource
@@ -148,10 +158,16 @@ class Gateway(service.MultiService):
         # The event log's live end, its retention and the webhooks: started after the database.
         self.events = EventTail(reactor, self.database, config.events)
         self.webhooks = Webhooks(reactor, self.database, self.events, config.webhooks)
-        EventsService(self.events, RetentionSweep(reactor, self.database, config.events),
-                      self.webhooks).setServiceParent(self)
+        EventsService(self.events, None, self.webhooks).setServiceParent(self)
+        # Singletons, one node at a time, each held by a lease (gateway/cluster/singleton.py).
+        from gateway.cluster.singleton import LeasedPart
+        self.retention_sweep = RetentionSweep(reactor, self.database, config.events)
+        LeasedPart(reactor, self.database, self.node, "event-retention", self.retention_sweep.start,
+                   self.retention_sweep.stop, what="the event log's retention sweep").setServiceParent(self)
         # Each part's health: the parts (Part services) first, then checks the wiring adds.
         self.health_checks: list = [self._parts_health]
+        if self.wakeup_listener is not None:
+            self.health_checks.append(self.wakeup_listener.health)
         site, self.root = build_site(reactor, self.database, gw.node_name, reactor.seconds(), self.health_checks,
                                      mode=config.mode)
         from adapters.api import ApiResource, Router

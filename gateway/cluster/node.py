@@ -74,7 +74,7 @@ class NodeService(Part, service.Service):
         hold(self.db.url)               # DatabaseInUse: another process runs on this SQLite file
         n = self.node
         t = self.clock.seconds()
-        yield self.db.run(sql.register_tx, n.name, n.host, n.pid, from_seconds(t), n.timeout_s)
+        yield self.db.run(sql.register_tx, n.name, n.host, n.pid, from_seconds(t), n.timeout_s, self._gone)
         n.last_ok = t
         log.info("node {node} registered (host {host}, pid {pid}); heartbeat every {hb:g} s, dead after {to:g} s",
                  node=n.name, host=n.host, pid=n.pid, hb=n.heartbeat_s, to=n.timeout_s)
@@ -82,6 +82,18 @@ class NodeService(Part, service.Service):
         self._loop = task.LoopingCall(self.beat)
         self._loop.clock = self.clock
         self._loop.start(n.heartbeat_s, now=True)
+
+    def _gone(self, host: str, pid: int) -> bool:
+        """The name's holder ran on this machine and its process is gone (killed -9, then restarted)."""
+        if host != self.node.host or pid == os.getpid():
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
 
     def beat(self) -> defer.Deferred | None:
         """One heartbeat (skipped while the previous one is in flight)."""

@@ -37,12 +37,18 @@ class EscalationEngine:
         self.timers = TimerQueue(clock, self._on_due)
         self.is_drill = lambda order_id: False      # DrillOrders.is_drill: drills counted apart
         self._watermark = 0
+        self._unseen: dict[int, float] = {}       # step ids below the watermark not committed yet -> first missed
+        self._refreshing: defer.Deferred | None = None
         self._loops: list[task.LoopingCall] = []
         self._inflight: set[defer.Deferred] = set()
         self._due_keys: dict[int, None] = {}      # woken, not yet claimed (an ordered set)
         self._claiming = False
         self._claiming_keys: frozenset = frozenset()
         self.fired_lateness: list[float] = []    # seconds late of the last steps (bench, tests)
+        # Several nodes: the auditor is a singleton held by a lease (start_auditor / stop_auditor),
+        # not started with the engine.
+        self.auditor_by_lease = False
+        self._audit_loop: task.LoopingCall | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
     @defer.inlineCallbacks
@@ -52,18 +58,31 @@ class EscalationEngine:
             self.timers.set(ot, due.timestamp())
         metrics.ESCALATION_PENDING.set(len(self.timers))
         log.info("escalation: {n} team timers rebuilt from the database", n=len(pending))
-        for every, fn in ((self.cfg.refresh_seconds, self.refresh), (self.cfg.auditor_seconds, self.audit),
-                          (self.takeover_seconds, self.take_over)):
+        for every, fn in ((self.cfg.refresh_seconds, self.refresh), (self.takeover_seconds, self.take_over)):
             loop = task.LoopingCall(self._guard, fn)
             loop.clock = self.clock
             loop.start(every, now=False)
             self._loops.append(loop)
+        if not self.auditor_by_lease:
+            self.start_auditor()
+
+    def start_auditor(self):
+        if self._audit_loop is None or not self._audit_loop.running:
+            self._audit_loop = task.LoopingCall(self._guard, self.audit)
+            self._audit_loop.clock = self.clock
+            self._audit_loop.start(self.cfg.auditor_seconds, now=False)
+
+    def stop_auditor(self):
+        if self._audit_loop is not None and self._audit_loop.running:
+            self._audit_loop.stop()
+        self._audit_loop = None
 
     def stop(self):
         for loop in self._loops:
             if loop.running:
                 loop.stop()
         self._loops = []
+        self.stop_auditor()
         self.timers.stop()
 
     def _guard(self, fn):
@@ -96,9 +115,34 @@ class EscalationEngine:
             self.timers.set_earlier(ot, due if isinstance(due, float) else due.timestamp())
         metrics.ESCALATION_PENDING.set(len(self.timers))
 
-    @defer.inlineCallbacks
+    # A gap below the watermark (a step id taken by a transaction not yet committed) is looked at
+    # again for this long; past it the transaction surely ended (statement and idle-in-transaction
+    # deadlines) and was rolled back, or the auditor finds its steps.
+    UNSEEN_KEEP_S = 300.0
+    UNSEEN_MAX = 10_000
+
     def refresh(self):
-        pairs, self._watermark = yield self.db.run(store.new_steps_tx, self._watermark)
+        """Schedule the steps committed by others since the last refresh (one refresh at a time:
+        the watermark and the gaps are read and written by it alone)."""
+        if self._refreshing is not None:
+            return self._refreshing
+        d = self._refreshing = self._refresh()
+        d.addBoth(self._refreshed)
+        return d
+
+    def _refreshed(self, result):
+        self._refreshing = None
+        return result
+
+    @defer.inlineCallbacks
+    def _refresh(self):
+        first = self._unseen
+        pairs, self._watermark, unseen = yield self.db.run(store.new_steps_tx, self._watermark, tuple(first))
+        t = self.clock.seconds()
+        kept = {i: first.get(i, t) for i in unseen if t - first.get(i, t) < self.UNSEEN_KEEP_S}
+        if len(kept) > self.UNSEEN_MAX:
+            kept = dict(sorted(kept.items())[-self.UNSEEN_MAX:])
+        self._unseen = kept
         self.schedule_many(pairs)
 
     @defer.inlineCallbacks
