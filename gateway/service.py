@@ -141,7 +141,10 @@ class Gateway(service.MultiService):
         from adapters.webhooks import Webhooks
         # The event log's live end, its retention and the webhooks: started after the database.
         self.events = EventTail(reactor, self.database, config.events)
-        self.webhooks = Webhooks(reactor, self.database, self.events, config.webhooks)
+        from gateway.cluster.claims import Claimer
+        # one node per subscriber (its cursor has one writer); a dead node's are taken over
+        self.webhooks = Webhooks(reactor, self.database, self.events, config.webhooks,
+                                 claimer=Claimer(gw.node_name, config.cluster.node_timeout_s))
         EventsService(self.events, RetentionSweep(reactor, self.database, config.events),
                       self.webhooks).setServiceParent(self)
         # Each part's health: the parts (Part services) first, then checks the wiring adds.

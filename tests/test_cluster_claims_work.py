@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest_twisted
 from sqlalchemy import func, insert, select, update
-from twisted.internet import defer, task
+from twisted.internet import defer, reactor, task
 
 from gateway import metrics
 from gateway.cluster.claims import Claimer
@@ -222,3 +222,44 @@ def test_a_call_in_flight_on_a_dead_node_becomes_unknown_then_is_retried_by_a_li
                                                                           ("answered", 2, "node-b")]
     assert taken("call_attempt") == before + 1 and len(link.calls) == 1
     caller.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_one_node_delivers_to_a_webhook_and_another_takes_its_cursor_over_when_it_dies(database):
+    from twisted.internet.task import Clock
+
+    from adapters.events import EventTail
+    from adapters.webhooks import WebhookSection, Webhooks
+    from tests.test_adapters_events import T0, FakePost, record_tx, settle
+    clock = Clock()
+    clock.advance(T0.timestamp())
+    now = lambda: datetime.fromtimestamp(clock.seconds(), timezone.utc)  # noqa: E731
+    yield database.run(alive_tx, ["node-a", "node-b"], now())
+    cfg = WebhookSection(urls=["https://dispatch.example/hook"], refresh_s=5.0)
+    posts, hooks, tails = {}, {}, {}
+    for c in (A, B):
+        posts[c.node] = FakePost()
+        tails[c.node] = EventTail(clock, database)
+        yield tails[c.node].start()
+        hooks[c.node] = Webhooks(clock, database, tails[c.node], cfg, post=posts[c.node], claimer=c)
+        yield hooks[c.node].start()
+    first = yield database.run(record_tx, 3)
+    clock.advance(5)           # the refresh loops look again
+    yield settle(lambda: len(posts["node-a"].calls) + len(posts["node-b"].calls) >= 3, "the first events")
+    assert sorted(len(p.calls) for p in posts.values()) == [0, 3], "both nodes delivered the same events"
+    owner = "node-a" if posts["node-a"].calls else "node-b"
+    other = "node-b" if owner == "node-a" else "node-a"
+    assert posts[owner].ids() == first
+    yield hooks[owner].stop()          # the owner dies (its cursor was written); no more heartbeats
+    tails[owner].stop()
+    before = taken("webhook_cursor")
+    more = yield database.run(record_tx, 2)
+    for _ in range(int(TIMEOUT / 5) + 2):
+        clock.advance(5)
+        yield database.run(heartbeat_tx, other, now())
+        yield task.deferLater(reactor, 0.05, lambda: None)      # the refresh's database work
+    yield settle(lambda: len(posts[other].calls) >= 2, "the dead node's subscriber delivered by the survivor")
+    assert posts[other].ids() == more                     # from the cursor: nothing lost, nothing again
+    assert taken("webhook_cursor") == before + 1
+    yield hooks[other].stop()
+    tails[other].stop()
