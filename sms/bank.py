@@ -87,7 +87,9 @@ class SmsBank:
         self.reactor = reactor
         self.node = node
         self.claimer = Claimer(node, cluster.node_timeout_s)
-        self.sweep_seconds = cluster.heartbeat_s
+        # Free messages committed elsewhere (another node's fan-out, the CLI) are looked for this
+        # often while a modem is idle; LISTEN/NOTIFY, where there is one, pokes sooner.
+        self.sweep_seconds = min(self.CLAIM_POLL_SECONDS, cluster.heartbeat_s)
         self._sweep = None
         self._pool = True               # free messages may be waiting in the database
         self._claiming = False
@@ -127,7 +129,7 @@ class SmsBank:
         self.started = True
         for slot in self.slots.values():
             slot.driver.start()
-        self._sweep = task.LoopingCall(self.poke)
+        self._sweep = task.LoopingCall(self._poll)
         self._sweep.clock = self.reactor
         self._sweep.start(self.sweep_seconds, now=False)
         self._update_gauges()
@@ -188,6 +190,10 @@ class SmsBank:
         node's fan-out, the CLI, a dead node's messages); the periodic sweep calls it too."""
         self._pool = True
         self.dispatch()
+
+    def _poll(self):
+        if any(s.driver.healthy and not s.busy for s in self.slots.values()):
+            self.poke()
 
     def usable_modems(self) -> int:
         """Modems of this node that can take a message now (what `nodes.modems` reports)."""
@@ -753,6 +759,7 @@ class SmsBank:
     def _store_failed(self, f, m):
         log.failure("saving message {mid} failed", f, mid=m.id)
 
+    CLAIM_POLL_SECONDS = 1.0
     DEPTH_EVERY = 1.0       # seconds between recounts of the outbox depth
 
     def _update_gauges(self):
