@@ -262,8 +262,12 @@ def build_service(config: Config, reactor) -> Gateway:
     gw.hotline_alerts = alerts
     feed = AmiEventFeed(link, hotline, alerts)
     gw.ami_feed = feed
-    # The emulated Asterisk of a drill belongs to its node; a real one is named by its address.
-    ami_lease = f"ami-events:{config.gateway.node_name}/emulated" if drill else f"ami-events:{ami_host}:{ami_port}"
+    # The emulated Asterisk of a drill belongs to its node, unless several drill nodes share one
+    # (embedded.asterisk); a real one is named by its address.
+    if drill and shared_pbx is None:
+        ami_lease = f"ami-events:{config.gateway.node_name}/emulated"
+    else:
+        ami_lease = f"ami-events:{ami_host}:{ami_port}" + ("/emulated" if drill else "")
     if ami_cfg.enabled:
         gw.ami_lease = LeasedPart(reactor, db, gw.node, ami_lease, feed.start, feed.stop,
                                   what="the hotline tracker and alerts")
