@@ -87,6 +87,7 @@ def run_kill(pbx, nodes, url, kill_after_segments: int) -> dict:
     a, b = nodes
     a.start()
     b.start()
+    pause(2 * HEARTBEAT_S)       # each node has tried the AMI-events lease: exactly one follows the PBX
     pbx.hotline_call()
     commit_order(url, 0, escalation=escalation_config())
     assert wait_for(lambda: segments_sent_by(b, nodes) >= kill_after_segments, 30.0), \
@@ -126,6 +127,7 @@ def test_node_restarted_during_the_fan_out_sends_nothing_twice(tmp_path, pg_url)
         assert wait_for(lambda: segments_sent_by(b, nodes) >= 4, 30.0), b.log()[-3000:]
         assert b.terminate() == 0, b.log()[-3000:]
         b.start()                                  # its row says stopped: the name is free at once
+        pause(2 * HEARTBEAT_S)
         pbx.hotline_call()
         before = segments_sent_by(b, nodes)
         assert wait_for(lambda: segments_sent_by(b, nodes) >= before + 4, 30.0), b.log()[-3000:]
