@@ -53,12 +53,33 @@ class EmbeddedSection:
     modems: int = 4                        # emulated GSM modems on pseudo-terminals
     segment_seconds: float = 3.0           # how long an emulated modem takes per SMS segment
     ami_port: int = 15038                  # the emulated Asterisk's AMI port (loopback only); 0: any free port
+    asterisk: str = "own"                  # "own": this node runs its emulated Asterisk; "127.0.0.1:PORT": one shared by several drill nodes
+    asterisk_secret_file: str = ""         # with a shared emulated Asterisk: the file holding its AMI secret
 
     def __post_init__(self):
         if not 1 <= self.modems <= 64:
             raise ValueError(f"modems must be 1-64, got {self.modems}")
         if self.segment_seconds < 0:
             raise ValueError("segment_seconds must not be negative")
+        if self.asterisk != "own":
+            host, _, port = self.asterisk.rpartition(":")
+            # an emulator started elsewhere, but on this machine: a drill never reaches out
+            if host not in LOOPBACK_HOSTS or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"asterisk must be \"own\" or a loopback \"127.0.0.1:PORT\" "
+                                 f"(an emulated Asterisk on this machine), got {self.asterisk!r}")
+            if not self.asterisk_secret_file:
+                raise ValueError("asterisk names a shared emulated Asterisk: set asterisk_secret_file")
+
+    @property
+    def shared_asterisk(self) -> tuple[str, int] | None:
+        """(host, port) of the emulated Asterisk this node links to, when it does not run its own."""
+        if self.asterisk == "own":
+            return None
+        host, _, port = self.asterisk.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from gateway.config import Config
+from gateway.config import Config, ConfigError
 from gateway.eventlog import record_event
 from gateway.health import PartHealth, off
 from gateway.service import Gateway, ListeningService, Part, build_gateway
@@ -129,8 +129,13 @@ def build_service(config: Config, reactor) -> Gateway:
         sms_cfg = replace(sms_cfg, ports=tuple(emulators.paths))
         gw.emulated_modems = emulators
     alarm = config.gateway.db_write_alarm_s
+    # This node's name on the work rows it claims; other nodes' rows are left alone while they live.
+    from gateway.cluster.claims import Claimer
+    node, cluster = config.gateway.node_name, config.cluster
+    claimer = Claimer(node, cluster.node_timeout_s)
     bank = SmsBank(reactor, SqlStore(db, reactor, alarm_after=alarm), sms_cfg,
-                   {p: serial_opener(reactor, p, sms_cfg.baudrate) for p in sms_cfg.ports})
+                   {p: serial_opener(reactor, p, sms_cfg.baudrate) for p in sms_cfg.ports},
+                   node=node, cluster=cluster)
     gw.sms_bank = bank
     # a refused SIM PIN benches its modem until an operator acts: tell the dispatch software
     def modem_alert(modem, reason):
@@ -144,7 +149,22 @@ def build_service(config: Config, reactor) -> Gateway:
     from ivr.order_caller import OrderCaller, RetryPolicy
     ami_cfg, ivr_cfg = config.ami, config.ivr
     ami_host, ami_port, ami_user, ami_secret = ami_cfg.host, ami_cfg.port, ami_cfg.username, ami_cfg.secret
-    if drill:
+    shared_pbx = config.embedded.shared_asterisk if drill else None
+    if shared_pbx is not None:
+        # Several drill nodes on one emulated Asterisk (started elsewhere on this machine, e.g.
+        # `python -m gateway.ami.emulator.pbx`), as several gateways share one real Asterisk.
+        ami_host, ami_port = shared_pbx
+        secret_file = config.embedded.asterisk_secret_file
+        try:
+            with open(secret_file, encoding="utf-8") as f:      # read once, before the reactor runs
+                ami_secret = f.read().strip()
+        except OSError as e:
+            raise ConfigError([f"embedded.asterisk_secret_file {secret_file}: {e.strerror}"]) from None
+        log.warn("DRILL MODE: AMI link to the shared EMULATED Asterisk at {host}:{port} (not a real Asterisk)",
+                 host=ami_host, port=ami_port)
+        gw.pbx = None
+        ami_endpoint = None
+    elif drill:
         from gateway.ami.emulator.pbx import EmulatedPbx, Phone
         ami_secret = secrets.token_hex(16)       # this run's own; nothing outside knows it
         pbx = EmulatedPbx(reactor, agi_host=ivr_cfg.interface, agi_port=ivr_cfg.port,
@@ -178,7 +198,8 @@ def build_service(config: Config, reactor) -> Gateway:
                          policy=RetryPolicy(attempts=ivr_cfg.call_attempts, delay=ivr_cfg.call_retry_delay_s,
                                             ring_timeout_ms=int(ivr_cfg.ring_timeout_s * 1000)),
                          channel_template=ivr_cfg.channel_template, caller_id=ivr_cfg.caller_id,
-                         tokens=call_tokens, write_alarm_s=alarm)
+                         tokens=call_tokens, write_alarm_s=alarm, claimer=claimer,
+                         takeover_seconds=cluster.heartbeat_s)
 
     # --- orders, feedback, escalation ------------------------------------------------------
     # Every SMS about a drill order is labelled 【演练】 on its way to the bank (events about one say
@@ -186,10 +207,11 @@ def build_service(config: Config, reactor) -> Gateway:
     from gateway.orders.drill import DrillLabelledOutbox, DrillOrders
     drills = DrillOrders(db)
     outbox = DrillLabelledOutbox(bank, drills)
-    escalation = EscalationEngine(db, reactor, outbox, caller, esc_cfg)
+    escalation = EscalationEngine(db, reactor, outbox, caller, esc_cfg, claimer=claimer,
+                                  takeover_seconds=cluster.heartbeat_s)
     feedback = FeedbackEngine(db, outbox, escalation, esc_cfg, clock=reactor, write_alarm_s=alarm)
     bank.inbound.sink = feedback
-    fanout = FanOut(db, reactor, outbox, caller, esc_cfg)
+    fanout = FanOut(db, reactor, outbox, caller, esc_cfg, claimer=claimer)
     orders = OrderService(db, reactor, fanout, escalation, esc_cfg, drills=drills, drill_mode=drill)
     escalation.is_drill = feedback.is_drill = drills.is_drill
     gw.orders, gw.feedback, gw.escalation, gw.fanout = orders, feedback, escalation, fanout
@@ -240,15 +262,24 @@ def build_service(config: Config, reactor) -> Gateway:
     gw.hotline_alerts = alerts
     feed = AmiEventFeed(link, hotline, alerts)
     gw.ami_feed = feed
-    # The emulated Asterisk of a drill belongs to its node; a real one is named by its address.
-    ami_lease = f"ami-events:{config.gateway.node_name}/emulated" if drill else f"ami-events:{ami_host}:{ami_port}"
+    # The emulated Asterisk of a drill belongs to its node, unless several drill nodes share one
+    # (embedded.asterisk); a real one is named by its address.
+    if drill and shared_pbx is None:
+        ami_lease = f"ami-events:{config.gateway.node_name}/emulated"
+    else:
+        ami_lease = f"ami-events:{ami_host}:{ami_port}" + ("/emulated" if drill else "")
     if ami_cfg.enabled:
         gw.ami_lease = LeasedPart(reactor, db, gw.node, ami_lease, feed.start, feed.stop,
                                   what="the hotline tracker and alerts")
         gw.ami_lease.setServiceParent(gw)
     if ami_cfg.enabled:
+        # a drill names the emulated Asterisk it is linked to, shared by several nodes or its own
+        where = "" if not drill else (f" to the emulated Asterisk at {ami_host}:{ami_port} (shared)"
+                                      if shared_pbx is not None else " to this node's emulated Asterisk")
+
         def ami_health():
-            return PartHealth("ami", link.connected, "logged in" if link.connected else (link.last_error or "connecting"))
+            return PartHealth("ami", link.connected,
+                              f"logged in{where}" if link.connected else (link.last_error or "connecting"))
         # after the tracker has loaded the calls a previous run left open
         CallbackService("ami", lambda: _after(hotline.ready, link.startService), link.stopService,
                         ami_health).setServiceParent(gw)
@@ -289,7 +320,7 @@ def build_service(config: Config, reactor) -> Gateway:
         endpoint = serverFromString(reactor, f"tcp:{ivr_cfg.port}:interface={ivr_cfg.interface}")
         fastagi = ListeningService(endpoint, factory, "fastagi")
         fastagi.setServiceParent(gw)
-        if drill:       # port 0 (tests): the emulated Asterisk dials the port we got
+        if drill and shared_pbx is None:       # port 0 (tests): the emulated Asterisk dials the port we got
             fastagi.on_listening = lambda port: setattr(gw.pbx, "agi_port", port.getHost().port)
         # Refusal counts still summing in a window are written before the database closes.
         CallbackService("fastagi-refusals", lambda: None, refusals.flush).setServiceParent(gw)

@@ -26,9 +26,16 @@ def _in_transaction(url: str, fn) -> None:
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Several nodes starting at once on one database: one migrates, the others wait
+                # for its commit and then find the schema at head (held to the transaction's end).
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             fn(_config(conn))
     finally:
         engine.dispose()
+
+
+MIGRATION_LOCK = 0x79696875_0001          # "yihu" + 1: the advisory lock key of schema migrations
 
 
 def upgrade(url: str, revision: str = "head") -> None:

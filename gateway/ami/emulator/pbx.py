@@ -358,6 +358,9 @@ class EmulatedPbx:
         self.calltakers_logged_in = calltakers_logged_in
         self.agi_connections = 0          # FastAGI connections made (a call needing none makes none)
         self.journal = journal
+        # Further gateways' FastAGI addresses, tried in order when the first refuses the
+        # connection (Asterisk's hagi://: several gateways behind one dialplan).
+        self.agi_fallbacks: list[tuple[str, int]] = []
 
     def queue_member(self, queue: str, what: str) -> int:
         """QUEUE_MEMBER(queue, logged|free|ready|count) of the one call-takers' queue."""
@@ -462,7 +465,9 @@ class EmulatedPbx:
                  priority: int, calleridname: str = "unknown", host: str | None = None,
                  port: int | None = None) -> defer.Deferred:
         """Asterisk's AGI(agi://gateway/script): Deferred[AGISTATUS] when the session is over."""
-        host, port = host or self.agi_host, port or self.agi_port
+        targets = [(host, port)] if host or port else [(self.agi_host, self.agi_port), *self.agi_fallbacks]
+        targets = [(h or self.agi_host, p or self.agi_port) for h, p in targets]
+        host, port = targets[0]
         self.agi_connections += 1
         from ivr.emulator.client import place_call
         call.script = script
@@ -479,11 +484,21 @@ class EmulatedPbx:
         if self.prompt_seconds > 0:
             def pace(line: str) -> float:
                 return self.prompt_seconds if line.startswith(_PROMPTS) else 0.0
-        d = defer.Deferred.fromCoroutine(place_call(
-            self.reactor, host, port, script, caller=caller,
-            variables=variables, callerid=callerid, env=env, pace=pace,
-            idle_timeout=self.agi_idle_timeout, started=started, sounds=self.sounds,
-            clock=self.ami.clock))
+        async def first_reachable():
+            from twisted.internet.error import ConnectError
+            for i, (h, p) in enumerate(targets):
+                try:
+                    return await place_call(
+                        self.reactor, h, p, script, caller=caller,
+                        variables=variables, callerid=callerid, env=env, pace=pace,
+                        idle_timeout=self.agi_idle_timeout, started=started, sounds=self.sounds,
+                        clock=self.ami.clock)
+                except ConnectError as e:
+                    if i == len(targets) - 1:
+                        raise
+                    log.info("PBX: FastAGI {script} to {host}:{port} refused ({why}); trying the next gateway",
+                             script=script, host=h, port=p, why=e.__class__.__name__)
+        d = defer.Deferred.fromCoroutine(first_reachable())
 
         def done(record):
             call.agi = record
@@ -534,24 +549,76 @@ def main(argv=None) -> int:
                                  description="Emulated Asterisk: AMI server + FastAGI client + phones")
     ap.add_argument("--ami-port", type=int, default=5038)
     ap.add_argument("--interface", default="127.0.0.1", help="AMI address (never expose it)")
-    ap.add_argument("--agi", default="127.0.0.1:4573", help="the gateway's FastAGI HOST:PORT")
+    ap.add_argument("--agi", default="127.0.0.1:4573",
+                    help="the gateway's FastAGI HOST:PORT; several, comma-separated: tried in order "
+                         "(the next when one refuses: several gateways on one PBX)")
     ap.add_argument("--phones", help="YAML/JSON phone directory (see PhoneDirectory.load)")
     ap.add_argument("--user", default="gateway")
     ap.add_argument("--secret", default="rig-secret")
+    ap.add_argument("--secret-file",
+                    help="read the AMI secret from this file (made, mode 0600, with a random one if "
+                         "missing): several drill gateways share it (embedded.asterisk_secret_file)")
     ap.add_argument("--prompt-seconds", type=float, default=1.0,
                     help="how long each prompt plays (default 1 s)")
+    ap.add_argument("--journal", help="append every call placed to this JSON-lines file (gateway/netjournal.py)")
+    ap.add_argument("--port-file", help="write the AMI port here once listening (with --ami-port 0)")
+    ap.add_argument("--hotline-on-signal", action="store_true",
+                    help="SIGUSR1: a citizen calls a hotline (119), answered by a call-taker; journalled")
     args = ap.parse_args(argv)
-    host, _, port = args.agi.rpartition(":")
+    agi = []
+    for target in args.agi.split(","):
+        host, _, port = target.strip().rpartition(":")
+        agi.append((host or "127.0.0.1", int(port)))
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
+    secret = args.secret
+    if args.secret_file:
+        secret = _secret_from(Path(args.secret_file))
+    journal = None
+    if args.journal:
+        from gateway.netjournal import NetworkJournal
+        journal = NetworkJournal(args.journal)
     phones = PhoneDirectory.load(args.phones) if args.phones else PhoneDirectory()
-    users = {args.user: {"secret": args.secret, "read": "all", "write": "all"}}
-    pbx = EmulatedPbx(reactor, agi_host=host or "127.0.0.1", agi_port=int(port), phones=phones,
-                      users=users, prompt_seconds=args.prompt_seconds)
+    users = {args.user: {"secret": secret, "read": "all", "write": "all"}}
+    pbx = EmulatedPbx(reactor, agi_host=agi[0][0], agi_port=agi[0][1], phones=phones,
+                      users=users, prompt_seconds=args.prompt_seconds, journal=journal)
+    pbx.agi_fallbacks = agi[1:]
     pbx.listen(args.ami_port, args.interface)
+    if args.port_file:
+        tmp = Path(args.port_file + ".tmp")
+        tmp.write_text(str(pbx.port_number))
+        tmp.replace(args.port_file)          # whole or absent for whoever waits on it
+    if args.hotline_on_signal:
+        import signal
+        calls = iter(range(1, 10 ** 6))
+
+        def hotline():
+            caller = f"1390000{next(calls):04d}"
+            call = pbx.hotline_call("119", caller, outcome="answered", queue_seconds=0.5, talk_seconds=1.0)
+            if journal is not None:
+                journal.append("hotline", at=reactor.seconds(), line="119", caller=caller)
+            log.info("PBX: hotline call from {caller} on 119", caller=caller)
+            return call
+        signal.signal(signal.SIGUSR1, lambda *_: reactor.callFromThread(hotline))
     print(f"emulated PBX: AMI on {args.interface}:{pbx.port_number} (user {args.user}), "
-          f"FastAGI to {pbx.agi_host}:{pbx.agi_port}", file=sys.stderr)
+          f"FastAGI to {', '.join(f'{h}:{p}' for h, p in agi)}", file=sys.stderr, flush=True)
     reactor.run()
     return 0
+
+
+def _secret_from(path: Path) -> str:
+    """The shared AMI secret: the file's, or a fresh one written there (owner-only)."""
+    import os
+    import secrets
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        pass
+    secret = secrets.token_hex(16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+    return secret
 
 
 if __name__ == "__main__":
