@@ -436,14 +436,6 @@ def test_emulated_asterisk_unit_takes_its_secret_from_the_credential(tmp_path):
     assert TEST_SECRET not in err.read_text()
 
 
-def test_emulator_refuses_an_unreadable_secret_file_in_one_line(tmp_path):
-    argv = unit_command("yihu-emulated-asterisk.service",
-                        **{"5038": "0", "%d/ami_secret": str(tmp_path / "missing")})
-    res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
-    assert res.returncode == 2
-    assert f"--secret-file: cannot read {tmp_path / 'missing'}" in res.stderr.strip().splitlines()[-1]
-
-
 # --- ami.secret_file ---------------------------------------------------------------------------------
 
 def test_ami_secret_file_keeps_the_secret_out_of_the_configuration(tmp_path):

@@ -23,17 +23,12 @@ def main(argv=None) -> int:
                     help="address to listen on (default 127.0.0.1; never expose it)")
     ap.add_argument("--user", default="gateway")
     ap.add_argument("--secret", default="rig-secret")
-    ap.add_argument("--secret-file", help="read the secret from this file's first line (keeps it off the "
-                                          "command line; a service's credential)")
     ap.add_argument("--calls", type=int, default=0, help="hotline calls to play (drill)")
     ap.add_argument("--rate", type=float, default=1.0, help="calls per second in a drill")
     ap.add_argument("--replay", help="a NAME.ami.jsonl transcript to replay once a client logs in")
     ap.add_argument("--speed", type=float, default=1.0)
     ap.add_argument("--seed", type=int)
     args = ap.parse_args(argv)
-    if args.secret_file:
-        from gateway.ami.emulator.server import read_secret_file
-        args.secret = read_secret_file(ap, args.secret_file)
 
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
     em = AmiEmulator(reactor, users={args.user: {"secret": args.secret, "read": "all",

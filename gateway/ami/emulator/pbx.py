@@ -538,14 +538,9 @@ def main(argv=None) -> int:
     ap.add_argument("--phones", help="YAML/JSON phone directory (see PhoneDirectory.load)")
     ap.add_argument("--user", default="gateway")
     ap.add_argument("--secret", default="rig-secret")
-    ap.add_argument("--secret-file", help="read the secret from this file's first line (keeps it off the "
-                                          "command line; a service's credential)")
     ap.add_argument("--prompt-seconds", type=float, default=1.0,
                     help="how long each prompt plays (default 1 s)")
     args = ap.parse_args(argv)
-    if args.secret_file:
-        from gateway.ami.emulator.server import read_secret_file
-        args.secret = read_secret_file(ap, args.secret_file)
     host, _, port = args.agi.rpartition(":")
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
     phones = PhoneDirectory.load(args.phones) if args.phones else PhoneDirectory()

@@ -530,16 +530,3 @@ def originate_variables(values: list[str]) -> list[str]:
     """As Asterisk's manager reads Originate `Variable:` headers (astman_get_variables_order):
     every header, each split on commas, each item NAME=VALUE set on the new channel."""
     return [item for value in values for item in value.split(",") if item.partition("=")[0].strip()]
-
-
-def read_secret_file(parser, path: str) -> str:
-    """The AMI user's secret from the first line of `path` (the emulators' --secret-file); a file
-    that cannot be read or is empty stops the emulator with one line naming the file (exit 2)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            secret = f.readline().strip()
-    except (OSError, UnicodeDecodeError) as e:
-        parser.error(f"--secret-file: cannot read {path} ({getattr(e, 'strerror', None) or 'not UTF-8 text'})")
-    if not secret:
-        parser.error(f"--secret-file: {path} is empty")
-    return secret
