@@ -170,6 +170,18 @@ def test_the_dashboard_shows_what_the_engineers_watch():
             assert p["datasource"]["uid"] == ds_uid, p["title"]
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
+    # No panel hides another on the 24-column grid.
+    cells = {}
+    for p in dash["panels"]:
+        g = p["gridPos"]
+        assert g["x"] + g["w"] <= 24, p["title"]
+        for cx in range(g["x"], g["x"] + g["w"]):
+            for cy in range(g["y"], g["y"] + g["h"]):
+                assert (cx, cy) not in cells, f"{p['title']} overlaps {cells[(cx, cy)]}"
+                cells[(cx, cy)] = p["title"]
+    provider = yaml.safe_load((DEPLOY / "grafana/provisioning/dashboards/yihu.yml").read_text())["providers"][0]
+    mounts = dict((t, s) for s, t in bind_mounts(load_compose(COMPOSE)["services"]["grafana"]))
+    assert mounts[provider["options"]["path"] + "/yihu.json"] == DASHBOARD
 
 
 def test_every_metric_the_rules_and_dashboard_name_is_in_a_running_gateways_metrics(tmp_path, migrated_url):
