@@ -225,20 +225,23 @@ class EventsService(Part, service.Service):
     once the tail knows where the log ends."""
     name = "events"
 
-    def __init__(self, tail: EventTail, sweep: RetentionSweep, webhooks=None):
+    def __init__(self, tail: EventTail, sweep: RetentionSweep | None, webhooks=None):
+        # sweep None: the retention sweep runs elsewhere (the gateway holds it by a lease)
         self.tail, self.sweep, self.webhooks = tail, sweep, webhooks
 
     def startService(self):
         super().startService()
         d = self.tail.start()
-        d.addCallback(lambda _: self.sweep.start())
+        if self.sweep is not None:
+            d.addCallback(lambda _: self.sweep.start())
         if self.webhooks is not None:
             d.addCallback(lambda _: self.webhooks.start())
         self._track_start(d)
 
     def stopService(self):
         super().stopService()
-        self.sweep.stop()
+        if self.sweep is not None:
+            self.sweep.stop()
         self.tail.stop()
         if self.webhooks is not None:
             return self.webhooks.stop()

@@ -91,6 +91,7 @@ def cmd_run(args) -> int:
     cfg = _load(args)
     from gateway.logs import start_logging
     start_logging(cfg.log.format, cfg.log.level)
+    _hold_sqlite(cfg)
     _open_database(cfg)
     check_http_trust(cfg)
     if args.roster:
@@ -123,6 +124,16 @@ def cmd_run(args) -> int:
     # services (flushing what they accepted) before the database pool drains.
     reactor.run()
     return EXIT_USAGE if failed else 0
+
+
+def _hold_sqlite(cfg: Config) -> None:
+    """SQLite is single-node: a second gateway process on the same file is refused before it
+    migrates or sends anything (the lock is held for the life of the process)."""
+    from gateway.cluster.sqlite_lock import DatabaseInUse, hold
+    try:
+        hold(cfg.database_url)
+    except DatabaseInUse as e:
+        raise Fatal(f"cannot start: {e}") from None
 
 
 def check_http_trust(cfg: Config) -> None:

@@ -82,3 +82,11 @@ WEBHOOK_FAILED = Counter("yihu_webhook_failures_total", "Failed webhook POSTs (r
 WEBHOOK_BACKLOG = Gauge("yihu_webhook_backlog", "Events in the log not yet delivered to a webhook", ["target"])
 WEBHOOK_DEAD_LETTERS = Counter("yihu_webhook_dead_letters_total",
                                "Events given up for a webhook after webhooks.dead_letter_after_s", ["target"])
+
+# --- cluster (several nodes on one PostgreSQL) -----------------------------------------------------
+NODE_HEARTBEAT_AGE = Gauge("yihu_node_heartbeat_age_seconds",
+                           "Age of each node's last heartbeat, as this node saw it at its own heartbeat", ["node"])
+NODES_ALIVE = Gauge("yihu_nodes_alive", "Nodes alive (heartbeat younger than cluster.node_timeout_s, not stopped)")
+LEASE_HELD = Gauge("yihu_lease_held", "1 while this node holds the singleton's lease", ["lease"])
+LEASE_CHANGES = Counter("yihu_lease_changes_total", "Times this node took or lost the singleton's lease", ["lease"])
+WAKEUP_LISTENER_UP = Gauge("yihu_wakeup_listener_up", "1 while the LISTEN connection for work wake-ups is up")

@@ -135,6 +135,12 @@ class Gateway(service.MultiService):
                                  statement_timeout_s=gw.db_statement_timeout_s, pool_timeout_s=gw.db_pool_timeout_s,
                                  drill=config.drill)
         DatabaseService(self.database).setServiceParent(self)
+        # This gateway as a node of the cluster: its name claimed (or the process stops), its heartbeat.
+        from gateway.cluster.node import NodeService
+        self.node_service = NodeService(reactor, self.database, gw.node_name, config.cluster,
+                                        modems=self._usable_modems)
+        self.node_service.setServiceParent(self)
+        self.node = self.node_service.node
         from adapters.events import EventsService, EventTail, RetentionSweep
         from adapters.http import build_site
         from adapters.stream import EventStreamResource
@@ -142,8 +148,12 @@ class Gateway(service.MultiService):
         # The event log's live end, its retention and the webhooks: started after the database.
         self.events = EventTail(reactor, self.database, config.events)
         self.webhooks = Webhooks(reactor, self.database, self.events, config.webhooks)
-        EventsService(self.events, RetentionSweep(reactor, self.database, config.events),
-                      self.webhooks).setServiceParent(self)
+        EventsService(self.events, None, self.webhooks).setServiceParent(self)
+        # Singletons, one node at a time, each held by a lease (gateway/cluster/singleton.py).
+        from gateway.cluster.singleton import LeasedPart
+        self.retention_sweep = RetentionSweep(reactor, self.database, config.events)
+        LeasedPart(reactor, self.database, self.node, "event-retention", self.retention_sweep.start,
+                   self.retention_sweep.stop, what="the event log's retention sweep").setServiceParent(self)
         # Each part's health: the parts (Part services) first, then checks the wiring adds.
         self.health_checks: list = [self._parts_health]
         site, self.root = build_site(reactor, self.database, gw.node_name, reactor.seconds(), self.health_checks,
@@ -169,6 +179,12 @@ class Gateway(service.MultiService):
                                                                        http.tls_key))
         self.http_service = ListeningService(endpoint, site, "http")
         self.started: defer.Deferred | None = None
+
+    def _usable_modems(self) -> int | None:
+        bank = getattr(self, "sms_bank", None)
+        if bank is None:
+            return None
+        return sum(1 for s in bank.slots.values() if s.driver.healthy)
 
     def _parts_health(self) -> list[PartHealth]:
         return [p for s in self if isinstance(s, Part) for p in collect([s.health])]

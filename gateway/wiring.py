@@ -203,7 +203,11 @@ def build_service(config: Config, reactor) -> Gateway:
         return d
     CallbackService("drill-orders", drills.start).setServiceParent(gw)
     CallbackService("sms-bank", bank.start, stop_bank, lambda: _modems_health(bank)).setServiceParent(gw)
+    escalation.auditor_by_lease = True
     CallbackService("escalation", escalation.start, escalation.stop).setServiceParent(gw)
+    from gateway.cluster.singleton import LeasedPart
+    LeasedPart(reactor, db, gw.node, "escalation-auditor", escalation.start_auditor, escalation.stop_auditor,
+               what="the escalation auditor").setServiceParent(gw)
     CallbackService("fan-out", fanout.start, fanout.stop).setServiceParent(gw)
     from gateway.leaders.notifier import LeaderNotifier
     leaders = LeaderNotifier(db, reactor, outbox, config.leaders, esc_cfg)      # a drill order: 【演练】
@@ -213,15 +217,26 @@ def build_service(config: Config, reactor) -> Gateway:
 
     # --- hotlines --------------------------------------------------------------------------
     from gateway.hotline.service import HotlineService
-    hotline = HotlineService(reactor, db, link, lines=tuple(ami_cfg.lines), callers=config.hotline)
+    # Every node has its own AMI link (its order calls); the hotline tracker and alerts follow
+    # one Asterisk's events on ONE node, the holder of its lease (gateway/hotline/feed.py), which
+    # loads the calls and alerts left open from the database when it takes the lease.
+    hotline = HotlineService(reactor, db, None, lines=tuple(ami_cfg.lines), callers=config.hotline,
+                             restore_at_start=False)
     hotline.setServiceParent(gw)
     gw.hotline = hotline
     # overflow and "no call-taker logged in": events, then the duty supervisor (from AMI only)
     from gateway.hotline.alerts import HotlineAlerts
+    from gateway.hotline.feed import AmiEventFeed
     alerts = HotlineAlerts(reactor, db, bank, config.hotline, config.gateway.time_zone)
-    link.add_event_listener(alerts.handle)
-    CallbackService("hotline-alerts", alerts.start, alerts.stop).setServiceParent(gw)
     gw.hotline_alerts = alerts
+    feed = AmiEventFeed(link, hotline, alerts)
+    gw.ami_feed = feed
+    # The emulated Asterisk of a drill belongs to its node; a real one is named by its address.
+    ami_lease = f"ami-events:{config.gateway.node_name}/emulated" if drill else f"ami-events:{ami_host}:{ami_port}"
+    if ami_cfg.enabled:
+        gw.ami_lease = LeasedPart(reactor, db, gw.node, ami_lease, feed.start, feed.stop,
+                                  what="the hotline tracker and alerts")
+        gw.ami_lease.setServiceParent(gw)
     if ami_cfg.enabled:
         def ami_health():
             return PartHealth("ami", link.connected, "logged in" if link.connected else (link.last_error or "connecting"))

@@ -206,9 +206,18 @@ class AmiLink(service.Service):
         for fn in list(self._connect_listeners):
             self._safe(fn, True)
 
+    def resync(self, listener) -> defer.Deferred:
+        """Resync one listener now, on the connection in use (a node that has just taken the lease
+        of this Asterisk's events); when the link is down its next login resyncs everyone."""
+        proto = self.protocol
+        if not self.connected or proto is None:
+            return defer.succeed(False)
+        return self._resync(proto, [listener]).addCallback(lambda _: True)
+
     @defer.inlineCallbacks
-    def _resync(self, proto: AmiClientProtocol):
-        tokens = [(lst, lst.resync_begin()) for lst in list(self._resync_listeners)]
+    def _resync(self, proto: AmiClientProtocol, listeners=None):
+        listeners = list(self._resync_listeners) if listeners is None else listeners
+        tokens = [(lst, lst.resync_begin()) for lst in listeners]
         chans = yield proto.send_action("CoreShowChannels", timeout=self.resync_timeout)
         try:
             queues = yield proto.send_action("QueueStatus", timeout=self.resync_timeout)

@@ -39,6 +39,10 @@ class EscalationEngine:
         self._claiming = False
         self._claiming_keys: frozenset = frozenset()
         self.fired_lateness: list[float] = []    # seconds late of the last steps (bench, tests)
+        # Several nodes: the auditor is a singleton held by a lease (start_auditor / stop_auditor),
+        # not started with the engine.
+        self.auditor_by_lease = False
+        self._audit_loop: task.LoopingCall | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
     @defer.inlineCallbacks
@@ -48,17 +52,30 @@ class EscalationEngine:
             self.timers.set(ot, due.timestamp())
         metrics.ESCALATION_PENDING.set(len(self.timers))
         log.info("escalation: {n} team timers rebuilt from the database", n=len(pending))
-        for every, fn in ((self.cfg.refresh_seconds, self.refresh), (self.cfg.auditor_seconds, self.audit)):
-            loop = task.LoopingCall(self._guard, fn)
-            loop.clock = self.clock
-            loop.start(every, now=False)
-            self._loops.append(loop)
+        loop = task.LoopingCall(self._guard, self.refresh)
+        loop.clock = self.clock
+        loop.start(self.cfg.refresh_seconds, now=False)
+        self._loops.append(loop)
+        if not self.auditor_by_lease:
+            self.start_auditor()
+
+    def start_auditor(self):
+        if self._audit_loop is None or not self._audit_loop.running:
+            self._audit_loop = task.LoopingCall(self._guard, self.audit)
+            self._audit_loop.clock = self.clock
+            self._audit_loop.start(self.cfg.auditor_seconds, now=False)
+
+    def stop_auditor(self):
+        if self._audit_loop is not None and self._audit_loop.running:
+            self._audit_loop.stop()
+        self._audit_loop = None
 
     def stop(self):
         for loop in self._loops:
             if loop.running:
                 loop.stop()
         self._loops = []
+        self.stop_auditor()
         self.timers.stop()
 
     def _guard(self, fn):

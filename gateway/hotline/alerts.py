@@ -126,6 +126,14 @@ class HotlineAlerts:
             if ep["timer"] is not None and ep["timer"].active():
                 ep["timer"].cancel()
 
+    def forget(self) -> None:
+        """Stopped on this node (the lease of the AMI events moved): the next holder loads the open
+        alerts from the database and follows the queue from its own events."""
+        self.stop()
+        self.waiting.clear()
+        self.lines.clear()
+        self.open.clear()
+
     def settle(self) -> defer.Deferred:
         """Fires when the database work started so far is done (tests)."""
         return defer.DeferredList(list(self._work))

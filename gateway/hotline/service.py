@@ -57,13 +57,15 @@ class HotlineService(Part, service.Service):
     name = "hotline"
 
     def __init__(self, reactor, db, link=None, *, lines=DEFAULT_LINES,
-                 contexts=DEFAULT_CONTEXTS, clock=None, retry_max: float = 30.0, callers=None):
+                 contexts=DEFAULT_CONTEXTS, clock=None, retry_max: float = 30.0, callers=None,
+                 restore_at_start: bool = True):
         self.reactor = reactor
         self.clock = clock or reactor
         self.db = db
         self.retry_max = retry_max
-        self.tracker = HotlineTracker(self._changed, lines=lines, contexts=contexts,
-                                      clock=self.clock.seconds)
+        self.restore_at_start = restore_at_start     # False: the lease holder restores (gateway/hotline/feed.py)
+        self._tracker_args = dict(lines=lines, contexts=contexts, clock=self.clock.seconds)
+        self.tracker = HotlineTracker(self._changed, **self._tracker_args)
         self._dirty: dict[str, list] = {}      # call_id -> [latest snapshot, [event kinds]]
         self._writing: set[str] = set()
         self._failures: dict[str, int] = {}
@@ -78,7 +80,15 @@ class HotlineService(Part, service.Service):
     # --- lifecycle ----------------------------------------------------------------------------
     def startService(self):
         super().startService()
-        self._track_start(defer.maybeDeferred(self.restore))
+        self._track_start(defer.maybeDeferred(self.restore) if self.restore_at_start else defer.succeed(None))
+
+    def forget(self) -> None:
+        """This node no longer follows the calls (the lease of the AMI events moved): drop what the
+        tracker knew; the writes already queued still commit.  The next holder restores from the
+        database and resyncs."""
+        for c in self.tracker.active():
+            metrics.HOTLINE_ACTIVE.labels(c.line).dec()
+        self.tracker = HotlineTracker(self._changed, **self._tracker_args)
 
     @defer.inlineCallbacks
     def restore(self):

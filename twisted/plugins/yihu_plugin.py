@@ -19,7 +19,7 @@ class YihuServiceMaker:
     def makeService(self, options):
         from twisted.internet import reactor
 
-        from gateway.cli import Fatal, _load, _open_database, check_http_trust
+        from gateway.cli import Fatal, _hold_sqlite, _load, _open_database, check_http_trust
         from gateway.wiring import build_service
 
         class Args:
@@ -28,6 +28,7 @@ class YihuServiceMaker:
             log_format = None
         try:
             cfg = _load(Args)
+            _hold_sqlite(cfg)
             _open_database(cfg)
             check_http_trust(cfg)
         except Fatal as e:
