@@ -129,8 +129,13 @@ def build_service(config: Config, reactor) -> Gateway:
         sms_cfg = replace(sms_cfg, ports=tuple(emulators.paths))
         gw.emulated_modems = emulators
     alarm = config.gateway.db_write_alarm_s
+    # This node's name on the work rows it claims; other nodes' rows are left alone while they live.
+    from gateway.cluster.claims import Claimer
+    node, cluster = config.gateway.node_name, config.cluster
+    claimer = Claimer(node, cluster.node_timeout_s)
     bank = SmsBank(reactor, SqlStore(db, reactor, alarm_after=alarm), sms_cfg,
-                   {p: serial_opener(reactor, p, sms_cfg.baudrate) for p in sms_cfg.ports})
+                   {p: serial_opener(reactor, p, sms_cfg.baudrate) for p in sms_cfg.ports},
+                   node=node, cluster=cluster)
     gw.sms_bank = bank
     # a refused SIM PIN benches its modem until an operator acts: tell the dispatch software
     def modem_alert(modem, reason):
@@ -178,7 +183,8 @@ def build_service(config: Config, reactor) -> Gateway:
                          policy=RetryPolicy(attempts=ivr_cfg.call_attempts, delay=ivr_cfg.call_retry_delay_s,
                                             ring_timeout_ms=int(ivr_cfg.ring_timeout_s * 1000)),
                          channel_template=ivr_cfg.channel_template, caller_id=ivr_cfg.caller_id,
-                         tokens=call_tokens, write_alarm_s=alarm)
+                         tokens=call_tokens, write_alarm_s=alarm, claimer=claimer,
+                         takeover_seconds=cluster.heartbeat_s)
 
     # --- orders, feedback, escalation ------------------------------------------------------
     # Every SMS about a drill order is labelled 【演练】 on its way to the bank (events about one say
@@ -186,10 +192,11 @@ def build_service(config: Config, reactor) -> Gateway:
     from gateway.orders.drill import DrillLabelledOutbox, DrillOrders
     drills = DrillOrders(db)
     outbox = DrillLabelledOutbox(bank, drills)
-    escalation = EscalationEngine(db, reactor, outbox, caller, esc_cfg)
+    escalation = EscalationEngine(db, reactor, outbox, caller, esc_cfg, claimer=claimer,
+                                  takeover_seconds=cluster.heartbeat_s)
     feedback = FeedbackEngine(db, outbox, escalation, esc_cfg, clock=reactor, write_alarm_s=alarm)
     bank.inbound.sink = feedback
-    fanout = FanOut(db, reactor, outbox, caller, esc_cfg)
+    fanout = FanOut(db, reactor, outbox, caller, esc_cfg, claimer=claimer)
     orders = OrderService(db, reactor, fanout, escalation, esc_cfg, drills=drills, drill_mode=drill)
     escalation.is_drill = feedback.is_drill = drills.is_drill
     gw.orders, gw.feedback, gw.escalation, gw.fanout = orders, feedback, escalation, fanout

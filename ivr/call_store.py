@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, insert, select, update
+from sqlalchemy import case, insert, or_, select, update
 
+from gateway.cluster.claims import Claimer, skip_locked
 from gateway.orders import team_state as ts
 from gateway.orders.store import record_call_outcome_tx, team_state_from_row
 from gateway.storage.schema import call_attempts, deliveries, escalation_steps, order_teams, orders
@@ -53,10 +54,12 @@ def stage_call_tx(conn, now: datetime, *, order_id: int, team_id: int, member_id
         detail="")).inserted_primary_key[0])
 
 
-def _attempts(conn, where, limit: int | None = None) -> list[Attempt]:
+def _attempts(conn, where, limit: int | None = None, lock: bool = False) -> list[Attempt]:
     a = call_attempts
     q = (select(a, orders.c.code.label("order_code")).join(orders, orders.c.id == a.c.order_id)
          .where(where).order_by(a.c.due_at, a.c.id).limit(limit))
+    if lock:
+        q = skip_locked(q, conn, a)
     return [Attempt(r.id, r.order_id, r.order_code, r.team_id, r.member_id, r.delivery_id, r.step_id, r.purpose,
                     r.phone, r.attempt, r.channel_id, r.state) for r in conn.execute(q)]
 
@@ -86,12 +89,15 @@ def _why_not(conn, at: Attempt) -> str | None:
     return None
 
 
-def claim_due_tx(conn, now: datetime, limit: int, busy_ids=()) -> tuple[list[Attempt], list[int]]:
-    """Due attempts become `placing` with their channel id; those no longer wanted are cancelled.
+def claim_due_tx(conn, now: datetime, limit: int, busy_ids=(), claimer: Claimer = Claimer()
+                 ) -> tuple[list[Attempt], list[int]]:
+    """Due attempts become `placing` with their channel id, this node's; those no longer wanted
+    are cancelled.  An attempt another node is claiming right now is skipped (PostgreSQL).
     Returns (attempts to place, ids of attempts cancelled)."""
     a = call_attempts
     # a wake-up may come a hair before the stored due time (float seconds vs. microseconds)
-    rows = _attempts(conn, (a.c.state == "due") & (a.c.due_at <= now + TOLERANCE), limit + len(busy_ids))
+    rows = _attempts(conn, (a.c.state == "due") & (a.c.due_at <= now + TOLERANCE)
+                     & claimer.free_or_mine(a.c.owner_node, now), limit + len(busy_ids), lock=True)
     out, cancelled = [], []
     for at in rows:
         if at.id in busy_ids:
@@ -103,7 +109,7 @@ def claim_due_tx(conn, now: datetime, limit: int, busy_ids=()) -> tuple[list[Att
             continue
         cid = channel_id_for(at)
         n = conn.execute(update(a).where(a.c.id == at.id, a.c.state == "due").values(
-            state="placing", channel_id=cid, placed_at=now, updated_at=now)).rowcount
+            state="placing", channel_id=cid, placed_at=now, updated_at=now, owner_node=claimer.node)).rowcount
         if n:
             out.append(Attempt(**{**at.__dict__, "channel_id": cid, "state": "placing"}))
         if len(out) >= limit:
@@ -115,7 +121,8 @@ def unplaced_tx(conn, attempt_id: int, now: datetime, why: str) -> None:
     """The Originate never left us (the AMI link was down): due again, the attempt not spent."""
     a = call_attempts
     conn.execute(update(a).where(a.c.id == attempt_id, a.c.state == "placing").values(
-        state="due", channel_id=None, placed_at=None, updated_at=now, detail=appended_detail(why, a.c.detail)))
+        state="due", channel_id=None, placed_at=None, updated_at=now, owner_node=None,
+        detail=appended_detail(why, a.c.detail)))
 
 
 def ringing_tx(conn, attempt_id: int, now: datetime) -> None:
@@ -124,8 +131,20 @@ def ringing_tx(conn, attempt_id: int, now: datetime) -> None:
                                                                                        updated_at=now))
 
 
-def in_flight_tx(conn) -> list[Attempt]:
-    return _attempts(conn, call_attempts.c.state.in_(IN_FLIGHT))
+def in_flight_tx(conn, now: datetime | None = None, claimer: Claimer | None = None) -> tuple[list[Attempt], int]:
+    """Attempts in flight to reconcile: this node's and those of dead nodes (taken over: this
+    node's from now on), never a live node's.  Returns (attempts, how many were a dead node's)."""
+    a = call_attempts
+    if claimer is None:
+        return _attempts(conn, a.c.state.in_(IN_FLIGHT)), 0
+    rows = _attempts(conn, a.c.state.in_(IN_FLIGHT) & claimer.mine_or_dead(a.c.owner_node, now), lock=True)
+    dead = set(conn.execute(select(a.c.id).where(a.c.id.in_([r.id for r in rows]),
+                                                 claimer.dead_not_me(a.c.owner_node, now))).scalars()) if rows else set()
+    if rows:
+        conn.execute(update(a).where(a.c.id.in_([r.id for r in rows]),
+                                     or_(a.c.owner_node.is_(None), a.c.owner_node != claimer.node))
+                     .values(owner_node=claimer.node))
+    return rows, len(dead)
 
 
 def finish_tx(conn, attempt_id: int, outcome: str, detail: str, now: datetime, max_attempts: int,

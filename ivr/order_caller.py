@@ -36,6 +36,7 @@ from zope.interface import implementer
 
 from gateway import metrics
 from gateway.ami.protocol import AmiNotConnected
+from gateway.cluster.claims import Claimer
 from gateway.interfaces import IOrderCaller, OriginateResult
 from gateway.storage.retry import run_until_committed
 from gateway.storage.schema import deliveries
@@ -73,8 +74,12 @@ class OrderCaller:
     def __init__(self, reactor, originator, db, *, policy: RetryPolicy = RetryPolicy(),
                  channel_template: str = "PJSIP/{national}@trunk", context: str = "gateway-out",
                  exten: str = "order", caller_id: str | None = '"Command Center" <057687770110>',
-                 write_alarm_s: float = 30.0, tokens=None):
+                 write_alarm_s: float = 30.0, tokens=None, claimer: Claimer | None = None,
+                 takeover_seconds: float | None = None):
         self.reactor = reactor
+        self.claimer = claimer or Claimer()     # this node: the attempts it places are written as its own
+        # attempts in flight on a dead node are looked for this often (reconciled, then the retry policy)
+        self.reconcile_seconds = min(self.RECONCILE_SECONDS, takeover_seconds or self.RECONCILE_SECONDS)
         self.write_alarm_s = write_alarm_s
         self.originator = originator      # IOriginator (the AmiLink in the gateway)
         self.db = db
@@ -99,7 +104,7 @@ class OrderCaller:
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self):
         for fn, every, now in ((self.place_due, self.POLL_SECONDS, True),
-                               (lambda: self._guard(self.reconcile()), self.RECONCILE_SECONDS, False)):
+                               (lambda: self._guard(self.reconcile()), self.reconcile_seconds, False)):
             loop = task.LoopingCall(fn)
             loop.clock = self.reactor
             loop.start(every, now=now)
@@ -169,7 +174,8 @@ class OrderCaller:
             if self._again or r == self.MAX_CLAIM:
                 self._again = False
                 self.place_due()
-        d = self.db.run(cs.claim_due_tx, self._now(), self.MAX_CLAIM, frozenset(self._tracked.values()))
+        d = self.db.run(cs.claim_due_tx, self._now(), self.MAX_CLAIM, frozenset(self._tracked.values()),
+                        self.claimer)
         d.addCallback(done)
         d.addErrback(lambda f: log.failure("order calls: claiming due attempts failed; retrying", f))
         d.addBoth(again)
@@ -246,7 +252,10 @@ class OrderCaller:
         """Attempts in flight that nobody here awaits: follow their channel, or record unknown."""
         if not self._link_up():
             return
-        rows = yield self.db.run(cs.in_flight_tx)
+        rows, taken = yield self.db.run(cs.in_flight_tx, self._now(), self.claimer)
+        if taken:
+            metrics.WORK_TAKEN_OVER.labels(kind="call_attempt").inc(taken)
+            log.warn("order calls: {n} attempt(s) in flight on dead nodes taken over; reconciling them", n=taken)
         rows = [r for r in rows if r.channel_id not in self._tracked and r.channel_id not in self._following]
         if not rows:
             return

@@ -25,6 +25,8 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from gateway import metrics
+from gateway.cluster.claims import Claimer
+from gateway.cluster.config import ClusterSection
 from gateway.interfaces import ISmsOutbox
 from sms import policy
 from sms.at import AtError, AtTimeout, CmsError, PortLost, SubmitNotConfirmed
@@ -78,9 +80,17 @@ def serial_opener(reactor, path: str, baudrate: int):
 
 @implementer(ISmsOutbox)
 class SmsBank:
-    def __init__(self, reactor, store, config: SmsConfig, openers: dict, *, sink=None, region: str = "CN"):
-        """`openers`: modem name (its port) → opener(protocol) (see serial_opener)."""
+    def __init__(self, reactor, store, config: SmsConfig, openers: dict, *, sink=None, region: str = "CN",
+                 node: str = "yihu-1", cluster: ClusterSection = ClusterSection()):
+        """`openers`: modem name (its port) → opener(protocol) (see serial_opener); `node`: this
+        gateway's node name, written on the messages it claims."""
         self.reactor = reactor
+        self.node = node
+        self.claimer = Claimer(node, cluster.node_timeout_s)
+        self.sweep_seconds = cluster.heartbeat_s
+        self._sweep = None
+        self._pool = True               # free messages may be waiting in the database
+        self._claiming = False
         self.store = store
         self.config = config
         self.messages: dict[int, _Message] = {}
@@ -109,26 +119,55 @@ class SmsBank:
     # --- lifecycle -----------------------------------------------------------------------------
     @defer.inlineCallbacks
     def start(self):
-        """Resume from the database (a restart), then open the modems."""
-        rows = yield self.store.load_open()
+        """Resume this node's own open messages from the database (a restart), then open the
+        modems; messages of other nodes are left alone (a dead node's are taken over by claims)."""
+        rows = yield self.store.load_open(self.node)
+        yield self._take_in(rows, "gateway restarted during submission")
+        yield self.inbound.start()
+        self.started = True
+        for slot in self.slots.values():
+            slot.driver.start()
+        self._sweep = task.LoopingCall(self.poke)
+        self._sweep.clock = self.reactor
+        self._sweep.start(self.sweep_seconds, now=False)
+        self._update_gauges()
+        self.dispatch()
+
+    @defer.inlineCallbacks
+    def _take_in(self, rows, why: str):
+        """Messages now ours (our own at start, or claimed): a segment left `submitting` may have
+        gone out (its node died between the commit and the modem's answer): its outcome is unknown
+        and the unknown-outcome policy settles it.  A dead node's message is unpinned from that
+        node's modem and finished here with its remaining parts (already built, same reference)."""
         now = self.reactor.seconds()
-        changes = []
+        changes, taken = [], 0
         for r in rows:
             if r["id"] in self.messages:
                 continue            # adopted while we were loading
             m = _Message(id=r["id"], phone=r["phone"], purpose=r["purpose"], state=r["state"], modem=r["modem"],
                          segments=r["segments"])
+            dead = r.get("taken_from")
             for s in m.segments:
                 if s["state"] == "submitting":
-                    # we died between the commit and the modem's answer: it may have gone out
                     s["state"] = "unknown"
                     s["outcome_unknown"] = s.get("outcome_unknown", 0) + 1
                     self.stats["unknown"] += 1
+                    reason = why if dead is None else f"node {dead} died during submission"
                     changes.append(("segment", s["id"], {"state": "unknown",
                                                          "outcome_unknown": s["outcome_unknown"],
-                                                         "last_error": "gateway restarted during submission"}))
-                    log.warn("message {mid} part {seq} to {phone}: outcome unknown (restart during submission)",
-                             mid=m.id, seq=s["seq"], phone=m.phone)
+                                                         "last_error": reason}))
+                    log.warn("message {mid} part {seq} to {phone}: outcome unknown ({why})",
+                             mid=m.id, seq=s["seq"], phone=m.phone, why=reason)
+            if dead is not None:
+                left = sum(1 for s in m.segments if s["state"] in ("queued", "unknown"))
+                taken += left
+                if m.modem is not None:
+                    # the parts still to go leave from one of our modems (the modem it was pinned
+                    # to belongs to the dead node's machine)
+                    m.modem = None
+                    changes.append(("message", m.id, {"modem": None}))
+                log.warn("message {mid} to {phone}: taken over from dead node {dead}; {n} part(s) left to settle "
+                         "or send here", mid=m.id, phone=m.phone, dead=dead, n=left)
             # The message's own state may lag its segments' (we died before that write): settle it.
             state = message_state([s["state"] for s in m.segments])
             if state != m.state:
@@ -139,14 +178,20 @@ class SmsBank:
             for s in m.segments:
                 if s["state"] == "unknown":
                     self._arm_settle(m, s)
+        if taken:
+            metrics.WORK_TAKEN_OVER.labels(kind="sms_segment").inc(taken)
         if changes:
             yield self.store.save(now, changes)
-        yield self.inbound.start()
-        self.started = True
-        for slot in self.slots.values():
-            slot.driver.start()
-        self._update_gauges()
+
+    def poke(self):
+        """Look for messages to claim at the next free modem (work committed elsewhere: another
+        node's fan-out, the CLI, a dead node's messages); the periodic sweep calls it too."""
+        self._pool = True
         self.dispatch()
+
+    def usable_modems(self) -> int:
+        """Modems of this node that can take a message now (what `nodes.modems` reports)."""
+        return sum(1 for s in self.slots.values() if s.driver.healthy)
 
     @defer.inlineCallbacks
     def stop(self):
@@ -182,6 +227,8 @@ class SmsBank:
         self._close()
 
     def _close(self):
+        if self._sweep is not None and self._sweep.running:
+            self._sweep.stop()
         for slot in self.slots.values():
             slot.driver.stop()
         for tm in list(self._settle_timers.values()):
@@ -199,10 +246,17 @@ class SmsBank:
     @defer.inlineCallbacks
     def enqueue(self, phone: str, text: str, *, purpose: str, order_id: int | None = None,
                 delivery_id: int | None = None):
+        # A node with modems sends what it enqueues itself; one without leaves it to a node with modems.
+        mine = bool(self.slots)
         r = yield self.store.add_message(self.reactor.seconds(), phone, text, purpose, order_id, delivery_id,
                                          ref_bits=self.config.concat_ref_bits,
                                          status_report=self.config.status_reports,
-                                         validity_minutes=self.config.validity_minutes)
+                                         validity_minutes=self.config.validity_minutes,
+                                         owner=self.node if mine else None)
+        if not mine:
+            log.info("message {mid} to {phone} queued for a node with modems ({purpose})", mid=r["id"], phone=phone,
+                     purpose=purpose)
+            return r["id"]
         m = _Message(id=r["id"], phone=phone, purpose=purpose, state="queued", modem=None, segments=r["segments"])
         self.messages[m.id] = m
         self.queue.append(m.id)
@@ -243,17 +297,10 @@ class SmsBank:
                               validity_minutes=self.config.validity_minutes)
 
     def adopt(self, records) -> None:
-        """Messages committed by stage_tx: into the queue (a restart finds them in the database)."""
-        for r in records:
-            if r["id"] in self.messages:
-                continue            # loaded at start already
-            m = _Message(id=r["id"], phone=r["phone"], purpose=r["purpose"], state="queued", modem=None,
-                         segments=r["segments"])
-            self.messages[m.id] = m
-            self.queue.append(m.id)
+        """Messages committed by stage_tx are free for any node with modems: claim them as this
+        node's modems free up (so that two nodes share a fan-out by what they can carry)."""
         if records:
-            self._update_gauges()
-            self.dispatch()
+            self.poke()
 
     def add_observer(self, fn):
         """fn(message_id, state) on every state change of a message."""
@@ -322,7 +369,37 @@ class SmsBank:
             w.addBoth(lambda r, w=w: (self._workers.discard(w), r)[1])
         if wake is not None:
             self._wake_at(wake)
+        self._claim(healthy, now)
         self._update_gauges()
+
+    def _claim(self, healthy: dict, now: float):
+        """Claim free messages for the modems left idle: as many as they can start now, no more,
+        so that nodes sharing the database share the work by what their modems carry."""
+        if self._claiming or not self._pool or not self.started:
+            return
+        idle = sum(1 for s in healthy.values() if not s.busy)
+        waiting = sum(1 for mid in self.queue
+                      if (m := self.messages.get(mid)) is not None and not m.active and m.modem is None
+                      and m.not_before <= now and m.queued())
+        want = idle - waiting
+        if want <= 0:
+            return
+        self._claiming = True
+
+        @defer.inlineCallbacks
+        def claim():
+            try:
+                rows = yield self.store.claim(now, self.claimer, want)
+                if len(rows) < want:
+                    self._pool = False          # none left: until a poke or the next sweep
+                yield self._take_in(rows, "its node restarted during submission")
+            except Exception:  # noqa: BLE001 - the next sweep tries again
+                log.failure("SMS bank: claiming queued messages failed; retrying at the next sweep")
+                self._pool = False
+            finally:
+                self._claiming = False
+            self.dispatch()
+        claim()
 
     def _wake_at(self, when: float):
         if self._wakeup is not None and self._wakeup.active():
@@ -600,7 +677,7 @@ class SmsBank:
         when the SC gave up on a temporary error, sent again while attempts are left."""
         r = yield self.store.settle_report(self.reactor.seconds(), modem, report.mr, report.recipient,
                                            report.status, raw_row=raw_row, dedup=dedup,
-                                           max_attempts=self.config.max_attempts)
+                                           max_attempts=self.config.max_attempts, node=self.node)
         what = policy.describe_status(report.status)
         if r is None:
             log.info("{modem}: status report MR {mr} for {phone} ({what}) settles no segment", modem=modem,

@@ -12,6 +12,7 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
+from gateway.cluster.claims import Claimer, skip_locked
 from gateway.storage import schema as t
 from gateway.storage.pool import DatabaseDeadline
 from sms import encoding, policy
@@ -101,20 +102,22 @@ class SqlStore:
 
     # --- outbox --------------------------------------------------------------------------------
     def add_message(self, now: float, phone: str, text: str, purpose: str, order_id, delivery_id, *,
-                    ref_bits: int = 8, status_report: bool = True, validity_minutes: int = 1440):
+                    ref_bits: int = 8, status_report: bool = True, validity_minutes: int = 1440,
+                    owner: str | None = None):
         encoding.split_text(text, ref_bits=ref_bits)        # refuse before touching the database
         return self._unit(self._add, _now(now), phone, text, purpose, order_id, delivery_id, ref_bits,
-                          status_report, validity_minutes)
+                          status_report, validity_minutes, owner)
 
     @staticmethod
-    def _add(conn, now, phone, text, purpose, order_id, delivery_id, ref_bits, status_report, validity):
+    def _add(conn, now, phone, text, purpose, order_id, delivery_id, ref_bits, status_report, validity,
+             owner=None):
         # One part (most confirmations) carries no concatenation reference: the whole row in one
         # statement.  Several parts: the reference comes from the row's id, known after the insert.
         enc, ref, pdus = build_segments(0, phone, text, ref_bits, status_report, validity)
         single = len(pdus) == 1
         mid = conn.execute(insert(t.sms_messages).values(
             phone=phone, text=text, purpose=purpose, order_id=order_id, delivery_id=delivery_id,
-            state="queued", created_at=now, updated_at=now,
+            state="queued", created_at=now, updated_at=now, owner_node=owner,
             **(dict(encoding=enc, concat_ref=None, parts=1) if single else {}))).inserted_primary_key[0]
         if not single:
             enc, ref, pdus = build_segments(mid, phone, text, ref_bits, status_report, validity)
@@ -217,15 +220,47 @@ class SqlStore:
                 _delivery_follows(conn, t.sms_segments.c.id == rid, now)
         return refused
 
-    def load_open(self):
-        return self.db.run(self._load_open)
+    def load_open(self, node: str | None = None):
+        """The open messages (with `node`: only those this node owns, which a start resumes)."""
+        return self.db.run(self._load_open, node)
+
+    @classmethod
+    def _load_open(cls, conn, node=None):
+        m = t.sms_messages
+        q = select(m).where(m.c.state.in_(OPEN_MESSAGE_STATES))
+        if node is not None:
+            q = q.where(m.c.owner_node == node)
+        return cls._with_segments(conn, conn.execute(q.order_by(m.c.id)).mappings())
+
+    def claim(self, now: float, claimer: Claimer, limit: int, exclude=()):
+        """Up to `limit` open messages that are free or were a dead node's become this node's
+        (skipping rows another node is claiming right now).  Each record says whose it was
+        (`taken_from`: a dead node's name, or None)."""
+        return self._unit(self._claim, _now(now), claimer, limit, frozenset(exclude))
+
+    @classmethod
+    def _claim(cls, conn, now, claimer: Claimer, limit, exclude):
+        m = t.sms_messages
+        q = (select(m.c.id, m.c.owner_node)
+             .where(m.c.state.in_(OPEN_MESSAGE_STATES), claimer.free_or_mine(m.c.owner_node, now),
+                    or_(m.c.owner_node.is_(None), m.c.owner_node != claimer.node))
+             .order_by(m.c.id).limit(limit + len(exclude)))
+        picked = [r for r in conn.execute(skip_locked(q, conn, m)) if r.id not in exclude][:limit]
+        if not picked:
+            return []
+        conn.execute(update(m).where(m.c.id.in_([r.id for r in picked])).values(owner_node=claimer.node))
+        was = {r.id: r.owner_node for r in picked}
+        rows = conn.execute(select(m).where(m.c.id.in_(list(was))).order_by(m.c.id)).mappings()
+        out = cls._with_segments(conn, rows)
+        for rec in out:
+            rec["taken_from"] = was[rec["id"]]
+        return out
 
     @staticmethod
-    def _load_open(conn):
-        m = t.sms_messages
+    def _with_segments(conn, rows):
         s = t.sms_segments
         msgs = {}
-        for r in conn.execute(select(m).where(m.c.state.in_(OPEN_MESSAGE_STATES)).order_by(m.c.id)).mappings():
+        for r in rows:
             msgs[r["id"]] = dict(id=r["id"], phone=r["phone"], purpose=r["purpose"], state=r["state"],
                                  modem=r["modem"], parts=r["parts"], segments=[])
         if msgs:
@@ -240,16 +275,18 @@ class SqlStore:
         return list(msgs.values())
 
     def settle_report(self, now: float, modem: str, mr: int, recipient: str, status: int,
-                      raw_row: dict | None = None, dedup: bool = True, max_attempts: int = 5):
+                      raw_row: dict | None = None, dedup: bool = True, max_attempts: int = 5,
+                      node: str | None = None):
         """Store the report raw (raw_row) and settle the segment (modem, MR, recipient) by its
         TP-Status (policy.report_outcome) — one transaction.  Returns (message_id, segment_id,
         new message state, new segment state or None), or None when nothing matched (or the
         report was a duplicate)."""
         return self._unit(self._settle, _now(now), modem, mr, recipient, status, raw_row, dedup, max_attempts,
-                          urgent=False)
+                          node, urgent=False)
 
     @classmethod
-    def _settle(cls, conn, now, modem, mr, recipient, status, raw_row=None, dedup=True, max_attempts=5):
+    def _settle(cls, conn, now, modem, mr, recipient, status, raw_row=None, dedup=True, max_attempts=5,
+                node=None):
         if raw_row is not None:
             _rid, dup = cls._store_inbound(conn, now, raw_row, dedup)
             if dup is not None:
@@ -262,6 +299,9 @@ class SqlStore:
              .where(s.c.modem == modem, s.c.state.in_(SETTLEABLE),
                     or_(s.c.mr == mr, and_(s.c.mr.is_(None), s.c.state.in_(("unknown", "submitting")))))
              .order_by(s.c.submitted_at.desc(), s.c.id.desc()).limit(50))
+        if node is not None:
+            # a modem's port name may be the same on another machine: our modem's report is about our messages
+            q = q.where(or_(m.c.owner_node == node, m.c.owner_node.is_(None)))
         rows = [r for r in conn.execute(q).mappings() if same_phone(r["phone"], recipient)]
         exact = [r for r in rows if r["mr"] == mr]
         row = (exact or rows or [None])[0]
@@ -335,7 +375,7 @@ class MemoryStore:
         return self._ids
 
     def add_message(self, now, phone, text, purpose, order_id, delivery_id, *, ref_bits=8, status_report=True,
-                    validity_minutes=1440):
+                    validity_minutes=1440, owner=None):
         try:
             mid = self._id()
             enc, ref, pdus = build_segments(mid, phone, text, ref_bits, status_report, validity_minutes)
@@ -349,7 +389,7 @@ class MemoryStore:
             self.segments[sid] = seg
             segs.append({k: v for k, v in seg.items() if k not in ("message_id", "submitted_at")})
         self.messages[mid] = dict(id=mid, phone=phone, text=text, purpose=purpose, state="queued", modem=None,
-                                  parts=len(pdus), encoding=enc)
+                                  parts=len(pdus), encoding=enc, owner_node=owner)
         return defer.succeed(dict(id=mid, phone=phone, purpose=purpose, state="queued", modem=None,
                                   parts=len(pdus), segments=segs))
 
@@ -364,17 +404,28 @@ class MemoryStore:
             rec.update(fields)
         return defer.succeed(None)
 
-    def load_open(self):
+    def load_open(self, node=None):
+        return defer.succeed(self._open(lambda m: node is None or m.get("owner_node") == node))
+
+    def claim(self, now, claimer, limit, exclude=()):
+        """One node in memory: the free messages (no liveness to judge here)."""
+        picked = [m for m in self._open(lambda m: m.get("owner_node") is None and m["id"] not in exclude)][:limit]
+        for rec in picked:
+            self.messages[rec["id"]]["owner_node"] = claimer.node
+            rec["taken_from"] = None
+        return defer.succeed(picked)
+
+    def _open(self, which):
         out = []
         for m in self.messages.values():
-            if m["state"] in OPEN_MESSAGE_STATES:
+            if m["state"] in OPEN_MESSAGE_STATES and which(m):
                 segs = [{k: v for k, v in s.items() if k not in ("message_id", "submitted_at")}
                         for s in sorted(self.segments.values(), key=lambda s: s["seq"]) if s["message_id"] == m["id"]]
                 out.append(dict(id=m["id"], phone=m["phone"], purpose=m["purpose"], state=m["state"],
                                 modem=m["modem"], parts=m["parts"], segments=segs))
-        return defer.succeed(out)
+        return out
 
-    def settle_report(self, now, modem, mr, recipient, status, raw_row=None, dedup=True, max_attempts=5):
+    def settle_report(self, now, modem, mr, recipient, status, raw_row=None, dedup=True, max_attempts=5, node=None):
         if raw_row is not None:
             _rid, dup = self.store_inbound(now, dedup=dedup, **raw_row).result
             if dup is not None:

@@ -64,10 +64,10 @@ def test_a_message_left_sending_by_a_crash_is_settled_from_its_segments_at_start
     from datetime import datetime, timezone
     now = datetime(2026, 12, 1, tzinfo=timezone.utc)
 
-    def crashed(conn):       # both parts went out; the process died before the message's own write
+    def crashed(conn):       # both parts went out; the process (node yihu-1) died before the message's own write
         mid = conn.execute(insert(sms_messages).values(phone="+8613800000001", text="t", purpose="order",
-                                                       state="sending", parts=2, created_at=now,
-                                                       updated_at=now)).inserted_primary_key[0]
+                                                       state="sending", parts=2, created_at=now, updated_at=now,
+                                                       owner_node="yihu-1")).inserted_primary_key[0]
         for seq in (1, 2):
             conn.execute(insert(sms_segments).values(message_id=mid, seq=seq, pdu="00", tpdu_length=1, state="sent",
                                                      modem="m0", mr=seq, attempts=1, outcome_unknown=0,
@@ -75,7 +75,7 @@ def test_a_message_left_sending_by_a_crash_is_settled_from_its_segments_at_start
         return mid
     mid = yield database.run(crashed)
     from twisted.internet import reactor
-    bank = SmsBank(reactor, SqlStore(database, reactor), SmsConfig(), {})
+    bank = SmsBank(reactor, SqlStore(database, reactor), SmsConfig(), {}, node="yihu-1")
     yield bank.start()
     yield bank.store.idle()
     state = yield database.run(lambda c: c.execute(select(sms_messages.c.state)

@@ -17,6 +17,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from gateway import metrics
+from gateway.cluster.claims import Claimer
 from gateway.escalation import store
 from gateway.escalation.config import EscalationConfig
 from gateway.escalation.timers import TimerQueue
@@ -28,8 +29,11 @@ log = Logger()
 
 
 class EscalationEngine:
-    def __init__(self, db, clock, outbox, caller, cfg: EscalationConfig = EscalationConfig()):
+    def __init__(self, db, clock, outbox, caller, cfg: EscalationConfig = EscalationConfig(), *,
+                 claimer: Claimer = Claimer(), takeover_seconds: float = 3.0):
         self.db, self.clock, self.outbox, self.caller, self.cfg = db, clock, outbox, caller, cfg
+        self.claimer = claimer              # this node: the steps it fires are written as its own
+        self.takeover_seconds = takeover_seconds
         self.timers = TimerQueue(clock, self._on_due)
         self.is_drill = lambda order_id: False      # DrillOrders.is_drill: drills counted apart
         self._watermark = 0
@@ -47,15 +51,16 @@ class EscalationEngine:
     # --- lifecycle ---------------------------------------------------------------------------
     @defer.inlineCallbacks
     def start(self):
-        pending, self._watermark = yield self.db.run(store.load_pending_tx, now(self.clock))
+        pending, self._watermark = yield self.db.run(store.load_pending_tx, now(self.clock), self.claimer)
         for ot, due in pending:
             self.timers.set(ot, due.timestamp())
         metrics.ESCALATION_PENDING.set(len(self.timers))
         log.info("escalation: {n} team timers rebuilt from the database", n=len(pending))
-        loop = task.LoopingCall(self._guard, self.refresh)
-        loop.clock = self.clock
-        loop.start(self.cfg.refresh_seconds, now=False)
-        self._loops.append(loop)
+        for every, fn in ((self.cfg.refresh_seconds, self.refresh), (self.takeover_seconds, self.take_over)):
+            loop = task.LoopingCall(self._guard, fn)
+            loop.clock = self.clock
+            loop.start(every, now=False)
+            self._loops.append(loop)
         if not self.auditor_by_lease:
             self.start_auditor()
 
@@ -114,9 +119,21 @@ class EscalationEngine:
         self.schedule_many(pairs)
 
     @defer.inlineCallbacks
+    def take_over(self):
+        """Steps a dead node left `firing` (claimed, its SMS and calls not committed) fire again here."""
+        taken, teams = yield self.db.run(store.release_firing_tx, now(self.clock), self.claimer, True)
+        if taken:
+            metrics.WORK_TAKEN_OVER.labels(kind="escalation_step").inc(taken)
+            log.warn("escalation: {n} steps left firing by dead nodes; firing them here", n=taken)
+        t = self.clock.seconds()
+        for ot in teams:
+            self.timers.set_earlier(ot, t)
+        return taken
+
+    @defer.inlineCallbacks
     def audit(self):
         busy = frozenset(self._due_keys) | self._claiming_keys
-        missed = yield self.db.run(store.audit_tx, now(self.clock), self.cfg, busy)
+        missed = yield self.db.run(store.audit_tx, now(self.clock), self.cfg, busy, self.claimer)
         if missed:
             log.error("escalation auditor: {n} steps of {t} teams overdue and not fired; firing now",
                       n=sum(c for _, c in missed), t=len(missed))
@@ -192,7 +209,7 @@ class EscalationEngine:
         """ONE transaction per claim: the due steps become `fired` together with what they send
         (reminder SMS, call attempts, the duty supervisor's SMS and call), so a crash leaves
         either all of it or none of it."""
-        claim = store.claim_due_tx(conn, order_team_ids, at, self.cfg)
+        claim = store.claim_due_tx(conn, order_team_ids, at, self.cfg, self.claimer)
         staged = []
         for f in claim.fired:
             if f.action == "sms_again":

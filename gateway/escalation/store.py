@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, insert, select, update
 
+from gateway.cluster.claims import Claimer, skip_locked
 from gateway.escalation.config import EscalationConfig
 from gateway.escalation.deadlines import RECEIPT, SITUATION, local_hhmm, plan_situation_steps, stage_deadlines
 from gateway.eventlog import record_events
@@ -66,11 +67,24 @@ class Claim:
     cancelled: int = 0
 
 
-def load_pending_tx(conn, now: datetime):
-    """At start: nothing is in flight, so `firing` steps go back to pending (they fire at once,
-    marked late).  Returns ([(order_team_id, earliest due)], watermark)."""
-    conn.execute(update(escalation_steps).where(escalation_steps.c.state == "firing")
-                 .values(state="pending", fired_at=None))
+def release_firing_tx(conn, now: datetime, claimer: Claimer, dead_only: bool = False) -> tuple[int, list]:
+    """`firing` steps of this node (nothing of ours is in flight at start) and of dead nodes go
+    back to pending (they fire at once, marked late); a live node's are never touched.
+    Returns (how many were a dead node's, the order-teams of the steps released)."""
+    es = escalation_steps
+    dead = claimer.dead_not_me(es.c.owner_node, now)
+    which = and_(es.c.state == "firing", dead if dead_only else claimer.mine_or_dead(es.c.owner_node, now))
+    rows = conn.execute(select(es.c.id, es.c.order_team_id, dead.label("dead")).where(which)).all()
+    if rows:
+        conn.execute(update(es).where(es.c.id.in_([r.id for r in rows]), es.c.state == "firing")
+                     .values(state="pending", fired_at=None, owner_node=None))
+    return sum(1 for r in rows if r.dead), sorted({r.order_team_id for r in rows})
+
+
+def load_pending_tx(conn, now: datetime, claimer: Claimer = Claimer()):
+    """At start: this node's `firing` steps (and dead nodes') go back to pending.
+    Returns ([(order_team_id, earliest due)], watermark)."""
+    release_firing_tx(conn, now, claimer)
     rows = conn.execute(select(escalation_steps.c.order_team_id, func.min(escalation_steps.c.due_at))
                         .where(escalation_steps.c.state == "pending")
                         .group_by(escalation_steps.c.order_team_id)).all()
@@ -106,23 +120,26 @@ def _step_query():
             .join(teams, teams.c.id == order_teams.c.team_id))
 
 
-def claim_due_tx(conn, order_team_ids, now: datetime, cfg: EscalationConfig) -> Claim:
+def claim_due_tx(conn, order_team_ids, now: datetime, cfg: EscalationConfig, claimer: Claimer = Claimer()) -> Claim:
     cutoff = now + TOLERANCE
-    rows = conn.execute(_step_query().where(escalation_steps.c.order_team_id.in_(list(order_team_ids)),
-                                            escalation_steps.c.state == "pending",
-                                            escalation_steps.c.due_at <= cutoff)
-                        .order_by(escalation_steps.c.due_at, escalation_steps.c.id)).all()
+    # Every node wakes for every team's due step: the one whose claim locks the rows fires them,
+    # the others skip them (PostgreSQL) or find them no longer pending.
+    rows = conn.execute(skip_locked(
+        _step_query().where(escalation_steps.c.order_team_id.in_(list(order_team_ids)),
+                            escalation_steps.c.state == "pending", escalation_steps.c.due_at <= cutoff,
+                            claimer.free_or_mine(escalation_steps.c.owner_node, now))
+        .order_by(escalation_steps.c.due_at, escalation_steps.c.id), conn, escalation_steps)).all()
     # The duty supervisor gets ONE alert per order and stage: take the sibling teams' due
     # supervisor steps along, even if their timers have not woken yet.
     groups = {(r.order_id, r.stage) for r in rows if r.action == "supervisor"}
     if groups:
         seen = {r.id for r in rows}
         for order_id, stage in groups:
-            more = conn.execute(_step_query().where(order_teams.c.order_id == order_id,
-                                                    escalation_steps.c.stage == stage,
-                                                    escalation_steps.c.action == "supervisor",
-                                                    escalation_steps.c.state == "pending",
-                                                    escalation_steps.c.due_at <= cutoff)).all()
+            more = conn.execute(skip_locked(_step_query().where(
+                order_teams.c.order_id == order_id, escalation_steps.c.stage == stage,
+                escalation_steps.c.action == "supervisor", escalation_steps.c.state == "pending",
+                escalation_steps.c.due_at <= cutoff, claimer.free_or_mine(escalation_steps.c.owner_node, now)),
+                conn, escalation_steps)).all()
             rows += [r for r in more if r.id not in seen]
     claim = Claim([], [], {})
     states = ostore.load_team_states(conn, {r.order_team_id for r in rows})
@@ -147,7 +164,8 @@ def claim_due_tx(conn, order_team_ids, now: datetime, cfg: EscalationConfig) -> 
             reason += f"; fired {late_by:.0f} s late"
         res = conn.execute(update(escalation_steps).where(escalation_steps.c.id == r.id,
                                                           escalation_steps.c.state == "pending")
-                           .values(state="firing", fired_at=now, late=late, reason=reason))
+                           .values(state="firing", fired_at=now, late=late, reason=reason,
+                                   owner_node=claimer.node))
         if res.rowcount != 1:
             continue        # another claim (the auditor's) got it first
         f = FiredStep(r.id, r.order_team_id, r.order_id, r.code, r.team_id, r.team_code, r.team_name, r.stage,
@@ -255,15 +273,16 @@ def finish_steps_tx(conn, step_ids, now: datetime) -> None:
                      .values(state="fired"))
 
 
-def audit_tx(conn, now: datetime, cfg: EscalationConfig, busy=frozenset()):
+def audit_tx(conn, now: datetime, cfg: EscalationConfig, busy=frozenset(), claimer: Claimer = Claimer()):
     """The auditor: every step overdue beyond the grace is a step the engine missed; a step stuck
     in `firing` (its SMS never handed on) is put back.  `busy`: teams the engine is claiming right
     now (late under load, not missed).  Returns [(order_team_id, step count)]."""
     grace = timedelta(seconds=max(cfg.late_after_seconds, 2 * cfg.refresh_seconds, 1.0))
     stuck = conn.execute(update(escalation_steps)
                          .where(escalation_steps.c.state == "firing",
-                                escalation_steps.c.fired_at < now - timedelta(seconds=cfg.stuck_after_seconds))
-                         .values(state="pending", fired_at=None)).rowcount
+                                escalation_steps.c.fired_at < now - timedelta(seconds=cfg.stuck_after_seconds),
+                                claimer.mine_or_dead(escalation_steps.c.owner_node, now))
+                         .values(state="pending", fired_at=None, owner_node=None)).rowcount
     rows = conn.execute(select(escalation_steps.c.order_team_id, func.count())
                         .join(order_teams, order_teams.c.id == escalation_steps.c.order_team_id)
                         .join(orders, orders.c.id == order_teams.c.order_id)

@@ -13,6 +13,8 @@ from __future__ import annotations
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from gateway import metrics
+from gateway.cluster.claims import Claimer
 from gateway.escalation.config import EscalationConfig
 from gateway.orders import store
 from gateway.orders.times import now
@@ -21,19 +23,28 @@ log = Logger()
 
 
 class FanOut:
-    def __init__(self, db, clock, outbox, caller, cfg: EscalationConfig = EscalationConfig()):
+    def __init__(self, db, clock, outbox, caller, cfg: EscalationConfig = EscalationConfig(), *,
+                 claimer: Claimer = Claimer()):
         self.db, self.clock, self.outbox, self.caller, self.cfg = db, clock, outbox, caller, cfg
+        self.claimer = claimer          # this node: the deliveries it hands on are written as its own
         self._lock = defer.DeferredLock()      # one claim at a time: no delivery handed twice
         self._loop: task.LoopingCall | None = None
 
     @defer.inlineCallbacks
     def start(self):
-        n = yield self.db.run(store.requeue_handing_tx, now(self.clock))
-        if n:
-            log.warn("fan-out: {n} deliveries were being handed at shutdown; handing them again", n=n)
+        yield self._requeue(dead_only=False)
         self._loop = task.LoopingCall(self._sweep)
         self._loop.clock = self.clock
         self._loop.start(self.cfg.refresh_seconds, now=True)
+
+    @defer.inlineCallbacks
+    def _requeue(self, dead_only: bool):
+        n, taken = yield self.db.run(store.requeue_handing_tx, now(self.clock), self.claimer, dead_only)
+        if taken:
+            metrics.WORK_TAKEN_OVER.labels(kind="delivery").inc(taken)
+        if n:
+            log.warn("fan-out: {n} deliveries left being handed ({taken} by dead nodes); handing them again",
+                     n=n, taken=taken)
 
     def _sweep(self):
         """One sweep; a failure is logged and the next sweep tries again (a sweep that died
@@ -54,8 +65,9 @@ class FanOut:
     def _send(self, order_id):
         if order_id is None:       # the periodic sweep: also take in the network's delivery reports
             yield self.db.run(store.delivered_by_sms_tx, now(self.clock))
+            yield self._requeue(dead_only=True)       # and a dead node's deliveries
         handed = yield self.db.run(store.hand_deliveries_tx, order_id, now(self.clock), self.cfg,
-                                   self.outbox.stage_tx, self.caller.stage_tx)
+                                   self.outbox.stage_tx, self.caller.stage_tx, claimer=self.claimer)
         # Committed: the bank and the caller act on the rows (after a crash, they load them).
         self.outbox.adopt(handed.messages)
         if handed.calls:

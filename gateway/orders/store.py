@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, exists, func, insert, or_, select, update
 
+from gateway.cluster.claims import Claimer, skip_locked
 from gateway.escalation.config import EscalationConfig
 from gateway.eventlog import record_event
 from gateway.escalation.deadlines import plan_steps, response_minutes
@@ -99,7 +100,7 @@ def existing_order_tx(conn, order_id: int) -> CreatedOrder:
     return CreatedOrder(order_id, row.code, utc(row.created_at).timestamp(), tuple(tids), existing=True)
 
 
-def _queued_deliveries(conn, order_id: int | None, limit: int):
+def _queued_deliveries(conn, order_id: int | None, limit: int, claimer: Claimer, now: datetime):
     q = (select(deliveries.c.id, deliveries.c.order_id, deliveries.c.team_id, deliveries.c.member_id,
                 deliveries.c.phone, deliveries.c.channel, orders.c.code, orders.c.kind, orders.c.incident_ref,
                 orders.c.text, orders.c.onscene_commander, orders.c.rule, orders.c.created_at, orders.c.major,
@@ -111,11 +112,13 @@ def _queued_deliveries(conn, order_id: int | None, limit: int):
                          deliveries.c.handed_at.is_(None),
                          ~exists().where(sms_messages.c.delivery_id == deliveries.c.id)),
                     and_(deliveries.c.channel == "voice", deliveries.c.state == "requested")),
-                orders.c.state == "open")
+                orders.c.state == "open", claimer.free_or_mine(deliveries.c.owner_node, now))
          .order_by(deliveries.c.id).limit(limit))
     if order_id is not None:
         q = q.where(deliveries.c.order_id == order_id)
-    return conn.execute(q).all()
+    # Two nodes' fan-outs at once: a delivery another node is handing right now is skipped, never
+    # handed twice (on PostgreSQL; SQLite has one writer).
+    return conn.execute(skip_locked(q, conn, deliveries)).all()
 
 
 def _drop_removed_members(conn, rows, now: datetime):
@@ -142,14 +145,14 @@ class Handed:
 
 
 def hand_deliveries_tx(conn, order_id: int | None, now: datetime, cfg: EscalationConfig, stage_sms, stage_call,
-                       limit: int = 2000) -> Handed:
+                       limit: int = 2000, claimer: Claimer = Claimer()) -> Handed:
     """The transactional outbox of an order: each queued delivery changes state in the SAME
     transaction that writes what it causes: the SMS message with its segments (the delivery
     stays `queued`, handed_at set, until a modem accepts it) or the first call attempt (delivery
     `calling`).  A crash leaves either both or neither."""
     out = Handed([], 0, 0)
-    for r in _drop_removed_members(conn, _queued_deliveries(conn, order_id, limit), now):
-        values = dict(attempts=deliveries.c.attempts + 1, updated_at=now)
+    for r in _drop_removed_members(conn, _queued_deliveries(conn, order_id, limit, claimer, now), now):
+        values = dict(attempts=deliveries.c.attempts + 1, updated_at=now, owner_node=claimer.node)
         if r.channel == "sms":
             minutes = response_minutes(r.rule, utc(r.created_at), cfg)
             text = drill_text(roster_check_sms(r.code) if r.kind == "roster_check"
@@ -192,13 +195,20 @@ def delivered_by_sms_tx(conn, now: datetime) -> int:
     return len(rows)
 
 
-def requeue_handing_tx(conn, now: datetime) -> int:
+def requeue_handing_tx(conn, now: datetime, claimer: Claimer = Claimer(), dead_only: bool = False) -> tuple[int, int]:
     """Rows left `handing` by a gateway of the two-transaction hand-off (before call_attempts):
-    handed again once, at the upgrade.  The hand-off is one transaction now: nothing is `handing`."""
-    n = conn.execute(update(deliveries).where(deliveries.c.state == "handing", deliveries.c.channel == "sms")
-                     .values(state="queued", updated_at=now)).rowcount
-    return n + conn.execute(update(deliveries).where(deliveries.c.state == "handing", deliveries.c.channel == "voice")
-                            .values(state="requested", updated_at=now)).rowcount
+    handed again once.  Only this node's own rows and dead nodes' (or unowned, from before
+    owners), never a live node's; `dead_only`: the periodic takeover.  Returns (rows handed
+    again, of which taken from a dead node)."""
+    dead = claimer.dead_not_me(deliveries.c.owner_node, now)
+    which = dead if dead_only else claimer.mine_or_dead(deliveries.c.owner_node, now)
+    taken = conn.execute(select(func.count()).select_from(deliveries)
+                         .where(deliveries.c.state == "handing", dead)).scalar() or 0
+    n = conn.execute(update(deliveries).where(deliveries.c.state == "handing", deliveries.c.channel == "sms", which)
+                     .values(state="queued", updated_at=now, owner_node=None)).rowcount
+    n += conn.execute(update(deliveries).where(deliveries.c.state == "handing", deliveries.c.channel == "voice", which)
+                      .values(state="requested", updated_at=now, owner_node=None)).rowcount
+    return n, taken
 
 
 def open_order_teams_for_team(conn, team_id: int, code: str | None = None, limit: int | None = None) -> list:

@@ -202,7 +202,9 @@ deliveries = Table(
     Column("handed_at", TS),                          # given to the SMS outbox (still queued until a modem took it)
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
+    Column("owner_node", String(64)),                  # the node that claimed it (issue 13); null: free
     Index("ix_deliveries_state", "state"),           # the fan-out's sweep for rows not yet handed on
+    Index("ix_deliveries_owner_node", "owner_node"),
 )
 
 # An order call's attempts, one row each (the call's outbox): committed `due` with the state change
@@ -227,7 +229,9 @@ call_attempts = Table(
     Column("ended_at", TS),
     Column("detail", Text),
     Column("updated_at", TS, nullable=False),
+    Column("owner_node", String(64)),                  # the node that claimed it (issue 13); null: free
     Index("ix_call_attempts_state_due", "state", "due_at"),
+    Index("ix_call_attempts_owner_node", "owner_node"),
 )
 
 # --- SMS --------------------------------------------------------------------------------------
@@ -247,7 +251,9 @@ sms_messages = Table(
     Column("state", String(16), nullable=False),       # queued sending sent delivered failed unknown
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
+    Column("owner_node", String(64)),                  # the node that claimed it (issue 13); null: free
     Index("ix_sms_messages_state", "state"),
+    Index("ix_sms_messages_owner_node", "owner_node"),
 )
 
 sms_segments = Table(
@@ -315,7 +321,9 @@ escalation_steps = Table(
     Column("late", Boolean, nullable=False, default=False),
     Column("reason", Text),
     Column("outcome", String(16)),                    # of a call step: answered / busy / no_answer / failed
+    Column("owner_node", String(64)),                  # the node that claimed it (issue 13); null: free
     Index("ix_escalation_steps_pending", "state", "due_at"),
+    Index("ix_escalation_steps_owner_node", "owner_node"),
     # A team's next pending step (after every answer): without it SQLite walks the pending index.
     Index("ix_escalation_steps_team_pending", "order_team_id", "state", "due_at"),
 )
@@ -541,6 +549,7 @@ webhook_subscribers = Table(
     Column("delivered_at", TS),
     Column("failing_since", TS),                        # first failed POST of the event at the head
     Column("last_error", String(200)),
+    Column("owner_node", String(64)),                   # the node delivering to it (its cursor's writer)
     CheckConstraint("source in ('config','cli')", name="source"),
 )
 
