@@ -141,6 +141,16 @@ class Gateway(service.MultiService):
                                         modems=self._usable_modems)
         self.node_service.setServiceParent(self)
         self.node = self.node_service.node
+        # Work committed anywhere wakes the parts here (gateway/cluster/wakeups.py): in-process after
+        # each COMMIT; from the other nodes by LISTEN/NOTIFY on PostgreSQL.
+        from gateway.cluster.wakeups import PgListener, Wakeups
+        from gateway.storage.pool import is_sqlite
+        self.wakeups = Wakeups(reactor)
+        self.database.add_wake_listener(lambda kinds: [self.wakeups.wake(k) for k in sorted(kinds)])
+        self.wakeup_listener = None
+        if not is_sqlite(config.database_url):
+            self.wakeup_listener = PgListener(reactor, config.database_url, self.wakeups)
+            self.wakeup_listener.setServiceParent(self)
         from adapters.events import EventsService, EventTail, RetentionSweep
         from adapters.http import build_site
         from adapters.stream import EventStreamResource
@@ -156,6 +166,8 @@ class Gateway(service.MultiService):
                    self.retention_sweep.stop, what="the event log's retention sweep").setServiceParent(self)
         # Each part's health: the parts (Part services) first, then checks the wiring adds.
         self.health_checks: list = [self._parts_health]
+        if self.wakeup_listener is not None:
+            self.health_checks.append(self.wakeup_listener.health)
         site, self.root = build_site(reactor, self.database, gw.node_name, reactor.seconds(), self.health_checks,
                                      mode=config.mode)
         from adapters.api import ApiResource, Router

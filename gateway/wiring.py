@@ -221,6 +221,15 @@ def build_service(config: Config, reactor) -> Gateway:
     gw.leaders = leaders
     CallbackService("leaders", leaders.start, leaders.stop).setServiceParent(gw)
     CallbackService("order-calls", caller.start, caller.stop).setServiceParent(gw)
+    # Wake-ups (gateway/cluster/wakeups.py): work committed here or on another node wakes the part
+    # that acts on it at once; each part's own polling remains the fallback.
+    wake = gw.wakeups
+    wake.on("order", lambda: fanout.send() if fanout._loop is not None else None)
+    refresh = lambda: escalation.refresh() if escalation._loops else None      # noqa: E731 - once started
+    wake.on("order", refresh)
+    wake.on("step", refresh)
+    wake.on("call", caller.place_due)
+    wake.on("sms", bank.dispatch)
 
     # --- hotlines --------------------------------------------------------------------------
     from gateway.hotline.service import HotlineService

@@ -48,6 +48,8 @@ def channel_id_for(at: "Attempt") -> str:
 def stage_call_tx(conn, now: datetime, *, order_id: int, team_id: int, member_id: int | None, phone: str,
                   purpose: str, delivery_id: int | None = None, step_id: int | None = None) -> int:
     """The first attempt of a call, `due` now: to be run inside the transaction that asks for it."""
+    from gateway.cluster.wakeups import notify_tx
+    notify_tx(conn, "call")
     return int(conn.execute(insert(call_attempts).values(
         order_id=order_id, team_id=team_id, member_id=member_id, delivery_id=delivery_id, step_id=step_id,
         purpose=purpose, phone=phone, attempt=1, state="due", due_at=now, updated_at=now,

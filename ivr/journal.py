@@ -57,6 +57,8 @@ def _insert_raw(conn, e: KeypadEntry) -> int:
     meta = {"script": e.script, "order_code": e.order_code, **e.meta}
     if e.delivery_id is not None:
         meta["delivery_id"] = e.delivery_id
+    from gateway.cluster.wakeups import notify_tx
+    notify_tx(conn, "reply")
     r = conn.execute(insert(inbound_raw).values(
         channel="keypad", source=e.call_id[:200], sender=(e.caller or "")[:40] or None,
         raw=e.digits.encode("ascii", "replace"), text=e.digits, received_at=e.received_at,

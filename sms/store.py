@@ -114,6 +114,8 @@ class SqlStore:
         # One part (most confirmations) carries no concatenation reference: the whole row in one
         # statement.  Several parts: the reference comes from the row's id, known after the insert.
         enc, ref, pdus = build_segments(0, phone, text, ref_bits, status_report, validity)
+        from gateway.cluster.wakeups import notify_tx
+        notify_tx(conn, "sms")
         single = len(pdus) == 1
         mid = conn.execute(insert(t.sms_messages).values(
             phone=phone, text=text, purpose=purpose, order_id=order_id, delivery_id=delivery_id,
@@ -340,6 +342,9 @@ class SqlStore:
             if dup is not None:
                 return (dup, dup)
         rid = conn.execute(insert(ir).values(received_at=now, raw_sha256=digest, **row)).inserted_primary_key[0]
+        if row.get("channel") in ("sms", "sms_part"):
+            from gateway.cluster.wakeups import notify_tx
+            notify_tx(conn, "reply")
         return (rid, None)
 
     def update_inbound(self, rid: int, **fields):

@@ -237,6 +237,8 @@ def _queue_update_sms(conn, order_id: int, now) -> int:
             for tid, people in dq.team_commanders(conn, team_ids).items() for m in people]
     if rows:
         conn.execute(insert(deliveries), rows)
+        from gateway.cluster.wakeups import notify_tx
+        notify_tx(conn, "order")
     return len(rows)
 
 

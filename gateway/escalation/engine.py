@@ -37,6 +37,8 @@ class EscalationEngine:
         self.timers = TimerQueue(clock, self._on_due)
         self.is_drill = lambda order_id: False      # DrillOrders.is_drill: drills counted apart
         self._watermark = 0
+        self._unseen: dict[int, float] = {}       # step ids below the watermark not committed yet -> first missed
+        self._refreshing: defer.Deferred | None = None
         self._loops: list[task.LoopingCall] = []
         self._inflight: set[defer.Deferred] = set()
         self._due_keys: dict[int, None] = {}      # woken, not yet claimed (an ordered set)
@@ -113,9 +115,34 @@ class EscalationEngine:
             self.timers.set_earlier(ot, due if isinstance(due, float) else due.timestamp())
         metrics.ESCALATION_PENDING.set(len(self.timers))
 
-    @defer.inlineCallbacks
+    # A gap below the watermark (a step id taken by a transaction not yet committed) is looked at
+    # again for this long; past it the transaction surely ended (statement and idle-in-transaction
+    # deadlines) and was rolled back, or the auditor finds its steps.
+    UNSEEN_KEEP_S = 300.0
+    UNSEEN_MAX = 10_000
+
     def refresh(self):
-        pairs, self._watermark = yield self.db.run(store.new_steps_tx, self._watermark)
+        """Schedule the steps committed by others since the last refresh (one refresh at a time:
+        the watermark and the gaps are read and written by it alone)."""
+        if self._refreshing is not None:
+            return self._refreshing
+        d = self._refreshing = self._refresh()
+        d.addBoth(self._refreshed)
+        return d
+
+    def _refreshed(self, result):
+        self._refreshing = None
+        return result
+
+    @defer.inlineCallbacks
+    def _refresh(self):
+        first = self._unseen
+        pairs, self._watermark, unseen = yield self.db.run(store.new_steps_tx, self._watermark, tuple(first))
+        t = self.clock.seconds()
+        kept = {i: first.get(i, t) for i in unseen if t - first.get(i, t) < self.UNSEEN_KEEP_S}
+        if len(kept) > self.UNSEEN_MAX:
+            kept = dict(sorted(kept.items())[-self.UNSEEN_MAX:])
+        self._unseen = kept
         self.schedule_many(pairs)
 
     @defer.inlineCallbacks

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 
 from gateway.cluster.claims import Claimer, skip_locked
 from gateway.escalation.config import EscalationConfig
@@ -92,22 +92,33 @@ def load_pending_tx(conn, now: datetime, claimer: Claimer = Claimer()):
     return [(r[0], utc(r[1])) for r in rows], top
 
 
-def new_steps_tx(conn, watermark: int):
-    """Steps committed since `watermark` (orders sent from the CLI or another process).
+def new_steps_tx(conn, watermark: int, unseen=()):
+    """Steps committed since the last look (orders sent from the CLI, another node): ids above
+    `watermark`, and the ids below it not seen yet (`unseen`).  On PostgreSQL ids come from a
+    sequence when the row is inserted, not when it commits: a transaction holding a lower id may
+    commit after one holding a higher id, so a gap below the watermark is looked at again until
+    its row appears (or the caller gives up on it: a rolled-back transaction leaves a gap for good).
 
-    Selected by id range alone (the primary key) and folded here: with a state filter in SQL the
-    planner may walk every pending step instead."""
+    Selected by id alone (the primary key) and folded here: with a state filter in SQL the
+    planner may walk every pending step instead.  Returns (pairs, watermark, ids still unseen)."""
+    unseen = set(unseen)
+    where = escalation_steps.c.id > watermark
+    if unseen:
+        where = or_(where, escalation_steps.c.id.in_(sorted(unseen)))
     rows = conn.execute(select(escalation_steps.c.id, escalation_steps.c.order_team_id,
-                               escalation_steps.c.due_at, escalation_steps.c.state)
-                        .where(escalation_steps.c.id > watermark)).all()
+                               escalation_steps.c.due_at, escalation_steps.c.state).where(where)).all()
     earliest: dict[int, datetime] = {}
+    seen = set()
+    top = watermark
     for r in rows:
-        watermark = max(watermark, r.id)
+        seen.add(r.id)
+        top = max(top, r.id)
         if r.state == "pending":
             due = utc(r.due_at)
             if r.order_team_id not in earliest or due < earliest[r.order_team_id]:
                 earliest[r.order_team_id] = due
-    return list(earliest.items()), watermark
+    unseen |= set(range(watermark + 1, top + 1))
+    return list(earliest.items()), top, sorted(unseen - seen)
 
 
 def _step_query():
@@ -250,6 +261,8 @@ def plan_next_situation_tx(conn, order_team_id: int, due: datetime, cfg: Escalat
                      .where(escalation_steps.c.order_team_id == order_team_id,
                             escalation_steps.c.stage == SITUATION, escalation_steps.c.state == "pending")
                      .values(state="cancelled", fired_at=now, reason=replace_pending))
+    from gateway.cluster.wakeups import notify_tx
+    notify_tx(conn, "step")
     conn.execute(insert(escalation_steps), [
         dict(order_team_id=order_team_id, stage=p.stage, step=p.step, action=p.action, due_at=p.due_at,
              state="pending", late=False) for p in plan_situation_steps(due, cfg)])

@@ -13,7 +13,8 @@ from gateway.eventlog import record_event
 from gateway.escalation.deadlines import plan_steps, response_minutes
 from gateway.orders import directory_queries as dq
 from gateway.orders import team_state as ts
-from gateway.orders.codes import choose_code
+from gateway.cluster.wakeups import notify_tx
+from gateway.orders.codes import insert_order
 from gateway.mode import drill_text
 from gateway.orders.messages import order_sms, roster_check_sms
 from gateway.orders.order import CreatedOrder, OrderRequest
@@ -48,11 +49,10 @@ def create_order_tx(conn, req: OrderRequest, now: datetime, cfg: EscalationConfi
     leaderless = [t.code for t in found if dq.first_phone(contacts[t.id], "commander") is None]
     if leaderless:
         raise NoCommander(leaderless)
-    code = choose_code(conn, rng)
-    order_id = conn.execute(insert(orders).values(
-        code=code, incident_ref=req.incident_ref, kind=req.kind, onscene_commander=req.onscene_commander(),
+    order_id, code = insert_order(conn, dict(
+        incident_ref=req.incident_ref, kind=req.kind, onscene_commander=req.onscene_commander(),
         text=req.text, rule=req.rule, voice=req.voice, major=req.major, drill=req.drill, state="open", created_at=now,
-        created_by=req.created_by, idempotency_key=req.idempotency_key)).inserted_primary_key[0]
+        created_by=req.created_by, idempotency_key=req.idempotency_key), rng)
     plan = plan_steps(req.rule, now, cfg)
     timers, step_rows, delivery_rows = [], [], []
     for team in found:
@@ -79,6 +79,7 @@ def create_order_tx(conn, req: OrderRequest, now: datetime, cfg: EscalationConfi
                                               detail="order call request (attempts: the IVR's row)",
                                               created_at=now, updated_at=now))
     conn.execute(insert(escalation_steps), step_rows)
+    notify_tx(conn, "order")          # the fan-out and the escalation engines of every node (cluster/wakeups.py)
     if delivery_rows:
         conn.execute(insert(deliveries), delivery_rows)
     conn.execute(insert(audit_log).values(

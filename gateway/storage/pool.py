@@ -101,6 +101,7 @@ def make_engine(url: str, *, statement_timeout_s: float = DEFAULT_STATEMENT_TIME
     return engine
 
 
+WAKE_KEY = "yihu.wake"               # conn.info: kinds of work this transaction committed (cluster/wakeups.py)
 IDLE_IN_TRANSACTION_MS = 30_000     # no unit of work of ours stays idle inside a transaction
 
 
@@ -142,6 +143,7 @@ class Database:
         self._shutdown_trigger = None
         self.reactor_thread_id: int | None = None
         self._event_listeners: list[Callable[[list], None]] = []
+        self._wake_listeners: list[Callable[[set], None]] = []
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -171,6 +173,11 @@ class Database:
         """fn(events) on the reactor thread after each COMMIT that recorded events (eventlog)."""
         self._event_listeners.append(fn)
 
+    def add_wake_listener(self, fn: Callable[[set], None]) -> None:
+        """fn(kinds) on the reactor thread after each COMMIT whose work called
+        gateway.cluster.wakeups.notify_tx (the in-process half of the wake-ups)."""
+        self._wake_listeners.append(fn)
+
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred:
         """Run fn(conn, *args, **kwargs) in one transaction on the database pool."""
         if not self._started:
@@ -180,7 +187,13 @@ class Database:
         return d
 
     def _committed(self, outcome):
-        result, events = outcome
+        result, events, woken = outcome
+        if woken:
+            for listener in list(self._wake_listeners):
+                try:
+                    listener(woken)
+                except Exception:  # noqa: BLE001 - the commit stands
+                    log.failure("wake-up listener failed after a commit")
         if events:
             for listener in list(self._event_listeners):
                 try:
@@ -210,11 +223,13 @@ class Database:
         try:
             with self.engine.begin() as conn:
                 recorded = eventlog.begin_recording(conn, drill=self.drill)
+                woken = conn.info[WAKE_KEY] = set()
                 try:
                     result = fn(conn, *args, **kwargs)
                 finally:
                     eventlog.end_recording(conn)
-            return result, recorded          # committed: now the listeners may be told
+                    conn.info.pop(WAKE_KEY, None)
+            return result, recorded, woken   # committed: now the listeners may be told
         except Exception as e:
             metrics.DB_ERRORS.inc()
             if is_deadline(e):

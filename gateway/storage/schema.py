@@ -7,7 +7,7 @@ from datetime import timezone
 
 from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Column, DateTime, Float,
                         ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
-                        TypeDecorator, UniqueConstraint, false)
+                        TypeDecorator, UniqueConstraint, false, text)
 
 # Stable constraint names so that migrations work the same on SQLite and PostgreSQL.
 metadata = MetaData(naming_convention={
@@ -165,6 +165,9 @@ orders = Table(
     Column("closed_at", TS),
     Column("idempotency_key", String(100), unique=True),
     Column("major", Boolean, nullable=False, default=False, server_default="0"),  # 重大突出事件: situation reports, leaders
+    # A code names one open order, whichever node or CLI chose it (gateway/orders/codes.py retries on conflict).
+    Index("uq_orders_open_code", "code", unique=True, postgresql_where=text("state = 'open'"),
+          sqlite_where=text("state = 'open'")),
 )
 
 order_teams = Table(
