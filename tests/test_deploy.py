@@ -276,15 +276,17 @@ def test_compose_parses_and_names_only_files_that_exist():
 
 
 def node_configs(compose: dict, base: dict) -> dict[str, Path]:
-    """service -> the configuration file its command names, found through its /etc/yihu mount."""
+    """service -> the configuration file its $YIHU_CONFIG names (the image runs `yihu run`), found
+    through the service's /etc/yihu mount; `compose` may be an override file of `base`."""
     out = {}
     for name, svc in compose["services"].items():
-        command = svc.get("command") or []
-        if "--config" not in command:
+        env = {**(base["services"][name].get("environment") or {}), **(svc.get("environment") or {})}
+        if "YIHU_CONFIG" not in env:
             continue
-        path = command[command.index("--config") + 1]
-        mounts = bind_mounts({**base["services"][name], **{k: v for k, v in svc.items() if k == "volumes"}})
-        for src, target in mounts:
+        command = svc.get("command") or base["services"][name].get("command")
+        assert command == ["run"], f"{name}: {command}"
+        path = env["YIHU_CONFIG"]
+        for src, target in bind_mounts(base["services"][name]):
             if path.startswith(target.rstrip("/") + "/"):
                 out[name] = src / path[len(target.rstrip("/")) + 1:]
     return out
@@ -314,7 +316,7 @@ def test_the_two_nodes_share_postgresql_and_only_yihu_1_has_the_modems(tmp_path)
         urls.add(str(url))
         devices = [d.split(":")[1] for d in base["services"][service].get("devices") or []]
         assert sorted(cfg.sections["sms"].ports) == sorted(devices), service
-        assert base["services"][service]["environment"]["PGPASSWORD"].startswith("${")
+        assert base["services"][service]["environment"]["PGPASSWORD"] == "${YIHU_DB_PASSWORD:?set YIHU_DB_PASSWORD in deploy/.env}"
     assert names == {"yihu-1", "yihu-2"} and len(urls) == 1
     assert [s for s, svc in base["services"].items() if svc.get("devices")] == ["yihu-1"]
     # The asterisk service's address is the nodes' ami.host and FastAGI peer.
