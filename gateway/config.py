@@ -300,6 +300,26 @@ def _check_values(cfg: Config, problems: list[str]) -> None:
             problems.append("gateway.database_url: not a database URL")
 
 
+def _ami_secret_from_file(ami, problems: list[str]):
+    """ami.secret_file read into ami.secret, so the configuration file itself holds no secret."""
+    if not ami.secret_file:
+        return ami
+    if ami.secret:
+        problems.append("ami.secret_file: give ami.secret or ami.secret_file, not both")
+        return ami
+    try:
+        lines = Path(ami.secret_file).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+        problems.append(f"ami.secret_file: cannot read {ami.secret_file} ({why})")
+        return ami
+    secret = lines[0].strip() if lines else ""
+    if not secret:
+        problems.append(f"ami.secret_file: {ami.secret_file} is empty")
+        return ami
+    return dataclasses.replace(ami, secret=secret)
+
+
 def load_config(path: str | os.PathLike | None, overrides: dict | None = None) -> Config:
     """Read and validate; raise ConfigError listing every problem.  path=None: the embedded default."""
     data: dict = {}
@@ -349,6 +369,8 @@ def load_config(path: str | os.PathLike | None, overrides: dict | None = None) -
         built["gateway"] = dataclasses.replace(built["gateway"], mode=mode)
         if mode == DRILL:
             problems.extend(hardware_conflicts(built))
+        else:
+            built["ami"] = _ami_secret_from_file(built["ami"], problems)
     cfg = Config(path=str(path) if path is not None else None, sections=built, mode_reason=why)
     _check_values(cfg, problems)
     if problems:

@@ -90,6 +90,7 @@ NODES_ALIVE = Gauge("yihu_nodes_alive", "Nodes alive (heartbeat younger than clu
 LEASE_HELD = Gauge("yihu_lease_held", "1 while this node holds the singleton's lease", ["lease"])
 LEASE_CHANGES = Counter("yihu_lease_changes_total", "Times this node took or lost the singleton's lease", ["lease"])
 WAKEUP_LISTENER_UP = Gauge("yihu_wakeup_listener_up", "1 while the LISTEN connection for work wake-ups is up")
+
 # --- several nodes on one database (issue 13) ------------------------------------------------------
 WORK_TAKEN_OVER = Counter("yihu_work_taken_over_total",
                           "Work rows this node took from a dead node (kind: sms_segment, delivery, call_attempt, "

@@ -25,6 +25,7 @@ HARDWARE_KEYS = (
     ("ami", "host", "a real Asterisk host"),
     ("ami", "port", "a real Asterisk AMI port"),
     ("ami", "secret", "a real AMI secret"),
+    ("ami", "secret_file", "a file with a real AMI secret"),
 )
 
 

@@ -18,10 +18,11 @@ SIM_PIN = "39517264"                 # the emulated SIM's PIN (SIMs take 4 to 8 
 WRONG_SIM_PIN = "48263915"           # a wrong PIN a configuration gives
 AMI_SECRET = "rig-secret"            # the emulated Asterisk's manager user (gateway/ami/emulator/server.py)
 WRONG_AMI_SECRET = "ami-Wrong-3e8a51"
+UNIT_AMI_SECRET = "ami-Unit-7d41c0e9"   # read from a credential file (ami.secret_file, the emulators' --secret-file)
 WEBHOOK_SECRET = "whk-Secret-9c2d7a"
 CALL_TOKEN_KEY = b"tok-Key-5b8e2f71c9a04d36e1b7a2c8"   # ivr.call_token_key (32 bytes)
 
-ALL = (SIM_PIN, WRONG_SIM_PIN, AMI_SECRET, WRONG_AMI_SECRET, WEBHOOK_SECRET, CALL_TOKEN_KEY.decode())
+ALL = (SIM_PIN, WRONG_SIM_PIN, AMI_SECRET, WRONG_AMI_SECRET, UNIT_AMI_SECRET, WEBHOOK_SECRET, CALL_TOKEN_KEY.decode())
 
 # Secrets made while the suite runs (the HTTP API keys tests/_http_rig.py creates): watched too.
 MADE: list[str] = []

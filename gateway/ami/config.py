@@ -11,6 +11,7 @@ class AmiSection:
     port: int = 5038
     username: str = "yihu"                           # the manager.conf user (dialplans/manager.conf)
     secret: str = field(default="", repr=False)     # never logged; embedded mode makes its own
+    secret_file: str = ""                            # a file whose first line is the secret (a container or systemd credential), instead of secret
     auth: str = "md5"                                # md5 (challenge) or plain
     events: str = "on"                               # Events: at login (manager.conf limits them anyway)
     action_timeout_s: float = 10.0                   # an action with no response by then fails

@@ -1,6 +1,8 @@
 """Standalone modem bank: `python -m sms.emulator --modems 4` prints the pty paths and runs.
 
 Type `sms <modem> <sender> <text>` on stdin to script an inbound SMS (a commander's reply).
+The console stops the bank when stdin closes; as a service (deploy/systemd/yihu-emulated-modems.service,
+stdin /dev/null) `--no-console` runs it until SIGTERM instead.
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ def main(argv=None):
                     help="chance a submission is refused (+CMS ERROR 500, 330, 512-515)")
     ap.add_argument("--report-trouble-rate", type=float, default=0.0,
                     help="chance a segment's status reports say still trying / failed")
+    ap.add_argument("--no-console", action="store_true",
+                    help="no stdin console: run until SIGTERM (a service, whose stdin is /dev/null)")
     args = ap.parse_args(argv)
 
     from twisted.internet import reactor, stdio
@@ -65,7 +69,7 @@ def main(argv=None):
             if reactor.running:
                 reactor.stop()
 
-    if not sys.stdin.isatty() or True:
+    if not args.no_console:
         stdio.StandardIO(Console())
     reactor.addSystemEventTrigger("before", "shutdown", bank.stop)
     reactor.run()
