@@ -128,7 +128,7 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig, look: "Lookups | No
                            status=status, report=report or None, raw_id=a.raw_id, recorded_at=a.at))
     state, ask = out.state, ""
     if status == FINISHED:
-        fs = form_store.apply_tx(conn, row.id, _form_from_report(report), f"{a.channel}:{a.phone}", a.at)
+        fs = look.apply_form(row.id, _form_from_report(report), f"{a.channel}:{a.phone}", a.at)
         state = replace(state, form_complete=fs.complete)
         ask = ff.ask_text(row.code, fs.asked) if fs.asked else ""
     # Written with the batch's others (Lookups.write); the next due time is read once the
@@ -235,6 +235,8 @@ class Lookups:
         self._events: list[tuple[str, dict, datetime]] = []
         self._state_saves: dict[int, dict] = {}     # order team -> columns changed (in answer order)
         self._cancels: list[dict] = []
+        self._forms: dict[int, dict] = {}           # order team -> its feedback form, as written so far
+        self._form_writes: dict[int, tuple[dict, bool]] = {}    # order team -> (columns, a new row?)
         raw_ids = sorted({a.raw_id for a in answers if a.raw_id is not None})
         self._raw = dict(conn.execute(select(inbound_raw.c.id, inbound_raw.c.state)
                                       .where(inbound_raw.c.id.in_(raw_ids))).all()) if raw_ids else {}
@@ -301,10 +303,32 @@ class Lookups:
         for stage in sorted(ts.satisfied_stages(state)):
             self._cancels.append({"ot": order_team_id, "stage": stage, "why": why, "now": now})
 
+    def form(self, order_team_id: int) -> dict:
+        """The team's feedback form (form_store.load_form), as the batch has filled it so far; the
+        forms of every team row the batch locked are read at once."""
+        if order_team_id not in self._forms:
+            ids = (set(self._states) - set(self._forms)) | {order_team_id}
+            self._forms.update(form_store.load_forms(self.conn, ids))
+        return self._forms[order_team_id]
+
+    def apply_form(self, order_team_id: int, changes: dict, actor: str, at: datetime):
+        """As form_store.apply_tx, written by write()."""
+        old = self.form(order_team_id)
+        fs, row, new = form_store.plan_form(old, changes, actor, at)
+        self._forms[order_team_id] = form_store.form_after(old, row)
+        if order_team_id in self._form_writes:
+            before, new = self._form_writes[order_team_id]
+            row = {**before, **row}
+        self._form_writes[order_team_id] = (row, new)
+        return fs
+
     def write(self) -> None:
         """The batch's writes so far, a statement each for the whole batch (executemany), in
-        answer order: team states, the steps they stop, then the appended rows."""
+        answer order: forms, team states, the steps they stop, then the appended rows."""
         conn = self.conn
+        if self._form_writes:
+            form_store.write_forms(conn, self._form_writes)
+            self._form_writes = {}
         if self._state_saves:
             ostore.save_team_changes_many(conn, self._state_saves)
         if self._cancels:
@@ -449,7 +473,7 @@ def _form_answer(conn, a: Answer, member, cfg: EscalationConfig, look: "Lookups"
     look.write()        # what earlier answers of the batch appended goes first (event order)
     _row, old = look.team_state(target.id)     # locked first: commander and deputy at once
     parsed = ff.parse_fields(text)
-    form = form_store.load_form(conn, target.id)
+    form = look.form(target.id)
     changes = dict(parsed.values)
     if parsed.bare and form["asked_field"]:
         if not changes:
@@ -459,7 +483,7 @@ def _form_answer(conn, a: Answer, member, cfg: EscalationConfig, look: "Lookups"
     if not changes:
         return None
     actor = f"{a.channel}:{a.phone}"
-    fs = form_store.apply_tx(conn, target.id, changes, actor, a.at)
+    fs = look.apply_form(target.id, changes, actor, a.at)
     new = replace(old, form_complete=fs.complete)
     ostore.save_team_state(conn, target.id, old, new, a.at)
     look.saved(target.id, new)
