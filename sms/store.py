@@ -13,6 +13,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from gateway.storage import schema as t
+from gateway.storage.bulk import insert_returning_ids
 from gateway.storage.pool import DatabaseDeadline
 from sms import encoding, policy
 
@@ -104,15 +105,15 @@ def add_messages_tx(conn, items: list[dict], *, ref_bits: int = 8, status_report
                                    it.get("delivery_id"), ref_bits, status_report, validity_minutes)
     if single:
         m, s = t.sms_messages, t.sms_segments
-        mids = conn.execute(insert(m).returning(m.c.id, sort_by_parameter_order=True), [
+        mids = insert_returning_ids(conn, m, [
             dict(phone=items[i]["phone"], text=items[i]["text"], purpose=items[i]["purpose"],
                  order_id=items[i].get("order_id"), delivery_id=items[i].get("delivery_id"), state="queued",
                  created_at=items[i]["now"], updated_at=items[i]["now"], encoding=enc, concat_ref=None, parts=1)
-            for i, enc, _p in single]).scalars().all()
-        sids = conn.execute(insert(s).returning(s.c.id, sort_by_parameter_order=True), [
+            for i, enc, _p in single])
+        sids = insert_returning_ids(conn, s, [
             dict(message_id=mid, seq=p.seq, pdu=p.pdu_hex, tpdu_length=p.tpdu_length, state="queued", attempts=0,
                  outcome_unknown=0, updated_at=items[i]["now"])
-            for mid, (i, _enc, p) in zip(mids, single)]).scalars().all()
+            for mid, (i, _enc, p) in zip(mids, single)])
         for mid, sid, (i, _enc, p) in zip(mids, sids, single):
             it = items[i]
             out[i] = dict(id=mid, phone=it["phone"], purpose=it["purpose"], state="queued", modem=None, parts=1,
@@ -395,8 +396,7 @@ class SqlStore:
 
         def insert_run():
             if run:
-                ids = conn.execute(insert(ir).returning(ir.c.id, sort_by_parameter_order=True),
-                                   [v for _i, _k, v in run]).scalars().all()
+                ids = insert_returning_ids(conn, ir, [v for _i, _k, v in run])
                 for (i, key, _v), rid in zip(run, ids):
                     out[i] = (rid, None)
                     if key is not None:
