@@ -127,8 +127,9 @@ class _Lane:
     flight go together into the next one (urgent ones first, at most store.max_batch of them);
     each caller is told only after that COMMIT."""
 
-    def __init__(self, store: "SqlStore", name: str):
+    def __init__(self, store: "SqlStore", name: str, max_batch: int | None = None):
         self.store, self.name = store, name
+        self.max_batch = max_batch          # None: the store's
         self.batch: list = []
         self.lazy: list = []
         self.flushing = False
@@ -145,7 +146,8 @@ class _Lane:
         store = self.store
         if self.batch:
             # bounded, so that a burst of new messages does not hold back the modems' first commits
-            batch, self.batch = self.batch[:store.max_batch], self.batch[store.max_batch:]
+            n = self.max_batch or store.max_batch
+            batch, self.batch = self.batch[:n], self.batch[n:]
         else:
             batch, self.lazy = self.lazy, []
         self.flushing = True
@@ -197,7 +199,8 @@ class SqlStore:
         # status reports) and the inbound records' (a commander's reply is not kept waiting
         # behind the modems' segment writes, nor they behind a burst of replies).
         self._out = _Lane(self, "outbox")
-        self._in = _Lane(self, "inbound")
+        # A burst of replies: a few hundred records a transaction (two statements for all of them).
+        self._in = _Lane(self, "inbound", max_batch=500)
         self.max_batch = 16
         self.retry_delay = 1.0        # after a database deadline
 
