@@ -75,5 +75,24 @@ def _use_token(conn, row) -> bool:
     return True
 
 
+def _use_tokens(conn, units) -> list[bool]:
+    """_use_token for a group commit's batch [(row,)]: one look-up and one insert for all; a token
+    twice in the batch is fresh only the first time."""
+    rows = [r for (r,) in units]
+    used = set(conn.execute(select(call_tokens_used.c.token_sha256).where(
+        call_tokens_used.c.token_sha256.in_(sorted({r["token_sha256"] for r in rows})))).scalars())
+    fresh = []
+    for r in rows:
+        fresh.append(r["token_sha256"] not in used)
+        used.add(r["token_sha256"])
+    new = [r for r, f in zip(rows, fresh) if f]
+    if new:
+        conn.execute(insert(call_tokens_used), new)
+    return fresh
+
+
+_use_token.many = _use_tokens
+
+
 def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=timezone.utc)
