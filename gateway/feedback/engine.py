@@ -7,8 +7,6 @@ the reason (inbound_raw.state refused/garbage), audited, and the engine carries 
 """
 from __future__ import annotations
 
-import zlib
-
 from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -30,14 +28,6 @@ log = Logger()
 _RETRYING = object()
 
 
-class _Lane:
-    """Answers waiting for their batch, and whether one of this lane's is in flight."""
-
-    def __init__(self):
-        self.queue: list[tuple[store.Answer, defer.Deferred]] = []
-        self.busy = False
-
-
 @implementer(IInboundSmsSink, IKeypadSink, ISituationSink)
 class FeedbackEngine:
     # Answers arriving while a transaction is in flight are recorded together in the next one
@@ -45,11 +35,6 @@ class FeedbackEngine:
     # claims wait behind at most one batch, not behind thousands of queued transactions.
     MAX_BATCH = 100
     RETRY_S = 1.0                 # after a database deadline
-    # On PostgreSQL two batches are in flight at once (while one waits for the server, the other
-    # is built): the answers of one sender always go to the same lane, so they are judged in the
-    # order they came; two senders of one team in different lanes are kept apart by the lock on
-    # the team's row (taken in id order, as everywhere).  SQLite: one writer anyway.
-    LANES = 2
 
     def __init__(self, db, outbox, escalation=None, cfg: EscalationConfig = EscalationConfig(), *,
                  clock=None, write_alarm_s: float = 30.0):
@@ -57,8 +42,8 @@ class FeedbackEngine:
         commits (gateway/storage/retry.py), so a reply during an outage is judged when it ends."""
         self.db, self.outbox, self.escalation, self.cfg = db, outbox, escalation, cfg
         self.clock, self.write_alarm_s = clock, write_alarm_s
-        lanes = 1 if str(getattr(db, "url", "")).startswith("sqlite") else self.LANES
-        self._lanes = [_Lane() for _ in range(lanes)]
+        self._queue: list[tuple[store.Answer, defer.Deferred]] = []
+        self._busy = False
         self.is_drill = lambda order_id: False      # DrillOrders.is_drill: drills counted apart
 
     # --- IInboundSmsSink ---------------------------------------------------------------------
@@ -86,18 +71,17 @@ class FeedbackEngine:
     # --- the one path for both channels --------------------------------------------------------
     def _record(self, a: store.Answer):
         d = defer.Deferred()
-        lane = self._lanes[zlib.crc32(a.phone.encode()) % len(self._lanes)]
-        lane.queue.append((a, d))
-        if not lane.busy:
-            self._next_batch(lane)
+        self._queue.append((a, d))
+        if not self._busy:
+            self._next_batch()
         return d
 
-    def _next_batch(self, lane: "_Lane"):
-        if not lane.queue:
-            lane.busy = False
+    def _next_batch(self, _=None):
+        if not self._queue:
+            self._busy = False
             return
-        lane.busy = True
-        batch, lane.queue = lane.queue[:self.MAX_BATCH], lane.queue[self.MAX_BATCH:]
+        self._busy = True
+        batch, self._queue = self._queue[:self.MAX_BATCH], self._queue[self.MAX_BATCH:]
 
         def recorded(verdicts):
             for (_, d), v in zip(batch, verdicts):
@@ -109,15 +93,15 @@ class FeedbackEngine:
                 # are committed) are recorded when it answers again, first in line.
                 log.warn("feedback: {n} answer(s) not recorded ({e}); trying again in {s} s", n=len(batch),
                          e=f.getErrorMessage(), s=self.RETRY_S)
-                lane.queue[:0] = batch
-                self.db.reactor.callLater(self.RETRY_S, self._next_batch, lane)
+                self._queue[:0] = batch
+                self.db.reactor.callLater(self.RETRY_S, self._next_batch)
                 return _RETRYING
             # The whole batch rolled back: each answer alone, so one cannot sink the others.
             log.warn("feedback batch of {n} failed ({e}); recording one by one", n=len(batch), e=f.getErrorMessage())
             for a, d in batch:
                 self._run(store.record_one_tx, a, self.cfg, self._stage, self._stage_many).chainDeferred(d)
         self._run(store.record_batch_tx, [a for a, _ in batch], self.cfg, self._stage, self._stage_many).addCallbacks(
-            recorded, failed).addBoth(lambda r: None if r is _RETRYING else self._next_batch(lane))
+            recorded, failed).addBoth(lambda r: None if r is _RETRYING else self._next_batch())
 
     @defer.inlineCallbacks
     def _handle(self, a: store.Answer):
