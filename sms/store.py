@@ -386,7 +386,9 @@ class SqlStore:
         prepared = []
         for now, row, dedup in units:
             digest = hashlib.sha256(row["raw"]).hexdigest() if row.get("raw") is not None else None
-            check = dedup and digest is not None and row.get("channel") in ("sms", "sms_part", "status_report")
+            # (as the one-by-one check's SQL: a row without a source never equals another)
+            check = dedup and digest is not None and row.get("source") is not None \
+                and row.get("channel") in ("sms", "sms_part", "status_report")
             prepared.append((now, row, digest, check))
         digests = sorted({d for _n, _r, d, check in prepared if check})
         seen: dict[tuple, int] = {}
