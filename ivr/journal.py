@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 from sqlalchemy import case, func, insert, update
 from twisted.internet.defer import Deferred, succeed
 
+from gateway.cluster.wakeups import notify_tx
+from gateway.storage.bulk import insert_returning_ids
 from gateway.storage.group import GroupCommit
 from gateway.storage.schema import deliveries, inbound_raw
 
@@ -53,17 +55,28 @@ class KeypadJournal:
         return self._group.run(_insert_no_answer, entry)
 
 
-def _insert_raw(conn, e: KeypadEntry) -> int:
+def _raw_row(e: KeypadEntry) -> dict:
     meta = {"script": e.script, "order_code": e.order_code, **e.meta}
     if e.delivery_id is not None:
         meta["delivery_id"] = e.delivery_id
-    from gateway.cluster.wakeups import notify_tx
+    return dict(channel="keypad", source=e.call_id[:200], sender=(e.caller or "")[:40] or None,
+                raw=e.digits.encode("ascii", "replace"), text=e.digits, received_at=e.received_at,
+                state=e.state, note=e.note, meta=meta)
+
+
+def _insert_raw(conn, e: KeypadEntry) -> int:
     notify_tx(conn, "reply")
-    r = conn.execute(insert(inbound_raw).values(
-        channel="keypad", source=e.call_id[:200], sender=(e.caller or "")[:40] or None,
-        raw=e.digits.encode("ascii", "replace"), text=e.digits, received_at=e.received_at,
-        state=e.state, note=e.note, meta=meta))
+    r = conn.execute(insert(inbound_raw).values(**_raw_row(e)))
     return int(r.inserted_primary_key[0])
+
+
+def _insert_raws(conn, units) -> list[int]:
+    """_insert_raw for a group commit's batch [(entry,)]: one insert for all."""
+    notify_tx(conn, "reply")
+    return [int(i) for i in insert_returning_ids(conn, inbound_raw, [_raw_row(e) for (e,) in units])]
+
+
+_insert_raw.many = _insert_raws
 
 
 def _insert_no_answer(conn, e: KeypadEntry) -> int:

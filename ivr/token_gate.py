@@ -13,6 +13,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from twisted.logger import Logger
 
+from gateway.storage.group import GroupCommit
 from gateway.storage.schema import call_tokens_used
 from ivr.tokens import CallTokens, token_digest
 
@@ -28,6 +29,9 @@ class CallTokenGate:
         self.tokens = tokens
         self.refusals = refusals
         self._used: set[str] = set()
+        # Hundreds of calls answered within seconds: their tokens' first uses committed together
+        # (each session goes on only after the commit that holds its own).
+        self._group = GroupCommit(db, "call tokens") if db is not None else None
 
     async def admit(self, *, call_id: str, order_code: str, token: str | None, delivery: str | None,
                     phone: str | None, peer: str = "", at: float | None = None) -> bool:
@@ -57,7 +61,7 @@ class CallTokenGate:
         row = dict(token_sha256=digest, delivery_id=int(delivery) if (delivery or "").isdigit() else None,
                    phone=(phone or "")[:40], expires_at=_utc(expires), used_at=_utc(now), call_id=call_id[:200])
         try:
-            return await self.db.run(_use_token, row)
+            return await self._group.run(_use_token, row)
         except IntegrityError:          # the same token in a session at the same moment
             return False
 
@@ -69,6 +73,25 @@ def _use_token(conn, row) -> bool:
         return False
     conn.execute(insert(call_tokens_used).values(**row))
     return True
+
+
+def _use_tokens(conn, units) -> list[bool]:
+    """_use_token for a group commit's batch [(row,)]: one look-up and one insert for all; a token
+    twice in the batch is fresh only the first time."""
+    rows = [r for (r,) in units]
+    used = set(conn.execute(select(call_tokens_used.c.token_sha256).where(
+        call_tokens_used.c.token_sha256.in_(sorted({r["token_sha256"] for r in rows})))).scalars())
+    fresh = []
+    for r in rows:
+        fresh.append(r["token_sha256"] not in used)
+        used.add(r["token_sha256"])
+    new = [r for r, f in zip(rows, fresh) if f]
+    if new:
+        conn.execute(insert(call_tokens_used), new)
+    return fresh
+
+
+_use_token.many = _use_tokens
 
 
 def _utc(seconds: float) -> datetime:

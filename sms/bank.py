@@ -33,7 +33,7 @@ from sms.at import AtError, AtTimeout, CmsError, PortLost, SubmitNotConfirmed
 from sms.config import UNKNOWN_FAIL, SmsConfig
 from sms.inbound import InboundProcessor
 from sms.modem import ModemDriver
-from sms.store import add_message_tx, message_state
+from sms.store import add_message_tx, add_messages_tx, message_state
 
 log = Logger()
 
@@ -301,6 +301,13 @@ class SmsBank:
         return add_message_tx(conn, now, phone, text, purpose, order_id, delivery_id,
                               ref_bits=self.config.concat_ref_bits, status_report=self.config.status_reports,
                               validity_minutes=self.config.validity_minutes)
+
+    def stage_many_tx(self, conn, items: list[dict]) -> list[dict]:
+        """stage_tx for several messages (items: now, phone, text, purpose, order_id, delivery_id),
+        written together: a batch of answers stages its confirmations in two statements."""
+        return add_messages_tx(conn, items, ref_bits=self.config.concat_ref_bits,
+                               status_report=self.config.status_reports,
+                               validity_minutes=self.config.validity_minutes)
 
     def adopt(self, records) -> None:
         """Messages committed by stage_tx are free for any node with modems: claim them as this

@@ -14,6 +14,7 @@ from twisted.python.failure import Failure
 
 from gateway.cluster.claims import Claimer, skip_locked
 from gateway.storage import schema as t
+from gateway.storage.bulk import insert_returning_ids
 from gateway.storage.pool import DatabaseDeadline
 from sms import encoding, policy
 
@@ -86,6 +87,110 @@ def add_message_tx(conn, now: datetime, phone: str, text: str, purpose: str, ord
                          validity_minutes)
 
 
+def add_messages_tx(conn, items: list[dict], *, ref_bits: int = 8, status_report: bool = True,
+                    validity_minutes: int = 1440) -> list[dict]:
+    """Several messages at once, as add_message_tx each (items: now, phone, text, purpose,
+    order_id, delivery_id), in the caller's transaction: the one-part ones (most confirmations)
+    in two statements for all of them, not two each (a batch of answers stages one per answer).
+    Refuses text that cannot be sent before writing anything.  Records in the items' order."""
+    for it in items:
+        encoding.split_text(it["text"], ref_bits=ref_bits)
+    out: list = [None] * len(items)
+    single = []
+    for i, it in enumerate(items):
+        enc, _ref, pdus = build_segments(0, it["phone"], it["text"], ref_bits, status_report, validity_minutes)
+        if len(pdus) == 1:
+            single.append((i, enc, pdus[0]))
+        else:           # the concatenation reference comes from the row's id: one at a time
+            out[i] = SqlStore._add(conn, it["now"], it["phone"], it["text"], it["purpose"], it.get("order_id"),
+                                   it.get("delivery_id"), ref_bits, status_report, validity_minutes)
+    if single:
+        from gateway.cluster.wakeups import notify_tx
+        notify_tx(conn, "sms")
+        m, s = t.sms_messages, t.sms_segments
+        mids = insert_returning_ids(conn, m, [
+            dict(phone=items[i]["phone"], text=items[i]["text"], purpose=items[i]["purpose"],
+                 order_id=items[i].get("order_id"), delivery_id=items[i].get("delivery_id"), state="queued",
+                 created_at=items[i]["now"], updated_at=items[i]["now"], encoding=enc, concat_ref=None, parts=1)
+            for i, enc, _p in single])
+        sids = insert_returning_ids(conn, s, [
+            dict(message_id=mid, seq=p.seq, pdu=p.pdu_hex, tpdu_length=p.tpdu_length, state="queued", attempts=0,
+                 outcome_unknown=0, updated_at=items[i]["now"])
+            for mid, (i, _enc, p) in zip(mids, single)])
+        for mid, sid, (i, _enc, p) in zip(mids, sids, single):
+            it = items[i]
+            out[i] = dict(id=mid, phone=it["phone"], purpose=it["purpose"], state="queued", modem=None, parts=1,
+                          segments=[dict(id=sid, seq=p.seq, pdu=p.pdu_hex, tpdu_length=p.tpdu_length,
+                                         state="queued", modem=None, mr=None, attempts=0, outcome_unknown=0)])
+    return out
+
+
+class _Lane:
+    """One serial writer of a SqlStore: units of work handed to it while its transaction is in
+    flight go together into the next one (urgent ones first, at most store.max_batch of them);
+    each caller is told only after that COMMIT."""
+
+    def __init__(self, store: "SqlStore", name: str, max_batch: int | None = None):
+        self.store, self.name = store, name
+        self.max_batch = max_batch          # None: the store's
+        self.batch: list = []
+        self.lazy: list = []
+        self.flushing = False
+        self.idle_waiters: list = []
+
+    def unit(self, fn, args, urgent: bool):
+        d = defer.Deferred()
+        (self.batch if urgent else self.lazy).append((fn, args, d))
+        if not self.flushing:
+            self.flush()
+        return d
+
+    def flush(self):
+        store = self.store
+        if self.batch:
+            # bounded, so that a burst of new messages does not hold back the modems' first commits
+            n = self.max_batch or store.max_batch
+            batch, self.batch = self.batch[:n], self.batch[n:]
+        else:
+            batch, self.lazy = self.lazy, []
+        self.flushing = True
+
+        def finished(result):
+            if isinstance(result, Failure) and result.check(DatabaseDeadline):
+                # Rolled back (or never run): the whole batch is tried again, first in line; its
+                # callers are told only once it is committed.  The pool logged the deadline.
+                self.batch[:0] = batch
+                store.db.reactor.callLater(store.retry_delay, self.flush)
+                return
+            for i, (_fn, _args, d) in enumerate(batch):
+                if isinstance(result, Failure):
+                    d.errback(result)
+                else:
+                    d.callback(result[i])
+            self.flushing = False            # after the callbacks: their next writes batch together
+            if self.batch or self.lazy:
+                self.flush()
+            else:
+                waiters, self.idle_waiters = self.idle_waiters, []
+                for w in waiters:
+                    w.callback(None)
+        items = [(fn, args) for fn, args, _d in batch]
+        if store.clock is None:
+            d = store.db.run(store._run_batch, items)
+        else:
+            from gateway.storage.retry import run_until_committed
+            d = run_until_committed(store.db, store.clock, "sms", f"{len(items)} {self.name} write(s)",
+                                    store._run_batch, items, alarm_after=store.alarm_after)
+        d.addBoth(finished)
+
+    def idle(self):
+        if not self.flushing and not self.batch and not self.lazy:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self.idle_waiters.append(d)
+        return d
+
+
 class SqlStore:
     def __init__(self, db, clock=None, *, alarm_after: float = 30.0):
         """clock: with it, every write is retried through a database fault until it commits
@@ -93,10 +198,12 @@ class SqlStore:
         self.db = db
         self.clock = clock
         self.alarm_after = alarm_after
-        self._batch: list = []
-        self._lazy: list = []
-        self._flushing = False
-        self._idle_waiters: list = []
+        # Two writers, each a serial group commit: the outbox's (segment states, new messages,
+        # status reports) and the inbound records' (a commander's reply is not kept waiting
+        # behind the modems' segment writes, nor they behind a burst of replies).
+        self._out = _Lane(self, "outbox")
+        # A burst of replies: a few hundred records a transaction (two statements for all of them).
+        self._in = _Lane(self, "inbound", max_batch=500)
         self.max_batch = 16
         self.retry_delay = 1.0        # after a database deadline
 
@@ -141,62 +248,32 @@ class SqlStore:
 
     # Group commit: every write of the bank made while a transaction is in flight goes into the
     # next one together (one fsync for all the modems waiting); each caller is told only after its
-    # own commit.  Two lanes: segment states and new messages (the modems wait on them) go
-    # first; status reports and inbound records go when no segment write is waiting.
-    def _unit(self, fn, *args, urgent: bool = True):
-        d = defer.Deferred()
-        (self._batch if urgent else self._lazy).append((fn, args, d))
-        if not self._flushing:
-            self._flush()
-        return d
-
-    def _flush(self):
-        if self._batch:
-            # bounded, so that a burst of new messages does not hold back the modems' first commits
-            batch, self._batch = self._batch[:self.max_batch], self._batch[self.max_batch:]
-        else:
-            batch, self._lazy = self._lazy, []
-        self._flushing = True
-
-        def finished(result):
-            if isinstance(result, Failure) and result.check(DatabaseDeadline):
-                # Rolled back (or never run): the whole batch is tried again, first in line; its
-                # callers are told only once it is committed.  The pool logged the deadline.
-                self._batch[:0] = batch
-                self.db.reactor.callLater(self.retry_delay, self._flush)
-                return
-            for i, (_fn, _args, d) in enumerate(batch):
-                if isinstance(result, Failure):
-                    d.errback(result)
-                else:
-                    d.callback(result[i])
-            self._flushing = False            # after the callbacks: their next writes batch together
-            if self._batch or self._lazy:
-                self._flush()
-            else:
-                waiters, self._idle_waiters = self._idle_waiters, []
-                for w in waiters:
-                    w.callback(None)
-        items = [(fn, args) for fn, args, _d in batch]
-        if self.clock is None:
-            d = self.db.run(self._run_batch, items)
-        else:
-            from gateway.storage.retry import run_until_committed
-            d = run_until_committed(self.db, self.clock, "sms", f"{len(items)} outbox write(s)", self._run_batch,
-                                    items, alarm_after=self.alarm_after)
-        d.addBoth(finished)
+    # own commit.  In the outbox's writer, segment states and new messages (the modems wait on
+    # them) go first; status reports go when no segment write is waiting.
+    def _unit(self, fn, *args, urgent: bool = True, inbound: bool = False):
+        return (self._in if inbound else self._out).unit(fn, args, urgent)
 
     def idle(self):
         """Deferred fired once every write handed to the store has committed (or failed)."""
-        if not self._flushing and not self._batch and not self._lazy:
-            return defer.succeed(None)
-        d = defer.Deferred()
-        self._idle_waiters.append(d)
-        return d
+        return defer.gatherResults([self._out.idle(), self._in.idle()]).addCallback(lambda _: None)
 
     @staticmethod
     def _run_batch(conn, items):
-        return [fn(conn, *args) for fn, args in items]
+        out = []
+        i = 0
+        while i < len(items):
+            fn, args = items[i]
+            if fn is SqlStore._store_inbound:
+                # A run of inbound records: checked and inserted together (a burst of replies).
+                j = i
+                while j < len(items) and items[j][0] is SqlStore._store_inbound:
+                    j += 1
+                out += SqlStore._store_inbound_many(conn, [a for _fn, a in items[i:j]])
+                i = j
+            else:
+                out.append(fn(conn, *args))
+                i += 1
+        return out
 
     @staticmethod
     def _save(conn, now, changes):
@@ -328,7 +405,7 @@ class SqlStore:
     def store_inbound(self, now: float, dedup: bool = True, **row):
         """Insert a raw inbound record; returns (id, duplicate_of or None).  The same PDU from the
         same modem (re-read after a crash before AT+CMGD) is recognised, not delivered twice."""
-        return self._unit(self._store_inbound, _now(now), row, dedup, urgent=False)
+        return self._unit(self._store_inbound, _now(now), row, dedup, inbound=True)
 
     @staticmethod
     def _store_inbound(conn, now, row, dedup=True):
@@ -347,8 +424,57 @@ class SqlStore:
             notify_tx(conn, "reply")
         return (rid, None)
 
+    @staticmethod
+    def _store_inbound_many(conn, units) -> list[tuple]:
+        """_store_inbound for [(now, row, dedup)] in arrival order: one duplicate check and one
+        insert per run of rows with the same columns, not two statements each.  A row the same as
+        an earlier one of the same batch is that one's duplicate, as one by one."""
+        ir = t.inbound_raw
+        prepared = []
+        for now, row, dedup in units:
+            digest = hashlib.sha256(row["raw"]).hexdigest() if row.get("raw") is not None else None
+            # (as the one-by-one check's SQL: a row without a source never equals another)
+            check = dedup and digest is not None and row.get("source") is not None \
+                and row.get("channel") in ("sms", "sms_part", "status_report")
+            prepared.append((now, row, digest, check))
+        digests = sorted({d for _n, _r, d, check in prepared if check})
+        seen: dict[tuple, int] = {}
+        if digests:
+            for r in conn.execute(select(ir.c.id, ir.c.raw_sha256, ir.c.source, ir.c.raw, ir.c.channel)
+                                  .where(ir.c.raw_sha256.in_(digests)).order_by(ir.c.id)):
+                seen.setdefault((r.raw_sha256, r.source, bytes(r.raw) if r.raw is not None else None, r.channel), r.id)
+        out: list = [None] * len(units)
+        run: list[tuple[int, tuple | None, dict]] = []     # (index, key, values): same columns
+
+        def insert_run():
+            if run:
+                ids = insert_returning_ids(conn, ir, [v for _i, _k, v in run])
+                for (i, key, _v), rid in zip(run, ids):
+                    out[i] = (rid, None)
+                    if key is not None:
+                        seen.setdefault(key, rid)
+                run.clear()
+        in_run: set = set()
+        for i, (now, row, digest, check) in enumerate(prepared):
+            key = (digest, row.get("source"), row["raw"], row["channel"]) if check else None
+            if key is not None and key in in_run:
+                insert_run()            # its twin earlier in this run: inserted first, then found
+                in_run.clear()
+            if key is not None and key in seen:
+                out[i] = (seen[key], seen[key])
+                continue
+            values = dict(received_at=now, raw_sha256=digest, **row)
+            if run and set(run[0][2]) != set(values):
+                insert_run()
+                in_run.clear()
+            run.append((i, key, values))
+            if key is not None:
+                in_run.add(key)
+        insert_run()
+        return out
+
     def update_inbound(self, rid: int, **fields):
-        return self._unit(self._update_inbound, rid, fields, urgent=False)
+        return self._unit(self._update_inbound, rid, fields, inbound=True)
 
     @staticmethod
     def _update_inbound(conn, rid, fields):

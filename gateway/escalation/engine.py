@@ -237,7 +237,7 @@ class EscalationEngine:
         (reminder SMS, call attempts, the duty supervisor's SMS and call), so a crash leaves
         either all of it or none of it."""
         claim = store.claim_due_tx(conn, order_team_ids, at, self.cfg, self.claimer)
-        staged = []
+        reminders = []
         for f in claim.fired:
             if f.action == "sms_again":
                 text = messages.reminder_sms(f.order_code, f.stage, STATE_WORD.get(f.team_state, f.team_state),
@@ -246,9 +246,15 @@ class EscalationEngine:
                 if not phones:
                     log.error("escalation order {code} team {team}: nobody to send the reminder to",
                               code=f.order_code, team=f.team_code)
-                staged += [self.outbox.stage_tx(conn, at, p, text, purpose="reminder", order_id=f.order_id)
-                           for p in phones]
-            elif f.action in ("call_commander", "call_deputy") and f.call_to is not None:
+                reminders += [dict(now=at, phone=p, text=text, purpose="reminder", order_id=f.order_id)
+                              for p in phones]
+        if hasattr(type(self.outbox), "stage_many_tx"):        # (on the class: a wrapper must define it)
+            staged = list(self.outbox.stage_many_tx(conn, reminders)) if reminders else []
+        else:
+            staged = [self.outbox.stage_tx(conn, at, r["phone"], r["text"], purpose="reminder", order_id=r["order_id"])
+                      for r in reminders]
+        for f in claim.fired:
+            if f.action in ("call_commander", "call_deputy") and f.call_to is not None:
                 self.caller.stage_tx(conn, at, order_id=f.order_id, team_id=f.team_id, member_id=f.call_to.id,
                                      phone=f.call_to.phone, purpose="escalation", step_id=f.step_id)
         for a in claim.alerts:

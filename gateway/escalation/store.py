@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 
 from gateway.cluster.claims import Claimer, skip_locked
 from gateway.escalation.config import EscalationConfig
@@ -157,28 +157,34 @@ def claim_due_tx(conn, order_team_ids, now: datetime, cfg: EscalationConfig, cla
     contacts = dq.team_commanders(conn, {r.team_id for r in rows})
     alerts: dict[tuple, SupervisorAlert] = {}
     audits = []
+    cancels, due_rows = [], []
     for r in rows:
         st = states[r.order_team_id]
         if r.order_state != "open" or r.stage in ts.satisfied_stages(st) or not r.team_active:
             why = (f"order {r.order_state}" if r.order_state != "open" else
                    "team removed from the roster" if not r.team_active else f"team answered ({st.state})")
-            conn.execute(update(escalation_steps).where(escalation_steps.c.id == r.id,
-                                                        escalation_steps.c.state == "pending")
-                         .values(state="cancelled", fired_at=now, reason=why))
-            claim.cancelled += 1
-            continue
+            cancels.append({"b_id": r.id, "b_why": why})
+        else:
+            due_rows.append(r)
+    if cancels:
+        # a statement for all of them (a claim takes up to MAX_CLAIM teams at once)
+        claim.cancelled += max(0, conn.execute(
+            update(escalation_steps).where(escalation_steps.c.id == bindparam("b_id"),
+                                           escalation_steps.c.state == "pending")
+            .values(state="cancelled", fired_at=now, reason=bindparam("b_why")), cancels).rowcount)
+    claimed = _claim_steps(conn, [r.id for r in due_rows], now, claimer.node)
+    unread = supervisor = object()      # the duty supervisor now: read once per claim, if an alert needs it
+    finish = []
+    for r in due_rows:
+        if r.id not in claimed:
+            continue        # another claim (the auditor's, another node's) got it first
+        st = states[r.order_team_id]
         due = utc(r.due_at)
         late_by = (now - due).total_seconds()
         late = late_by > cfg.late_after_seconds
         reason = _reason(r, st, cfg, due)
         if late:
             reason += f"; fired {late_by:.0f} s late"
-        res = conn.execute(update(escalation_steps).where(escalation_steps.c.id == r.id,
-                                                          escalation_steps.c.state == "pending")
-                           .values(state="firing", fired_at=now, late=late, reason=reason,
-                                   owner_node=claimer.node))
-        if res.rowcount != 1:
-            continue        # another claim (the auditor's) got it first
         f = FiredStep(r.id, r.order_team_id, r.order_id, r.code, r.team_id, r.team_code, r.team_name, r.stage,
                       r.step, r.action, due, late, reason, st.state,
                       st.finished_at is not None and not st.form_complete, contacts.get(r.team_id, []))
@@ -189,18 +195,22 @@ def claim_due_tx(conn, order_team_ids, now: datetime, cfg: EscalationConfig, cla
             f.call_to, note = _who_to_call(f.contacts, r.action)
             if note:
                 f.reason += f"; {note}"
-                conn.execute(update(escalation_steps).where(escalation_steps.c.id == r.id).values(reason=f.reason))
+        finish.append({"b_id": r.id, "b_late": late, "b_reason": f.reason})
         if r.action == "supervisor":
             key = (r.order_id, r.stage)
             if key not in alerts:
-                alerts[key] = SupervisorAlert(r.order_id, r.code, r.incident_ref, r.stage, [],
-                                              dq.duty_supervisor(conn, now), [])
+                if supervisor is unread:
+                    supervisor = dq.duty_supervisor(conn, now)
+                alerts[key] = SupervisorAlert(r.order_id, r.code, r.incident_ref, r.stage, [], supervisor, [])
             alerts[key].teams.append((r.team_id, r.team_code, r.team_name, st.state))
             alerts[key].step_ids.append(r.id)
         claim.fired.append(f)
         audits.append(dict(at=now, actor="system", action="escalation.step", subject=f"order {r.code} team {r.team_code}",
                            detail={"step_id": r.id, "stage": r.stage, "step": r.step, "action": r.action,
                                    "late": late, "reason": f.reason}))
+    if finish:
+        conn.execute(update(escalation_steps).where(escalation_steps.c.id == bindparam("b_id"))
+                     .values(late=bindparam("b_late"), reason=bindparam("b_reason")), finish)
     if audits:
         conn.execute(insert(audit_log), audits)
     for a in alerts.values():
@@ -213,6 +223,25 @@ def claim_due_tx(conn, order_team_ids, now: datetime, cfg: EscalationConfig, cla
                   + [("order.supervisor_alert", _alert_event(a)) for a in claim.alerts], now)
     claim.next_due = ostore.next_due_many_tx(conn, set(order_team_ids) | {r.order_team_id for r in rows})
     return claim
+
+
+def _claim_steps(conn, step_ids: list[int], now: datetime, node: str | None) -> set[int]:
+    """pending -> firing, for those still pending (a concurrent claim may have taken some): the
+    ids this claim got.  One statement where the database returns what an UPDATE changed."""
+    if not step_ids:
+        return set()
+    if conn.dialect.update_returning:
+        got = set()
+        for i in range(0, len(step_ids), 1000):
+            got.update(conn.execute(update(escalation_steps)
+                                    .where(escalation_steps.c.id.in_(step_ids[i:i + 1000]),
+                                           escalation_steps.c.state == "pending")
+                                    .values(state="firing", fired_at=now, owner_node=node)
+                                    .returning(escalation_steps.c.id)).scalars())
+        return got
+    return {i for i in step_ids if conn.execute(update(escalation_steps).where(
+        escalation_steps.c.id == i, escalation_steps.c.state == "pending")
+        .values(state="firing", fired_at=now, owner_node=node)).rowcount == 1}
 
 
 def _escalated_event(f: FiredStep, now: datetime) -> dict:

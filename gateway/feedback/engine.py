@@ -99,8 +99,8 @@ class FeedbackEngine:
             # The whole batch rolled back: each answer alone, so one cannot sink the others.
             log.warn("feedback batch of {n} failed ({e}); recording one by one", n=len(batch), e=f.getErrorMessage())
             for a, d in batch:
-                self._run(store.record_one_tx, a, self.cfg, self._stage).chainDeferred(d)
-        self._run(store.record_batch_tx, [a for a, _ in batch], self.cfg, self._stage).addCallbacks(
+                self._run(store.record_one_tx, a, self.cfg, self._stage, self._stage_many).chainDeferred(d)
+        self._run(store.record_batch_tx, [a for a, _ in batch], self.cfg, self._stage, self._stage_many).addCallbacks(
             recorded, failed).addBoth(lambda r: None if r is _RETRYING else self._next_batch())
 
     @defer.inlineCallbacks
@@ -134,6 +134,12 @@ class FeedbackEngine:
     @property
     def _stage(self):
         return getattr(self.outbox, "stage_tx", None)
+
+    @property
+    def _stage_many(self):
+        # Only an outbox that defines it (looked up on the class: a wrapper passing unknown names
+        # through must not skip its own stage_tx).
+        return getattr(self.outbox, "stage_many_tx", None) if hasattr(type(self.outbox), "stage_many_tx") else None
 
     def _tell(self, v: store.Verdict, a: store.Answer):
         """Answer the sender (never a number not on the roster): the replies were committed with

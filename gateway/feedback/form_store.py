@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 
 from gateway.eventlog import record_event
 from gateway.feedback import form as ff
@@ -26,14 +26,26 @@ class FormState:
 
 def load_form(conn, order_team_id: int) -> dict:
     row = conn.execute(select(feedback_forms).where(feedback_forms.c.order_team_id == order_team_id)).first()
+    return form_from_row(row)
+
+
+def form_from_row(row) -> dict:
+    """A form as load_form gives it; row None: not started yet."""
     return {c: (getattr(row, c) if row else None) for c in _COLUMNS} | {
         "asked_field": row.asked_field if row else None, "updated_by": row.updated_by if row else None,
         "updated_at": row.updated_at if row else None, "completed_at": row.completed_at if row else None}
 
 
-def apply_tx(conn, order_team_id: int, changes: dict, actor: str, at: datetime) -> FormState:
-    """Merge `changes` into the team's form (created on first use) and say what is still missing."""
-    old = load_form(conn, order_team_id)
+def load_forms(conn, order_team_ids) -> dict[int, dict]:
+    """load_form for many teams at once (a batch of answers)."""
+    ids = sorted(set(order_team_ids))
+    found = {r.order_team_id: r for r in conn.execute(select(feedback_forms)
+                                                       .where(feedback_forms.c.order_team_id.in_(ids)))} if ids else {}
+    return {i: form_from_row(found.get(i)) for i in ids}
+
+
+def plan_form(old: dict, changes: dict, actor: str, at: datetime) -> tuple[FormState, dict, bool]:
+    """What apply_tx writes, from the form as it was: (state, the row's columns, a new row?)."""
     was_complete = not ff.missing(old) and old["updated_at"] is not None
     values = ff.merge({c: old[c] for c in _COLUMNS}, changes)
     need = ff.missing(values)
@@ -42,12 +54,36 @@ def apply_tx(conn, order_team_id: int, changes: dict, actor: str, at: datetime) 
            "updated_by": actor[:100]}
     if complete and not was_complete:
         row["completed_at"] = at
-    if old["updated_at"] is None:
+    filled = [c for c in _COLUMNS if c in changes and changes[c] not in (None, "")]
+    return (FormState(values, need, filled, complete, complete and not was_complete, row["asked_field"]),
+            row, old["updated_at"] is None)
+
+
+def form_after(old: dict, row: dict) -> dict:
+    """The form as load_form would read it once `row` (plan_form's) is written."""
+    return {**old, **row}
+
+
+def write_forms(conn, writes: dict[int, tuple[dict, bool]]) -> None:
+    """{order_team_id: (plan_form's columns, a new row?)}: an executemany per kind and set of columns."""
+    groups: dict[tuple, list[dict]] = {}
+    for ot, (row, new) in writes.items():
+        groups.setdefault((new, tuple(sorted(row))), []).append({**row, ("order_team_id" if new else "b_ot"): ot})
+    for (new, _cols), rows in groups.items():
+        if new:
+            conn.execute(insert(feedback_forms), rows)
+        else:
+            conn.execute(update(feedback_forms).where(feedback_forms.c.order_team_id == bindparam("b_ot")), rows)
+
+
+def apply_tx(conn, order_team_id: int, changes: dict, actor: str, at: datetime) -> FormState:
+    """Merge `changes` into the team's form (created on first use) and say what is still missing."""
+    fs, row, new = plan_form(load_form(conn, order_team_id), changes, actor, at)
+    if new:
         conn.execute(insert(feedback_forms).values(order_team_id=order_team_id, **row))
     else:
         conn.execute(update(feedback_forms).where(feedback_forms.c.order_team_id == order_team_id).values(**row))
-    filled = [c for c in _COLUMNS if c in changes and changes[c] not in (None, "")]
-    return FormState(values, need, filled, complete, complete and not was_complete, row["asked_field"])
+    return fs
 
 
 def record_form_event(conn, code: str, order_id: int, team_code: str, fs: FormState, actor: str,

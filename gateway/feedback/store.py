@@ -128,18 +128,19 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig, look: "Lookups | No
                            status=status, report=report or None, raw_id=a.raw_id, recorded_at=a.at))
     state, ask = out.state, ""
     if status == FINISHED:
-        fs = form_store.apply_tx(conn, row.id, _form_from_report(report), f"{a.channel}:{a.phone}", a.at)
+        fs = look.apply_form(row.id, _form_from_report(report), f"{a.channel}:{a.phone}", a.at)
         state = replace(state, form_complete=fs.complete)
         ask = ff.ask_text(row.code, fs.asked) if fs.asked else ""
-    ostore.save_team_state(conn, row.id, old, state, a.at)
-    look.saved(row.id, state)
-    next_due = ostore.cancel_satisfied_steps_tx(conn, row.id, state,
-                                                f"team answered {status} ({a.channel} {a.phone})", a.at)
+    # Written with the batch's others (Lookups.write); the next due time is read once the
+    # batch is written (record_batch_tx), for every team it touched.
+    look.save_state(row.id, old, state, a.at)
+    look.cancel_satisfied(row.id, state, f"team answered {status} ({a.channel} {a.phone})", a.at)
+    next_due = None
     if major and status == ARRIVED and old.arrived_at is None and state.finished_at is None:
         # On scene: the first situation report is owed a period from now.
         every = cfg.major_report_minutes
+        look.write()        # the cancels above go first, as one by one
         plan_next_situation_tx(conn, row.id, a.at + timedelta(minutes=every), cfg)
-        next_due = ostore.next_due_tx(conn, row.id)
         ask = f"重大事件：请每{every:g}分钟续报现场动态（{row.code} 续报 …）"
     hhmm = local_hhmm(a.at, cfg)
     note = f"order {row.code} {status}" + (f"; {out.note}" if out.note else "")
@@ -169,31 +170,49 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig, look: "Lookups | No
                    hhmm=hhmm)
 
 
-def record_batch_tx(conn, answers: list[Answer], cfg: EscalationConfig, stage_sms=None) -> list[Verdict]:
+def record_batch_tx(conn, answers: list[Answer], cfg: EscalationConfig, stage_sms=None,
+                    stage_many=None) -> list[Verdict]:
     """Several answers, one transaction (group commit), in arrival order; what they need to read is
-    read once for the whole batch (Lookups), not once per answer.  stage_sms: the outbox's
-    stage_tx; each answer's reply (confirmation, help, the supervisor's notice) is written in the
-    same transaction as the feedback (transactional outbox), on `Verdict.staged`."""
+    read once for the whole batch (Lookups), not once per answer, and what they write is written
+    a statement per kind for the whole batch.  stage_sms: the outbox's stage_tx; each answer's
+    reply (confirmation, help, the supervisor's notice) is written in the same transaction as the
+    feedback (transactional outbox), on `Verdict.staged`; stage_many (the outbox's stage_many_tx)
+    writes them all at once."""
     look = Lookups(conn, answers)
     verdicts = [record_answer_tx(conn, a, cfg, look) for a in answers]
     look.write()        # the appended rows and events, before the replies are staged (as one by one)
-    if stage_sms is not None:
+    # The next step due of every team the batch answered for, as committed (an earlier answer of
+    # the batch for the same team gets the same, final, time: the engine keeps one per team).
+    touched = {v.order_team_id for v in verdicts if v.outcome == RECORDED and v.order_team_id is not None}
+    if touched:
+        due = ostore.next_due_many_tx(conn, sorted(touched))
+        for v in verdicts:
+            if v.outcome == RECORDED and v.order_team_id is not None:
+                v.next_due = due[v.order_team_id]
+    if stage_many is not None:
+        wanted = [(v, _replies(a, v)) for a, v in zip(answers, verdicts)]
+        records = iter(stage_many(conn, [it for _v, items in wanted for it in items]))
+        for v, items in wanted:
+            v.staged = [next(records) for _ in items]
+    elif stage_sms is not None:
         for a, v in zip(answers, verdicts):
-            v.staged = _stage_replies(conn, a, v, stage_sms)
+            v.staged = [stage_sms(conn, it["now"], it["phone"], it["text"], purpose=it["purpose"],
+                                  order_id=it["order_id"]) for it in _replies(a, v)]
     return verdicts
 
 
-def record_one_tx(conn, a: Answer, cfg: EscalationConfig, stage_sms=None) -> Verdict:
-    return record_batch_tx(conn, [a], cfg, stage_sms)[0]
+def record_one_tx(conn, a: Answer, cfg: EscalationConfig, stage_sms=None, stage_many=None) -> Verdict:
+    return record_batch_tx(conn, [a], cfg, stage_sms, stage_many)[0]
 
 
-def _stage_replies(conn, a: Answer, v: Verdict, stage_sms) -> list:
+def _replies(a: Answer, v: Verdict) -> list[dict]:
+    """The SMS an answer's verdict sends (stage_tx's arguments)."""
     out = []
     if v.reply_to and v.message:
         purpose = "confirmation" if v.outcome in (RECORDED, NOTE) else "reply_help"
-        out.append(stage_sms(conn, a.at, v.reply_to, v.message, purpose=purpose, order_id=v.order_id))
+        out.append(dict(now=a.at, phone=v.reply_to, text=v.message, purpose=purpose, order_id=v.order_id))
     if v.supervisor_phone:
-        out.append(stage_sms(conn, a.at, v.supervisor_phone, messages.supervisor_late_answer_sms(
+        out.append(dict(now=a.at, phone=v.supervisor_phone, text=messages.supervisor_late_answer_sms(
             v.order_code, v.event.get("team_name", v.team_code), v.status, v.hhmm),
             purpose="supervisor", order_id=v.order_id))
     # (the order.feedback event was recorded by record_answer_tx, in this same transaction)
@@ -214,6 +233,10 @@ class Lookups:
         self._audits: list[dict] = []
         self._feedback: list[dict] = []
         self._events: list[tuple[str, dict, datetime]] = []
+        self._state_saves: dict[int, dict] = {}     # order team -> columns changed (in answer order)
+        self._cancels: list[dict] = []
+        self._forms: dict[int, dict] = {}           # order team -> its feedback form, as written so far
+        self._form_writes: dict[int, tuple[dict, bool]] = {}    # order team -> (columns, a new row?)
         raw_ids = sorted({a.raw_id for a in answers if a.raw_id is not None})
         self._raw = dict(conn.execute(select(inbound_raw.c.id, inbound_raw.c.state)
                                       .where(inbound_raw.c.id.in_(raw_ids))).all()) if raw_ids else {}
@@ -268,9 +291,49 @@ class Lookups:
     def add_event(self, kind: str, payload: dict, at: datetime) -> None:
         self._events.append((kind, payload, at))
 
+    def save_state(self, order_team_id: int, old, new, now: datetime) -> None:
+        """As ostore.save_team_state, written by write(); later answers of the batch see `new`."""
+        changes = ostore.team_state_changes(old, new, now)
+        if changes:
+            self._state_saves.setdefault(order_team_id, {}).update(changes)
+        self.saved(order_team_id, new)
+
+    def cancel_satisfied(self, order_team_id: int, state, why: str, now: datetime) -> None:
+        """As ostore.cancel_satisfied_steps_tx (without the next due time), written by write()."""
+        for stage in sorted(ts.satisfied_stages(state)):
+            self._cancels.append({"ot": order_team_id, "stage": stage, "why": why, "now": now})
+
+    def form(self, order_team_id: int) -> dict:
+        """The team's feedback form (form_store.load_form), as the batch has filled it so far; the
+        forms of every team row the batch locked are read at once."""
+        if order_team_id not in self._forms:
+            ids = (set(self._states) - set(self._forms)) | {order_team_id}
+            self._forms.update(form_store.load_forms(self.conn, ids))
+        return self._forms[order_team_id]
+
+    def apply_form(self, order_team_id: int, changes: dict, actor: str, at: datetime):
+        """As form_store.apply_tx, written by write()."""
+        old = self.form(order_team_id)
+        fs, row, new = form_store.plan_form(old, changes, actor, at)
+        self._forms[order_team_id] = form_store.form_after(old, row)
+        if order_team_id in self._form_writes:
+            before, new = self._form_writes[order_team_id]
+            row = {**before, **row}
+        self._form_writes[order_team_id] = (row, new)
+        return fs
+
     def write(self) -> None:
-        """The appended rows, a statement each for the whole batch (executemany), in answer order."""
+        """The batch's writes so far, a statement each for the whole batch (executemany), in
+        answer order: forms, team states, the steps they stop, then the appended rows."""
         conn = self.conn
+        if self._form_writes:
+            form_store.write_forms(conn, self._form_writes)
+            self._form_writes = {}
+        if self._state_saves:
+            ostore.save_team_changes_many(conn, self._state_saves)
+        if self._cancels:
+            ostore.cancel_stages_many(conn, self._cancels)
+        self._state_saves, self._cancels = {}, []
         if self._feedback:
             conn.execute(insert(feedback), self._feedback)
         if self._raw_marks:
@@ -398,6 +461,7 @@ def _form_answer(conn, a: Answer, member, cfg: EscalationConfig, look: "Lookups"
     written = unicodedata.normalize("NFC", a.text or "")
     m = _LEADING_CODE.match(ff.fold_text(written))
     code, text = (m.group(1), written[m.end():]) if m else (None, written)
+    look.write()        # the team states earlier answers of the batch changed: read below
     rows = form_store.open_forms_for_team(conn, member.team_id, code)
     if not rows:
         return None
@@ -409,7 +473,7 @@ def _form_answer(conn, a: Answer, member, cfg: EscalationConfig, look: "Lookups"
     look.write()        # what earlier answers of the batch appended goes first (event order)
     _row, old = look.team_state(target.id)     # locked first: commander and deputy at once
     parsed = ff.parse_fields(text)
-    form = form_store.load_form(conn, target.id)
+    form = look.form(target.id)
     changes = dict(parsed.values)
     if parsed.bare and form["asked_field"]:
         if not changes:
@@ -419,7 +483,7 @@ def _form_answer(conn, a: Answer, member, cfg: EscalationConfig, look: "Lookups"
     if not changes:
         return None
     actor = f"{a.channel}:{a.phone}"
-    fs = form_store.apply_tx(conn, target.id, changes, actor, a.at)
+    fs = look.apply_form(target.id, changes, actor, a.at)
     new = replace(old, form_complete=fs.complete)
     ostore.save_team_state(conn, target.id, old, new, a.at)
     look.saved(target.id, new)

@@ -73,5 +73,18 @@ class DrillLabelledOutbox:
         return self.outbox.stage_tx(conn, now, phone, drill_text(text, drill), purpose=purpose, order_id=order_id,
                                     delivery_id=delivery_id)
 
+    def stage_many_tx(self, conn, items: list[dict]) -> list[dict]:
+        """stage_many_tx with each text labelled as stage_tx labels it."""
+        labelled = []
+        for it in items:
+            order_id = it.get("order_id")
+            drill = order_id is not None and (self.drills.is_drill(order_id) or _is_drill_tx(conn, order_id))
+            labelled.append(dict(it, text=drill_text(it["text"], drill)))
+        if hasattr(type(self.outbox), "stage_many_tx"):
+            return self.outbox.stage_many_tx(conn, labelled)
+        return [self.outbox.stage_tx(conn, it["now"], it["phone"], it["text"], purpose=it["purpose"],
+                                     order_id=it.get("order_id"), delivery_id=it.get("delivery_id"))
+                for it in labelled]
+
     def __getattr__(self, name):        # the bank's other methods (inbound, slots ...) pass through
         return getattr(self.outbox, name)

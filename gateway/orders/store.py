@@ -5,7 +5,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
 
 from gateway.cluster.claims import Claimer, skip_locked
 from gateway.escalation.config import EscalationConfig
@@ -263,14 +263,42 @@ def load_team_states(conn, order_team_ids) -> dict[int, ts.TeamOrderState]:
     return {r.id: team_state_from_row(r, r.rule) for r in conn.execute(q)}
 
 
-def save_team_state(conn, order_team_id: int, old: ts.TeamOrderState, new: ts.TeamOrderState,
-                    now: datetime) -> None:
+def team_state_changes(old: ts.TeamOrderState, new: ts.TeamOrderState, now: datetime) -> dict:
+    """The columns save_team_state writes (state_at when the state word changed)."""
     changes = {f: getattr(new, f) for f in _STATE_FIELDS if getattr(new, f) != getattr(old, f)}
-    if not changes:
-        return
     if "state" in changes:
         changes["state_at"] = now
+    return changes
+
+
+def save_team_state(conn, order_team_id: int, old: ts.TeamOrderState, new: ts.TeamOrderState,
+                    now: datetime) -> None:
+    changes = team_state_changes(old, new, now)
+    if not changes:
+        return
     conn.execute(update(order_teams).where(order_teams.c.id == order_team_id).values(**changes))
+
+
+def save_team_changes_many(conn, changes: dict[int, dict]) -> None:
+    """{order_team_id: {column: value}} written with one executemany per set of columns (a batch
+    of answers: one round of statements, not one each)."""
+    groups: dict[tuple, list[dict]] = {}
+    for ot, cols in changes.items():
+        if cols:
+            groups.setdefault(tuple(sorted(cols)), []).append({**cols, "b_ot": ot})
+    for _cols, rows in groups.items():
+        conn.execute(update(order_teams).where(order_teams.c.id == bindparam("b_ot")), rows)
+
+
+def cancel_stages_many(conn, cancels: list[dict]) -> None:
+    """[{ot, stage, why, now}]: the pending steps of those stages cancelled, in list order (the
+    first reason given stays), one executemany for all."""
+    if cancels:
+        conn.execute(update(escalation_steps)
+                     .where(escalation_steps.c.order_team_id == bindparam("b_ot"),
+                            escalation_steps.c.state == "pending", escalation_steps.c.stage == bindparam("b_stage"))
+                     .values(state="cancelled", fired_at=bindparam("b_now"), reason=bindparam("b_why")),
+                     [{"b_ot": c["ot"], "b_stage": c["stage"], "b_now": c["now"], "b_why": c["why"]} for c in cancels])
 
 
 def cancel_satisfied_steps_tx(conn, order_team_id: int, state: ts.TeamOrderState, why: str,

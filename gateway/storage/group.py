@@ -51,4 +51,19 @@ class GroupCommit:
 
 
 def _all(conn, units):
-    return [fn(conn, *args) for fn, args in units]
+    """Each unit in order; a run of units whose function has a `many(conn, [args])` (the same
+    work for several at once, in few statements) goes to it together."""
+    out, i = [], 0
+    while i < len(units):
+        fn, args = units[i]
+        many = getattr(fn, "many", None)
+        if many is None:
+            out.append(fn(conn, *args))
+            i += 1
+            continue
+        j = i
+        while j < len(units) and units[j][0] is fn:
+            j += 1
+        out += many(conn, [a for _fn, a in units[i:j]])
+        i = j
+    return out
