@@ -225,7 +225,7 @@ def claim_due_tx(conn, order_team_ids, now: datetime, cfg: EscalationConfig, cla
     return claim
 
 
-def _claim_steps(conn, step_ids: list[int], now: datetime, node: str | None) -> set[int]:
+def _claim_steps(conn, step_ids: list[int], now: datetime, node: str | None = None) -> set[int]:
     """pending -> firing, for those still pending (a concurrent claim may have taken some): the
     ids this claim got.  One statement where the database returns what an UPDATE changed."""
     if not step_ids:
