@@ -145,10 +145,9 @@ class AmiParser:
         for block in text.split("\r\n\r\n"):
             # Fast path: a block that starts with its kind, has no over-long line and has a
             # ": " on every line (checked by counting; the odd value holding a ": " that hides
-            # a bad line is sorted out when the headers are materialised).  Counting "\n"
-            # rather than "\r\n" is a one-character scan, and only stricter (a bare LF sends
-            # the block to the slow path).  Slicing and comparing the head is cheaper than
-            # startswith (which parses its arguments the slow way).
+            # a bad line is sorted out when the headers are materialised).  Slicing and
+            # comparing the head is cheaper than startswith (which parses its arguments the
+            # slow way).
             if len(block) <= max_line:
                 head = block[:7]
                 if head == "Event: ":
@@ -162,7 +161,7 @@ class AmiParser:
                     i = 8
                 else:
                     kind = None
-                if kind is not None and block.count(": ") > block.count("\n"):
+                if kind is not None and block.count(": ") > block.count("\r\n"):
                     if kind not in accept:
                         self._garbage("not an expected message (%s)" % kind, block)
                         continue
