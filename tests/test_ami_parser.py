@@ -62,6 +62,21 @@ def test_repeated_headers_keep_order_and_first_value_wins():
     assert m.keys() == ["Event", "Channel", "ChanVariable", "ChanVariable", "Uniqueid"]
     assert m.pairs[2] == ("ChanVariable", "HOTLINE=110")
     assert "Uniqueid" in m and m.get("Nope", "x") == "x"
+    # The full read (every header materialised) agrees: first value in the dict, all kept.
+    assert m.first == {"Event": "Newchannel", "Channel": "PJSIP/a-00000001",
+                       "ChanVariable": "HOTLINE=110", "Uniqueid": "1.1"}
+    assert m.getall("ChanVariable") == ["HOTLINE=110", "ORDER_CODE="] and m.garbage is None
+
+
+def test_near_miss_heads_are_judged_by_the_full_rules():
+    # Heads the fast path does not take ("Action:" without its space, a truncated "Respons")
+    # go through the line-by-line rules, as before.
+    p = AmiParser(expect_banner=False)
+    out = p.feed(b"Action:Ping\r\nActionID: 1\r\n\r\nRespons: x\r\nActionID: 2\r\n\r\n"
+                 b"Action: Logoff\r\n\r\n")
+    assert [(m.kind, m.name, m.get("ActionID")) for m in out] == [("action", "Ping", "1"),
+                                                                  ("action", "Logoff", None)]
+    assert p.garbage_count == 1 and p.garbage[0][0] == "not an expected message (unknown)"
 
 
 def test_values_with_colons_empty_values_and_no_space():

@@ -11,7 +11,6 @@ ordered pairs and the first-value dict are built the first time something asks f
 """
 from __future__ import annotations
 
-from itertools import repeat
 from typing import Iterator
 
 from twisted.logger import Logger
@@ -25,9 +24,6 @@ BANNER = "banner"
 UNKNOWN = "unknown"
 
 log = Logger()
-_SEP = repeat(": ")
-_ONE = repeat(1)
-_split = str.split
 _needles: dict[str, str] = {}
 _MISSING = object()
 _HEADS = {"Event": "event", "Response": "response", "Action": "action"}
@@ -106,13 +102,21 @@ class AmiMessage:
     def _materialise(self) -> None:
         # Only the dict is kept: str-only dicts are not tracked by the cyclic GC, while a kept
         # list of per-line pairs would be (and collecting those cost more than parsing them).
+        # Lines are read last to first so that the first of a repeated header wins; partition
+        # (one C call, no argument parsing) beats split(": ", 1) and says when ": " is missing.
+        first = {}
         lines = self._raw.split("\r\n")
-        try:
-            self._first = dict(map(_split, reversed(lines), _SEP, _ONE))
+        lines.reverse()
+        for line in lines:
+            k, sep, v = line.partition(": ")
+            if not sep:
+                break
+            first[k] = v
+        else:
+            self._first = first
             return
-        except ValueError:
-            pass
         # A line without ": " hid behind a value holding one: sort it out line by line.
+        lines.reverse()
         good, bad = [], []
         for line in lines:
             k, sep, v = line.partition(": ")
