@@ -93,6 +93,7 @@ class SmsBank:
         self._sweep = None
         self._pool = True               # free messages may be waiting in the database
         self._claiming = False
+        self._unusable_since: float | None = None
         self.store = store
         self.config = config
         self.messages: dict[int, _Message] = {}
@@ -194,6 +195,37 @@ class SmsBank:
     def _poll(self):
         if any(s.driver.healthy and not s.busy for s in self.slots.values()):
             self.poke()
+        self._release_if_unusable()
+
+    def _release_if_unusable(self):
+        """No usable modem for `affinity_wait`: the messages claimed here and not begun go back to
+        the pool, for a node whose modems work (a message with a part out waits for its modem)."""
+        if not self.started or not self.slots or any(s.driver.healthy for s in self.slots.values()):
+            self._unusable_since = None
+            return
+        now = self.reactor.seconds()
+        if self._unusable_since is None:
+            self._unusable_since = now
+        if now < self._unusable_since + self.config.affinity_wait:
+            return
+        held = [m for mid in self.queue if (m := self.messages.get(mid)) is not None and not m.active
+                and m.modem is None and m.segments and all(x["state"] == "queued" for x in m.segments)]
+        if not held:
+            return
+        for m in held:
+            m.active = True             # no worker takes it while it is being given back
+
+        def released(ids):
+            for m in held:
+                m.active = False
+                if m.id in ids:
+                    del self.messages[m.id]
+            self.queue = [mid for mid in self.queue if mid in self.messages]
+            if ids:
+                log.warn("SMS bank: no usable modem on node {node} for {t:.0f} s; {n} message(s) given back for "
+                         "another node", node=self.node, t=now - self._unusable_since, n=len(ids))
+        self.store.release(now, self.claimer, [m.id for m in held]).addCallbacks(
+            released, lambda f: (released(set()), log.failure("SMS bank: giving messages back failed", f)))
 
     def usable_modems(self) -> int:
         """Modems of this node that can take a message now (what `nodes.modems` reports)."""
