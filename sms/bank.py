@@ -94,6 +94,7 @@ class SmsBank:
         self._pool = True               # free messages may be waiting in the database
         self._claiming = False
         self._unusable_since: float | None = None
+        self._last_empty = float("-inf")     # when a claim last found nothing
         self.store = store
         self.config = config
         self.messages: dict[int, _Message] = {}
@@ -413,7 +414,10 @@ class SmsBank:
     def _claim(self, healthy: dict, now: float):
         """Claim free messages for the modems left idle: as many as they can start now, no more,
         so that nodes sharing the database share the work by what their modems carry."""
-        if self._claiming or not self._pool or not self.started:
+        # After a claim found nothing, look again on a poke (work committed here, a wake-up) or
+        # at most every CLAIM_AGAIN_SECONDS when something dispatches (a wake-up may call dispatch).
+        if self._claiming or not self.started or (
+                not self._pool and now < self._last_empty + self.CLAIM_AGAIN_SECONDS):
             return
         idle = sum(1 for s in healthy.values() if not s.busy)
         waiting = sum(1 for mid in self.queue
@@ -430,10 +434,11 @@ class SmsBank:
                 rows = yield self.store.claim(now, self.claimer, want)
                 if len(rows) < want:
                     self._pool = False          # none left: until a poke or the next sweep
+                    self._last_empty = now
                 yield self._take_in(rows, "its node restarted during submission")
             except Exception:  # noqa: BLE001 - the next sweep tries again
                 log.failure("SMS bank: claiming queued messages failed; retrying at the next sweep")
-                self._pool = False
+                self._pool, self._last_empty = False, now
             finally:
                 self._claiming = False
             self.dispatch()
@@ -792,6 +797,7 @@ class SmsBank:
         log.failure("saving message {mid} failed", f, mid=m.id)
 
     CLAIM_POLL_SECONDS = 1.0
+    CLAIM_AGAIN_SECONDS = 0.25
     DEPTH_EVERY = 1.0       # seconds between recounts of the outbox depth
 
     def _update_gauges(self):

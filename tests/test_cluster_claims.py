@@ -85,10 +85,15 @@ class Node:
 
 @defer.inlineCallbacks
 def quiet(nodes):
-    """Let what the banks handed to the database commit (it runs on the real reactor)."""
-    for _ in range(4):
-        yield task.deferLater(reactor, 0, lambda: None)
-        yield defer.DeferredList([n.idle() for n in nodes])
+    """Let what the banks handed to the database commit, their claims included (it runs on the
+    real reactor): the Clock stands still meanwhile, as a fast database would let it."""
+    for _ in range(1000):
+        for _ in range(3):
+            yield task.deferLater(reactor, 0, lambda: None)
+            yield defer.DeferredList([n.idle() for n in nodes])
+        if not any(n.alive and n.bank._claiming for n in nodes):
+            return
+        yield task.deferLater(reactor, 0.002, lambda: None)
 
 
 @defer.inlineCallbacks
