@@ -7,8 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 
+from gateway.cluster.claims import Claimer, skip_locked
 from gateway.eventlog import count_range, last_id
 from gateway.storage.schema import webhook_dead_letters as DL, webhook_subscribers as S
 
@@ -62,6 +63,19 @@ def remove_tx(conn, url: str) -> bool:
 
 def load_tx(conn) -> list[Subscriber]:
     return [_sub(r) for r in conn.execute(select(S).order_by(S.c.id))]
+
+
+def claim_tx(conn, claimer: Claimer, now: datetime) -> tuple[list[Subscriber], int]:
+    """The subscribers this node delivers to: its own, plus those free or left by a dead node
+    (taken, SKIP LOCKED: one node per subscriber, so its cursor has one writer).  Returns (this
+    node's subscribers, how many were taken from a dead node)."""
+    q = select(S.c.id, S.c.owner_node).where(claimer.free_or_mine(S.c.owner_node, now),
+                                             or_(S.c.owner_node.is_(None), S.c.owner_node != claimer.node))
+    take = conn.execute(skip_locked(q, conn, S)).all()
+    if take:
+        conn.execute(update(S).where(S.c.id.in_([r.id for r in take])).values(owner_node=claimer.node))
+    mine = [_sub(r) for r in conn.execute(select(S).where(S.c.owner_node == claimer.node).order_by(S.c.id))]
+    return mine, sum(1 for r in take if r.owner_node is not None)
 
 
 def ack_tx(conn, sub_id: int, cursor: int, now: datetime) -> None:

@@ -37,7 +37,7 @@ from zope.interface import implementer
 from adapters import webhook_store as store
 from gateway.eventlog import Event
 from gateway.health import PartHealth, off
-from gateway.metrics import WEBHOOK_BACKLOG, WEBHOOK_DEAD_LETTERS, WEBHOOK_FAILED, WEBHOOK_SENT
+from gateway.metrics import WEBHOOK_BACKLOG, WEBHOOK_DEAD_LETTERS, WEBHOOK_FAILED, WEBHOOK_SENT, WORK_TAKEN_OVER
 
 log = Logger()
 
@@ -332,8 +332,11 @@ class SubscriberDelivery:
 class Webhooks:
     """The subscribers (from the file and the CLI), each with its delivery."""
 
-    def __init__(self, clock, db, tail, cfg: WebhookSection, post=None):
+    def __init__(self, clock, db, tail, cfg: WebhookSection, post=None, claimer=None):
+        """claimer (gateway.cluster.claims.Claimer): deliver only to the subscribers this node
+        claimed (one node per subscriber); None: to every subscriber (one gateway)."""
         self.clock, self.db, self.tail, self.cfg = clock, db, tail, cfg
+        self.claimer = claimer
         self.post = post or agent_post(clock)
         self.deliveries: dict[int, SubscriberDelivery] = {}
         self._synced = False
@@ -363,11 +366,19 @@ class Webhooks:
             if added or removed:
                 log.info("webhooks: {a} subscriber(s) added and {r} removed from webhooks.urls", a=added,
                          r=removed)
-        subs = yield self.db.run(store.load_tx)
+        if self.claimer is None:
+            subs = yield self.db.run(store.load_tx)
+        else:
+            subs, taken = yield self.db.run(store.claim_tx, self.claimer, _utc(self.clock))
+            if taken:
+                WORK_TAKEN_OVER.labels(kind="webhook_cursor").inc(taken)
+                log.warn("webhooks: {n} subscriber(s) of dead nodes taken over; delivering from their cursors",
+                         n=taken)
         live = {s.id for s in subs}
         for sid in [i for i in self.deliveries if i not in live]:
             d = self.deliveries.pop(sid)
-            log.info("webhook {target}: removed; delivery stopped", target=d.name)
+            log.info("webhook {target}: removed (or delivered by another node now); delivery stopped",
+                     target=d.name)
             d.stop()
         for s in subs:
             if s.id not in self.deliveries:

@@ -157,7 +157,10 @@ class Gateway(service.MultiService):
         from adapters.webhooks import Webhooks
         # The event log's live end, its retention and the webhooks: started after the database.
         self.events = EventTail(reactor, self.database, config.events)
-        self.webhooks = Webhooks(reactor, self.database, self.events, config.webhooks)
+        from gateway.cluster.claims import Claimer
+        # one node per subscriber (its cursor has one writer); a dead node's are taken over
+        self.webhooks = Webhooks(reactor, self.database, self.events, config.webhooks,
+                                 claimer=Claimer(gw.node_name, config.cluster.node_timeout_s))
         EventsService(self.events, None, self.webhooks).setServiceParent(self)
         # Singletons, one node at a time, each held by a lease (gateway/cluster/singleton.py).
         from gateway.cluster.singleton import LeasedPart
