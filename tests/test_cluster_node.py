@@ -73,6 +73,25 @@ def test_registers_beats_and_stops(database):
 
 
 @pytest_twisted.inlineCallbacks
+def test_a_node_stopped_on_purpose_has_no_heartbeat_age_to_alert_on(database):
+    """YihuNodeHeartbeatStale fires on yihu_node_heartbeat_age_seconds: a node an engineer stopped
+    owes no heartbeat, so its series goes; a node that died keeps one that grows."""
+    clock = clock_at(T0)
+    a = NodeService(clock, database, "node-quiet", CFG, host="host-a", pid=11)
+    c = NodeService(clock, database, "node-watch", CFG, host="host-c", pid=12)
+    for svc in (a, c):
+        svc.startService()
+        yield svc.ready
+    yield beat(c, clock, CFG.heartbeat_s)
+    assert REGISTRY.get_sample_value("yihu_node_heartbeat_age_seconds", {"node": "node-quiet"}) is not None
+    yield a.stopService()
+    yield beat(c, clock, CFG.heartbeat_s * 6)
+    assert REGISTRY.get_sample_value("yihu_node_heartbeat_age_seconds", {"node": "node-quiet"}) is None
+    assert ("node-quiet", False) in [(n, up) for n, up, _age, _h in c.node.peers]
+    yield c.stopService()
+
+
+@pytest_twisted.inlineCallbacks
 def test_a_live_node_name_is_refused_and_a_dead_one_is_taken(database):
     clock = clock_at(T0)
     a = NodeService(clock, database, "node-a", CFG, host="host-a", pid=1)

@@ -149,7 +149,13 @@ class NodeService(Part, service.Service):
             up = r.stopped_at is None and age < self.node.timeout_s
             alive += up
             peers.append((r.name, up, age, r.host))
-            metrics.NODE_HEARTBEAT_AGE.labels(node=r.name).set(age)
+            if r.stopped_at is None:
+                metrics.NODE_HEARTBEAT_AGE.labels(node=r.name).set(age)
+            else:       # stopped on purpose: no heartbeat is owed, and no alert (YihuNodeHeartbeatStale)
+                try:
+                    metrics.NODE_HEARTBEAT_AGE.remove(r.name)
+                except KeyError:
+                    pass
         metrics.NODES_ALIVE.set(alive)
         self.node.peers = peers
 
