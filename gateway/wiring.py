@@ -245,6 +245,15 @@ def build_service(config: Config, reactor) -> Gateway:
     wake.on("step", refresh)
     wake.on("call", caller.place_due)
     wake.on("sms", bank.dispatch)
+    # A peer's heartbeat running out frees its work at that moment: every takeover looks at once
+    # (their periodic sweeps stay as the fallback), so a dead node's work resumes within
+    # node_timeout_s of its last heartbeat plus the time to send it.
+    gw.node.peer_timeout_observers += [
+        bank.poke,
+        lambda: fanout._sweep() if fanout._loop is not None else None,
+        lambda: escalation.take_over() if escalation._loops else None,
+        lambda: caller._guard(caller.reconcile(dead_only=True)) if caller._loops else None,
+    ]
     # How old the oldest work due and not done is, database-wide (every node says the same)
     from gateway.cluster.outbox import OutboxAges
     ages = OutboxAges(reactor, db, every=max(cluster.heartbeat_s, 5.0))

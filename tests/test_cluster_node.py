@@ -275,3 +275,42 @@ def deferred_run(fn, *args):
     """A blocking child process, waited for off the reactor thread."""
     from twisted.internet import reactor, threads
     return threads.deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_peer_whose_heartbeat_runs_out_wakes_the_takeovers_at_that_moment(database):
+    """The takeovers (SMS, deliveries, steps, calls) are woken when a live peer's heartbeat is
+    node_timeout_s old: not up to a sweep period later.  Node c beats between a's heartbeats."""
+    clock = clock_at(T0)
+    a = NodeService(clock, database, "node-gone", CFG, host="host-a", pid=21)
+    a.startService()
+    yield a.ready
+    clock.advance(1.0)
+    c = NodeService(clock, database, "node-left", CFG, host="host-c", pid=22)
+    woken = []
+    c.node.peer_timeout_observers.append(lambda: woken.append(clock.seconds()))
+    c.startService()
+    yield c.ready
+    for _ in range(int(CFG.heartbeat_s * 3 / 0.25)):       # both beat a few times
+        clock.advance(0.25)
+        for s in (a, c):
+            if s._beating is not None:
+                yield s._beating
+    a._loop.stop()                                           # node-gone dies (kill -9)
+    row = yield database.run(row_tx, "node-gone")
+    last = aware(row.heartbeat_at).timestamp()
+    for _ in range(int((CFG.node_timeout_s + 2 * CFG.heartbeat_s) / 0.25)):
+        clock.advance(0.25)
+        if c._beating is not None:
+            yield c._beating
+    dead_at = last + CFG.node_timeout_s
+    assert woken, "no takeover was woken"
+    first = [t for t in woken if t > dead_at]
+    assert first and first[0] <= dead_at + 0.25 + 0.05 + 1e-6, (woken, dead_at)
+    # and the peer is dead then, as the claims see it (SQL)
+    from gateway.cluster.nodes import live_node_names
+    from gateway.orders.times import from_seconds
+    alive = yield database.run(lambda conn: set(conn.execute(live_node_names(from_seconds(first[0]),
+                                                                               CFG.node_timeout_s)).scalars()))
+    assert "node-gone" not in alive and "node-left" in alive
+    yield c.stopService()

@@ -39,6 +39,9 @@ class Node:
         self.lost: str | None = None              # why the row is not ours any more
         self.failure: str | None = None           # the last heartbeat's error, until one commits
         self.peers: list[tuple[str, bool, float | None, str]] = []   # (name, alive, heartbeat age, host)
+        # fn(), called when a live peer's heartbeat runs out (its work is free from that moment):
+        # the takeovers look at once, not at their next periodic sweep.
+        self.peer_timeout_observers: list[Callable[[], object]] = []
 
     @property
     def alive(self) -> bool:
@@ -65,6 +68,7 @@ class NodeService(Part, service.Service):
         self._beating: defer.Deferred | None = None
         self._sqlite_lock = None
         self._registering: defer.Deferred | None = None
+        self._peer_watch = None                  # IDelayedCall: the next live peer's heartbeat expiry
 
     def startService(self):
         super().startService()
@@ -158,12 +162,36 @@ class NodeService(Part, service.Service):
                     pass
         metrics.NODES_ALIVE.set(alive)
         self.node.peers = peers
+        # The moment the first live peer would be dead if it writes no heartbeat meanwhile: a
+        # node killed just after its heartbeat is taken over node_timeout_s after that heartbeat,
+        # not up to one sweep period later.  (A peer that beats again only makes this early.)
+        expiries = [t - age + self.node.timeout_s for name, up, age, _h in peers
+                    if up and name != self.node.name and age is not None]
+        if self._peer_watch is not None and self._peer_watch.active():
+            self._peer_watch.cancel()
+        self._peer_watch = None
+        if expiries and self.running:
+            self._peer_watch = self.clock.callLater(max(0.0, min(expiries) - self.clock.seconds()) + 0.05,
+                                                    self._peer_timed_out)
+
+    def _peer_timed_out(self):
+        self._peer_watch = None
+        for fn in list(self.node.peer_timeout_observers):
+            try:
+                d = fn()
+                if isinstance(d, defer.Deferred):
+                    d.addErrback(lambda f: log.failure("node {node}: a takeover after a peer's timeout failed", f,
+                                                       node=self.node.name))
+            except Exception:  # noqa: BLE001 - one part's failure must not stop the others' takeover
+                log.failure("node {node}: a takeover after a peer's timeout failed", node=self.node.name)
 
     def stopService(self):
         super().stopService()
         self.state = "stopped"
         if self._loop is not None and self._loop.running:
             self._loop.stop()
+        if self._peer_watch is not None and self._peer_watch.active():
+            self._peer_watch.cancel()
         n = self.node
         # a stop during the registration (SIGTERM right after start) waits for it, then records the stop
         registering = self._registering if self._registering is not None else defer.succeed(None)

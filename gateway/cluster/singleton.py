@@ -40,6 +40,7 @@ class LeasedPart(Part, service.Service):
         self._loop: task.LoopingCall | None = None
         self._trying: defer.Deferred | None = None
         self._expiry = None                       # IDelayedCall: stop the child before `until`
+        self._retry = None                        # IDelayedCall: standby, try again just after `until`
         self._child = defer.succeed(None)         # start/stop of the child, one after the other
         metrics.LEASE_HELD.labels(lease=lease).set(0)
 
@@ -85,6 +86,8 @@ class LeasedPart(Part, service.Service):
         self.state = "stopped"
         if self._loop is not None and self._loop.running:
             self._loop.stop()
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
         d = self._trying or defer.succeed(None)
 
         def release(_):
@@ -119,6 +122,11 @@ class LeasedPart(Part, service.Service):
                     self._take(state)
             elif self.held:
                 self._lose(f"held by node {state.holder}")
+            if not state.held and state.until is not None:
+                # standby: the holder's lease ends at `until` if it renews no more (dead): try
+                # then, not up to a heartbeat later, so a dead holder is replaced within
+                # node_timeout_s of its last renewal
+                self._arm_retry(state.until.timestamp() + 0.05)
 
         def failed(f):
             log.error("{lease}: trying the lease failed: {err}{more}", lease=self.lease, err=f.getErrorMessage(),
@@ -129,6 +137,16 @@ class LeasedPart(Part, service.Service):
         self._trying = d
         d.addCallbacks(done, failed).addBoth(over)
         return d
+
+    def _arm_retry(self, at: float) -> None:
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = self.clock.callLater(max(0.0, at - self.clock.seconds()), self._retry_now)
+
+    def _retry_now(self):
+        self._retry = None
+        if self.running:
+            self.tick()
 
     def _arm_expiry(self, at: float) -> None:
         if self._expiry is not None and self._expiry.active():
