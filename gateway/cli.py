@@ -93,6 +93,7 @@ def cmd_run(args) -> int:
     start_logging(cfg.log.format, cfg.log.level)
     _hold_sqlite(cfg)
     _open_database(cfg)
+    _claim_node_name(cfg)
     check_http_trust(cfg)
     if args.roster:
         _seed_roster(cfg, args.roster)
@@ -134,6 +135,28 @@ def _hold_sqlite(cfg: Config) -> None:
         hold(cfg.database_url)
     except DatabaseInUse as e:
         raise Fatal(f"cannot start: {e}") from None
+
+
+def _claim_node_name(cfg: Config) -> None:
+    """The node name is claimed before any part starts (pre-reactor, so blocking is fine): a second
+    process under a live node's name must not touch that node's rows even for a moment."""
+    import os
+    import socket
+    from datetime import datetime, timezone
+
+    from gateway.cluster.node import NodeService
+    from gateway.cluster.nodes import NodeNameTaken, register_tx
+    from gateway.storage import make_engine
+    engine = make_engine(cfg.database_url)
+    host, pid = socket.gethostname(), os.getpid()
+    try:
+        with engine.begin() as conn:
+            register_tx(conn, cfg.gateway.node_name, host, pid, datetime.now(timezone.utc),
+                        cfg.cluster.node_timeout_s, NodeService.process_gone(host))
+    except NodeNameTaken as e:
+        raise Fatal(f"cannot start: node: NodeNameTaken: {e}") from None
+    finally:
+        engine.dispose()
 
 
 def check_http_trust(cfg: Config) -> None:

@@ -218,3 +218,41 @@ def test_a_live_node_name_stops_the_process_with_one_line(backend, tmp_path, req
         row = row_tx(conn, "yihu-east")
         assert row.pid == proc.proc.pid and row.stopped_at is not None
     engine.dispose()
+
+
+def _try_lock_in_another_process(url: str) -> subprocess.CompletedProcess:
+    code = ("import sys\nfrom gateway.cluster.sqlite_lock import DatabaseInUse, hold\n"
+            "try:\n    hold(sys.argv[1])\nexcept DatabaseInUse as e:\n    print(e); sys.exit(2)\n")
+    return subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_gateway_in_process_holds_the_sqlite_lock_until_it_stops(tmp_path):
+    import os
+
+    from twisted.internet import reactor
+
+    from gateway.storage import Database
+    from gateway.storage.migrate import upgrade
+    url = f"sqlite:///{tmp_path / 'drill.sqlite'}"
+    upgrade(url)
+    db = Database(reactor, url)
+    db.start()
+    try:
+        svc = NodeService(clock_at(T0), db, "node-a", CFG)
+        svc.startService()
+        yield svc.ready
+        assert (tmp_path / "drill.sqlite.lock").read_text().strip() == str(os.getpid())
+        r = yield deferred_run(_try_lock_in_another_process, url)
+        assert r.returncode == 2 and f"pid {os.getpid()}" in r.stdout
+        yield svc.stopService()
+        r = yield deferred_run(_try_lock_in_another_process, url)
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        db.stop()
+
+
+def deferred_run(fn, *args):
+    """A blocking child process, waited for off the reactor thread."""
+    from twisted.internet import reactor, threads
+    return threads.deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)

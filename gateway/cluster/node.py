@@ -63,15 +63,19 @@ class NodeService(Part, service.Service):
         self.node = Node(clock, node_name, cfg, host or socket.gethostname(), pid or os.getpid())
         self._loop: task.LoopingCall | None = None
         self._beating: defer.Deferred | None = None
+        self._sqlite_lock = None
+        self._registering: defer.Deferred | None = None
 
     def startService(self):
         super().startService()
-        self._track_start(defer.maybeDeferred(self._register))
+        self._registering = defer.maybeDeferred(self._register)
+        self._track_start(self._registering)
 
     @defer.inlineCallbacks
     def _register(self):
         from gateway.cluster.sqlite_lock import hold
-        hold(self.db.url)               # DatabaseInUse: another process runs on this SQLite file
+        # DatabaseInUse: another process runs on this SQLite file (`yihu run` took it already)
+        self._sqlite_lock = hold(self.db.url)
         n = self.node
         t = self.clock.seconds()
         yield self.db.run(sql.register_tx, n.name, n.host, n.pid, from_seconds(t), n.timeout_s, self._gone)
@@ -79,21 +83,30 @@ class NodeService(Part, service.Service):
         log.info("node {node} registered (host {host}, pid {pid}); heartbeat every {hb:g} s, dead after {to:g} s",
                  node=n.name, host=n.host, pid=n.pid, hb=n.heartbeat_s, to=n.timeout_s)
         n.registered.callback(n)
+        if not self.running:          # stopped while registering: stopService records the stop
+            return
         self._loop = task.LoopingCall(self.beat)
         self._loop.clock = self.clock
         self._loop.start(n.heartbeat_s, now=True)
 
     def _gone(self, host: str, pid: int) -> bool:
-        """The name's holder ran on this machine and its process is gone (killed -9, then restarted)."""
-        if host != self.node.host or pid == os.getpid():
+        return self.process_gone(self.node.host)(host, pid)
+
+    @staticmethod
+    def process_gone(my_host: str):
+        """gone(host, pid): the name's holder ran on this machine and its process no longer runs
+        (killed -9, then restarted): no need to wait node_timeout_s for its heartbeat to age."""
+        def gone(host: str, pid: int) -> bool:
+            if host != my_host or pid == os.getpid():
+                return False
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            except OSError:
+                return False
             return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except OSError:
-            return False
-        return False
+        return gone
 
     def beat(self) -> defer.Deferred | None:
         """One heartbeat (skipped while the previous one is in flight)."""
@@ -146,17 +159,30 @@ class NodeService(Part, service.Service):
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         n = self.node
-        if n.last_ok is None or n.lost is not None:
-            return None
-        d = self._beating or defer.succeed(None)
+        # a stop during the registration (SIGTERM right after start) waits for it, then records the stop
+        registering = self._registering if self._registering is not None else defer.succeed(None)
+        d = defer.Deferred()
+        registering.addBoth(lambda r: (d.callback(None), r)[1])
+        d.addCallback(lambda _: self._beating)
 
         def stop(_):
+            if n.last_ok is None or n.lost is not None:
+                return None
             return self.db.run(sql.stop_tx, n.name, from_seconds(self.clock.seconds()))
-        d = d.addBoth(stop)
+        d.addBoth(stop)
         d.addCallbacks(lambda _: log.info("node {node}: stopped (its work is free for the other nodes)", node=n.name),
                        lambda f: log.error("node {node}: stop not recorded ({err}); the others take its work "
                                            "after {to:g} s", node=n.name, err=f.getErrorMessage(), to=n.timeout_s))
+        d.addBoth(lambda _: self._unlock())
         return d
+
+    def _unlock(self) -> None:
+        """A gateway stopped inside a longer process (tests, `yihu drill`) lets go of the SQLite lock
+        it took; under `yihu run` the command holds it until the process ends."""
+        if self._sqlite_lock is not None:
+            from gateway.cluster.sqlite_lock import release
+            release(self._sqlite_lock)
+            self._sqlite_lock = None
 
     def health(self):
         if self.state != "up":

@@ -51,6 +51,10 @@ def register_tx(conn, name: str, host: str, pid: int, now: datetime, timeout_s: 
     if row is None:
         conn.execute(insert(nodes).values(name=name, host=host, pid=pid, started_at=now, heartbeat_at=now))
         return
+    if row.host == host and row.pid == pid and row.stopped_at is None:
+        # this very process registered already (`yihu run` claims the name before the reactor starts)
+        conn.execute(update(nodes).where(nodes.c.name == name).values(heartbeat_at=now))
+        return
     dead = gone is not None and row.stopped_at is None and gone(row.host, row.pid)
     if row.stopped_at is None and not dead and row.heartbeat_at >= _deadline(now, timeout_s):
         raise NodeNameTaken(f"gateway.node_name {name!r} is held by a live node (pid {row.pid} on {row.host}, "

@@ -31,10 +31,11 @@ def lock_path(url: str) -> Path | None:
 
 
 def hold(url: str) -> Path | None:
-    """Take the lock (idempotent within this process); DatabaseInUse when another process has it."""
+    """Take the lock (idempotent within this process); DatabaseInUse when another process has it.
+    Returns the lock file when this call took it (None: PostgreSQL, in memory, or already held)."""
     path = lock_path(url)
     if path is None or str(path) in _held:
-        return path
+        return None
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)     # not inherited by child processes
     try:
@@ -49,3 +50,11 @@ def hold(url: str) -> Path | None:
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _held[str(path)] = fd
     return path
+
+
+def release(path: Path) -> None:
+    """Let go of a lock taken by hold() (a gateway built and stopped inside a longer process: tests,
+    `yihu drill`); `yihu run` keeps its lock until the process ends."""
+    fd = _held.pop(str(path), None)
+    if fd is not None:
+        os.close(fd)

@@ -19,7 +19,7 @@ class YihuServiceMaker:
     def makeService(self, options):
         from twisted.internet import reactor
 
-        from gateway.cli import Fatal, _hold_sqlite, _load, _open_database, check_http_trust
+        from gateway.cli import Fatal, _claim_node_name, _hold_sqlite, _load, _open_database, check_http_trust
         from gateway.wiring import build_service
 
         class Args:
@@ -30,6 +30,7 @@ class YihuServiceMaker:
             cfg = _load(Args)
             _hold_sqlite(cfg)
             _open_database(cfg)
+            _claim_node_name(cfg)
             check_http_trust(cfg)
         except Fatal as e:
             raise SystemExit("\n".join(f"yihu: {line}" for line in e.lines)) from None
