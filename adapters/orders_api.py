@@ -157,7 +157,8 @@ def add_order_routes(router: Router, database, orders, clock, *, max_sms_parts: 
             if c is None:
                 raise ApiError(404, f"no open order {code}", field="code")
             return 200, {"order_code": code, "state": "closed", **c.as_dict()}
-        return database.run(close_order_tx, code, req.actor, now).addCallback(done)
+        from gateway.storage.retry import run_retrying_conflicts
+        return run_retrying_conflicts(database, close_order_tx, code, req.actor, now).addCallback(done)
 
     router.add("POST", "/orders", create, scope="dispatch", summary="create and send an order; 201 after COMMIT",
                body=ORDER_BODY, headers=(IDEMPOTENCY_KEY,),

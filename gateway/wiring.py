@@ -245,6 +245,10 @@ def build_service(config: Config, reactor) -> Gateway:
     wake.on("step", refresh)
     wake.on("call", caller.place_due)
     wake.on("sms", bank.dispatch)
+    # How old the oldest work due and not done is, database-wide (every node says the same)
+    from gateway.cluster.outbox import OutboxAges
+    ages = OutboxAges(reactor, db, every=max(cluster.heartbeat_s, 5.0))
+    CallbackService("outbox-ages", ages.start, ages.stop).setServiceParent(gw)
 
     # --- hotlines --------------------------------------------------------------------------
     from gateway.hotline.service import HotlineService

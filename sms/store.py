@@ -238,7 +238,9 @@ class SqlStore:
         """Up to `limit` open messages that are free or were a dead node's become this node's
         (skipping rows another node is claiming right now).  Each record says whose it was
         (`taken_from`: a dead node's name, or None)."""
-        return self._unit(self._claim, _now(now), claimer, limit, frozenset(exclude))
+        # A transaction of its own, not in the group commit: it locks only the rows it takes
+        # (SKIP LOCKED waits for none), so it can never deadlock with an order being closed.
+        return self.db.run(self._claim, _now(now), claimer, limit, frozenset(exclude))
 
     @classmethod
     def _claim(cls, conn, now, claimer: Claimer, limit, exclude):

@@ -263,3 +263,36 @@ def test_one_node_delivers_to_a_webhook_and_another_takes_its_cursor_over_when_i
     assert taken("webhook_cursor") == before + 1
     yield hooks[other].stop()
     tails[other].stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_oldest_work_due_and_not_done_is_reported_per_kind(database):
+    from gateway.cluster.outbox import OutboxAges
+    created = datetime(2026, 12, 1, 2, 0, tzinfo=timezone.utc)
+    oid = yield database.run(order_tx, created, 2)                 # deliveries queued, steps pending
+    clock = task.Clock()
+    ages = OutboxAges(clock, database)
+
+    def gauge(kind):
+        return metrics.OUTBOX_OLDEST.labels(kind=kind)._value.get()
+    clock.advance((created + timedelta(seconds=90)).timestamp())
+    yield ages.refresh()
+    assert gauge("delivery") == 90.0                # not handed on for 90 s
+    assert gauge("sms_segment") == gauge("call_attempt") == 0.0
+    first_due = yield database.run(lambda c: c.execute(select(func.min(escalation_steps.c.due_at))).scalar())
+    first_due = first_due if first_due.tzinfo else first_due.replace(tzinfo=timezone.utc)
+    assert gauge("escalation_step") == 0.0          # the first rung is not due yet
+    # 30 s after the first rung fell due, the deliveries handed on, a message waiting for a modem
+    at = first_due + timedelta(seconds=30)
+    yield database.run(lambda c: ostore.hand_deliveries_tx(c, oid, at - timedelta(seconds=20), EscalationConfig(),
+                                                           add_message_tx, stage_call_tx, claimer=A))
+    clock.advance(at.timestamp() - clock.seconds())
+    yield ages.refresh()
+    assert gauge("escalation_step") == 30.0
+    assert gauge("sms_segment") == 20.0 and gauge("call_attempt") == 20.0     # staged 20 s ago, still waiting
+    assert gauge("delivery") == 0.0
+    # the SMS went out and the calls were answered: nothing left of those kinds
+    yield database.run(lambda c: (c.execute(update(sms_messages).values(state="delivered")),
+                                  c.execute(update(call_attempts).values(state="answered"))))
+    yield ages.refresh()
+    assert gauge("sms_segment") == gauge("call_attempt") == 0.0

@@ -25,6 +25,23 @@ def is_transient(e: BaseException) -> bool:
     return isinstance(e, DBAPIError) and bool(getattr(e, "connection_invalidated", False))
 
 
+def is_conflict(e: BaseException) -> bool:
+    """PostgreSQL rolled the transaction back to break a deadlock (or a serialization conflict):
+    the same unit of work, run again, normally commits."""
+    return getattr(getattr(e, "orig", None), "sqlstate", None) in ("40P01", "40001")
+
+
+def run_retrying_conflicts(db, fn, *args, attempts: int = 3) -> defer.Deferred:
+    """db.run(fn, *args), run again (at most `attempts` in all) when PostgreSQL chose it as the
+    victim of a deadlock: several nodes and the modem bank write the same rows in their own order."""
+    def again(f, left):
+        if left > 1 and is_conflict(f.value):
+            log.warn("{what}: rolled back to break a deadlock; running it again", what=getattr(fn, "__name__", fn))
+            return db.run(fn, *args).addErrback(again, left - 1)
+        return f
+    return db.run(fn, *args).addErrback(again, attempts)
+
+
 def run_until_committed(db, clock, part: str, what: str, fn, *args, alarm_after: float = 30.0,
                         first_delay: float = 0.2, max_delay: float = 5.0) -> defer.Deferred:
     """db.run(fn, *args), again after each database fault; Deferred fires after the COMMIT."""
