@@ -104,3 +104,25 @@ def test_a_rolled_back_gap_is_given_up_after_a_while(pg_database):
     yield engine.refresh()
     assert engine._unseen == {}                                    # ... and then given up
     engine.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_step_still_uncommitted_when_the_engine_starts_is_found_at_its_first_refresh(pg_database):
+    db = pg_database
+    yield db.run(seed_directory_tx, 2)
+    clock = task.Clock()
+    clock.advance(NOW.timestamp())
+    cfg = EscalationConfig()
+    slow = db.engine.connect()
+    tx = slow.begin()
+    first = create_order_tx(slow, request("INC-SLOW", "PUB-01"), NOW, cfg, random.Random(1))
+    first_ots = order_team_ids(slow, first.order_id)
+    yield db.run(create_order_tx, request("INC-FAST", "PUB-02"), NOW, cfg, random.Random(2))
+    engine = EscalationEngine(db, clock, outbox=None, caller=None, cfg=cfg)
+    yield engine.start()                        # loads the committed order's steps only
+    assert not any(ot in engine.timers for ot in first_ots)
+    tx.commit()
+    slow.close()
+    yield engine.refresh()
+    assert all(ot in engine.timers for ot in first_ots)
+    engine.stop()

@@ -63,7 +63,21 @@ class LeasedPart(Part, service.Service):
         self._loop.clock = self.clock
         first = self._loop.start(self.node.heartbeat_s, now=False)
         first.addErrback(lambda f: log.failure("{lease}: lease loop stopped", f, lease=self.lease))
-        self.tick().addBoth(lambda _: ready.callback(None))
+
+        def tried(_):
+            # Fail fast: a singleton taken at start that cannot start stops the process (exit 2),
+            # like any other part; later failures show in /health and the lease is released.
+            d = defer.Deferred()
+
+            def settled(r):
+                if self.child_error is not None:
+                    d.errback(RuntimeError(f"{self.what}: {self.child_error}"))
+                else:
+                    d.callback(None)
+                return r
+            self._child.addBoth(settled)
+            return d
+        self.tick().addCallback(tried).chainDeferred(ready)
         return node
 
     def stopService(self):

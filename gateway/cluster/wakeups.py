@@ -33,11 +33,14 @@ KINDS = ("order", "sms", "call", "step", "reply")
 
 
 def notify_tx(conn, kind: str) -> None:
-    """Inside the transaction that committed work of `kind`: wake the nodes once it commits."""
+    """Inside the transaction that committed work of `kind`: wake the nodes once it commits.
+    Once per kind and transaction (a fan-out staging 80 messages sends one notification)."""
+    woken = conn.info.get(WAKE_KEY)          # set for a unit of work of this process's Database
+    if woken is not None and kind in woken:
+        return
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_notify(:channel, :kind)"), {"channel": CHANNEL, "kind": kind})
-    woken = conn.info.get(WAKE_KEY)
-    if woken is not None:            # a unit of work of this process's Database: wake here too
+    if woken is not None:                    # wake here too, after the COMMIT
         woken.add(kind)
 
 

@@ -54,6 +54,9 @@ class EscalationEngine:
     @defer.inlineCallbacks
     def start(self):
         pending, self._watermark = yield self.db.run(store.load_pending_tx, now(self.clock), self.claimer)
+        # The first refresh looks back over the last ids: a step with a lower id whose transaction
+        # was still open at this start (another node, the CLI) is found there, not by the auditor.
+        self._watermark = max(0, self._watermark - self.START_LOOKBACK)
         for ot, due in pending:
             self.timers.set(ot, due.timestamp())
         metrics.ESCALATION_PENDING.set(len(self.timers))
@@ -119,6 +122,7 @@ class EscalationEngine:
     # again for this long; past it the transaction surely ended (statement and idle-in-transaction
     # deadlines) and was rolled back, or the auditor finds its steps.
     UNSEEN_KEEP_S = 300.0
+    START_LOOKBACK = 1000
     UNSEEN_MAX = 10_000
 
     def refresh(self):
