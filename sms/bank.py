@@ -93,6 +93,8 @@ class SmsBank:
         self._sweep = None
         self._pool = True               # free messages may be waiting in the database
         self._claiming = False
+        self._unusable_since: float | None = None
+        self._last_empty = float("-inf")     # when a claim last found nothing
         self.store = store
         self.config = config
         self.messages: dict[int, _Message] = {}
@@ -194,6 +196,37 @@ class SmsBank:
     def _poll(self):
         if any(s.driver.healthy and not s.busy for s in self.slots.values()):
             self.poke()
+        self._release_if_unusable()
+
+    def _release_if_unusable(self):
+        """No usable modem for `affinity_wait`: the messages claimed here and not begun go back to
+        the pool, for a node whose modems work (a message with a part out waits for its modem)."""
+        if not self.started or not self.slots or any(s.driver.healthy for s in self.slots.values()):
+            self._unusable_since = None
+            return
+        now = self.reactor.seconds()
+        if self._unusable_since is None:
+            self._unusable_since = now
+        if now < self._unusable_since + self.config.affinity_wait:
+            return
+        held = [m for mid in self.queue if (m := self.messages.get(mid)) is not None and not m.active
+                and m.modem is None and m.segments and all(x["state"] == "queued" for x in m.segments)]
+        if not held:
+            return
+        for m in held:
+            m.active = True             # no worker takes it while it is being given back
+
+        def released(ids):
+            for m in held:
+                m.active = False
+                if m.id in ids:
+                    del self.messages[m.id]
+            self.queue = [mid for mid in self.queue if mid in self.messages]
+            if ids:
+                log.warn("SMS bank: no usable modem on node {node} for {t:.0f} s; {n} message(s) given back for "
+                         "another node", node=self.node, t=now - self._unusable_since, n=len(ids))
+        self.store.release(now, self.claimer, [m.id for m in held]).addCallbacks(
+            released, lambda f: (released(set()), log.failure("SMS bank: giving messages back failed", f)))
 
     def usable_modems(self) -> int:
         """Modems of this node that can take a message now (what `nodes.modems` reports)."""
@@ -381,7 +414,10 @@ class SmsBank:
     def _claim(self, healthy: dict, now: float):
         """Claim free messages for the modems left idle: as many as they can start now, no more,
         so that nodes sharing the database share the work by what their modems carry."""
-        if self._claiming or not self._pool or not self.started:
+        # After a claim found nothing, look again on a poke (work committed here, a wake-up) or
+        # at most every CLAIM_AGAIN_SECONDS when something dispatches (a wake-up may call dispatch).
+        if self._claiming or not self.started or (
+                not self._pool and now < self._last_empty + self.CLAIM_AGAIN_SECONDS):
             return
         idle = sum(1 for s in healthy.values() if not s.busy)
         waiting = sum(1 for mid in self.queue
@@ -398,10 +434,11 @@ class SmsBank:
                 rows = yield self.store.claim(now, self.claimer, want)
                 if len(rows) < want:
                     self._pool = False          # none left: until a poke or the next sweep
+                    self._last_empty = now
                 yield self._take_in(rows, "its node restarted during submission")
             except Exception:  # noqa: BLE001 - the next sweep tries again
                 log.failure("SMS bank: claiming queued messages failed; retrying at the next sweep")
-                self._pool = False
+                self._pool, self._last_empty = False, now
             finally:
                 self._claiming = False
             self.dispatch()
@@ -760,6 +797,7 @@ class SmsBank:
         log.failure("saving message {mid} failed", f, mid=m.id)
 
     CLAIM_POLL_SECONDS = 1.0
+    CLAIM_AGAIN_SECONDS = 0.25
     DEPTH_EVERY = 1.0       # seconds between recounts of the outbox depth
 
     def _update_gauges(self):

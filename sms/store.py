@@ -260,6 +260,22 @@ class SqlStore:
             rec["taken_from"] = was[rec["id"]]
         return out
 
+    def release(self, now: float, claimer: Claimer, ids):
+        """Give messages back to the pool (owner cleared) if they are still untouched: queued,
+        no part out.  Returns the ids given back."""
+        return self.db.run(self._release, claimer.node, list(ids))
+
+    @staticmethod
+    def _release(conn, node, ids):
+        m, s = t.sms_messages, t.sms_segments
+        touched = select(s.c.message_id).where(s.c.message_id.in_(ids), s.c.state != "queued")
+        q = select(m.c.id).where(m.c.id.in_(ids), m.c.owner_node == node, m.c.state == "queued",
+                                 m.c.id.not_in(touched))
+        free = conn.execute(q).scalars().all()
+        if free:
+            conn.execute(update(m).where(m.c.id.in_(free)).values(owner_node=None))
+        return set(free)
+
     @staticmethod
     def _with_segments(conn, rows):
         s = t.sms_segments
@@ -421,6 +437,13 @@ class MemoryStore:
             self.messages[rec["id"]]["owner_node"] = claimer.node
             rec["taken_from"] = None
         return defer.succeed(picked)
+
+    def release(self, now, claimer, ids):
+        free = {i for i in ids if self.messages[i].get("owner_node") == claimer.node
+                and all(x["state"] == "queued" for x in self.segments.values() if x["message_id"] == i)}
+        for i in free:
+            self.messages[i]["owner_node"] = None
+        return defer.succeed(free)
 
     def _open(self, which):
         out = []

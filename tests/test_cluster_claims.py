@@ -85,10 +85,15 @@ class Node:
 
 @defer.inlineCallbacks
 def quiet(nodes):
-    """Let what the banks handed to the database commit (it runs on the real reactor)."""
-    for _ in range(4):
-        yield task.deferLater(reactor, 0, lambda: None)
-        yield defer.DeferredList([n.idle() for n in nodes])
+    """Let what the banks handed to the database commit, their claims included (it runs on the
+    real reactor): the Clock stands still meanwhile, as a fast database would let it."""
+    for _ in range(1000):
+        for _ in range(3):
+            yield task.deferLater(reactor, 0, lambda: None)
+            yield defer.DeferredList([n.idle() for n in nodes])
+        if not any(n.alive and n.bank._claiming for n in nodes):
+            return
+        yield task.deferLater(reactor, 0.002, lambda: None)
 
 
 @defer.inlineCallbacks
@@ -335,3 +340,31 @@ def test_concurrent_claims_never_hand_the_same_message_to_both_nodes(database):
                                                .all()))
     for n, ids in got.items():
         assert all(owners[i] == n for i in ids)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_node_whose_modems_all_failed_gives_its_untouched_messages_back(database):
+    """A's only modem is unplugged: the alert it enqueued itself goes back to the pool after
+    sms.affinity_wait and B sends it; A never does."""
+    from twisted.internet.task import Clock
+    clock = Clock()
+    clock.advance(6_000_000)
+    a, b = Node("node-a", clock, database, 1, 1), Node("node-b", clock, database, 1, 2)
+    try:
+        yield a.start()
+        yield b.start()
+        yield ready(clock, [a, b])
+        a.emu.unplug(0)
+        yield drive(clock, [a, b], 2)
+        assert not any(s.driver.healthy for s in a.bank.slots.values())
+        mid = yield a.bank.enqueue(phone(3), "值班员：3号队无人应答，请电话联系", purpose="supervisor")
+        rs = yield rows(database)
+        assert [r["owner_node"] for r in rs] == ["node-a"]
+        yield drive(clock, [a, b], cfg().affinity_wait - 1.5)
+        assert [r["owner_node"] for r in (yield rows(database))] == ["node-a"]     # waits for its modem first
+        assert (yield drive(clock, [a, b], 10, until=lambda: all_final(database, 1)))
+        assert [r["owner_node"] for r in (yield rows(database))] == ["node-b"]
+        assert list(b.emu.network.parts) == [phone(3)] and not a.emu.network.parts
+        assert a.bank.message_state(mid) is None
+    finally:
+        stop(a, b)
