@@ -10,7 +10,8 @@ from twisted.internet import defer, reactor
 
 from gateway.ami import AmiLink
 from gateway.ami.emulator.pbx import EmulatedPbx
-from gateway.ami.testing import CollectingSink, database_busy, run_deferred, run_until, test_clock
+from gateway.ami.testing import CollectingSink, database_busy, run_deferred, run_until
+from gateway.ami.testing import test_clock as make_clock
 from gateway.cluster.singleton import LeasedPart
 from gateway.hotline.feed import AmiEventFeed
 from gateway.hotline.service import HotlineService
@@ -61,7 +62,7 @@ class GatewayNode:
 
 @pytest.fixture
 def clock():
-    return test_clock()
+    return make_clock()
 
 
 @pytest.fixture

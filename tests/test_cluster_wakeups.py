@@ -97,3 +97,60 @@ def test_in_process_wake_ups_follow_the_commit(database):
     yield defer.succeed(None)
     assert step["count"] == 1            # one wake-up per kind and commit, not one per row
     assert calls["count"] == 0           # rolled back: nobody woken
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+@pytest_twisted.inlineCallbacks
+def test_an_order_committed_by_another_process_is_handed_on_at_once_not_at_the_next_sweep(migrated_url):
+    """The fan-out sweeps every 60 s here: only the NOTIFY of the order's commit can make it quick."""
+    import random
+    from datetime import datetime, timezone
+
+    from sqlalchemy import func, select
+
+    from gateway.config import load_config
+    from gateway.escalation.config import EscalationConfig
+    from gateway.orders.order import OrderRequest, Target
+    from gateway.orders.store import create_order_tx
+    from gateway.storage.pool import make_engine
+    from gateway.storage.schema import deliveries
+    from gateway.wiring import build_service
+    from tests._orders_rig import seed_directory_tx
+    cfg = load_config(None, {"gateway": {"database_url": migrated_url}, "http": {"port": 0},
+                             "ami": {"enabled": False}, "ivr": {"enabled": False},
+                             "escalation": {"refresh_seconds": 60.0}})
+    other = make_engine(migrated_url)          # the CLI, or another node
+    with other.begin() as conn:
+        seed_directory_tx(conn, 2)
+    gw = build_service(cfg, reactor)
+    gw.startService()
+    try:
+        yield gw.started
+        connected = defer.Deferred()
+        if gw.wakeup_listener.connected:
+            connected.callback(None)
+        else:
+            gw.wakeup_listener.on_connected.append(lambda: connected.called or connected.callback(None))
+        yield within(connected)
+        yield gw.fanout.send()                 # the start's own sweep is over: the next one is 60 s away
+        with other.begin() as conn:
+            req = OrderRequest("INC-NOTIFY", "rescue", "白塔镇山体滑坡，速派人员", Target("teams", ("PUB-01",)),
+                               "same_township", created_by="cli:test")
+            create_order_tx(conn, req, datetime.now(timezone.utc), EscalationConfig(), random.Random(7))
+        other.dispose()
+
+        def handed(conn):
+            return conn.execute(select(func.count()).select_from(deliveries)
+                                .where(deliveries.c.handed_at.is_not(None))).scalar()
+        box = {"n": 0}
+
+        def check():
+            gw.database.run(handed).addCallback(lambda n: box.__setitem__("n", n))
+            return box["n"] > 0
+        from gateway.ami.testing import wait_for
+        yield wait_for(reactor, check, timeout=10.0, interval=0.1,
+                       what="the deliveries handed to the outbox")
+        assert gw.wakeups.woken["order"] >= 1
+    finally:
+        yield gw.stopService()
+        gw.database.stop()

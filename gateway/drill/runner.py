@@ -159,12 +159,16 @@ class DrillRun:
 
 def drill_config(cfg, speed: float):
     """The configuration a drill runs with at `speed`: the center's rules unchanged; only the
-    transport watchdogs (AMI, modem and FastAGI answers), which guard against dead peers in real
-    seconds, are stretched by the speed so that a loaded machine does not look like a dead peer.
+    transport watchdogs (AMI, modem and FastAGI answers) and the node's heartbeat, which guard against
+    dead peers in real seconds, are stretched by the speed so that a loaded machine does not look like a dead peer.
     No speech synthesis (the emulated phones do not listen)."""
     from dataclasses import replace
     ami = replace(cfg.ami, action_timeout_s=cfg.ami.action_timeout_s * speed,
                   ping_interval_s=cfg.ami.ping_interval_s * speed, ping_timeout_s=cfg.ami.ping_timeout_s * speed)
     sms = replace(cfg.sms, command_timeout=cfg.sms.command_timeout * speed, prompt_timeout=cfg.sms.prompt_timeout * speed,
                   submit_timeout=cfg.sms.submit_timeout * speed)
-    return replace(cfg, sections={**cfg.sections, "ami": ami, "sms": sms, "ivr": replace(cfg.ivr, speech=False)})
+    # The node's heartbeat and leases too: in real seconds, not 20 transactions a second at speed 60.
+    cluster = replace(cfg.cluster, node_timeout_s=cfg.cluster.node_timeout_s * speed,
+                      heartbeat_s=cfg.cluster.heartbeat_s * speed)
+    return replace(cfg, sections={**cfg.sections, "ami": ami, "sms": sms, "ivr": replace(cfg.ivr, speech=False),
+                                  "cluster": cluster})
