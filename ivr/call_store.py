@@ -133,13 +133,16 @@ def ringing_tx(conn, attempt_id: int, now: datetime) -> None:
                                                                                        updated_at=now))
 
 
-def in_flight_tx(conn, now: datetime | None = None, claimer: Claimer | None = None) -> tuple[list[Attempt], int]:
+def in_flight_tx(conn, now: datetime | None = None, claimer: Claimer | None = None,
+                 dead_only: bool = False) -> tuple[list[Attempt], int]:
     """Attempts in flight to reconcile: this node's and those of dead nodes (taken over: this
-    node's from now on), never a live node's.  Returns (attempts, how many were a dead node's)."""
+    node's from now on), never a live node's; `dead_only`: the periodic takeover.  Returns
+    (attempts, how many were a dead node's)."""
     a = call_attempts
     if claimer is None:
         return _attempts(conn, a.c.state.in_(IN_FLIGHT)), 0
-    rows = _attempts(conn, a.c.state.in_(IN_FLIGHT) & claimer.mine_or_dead(a.c.owner_node, now), lock=True)
+    which = claimer.dead_not_me(a.c.owner_node, now) if dead_only else claimer.mine_or_dead(a.c.owner_node, now)
+    rows = _attempts(conn, a.c.state.in_(IN_FLIGHT) & which, lock=True)
     dead = set(conn.execute(select(a.c.id).where(a.c.id.in_([r.id for r in rows]),
                                                  claimer.dead_not_me(a.c.owner_node, now))).scalars()) if rows else set()
     if rows:

@@ -79,7 +79,7 @@ class OrderCaller:
         self.reactor = reactor
         self.claimer = claimer or Claimer()     # this node: the attempts it places are written as its own
         # attempts in flight on a dead node are looked for this often (reconciled, then the retry policy)
-        self.reconcile_seconds = min(self.RECONCILE_SECONDS, takeover_seconds or self.RECONCILE_SECONDS)
+        self.takeover_seconds = takeover_seconds
         self.write_alarm_s = write_alarm_s
         self.originator = originator      # IOriginator (the AmiLink in the gateway)
         self.db = db
@@ -103,8 +103,12 @@ class OrderCaller:
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self):
-        for fn, every, now in ((self.place_due, self.POLL_SECONDS, True),
-                               (lambda: self._guard(self.reconcile()), self.reconcile_seconds, False)):
+        loops = [(self.place_due, self.POLL_SECONDS, True),
+                 (lambda: self._guard(self.reconcile()), self.RECONCILE_SECONDS, False)]
+        if self.takeover_seconds:
+            # only dead nodes' attempts: this node's own are never in doubt while it places them
+            loops.append((lambda: self._guard(self.reconcile(dead_only=True)), self.takeover_seconds, False))
+        for fn, every, now in loops:
             loop = task.LoopingCall(fn)
             loop.clock = self.reactor
             loop.start(every, now=now)
@@ -248,11 +252,12 @@ class OrderCaller:
 
     # --- reconciliation -------------------------------------------------------------------------
     @defer.inlineCallbacks
-    def reconcile(self):
-        """Attempts in flight that nobody here awaits: follow their channel, or record unknown."""
+    def reconcile(self, dead_only: bool = False):
+        """Attempts in flight that nobody here awaits: follow their channel, or record unknown
+        (`dead_only`: those of dead nodes only, taken over)."""
         if not self._link_up():
             return
-        rows, taken = yield self.db.run(cs.in_flight_tx, self._now(), self.claimer)
+        rows, taken = yield self.db.run(cs.in_flight_tx, self._now(), self.claimer, dead_only)
         if taken:
             metrics.WORK_TAKEN_OVER.labels(kind="call_attempt").inc(taken)
             log.warn("order calls: {n} attempt(s) in flight on dead nodes taken over; reconciling them", n=taken)
