@@ -240,7 +240,13 @@ class SqlStore:
         (`taken_from`: a dead node's name, or None)."""
         # A transaction of its own, not in the group commit: it locks only the rows it takes
         # (SKIP LOCKED waits for none), so it can never deadlock with an order being closed.
-        return self.db.run(self._claim, _now(now), claimer, limit, frozenset(exclude))
+        # Through a database outage it is tried again like the other writes (and raises the alarm).
+        args = (_now(now), claimer, limit, frozenset(exclude))
+        if self.clock is None:
+            return self.db.run(self._claim, *args)
+        from gateway.storage.retry import run_until_committed
+        return run_until_committed(self.db, self.clock, "sms", f"claim of up to {limit} message(s)", self._claim,
+                                   *args, alarm_after=self.alarm_after)
 
     @classmethod
     def _claim(cls, conn, now, claimer: Claimer, limit, exclude):
