@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -146,7 +147,6 @@ def commit_order(url: str, n: int, voice: bool = True, escalation=None) -> tuple
             created = create_order_tx(conn, req, datetime.now(timezone.utc), escalation or EscalationConfig(),
                                       random.Random(n))
         assert len(created.team_ids) == 40
-        import time
         return created.code, time.time()
     finally:
         engine.dispose()
@@ -321,8 +321,9 @@ def open_messages_of(url: str, node: str) -> list[dict]:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            return rows(conn, "SELECT id, phone, text, parts FROM sms_messages "
-                              f"WHERE owner_node = '{node}' AND state IN ('queued', 'sending')")
+            return [dict(r._mapping) for r in conn.execute(
+                text("SELECT id, phone, text, parts FROM sms_messages "
+                     "WHERE owner_node = :node AND state IN ('queued', 'sending')"), {"node": node})]
     except Exception:  # noqa: BLE001 - no owner_node column: nobody owns anything
         return []
     finally:
