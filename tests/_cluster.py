@@ -344,4 +344,5 @@ def takeover_seconds(nodes, dead: str, killed_at: float, owned: list[dict]) -> d
     times = sorted(e["at"] - killed_at for e in taken)
     return {"owned_by_dead": len(owned), "messages_finished_by_survivor":
             len({(e["phone"], e["reference"], e["parts"]) for e in taken}),
+            "segments_by_survivor": len(taken),
             "first_s": times[0] if times else None, "last_s": times[-1] if times else None}
