@@ -9,10 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
+from tests._debian import ensure_packages
 
 PACKAGES = ("chromium", "chromium-driver", "fonts-noto-cjk")
 CJK_FONT_DIR = Path("/usr/share/fonts/opentype/noto")
@@ -29,15 +28,7 @@ def _missing() -> list[str]:
 
 
 def ensure_chromium() -> None:
-    missing = _missing()
-    if missing and shutil.which("apt-get") and os.geteuid() == 0:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-q"], env=env, check=False, capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "-q", *PACKAGES], env=env, check=False, capture_output=True)
-        missing = _missing()
-    if missing:
-        pytest.fail(f"browser tests need the Debian packages {', '.join(missing)} "
-                    f"(apt-get install {' '.join(PACKAGES)}); they never skip", pytrace=False)
+    ensure_packages(PACKAGES, _missing, "browser tests")
 
 
 def start_chromium():

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import shlex
 import shutil
@@ -25,6 +24,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests._debian import ensure_tools
 
 from tests._gateway_process import GatewayProcess, pause
 from tests.secrets import UNIT_AMI_SECRET, WRONG_AMI_SECRET
@@ -44,17 +45,8 @@ TEST_SECRET = UNIT_AMI_SECRET        # not the emulators' default: a secret file
 # --- promtool ----------------------------------------------------------------------------------
 
 def promtool() -> str:
-    exe = shutil.which("promtool")
-    if exe is None and shutil.which("apt-get") and os.geteuid() == 0:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-q"], env=env, check=False, capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "prometheus"],
-                       env=env, check=False, capture_output=True)
-        exe = shutil.which("promtool")
-    if exe is None:
-        pytest.fail("the deploy tests need promtool, from the Debian package prometheus "
-                    "(apt-get install prometheus); they never skip", pytrace=False)
-    return exe
+    ensure_tools({"promtool": "prometheus"}, "the deploy tests", recommends=False)
+    return shutil.which("promtool")
 
 
 def run_promtool(*args) -> subprocess.CompletedProcess:
