@@ -330,6 +330,15 @@ def open_messages_of(url: str, node: str) -> list[dict]:
         engine.dispose()
 
 
+def claimed_after(survivor, dead: str, killed_at: float) -> float | None:
+    """Seconds from the kill to the survivor's SMS bank taking the dead node's messages (its log
+    line, the survivor process's own clock), or None."""
+    from datetime import datetime
+    taken = [datetime.fromisoformat(r["time"]).timestamp() for r in survivor.records()
+             if r.get("namespace") == "sms.bank" and r.get("dead") == dead]
+    return min(taken) - killed_at if taken else None
+
+
 def takeover_seconds(nodes, dead: str, killed_at: float, owned: list[dict]) -> dict:
     """Seconds from the kill to the first and the last segment a survivor sent of the messages the
     dead node owned, unfinished, when it was killed (from the survivors' journals)."""

@@ -26,12 +26,11 @@ import subprocess
 import sys
 import time
 import tomllib
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from tests._cluster import (Node, assert_exactly_once, audit, commit_order, free_port, network_sms, open_messages_of,
+from tests._cluster import (claimed_after, Node, assert_exactly_once, audit, commit_order, free_port, network_sms, open_messages_of,
                             prepare, start_cluster, takeover_seconds, wait_for, wait_until_final)
 from tests._gateway_process import ROOT, GatewayProcess, config_text, pause
 
@@ -103,10 +102,7 @@ def run_kill(pbx, nodes, url, kill_after_segments: int) -> dict:
     owned = open_messages_of(url, b.name)
     report = finish_and_audit(pbx, nodes, url)
     report["takeover"] = takeover_seconds(nodes, b.name, killed_at, owned)
-    # when node-a took node-b's messages: its bank's log line (the process's own clock)
-    taken = [datetime.fromisoformat(r["time"]).timestamp() for r in a.records()
-             if r.get("namespace") == "sms.bank" and r.get("dead") == b.name]
-    report["takeover"]["claimed_s"] = min(taken) - killed_at if taken else None
+    report["takeover"]["claimed_s"] = claimed_after(a, b.name, killed_at)     # node-a took node-b's messages
     return report
 
 
