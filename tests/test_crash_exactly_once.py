@@ -25,7 +25,8 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from tests._gateway_process import ORDER_TEXT, ROSTER, GatewayProcess, OutageProxy, SqliteOutage, pause
+from tests._cluster import prepare       # migrate, then the roster of the 40 teams
+from tests._gateway_process import ORDER_TEXT, GatewayProcess, OutageProxy, SqliteOutage, pause
 
 OUTAGE_SECONDS = 30.0
 
@@ -35,17 +36,6 @@ NON_FINAL = {"deliveries": ("queued", "requested", "handing", "calling"),
 
 
 # --- the database side, through the test's own queries ----------------------------------------
-def prepare(url: str) -> None:
-    from gateway.directory.roster import read_roster
-    from gateway.directory.store import import_roster
-    from gateway.storage.migrate import upgrade
-    upgrade(url)
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        import_roster(conn, read_roster(ROSTER), source="roster", actor="test")
-    engine.dispose()
-
-
 def commit_order(url: str, n: int) -> str:
     """What `yihu order send --target all --voice` commits; the running gateway sends it."""
     from gateway.escalation.config import EscalationConfig
