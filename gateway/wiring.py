@@ -328,7 +328,8 @@ def build_service(config: Config, reactor) -> Gateway:
                                                              recordings_dir=str(recordings)),
                                        tokens=token_gate, nuisance_notice=notices,
                                        pins=MemberPins(db, refusals),
-                                       peers=PeerGate(ivr_cfg.allowed_peers, refusals))
+                                       peers=PeerGate(ivr_cfg.allowed_peers, refusals),
+                                       env_timeout=ivr_cfg.env_timeout_s, command_timeout=ivr_cfg.command_timeout_s)
         gw.fastagi_factory = factory
         endpoint = serverFromString(reactor, f"tcp:{ivr_cfg.port}:interface={ivr_cfg.interface}")
         fastagi = ListeningService(endpoint, factory, "fastagi")

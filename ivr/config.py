@@ -24,6 +24,8 @@ class IvrSection:
     token_secret: str = ""                # HMAC key of order-call tokens, never logged; empty: DATA_DIR/ivr-token.key
     token_grace_s: float = 120.0          # an order-call token is valid for the ring time plus this
     refusal_window_s: float = 60.0        # refused connections from one address: one log line and audit row per window
+    env_timeout_s: float = 5.0            # a FastAGI connection that sends no agi_ environment within this is closed
+    command_timeout_s: float = 10.0       # Asterisk's answer to a non-media AGI command; none in time: the session is out of step, closed
 
     def __post_init__(self):
         if "{national}" not in self.channel_template and "{phone}" not in self.channel_template:
@@ -36,3 +38,5 @@ class IvrSection:
             raise ValueError("token_secret must be at least 16 characters (or empty: the gateway makes one)")
         if self.token_grace_s <= 0 or self.refusal_window_s <= 0:
             raise ValueError("token_grace_s and refusal_window_s must be positive")
+        if self.env_timeout_s <= 0 or self.command_timeout_s <= 0:
+            raise ValueError("env_timeout_s and command_timeout_s must be positive")

@@ -170,5 +170,7 @@ def drill_config(cfg, speed: float):
     # The node's heartbeat and leases too: in real seconds, not 20 transactions a second at speed 60.
     cluster = replace(cfg.cluster, node_timeout_s=cfg.cluster.node_timeout_s * speed,
                       heartbeat_s=cfg.cluster.heartbeat_s * speed)
-    return replace(cfg, sections={**cfg.sections, "ami": ami, "sms": sms, "ivr": replace(cfg.ivr, speech=False),
+    ivr = replace(cfg.ivr, speech=False, env_timeout_s=cfg.ivr.env_timeout_s * speed,
+                  command_timeout_s=cfg.ivr.command_timeout_s * speed)
+    return replace(cfg, sections={**cfg.sections, "ami": ami, "sms": sms, "ivr": ivr,
                                   "cluster": cluster})
