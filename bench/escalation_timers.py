@@ -58,11 +58,13 @@ def load_average() -> str:
 def run_logged(tmp, measure):
     """Run `measure(reactor)` (a coroutine) on the real reactor, the log to a file as in service."""
     from twisted.internet import defer, task
-    from twisted.logger import globalLogBeginner, textFileLogObserver
-    # Log as the gateway does (to a file), not into Twisted's start-up buffer: 64k buffered
-    # events would be garbage-collector work the gateway never has.
+    from twisted.logger import globalLogBeginner
+
+    from gateway.logs import make_observer
+    # Log as the gateway does (its observer and level, to a file), not into Twisted's start-up
+    # buffer: 64k buffered events would be garbage-collector work the gateway never has.
     with open(f"{tmp}/gateway.log", "w") as logf:
-        globalLogBeginner.beginLoggingTo([textFileLogObserver(logf)], redirectStandardIO=False)
+        globalLogBeginner.beginLoggingTo([make_observer("text", "info", logf)], redirectStandardIO=False)
         task.react(lambda reactor: defer.ensureDeferred(measure(reactor)))
 
 
