@@ -39,7 +39,7 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 
-from bench.database import add_arguments, advance_sequences, bench_database
+from bench.database import add_arguments, advance_sequences, analyze, bench_database
 
 BASE = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)     # 10:00 in Shanghai: day limits
 
@@ -136,6 +136,7 @@ def populate(url, n_orders, n_teams, seed, spread):
     for k0 in range(0, n_orders, 100):
         db.run_sync(orders_tx, k0, min(n_orders, k0 + 100))
     db.run_sync(advance_sequences, (orders, order_teams))
+    analyze(db)
     db.engine.dispose()
     print(f"populated {n_orders} orders x {n_teams} teams in {time.perf_counter() - t0:.1f} s", flush=True)
     return codes

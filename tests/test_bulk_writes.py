@@ -147,3 +147,20 @@ def test_among_finds_the_same_rows_as_a_list_would_for_every_batch_size(migrated
     out, named, listed = run(migrated_url, read)
     assert out == [[], [ots[1]], sorted(ots), sorted(ots)]
     assert named == listed == [ots[0]]
+
+
+def test_updated_text_reads_back_exactly_whatever_it_holds(migrated_url):
+    awkward = AWKWARD + ["NULL", "{a,b}", 'say "到达"', "", "a\\", "x,y", " padded "]
+    ots = order_team_ids(migrated_url, 1)
+
+    def write(conn):
+        ids = insert_returning_ids(conn, escalation_steps, [
+            dict(order_team_id=ots[0], stage="receipt", step=i, action="sms_again", due_at=T0, state="pending")
+            for i in range(len(awkward) + 1)])
+        bulk_update(conn, escalation_steps, ("id",),
+                    [dict(id=i, reason=r, fired_at=T0 + timedelta(seconds=n)) for n, (i, r) in enumerate(zip(ids, awkward))]
+                    + [dict(id=ids[-1], reason=None, fired_at=None)])
+        return ids
+    ids = run(migrated_url, write)
+    got = run(migrated_url, lambda c: {r.id: (r.reason, r.fired_at) for r in c.execute(select(escalation_steps))})
+    assert [got[i] for i in ids] == [(r, T0 + timedelta(seconds=n)) for n, r in enumerate(awkward)] + [(None, None)]

@@ -13,6 +13,8 @@ datetimes, JSON), as SQLAlchemy's INSERT would.  Elsewhere (SQLite, whose execut
 in-process) the plain executemany."""
 from __future__ import annotations
 
+from datetime import date, datetime
+
 from sqlalchemy import any_, bindparam, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
@@ -38,6 +40,30 @@ def pairs_among(conn, columns: tuple, pairs):
             *[f"v{i}" for i in range(len(columns))]).render_derived()
         return tuple_(*columns).in_(select(*listed.c))
     return tuple_(*columns).in_(pairs)
+
+
+def _element(v) -> str:
+    if v is None:
+        return "NULL"
+    if v is True or v is False:
+        return "t" if v else "f"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (datetime, date)):
+        return '"' + v.isoformat() + '"'
+    raise TypeError(type(v).__name__)
+
+
+def _array_literal(values: list):
+    """A PostgreSQL array's text form ('{1,NULL,"a \\"b\\""}') for a cast to TYPE[]: a join of
+    strings, where psycopg would dump the list element by element in Python (a quarter of a
+    batch's writing time).  Other element types go to psycopg as the list itself."""
+    try:
+        return "{" + ",".join(map(_element, values)) + "}"
+    except TypeError:
+        return values
 
 
 def _processors(conn, table, names):
@@ -118,7 +144,7 @@ def bulk_update(conn, table, keys: tuple[str, ...], rows: list[dict], where: dic
     sets = [n for n in names if n not in keys]
     if _pg(conn):
         procs = _processors(conn, table, names)
-        arrays = [[p(r[n]) if p is not None and r[n] is not None else r[n] for r in rows]
+        arrays = [_array_literal([p(r[n]) if p is not None and r[n] is not None else r[n] for r in rows])
                   for n, p in zip(names, procs)]
         dialect = conn.dialect
         casts = [table.c[n].type.compile(dialect=dialect) for n in names]
