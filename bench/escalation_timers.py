@@ -250,11 +250,9 @@ async def measure(reactor, url, args, logf_name):
     await engine.start()
     load_s = time.perf_counter() - t0
     if not args.no_gc_freeze:
-        # What a long-running server does after start-up (and what the gateway's entry point
-        # should do): the start-up objects are moved out of the collector's way, so a full
-        # collection walks only what was made since.  Without it: --no-gc-freeze.
-        gc.collect()
-        gc.freeze()
+        # What the gateway does once started (gateway/heap.py).  Without it: --no-gc-freeze.
+        from gateway.heap import settle_after_start
+        settle_after_start()
     rss_loaded = rss_mb()
     print(f"engine started: {len(engine.timers)} team timers rebuilt from the database in {load_s:.1f} s; "
           f"RSS {rss_before:.0f} MB before, {rss_loaded:.0f} MB with the timers")

@@ -37,14 +37,14 @@ import sys
 import tempfile
 import time
 from collections import defaultdict, deque
-from datetime import datetime, timezone
 
 from bench.database import add_arguments, bench_database
 from bench.escalation_timers import BASE, ShiftedClock, load_average, percentile, run_logged
 
+
 async def measure(reactor, url, args):
     from sqlalchemy import select
-    from twisted.internet import defer, task
+    from twisted.internet import task
     from zope.interface import implementer
 
     from gateway.escalation.config import EscalationConfig
@@ -85,6 +85,8 @@ async def measure(reactor, url, args):
     bank.inbound.sink = feedback
     codes = await db.run(lambda c: c.execute(select(orders.c.code)).scalars().all())
     await escalation.start()
+    from gateway.heap import settle_after_start
+    settle_after_start()            # what the gateway does once its parts have started (gateway/cli.py)
     print(f"escalation engine: {len(escalation.timers)} team timers loaded")
 
     rng = random.Random(args.seed)
