@@ -55,3 +55,11 @@ def advance_sequences(conn, tables) -> None:
     for t in tables:
         top = conn.execute(select(func.max(t.c.id))).scalar() or 0
         conn.execute(text("SELECT setval(pg_get_serial_sequence(:t, 'id'), :v, true)"), {"t": t.name, "v": max(top, 1)})
+
+
+def analyze(db) -> None:
+    """After the fill: the planner's statistics, as autovacuum keeps them on a database in service
+    (a table filled a moment ago looks empty to the planner until then)."""
+    from sqlalchemy import text
+    with db.engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))

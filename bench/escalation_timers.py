@@ -39,7 +39,7 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 
-from bench.database import add_arguments, advance_sequences, bench_database
+from bench.database import add_arguments, advance_sequences, analyze, bench_database
 
 BASE = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)     # 10:00 in Shanghai: day limits
 
@@ -58,11 +58,13 @@ def load_average() -> str:
 def run_logged(tmp, measure):
     """Run `measure(reactor)` (a coroutine) on the real reactor, the log to a file as in service."""
     from twisted.internet import defer, task
-    from twisted.logger import globalLogBeginner, textFileLogObserver
-    # Log as the gateway does (to a file), not into Twisted's start-up buffer: 64k buffered
-    # events would be garbage-collector work the gateway never has.
+    from twisted.logger import globalLogBeginner
+
+    from gateway.logs import make_observer
+    # Log as the gateway does (its observer and level, to a file), not into Twisted's start-up
+    # buffer: 64k buffered events would be garbage-collector work the gateway never has.
     with open(f"{tmp}/gateway.log", "w") as logf:
-        globalLogBeginner.beginLoggingTo([textFileLogObserver(logf)], redirectStandardIO=False)
+        globalLogBeginner.beginLoggingTo([make_observer("text", "info", logf)], redirectStandardIO=False)
         task.react(lambda reactor: defer.ensureDeferred(measure(reactor)))
 
 
@@ -134,6 +136,7 @@ def populate(url, n_orders, n_teams, seed, spread):
     for k0 in range(0, n_orders, 100):
         db.run_sync(orders_tx, k0, min(n_orders, k0 + 100))
     db.run_sync(advance_sequences, (orders, order_teams))
+    analyze(db)
     db.engine.dispose()
     print(f"populated {n_orders} orders x {n_teams} teams in {time.perf_counter() - t0:.1f} s", flush=True)
     return codes
@@ -247,11 +250,9 @@ async def measure(reactor, url, args, logf_name):
     await engine.start()
     load_s = time.perf_counter() - t0
     if not args.no_gc_freeze:
-        # What a long-running server does after start-up (and what the gateway's entry point
-        # should do): the start-up objects are moved out of the collector's way, so a full
-        # collection walks only what was made since.  Without it: --no-gc-freeze.
-        gc.collect()
-        gc.freeze()
+        # What the gateway does once started (gateway/heap.py).  Without it: --no-gc-freeze.
+        from gateway.heap import settle_after_start
+        settle_after_start()
     rss_loaded = rss_mb()
     print(f"engine started: {len(engine.timers)} team timers rebuilt from the database in {load_s:.1f} s; "
           f"RSS {rss_before:.0f} MB before, {rss_loaded:.0f} MB with the timers")

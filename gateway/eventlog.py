@@ -36,6 +36,7 @@ from functools import cached_property
 from sqlalchemy import delete, func, insert, select, text
 
 from gateway.mode import mark_drill
+from gateway.storage.bulk import among, bulk_insert
 from gateway.storage.schema import event_log, orders
 
 UTC = timezone.utc
@@ -80,7 +81,7 @@ def _drill_orders(conn, events: list[tuple]) -> frozenset:
     ids = {e[1]["order_id"] for e in events if isinstance(e[1].get("order_id"), int) and "drill" not in e[1]}
     if not ids:
         return frozenset()
-    return frozenset(conn.execute(select(orders.c.id).where(orders.c.id.in_(ids), orders.c.drill.is_(True)))
+    return frozenset(conn.execute(select(orders.c.id).where(among(conn, orders.c.id, ids), orders.c.drill.is_(True)))
                      .scalars())
 
 
@@ -106,7 +107,7 @@ def record_events(conn, events: list[tuple], at: datetime | None = None) -> list
                                 "IS NOT NULL"), {"n": len(rows)}).scalars().all()
         for row, id_ in zip(rows, ids):
             row["id"] = id_
-        conn.execute(insert(event_log), rows)
+        bulk_insert(conn, event_log, rows)
     else:
         ids = [conn.execute(insert(event_log).values(**row)).inserted_primary_key[0] for row in rows]
     pending = conn.info.get(PENDING_KEY)       # set by Database for its units of work

@@ -156,8 +156,9 @@ class InboundProcessor:
         self.delivered.append(sms)
         if self.sink is None:
             return
-        log.info("{modem}: SMS from {sender} (raw {rid}) to the feedback engine", modem=sms.modem,
-                 sender=sms.sender, rid=sms.raw_id)
+        # debug: the feedback engine's own line names the reply and its raw row (one info line a reply)
+        log.debug("{modem}: SMS from {sender} (raw {rid}) to the feedback engine", modem=sms.modem,
+                  sender=sms.sender, rid=sms.raw_id)
         try:
             d = defer.maybeDeferred(self.sink.sms_received, sms)
         except Exception:  # noqa: BLE001

@@ -34,11 +34,16 @@ class Deliver:
     sender: str
     text: str
     smsc: str | None
-    timestamp: datetime | None
+    scts: bytes                    # TP-SCTS as sent (7 octets); `timestamp` reads it
     encoding: str                  # gsm7 / ucs2 / 8bit
     concat: Concat | None = None
     udh: bytes = b""
     note: str = ""                 # e.g. the modem announced a wrong length
+
+    @property
+    def timestamp(self) -> datetime | None:
+        """The network's time stamp; read on demand (the gateway times a reply by its own clock)."""
+        return _scts_time(self.scts)
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,10 @@ def _address(r: _Reader, what: str, smsc: bool = False) -> str | None:
 
 
 def _timestamp(r: _Reader, what: str) -> datetime | None:
-    raw = r.take(7, what)
+    return _scts_time(r.take(7, what))
+
+
+def _scts_time(raw: bytes) -> datetime | None:
     try:
         return gp._decodeTimestamp(iter(bytearray(raw)))
     except (ValueError, IndexError, TypeError, StopIteration):
@@ -217,14 +225,14 @@ def decode(pdu_hex: str | bytes, tpdu_length: int | None = None) -> Deliver | St
         sender = _address(r, "originating address")
         r.byte("TP-PID")
         dcs = r.byte("TP-DCS")
-        ts = _timestamp(r, "TP-SCTS")
+        scts = r.take(7, "TP-SCTS")
         enc, text, concat, udh = _user_data(r, first, dcs)
-        return Deliver(sender=sender or "", text=text, smsc=smsc, timestamp=ts, encoding=enc,
+        return Deliver(sender=sender or "", text=text, smsc=smsc, scts=scts, encoding=enc,
                        concat=concat, udh=udh, note=note)
     if mti == 0x02:
         mr = r.byte("TP-MR")
         recipient = _address(r, "recipient address")
-        _timestamp(r, "TP-SCTS")
+        r.take(7, "TP-SCTS")
         discharge = _timestamp(r, "TP-DT")
         st = r.byte("TP-ST")
         return StatusReport(mr=mr, recipient=recipient or "", status=st, smsc=smsc, discharge=discharge)

@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 
 from gateway.cluster.claims import Claimer, skip_locked
 from gateway.storage import schema as t
-from gateway.storage.bulk import insert_returning_ids
+from gateway.storage.bulk import among, insert_returning_ids
 from gateway.storage.pool import DatabaseDeadline
 from sms import encoding, policy
 
@@ -465,7 +465,7 @@ class SqlStore:
         seen: dict[tuple, int] = {}
         if digests:
             for r in conn.execute(select(ir.c.id, ir.c.raw_sha256, ir.c.source, ir.c.raw, ir.c.channel)
-                                  .where(ir.c.raw_sha256.in_(digests)).order_by(ir.c.id)):
+                                  .where(among(conn, ir.c.raw_sha256, digests)).order_by(ir.c.id)):
                 seen.setdefault((r.raw_sha256, r.source, bytes(r.raw) if r.raw is not None else None, r.channel), r.id)
         out: list = [None] * len(units)
         run: list[tuple[int, tuple | None, dict]] = []     # (index, key, values): same columns

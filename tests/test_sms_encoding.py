@@ -1,4 +1,6 @@
 """Text → PDUs: alphabet choice, part limits, concatenation references, non-BMP characters."""
+from datetime import datetime, timedelta, timezone
+
 import pytest
 from gsmmodem import pdu as gp
 
@@ -112,3 +114,22 @@ def test_national_number_destination():
     _, pdus, decoded = roundtrip("x", )
     _, pdus = encoding.encode_submit("13800138000", "到达")
     assert decode_submit(pdus[0].pdu_hex)["phone"] == "13800138000"
+
+
+def _deliver_hex(scts_hex: str) -> str:
+    # no SMSC; SMS-DELIVER; from +8613800138000; GSM 7-bit "hello" (packed by hand: E8 32 9B FD 06)
+    return "00" + "04" + "0D91" + "683108108300F0" + "00" + "00" + scts_hex + "05" + "E8329BFD06"
+
+
+@pytest.mark.parametrize("scts, expected", [
+    ("62211032547023", datetime(2026, 12, 1, 23, 45, 7, tzinfo=timezone(timedelta(hours=8)))),
+    ("6221103254700A", datetime(2026, 12, 1, 23, 45, 7, tzinfo=timezone(timedelta(hours=-5)))),
+    ("FFFFFFFFFFFFFF", None),               # a modem's garbage clock: the message still reads
+])
+def test_a_delivered_sms_keeps_the_network_time_stamp(scts, expected):
+    from sms.pdu import decode
+    msg = decode(_deliver_hex(scts))
+    assert (msg.sender, msg.text) == ("+8613800138000", "hello")
+    assert msg.timestamp == expected
+    if expected is not None:
+        assert msg.timestamp.utcoffset() == expected.utcoffset()

@@ -1,6 +1,8 @@
 """Phone numbers, normalised to E.164 with the phonenumbers package (default region CN)."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 
 DEFAULT_REGION = "CN"
@@ -36,6 +38,7 @@ def is_fictional(e164: str) -> bool:
     return e164.startswith(FICTIONAL_PREFIXES)
 
 
+@lru_cache(maxsize=4096)        # the same commanders answer again and again; parsing is the costly part
 def sender_e164(raw: str, region: str = DEFAULT_REGION) -> str:
     """For untrusted senders (an SMS originator, a caller id): E.164 where the number is at least
     possible, so that it matches the roster's form; otherwise the text as received (at most 40

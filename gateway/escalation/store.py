@@ -19,6 +19,7 @@ from gateway.orders import directory_queries as dq
 from gateway.orders import store as ostore
 from gateway.orders import team_state as ts
 from gateway.orders.times import utc
+from gateway.storage.bulk import among
 from gateway.storage.schema import audit_log, escalation_steps, order_teams, orders, teams
 
 # A timer may wake a hair before the stored due time (float seconds vs. microseconds).
@@ -76,7 +77,7 @@ def release_firing_tx(conn, now: datetime, claimer: Claimer, dead_only: bool = F
     which = and_(es.c.state == "firing", dead if dead_only else claimer.mine_or_dead(es.c.owner_node, now))
     rows = conn.execute(select(es.c.id, es.c.order_team_id, dead.label("dead")).where(which)).all()
     if rows:
-        conn.execute(update(es).where(es.c.id.in_([r.id for r in rows]), es.c.state == "firing")
+        conn.execute(update(es).where(among(conn, es.c.id, [r.id for r in rows]), es.c.state == "firing")
                      .values(state="pending", fired_at=None, owner_node=None))
     return sum(1 for r in rows if r.dead), sorted({r.order_team_id for r in rows})
 
@@ -104,7 +105,7 @@ def new_steps_tx(conn, watermark: int, unseen=()):
     unseen = set(unseen)
     where = escalation_steps.c.id > watermark
     if unseen:
-        where = or_(where, escalation_steps.c.id.in_(sorted(unseen)))
+        where = or_(where, among(conn, escalation_steps.c.id, sorted(unseen)))
     rows = conn.execute(select(escalation_steps.c.id, escalation_steps.c.order_team_id,
                                escalation_steps.c.due_at, escalation_steps.c.state).where(where)).all()
     earliest: dict[int, datetime] = {}
@@ -136,7 +137,7 @@ def claim_due_tx(conn, order_team_ids, now: datetime, cfg: EscalationConfig, cla
     # Every node wakes for every team's due step: the one whose claim locks the rows fires them,
     # the others skip them (PostgreSQL) or find them no longer pending.
     rows = conn.execute(skip_locked(
-        _step_query().where(escalation_steps.c.order_team_id.in_(list(order_team_ids)),
+        _step_query().where(among(conn, escalation_steps.c.order_team_id, order_team_ids),
                             escalation_steps.c.state == "pending", escalation_steps.c.due_at <= cutoff,
                             claimer.free_or_mine(escalation_steps.c.owner_node, now))
         .order_by(escalation_steps.c.due_at, escalation_steps.c.id), conn, escalation_steps)).all()
@@ -234,7 +235,7 @@ def _claim_steps(conn, step_ids: list[int], now: datetime, node: str | None = No
         got = set()
         for i in range(0, len(step_ids), 1000):
             got.update(conn.execute(update(escalation_steps)
-                                    .where(escalation_steps.c.id.in_(step_ids[i:i + 1000]),
+                                    .where(among(conn, escalation_steps.c.id, step_ids[i:i + 1000]),
                                            escalation_steps.c.state == "pending")
                                     .values(state="firing", fired_at=now, owner_node=node)
                                     .returning(escalation_steps.c.id)).scalars())
@@ -310,7 +311,7 @@ def _who_to_call(contacts, action):
 
 def finish_steps_tx(conn, step_ids, now: datetime) -> None:
     if step_ids:
-        conn.execute(update(escalation_steps).where(escalation_steps.c.id.in_(list(step_ids)),
+        conn.execute(update(escalation_steps).where(among(conn, escalation_steps.c.id, step_ids),
                                                     escalation_steps.c.state == "firing")
                      .values(state="fired"))
 

@@ -112,8 +112,9 @@ class FeedbackEngine:
         if v.outcome == store.RECORDED:
             metrics.FEEDBACK_RECORDED.labels(status=v.status, channel=a.channel,
                                              drill=str(self.is_drill(v.order_id)).lower()).inc()
-            log.info("feedback order {code} team {team} from {phone}: {status} ({channel})", code=v.order_code,
-                     team=v.team_code, phone=a.phone, status=v.status, channel=a.channel)
+            log.info("feedback order {code} team {team} from {phone}: {status} ({channel}, raw {raw})",
+                     code=v.order_code, team=v.team_code, phone=a.phone, status=v.status, channel=a.channel,
+                     raw=a.raw_id)
             if self.escalation is not None:
                 self.escalation.schedule(v.order_team_id, v.next_due)
         elif v.outcome == store.NOTE:

@@ -9,6 +9,7 @@ from sqlalchemy import and_, bindparam, func, insert, select, update
 from gateway.eventlog import record_event
 from gateway.feedback import form as ff
 from gateway.orders import store as ostore
+from gateway.storage.bulk import among
 from gateway.storage.schema import audit_log, feedback_forms, order_teams, orders, teams
 
 _COLUMNS = ff.FIELDS
@@ -40,7 +41,7 @@ def load_forms(conn, order_team_ids) -> dict[int, dict]:
     """load_form for many teams at once (a batch of answers)."""
     ids = sorted(set(order_team_ids))
     found = {r.order_team_id: r for r in conn.execute(select(feedback_forms)
-                                                       .where(feedback_forms.c.order_team_id.in_(ids)))} if ids else {}
+                                                       .where(among(conn, feedback_forms.c.order_team_id, ids)))} if ids else {}
     return {i: form_from_row(found.get(i)) for i in ids}
 
 

@@ -6,7 +6,7 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, insert, select, tuple_, update
+from sqlalchemy import and_, insert, select
 
 from gateway.escalation.config import EscalationConfig
 from gateway.escalation.deadlines import local_hhmm
@@ -14,6 +14,7 @@ from gateway.escalation.store import plan_next_situation_tx
 from gateway.eventlog import record_events
 from gateway.feedback import form as ff
 from gateway.feedback import form_store
+from gateway.storage.bulk import among, bulk_insert, bulk_update, pairs_among
 from gateway.leaders import store as leaders_store
 from gateway.orders import directory_queries as dq
 from gateway.orders import messages
@@ -239,7 +240,7 @@ class Lookups:
         self._form_writes: dict[int, tuple[dict, bool]] = {}    # order team -> (columns, a new row?)
         raw_ids = sorted({a.raw_id for a in answers if a.raw_id is not None})
         self._raw = dict(conn.execute(select(inbound_raw.c.id, inbound_raw.c.state)
-                                      .where(inbound_raw.c.id.in_(raw_ids))).all()) if raw_ids else {}
+                                      .where(among(conn, inbound_raw.c.id, raw_ids))).all()) if raw_ids else {}
         phones = sorted({a.phone for a in answers})
         self._members: dict[str, dq.Member] = {}
         for r in conn.execute(
@@ -247,7 +248,7 @@ class Lookups:
                        teams.c.code, teams.c.name)
                 .join(member_phones, member_phones.c.member_id == members.c.id)
                 .join(teams, teams.c.id == members.c.team_id)
-                .where(member_phones.c.e164.in_(phones), members.c.active.is_(True), teams.c.active.is_(True))):
+                .where(among(conn, member_phones.c.e164, phones), members.c.active.is_(True), teams.c.active.is_(True))):
             self._members.setdefault(r[4], dq.Member(*r))      # as dq.member_by_phone: the first found
         # The named orders of the teams that answered (a team may have hundreds open: only these).
         named = sorted({(m.team_id, a.parsed.code) for a in answers if isinstance(a.parsed, Reply)
@@ -258,7 +259,7 @@ class Lookups:
                     select(order_teams.c.team_id, order_teams.c.id, order_teams.c.order_id, orders.c.code, orders.c.rule,
                            orders.c.major)
                     .join(orders, orders.c.id == order_teams.c.order_id)
-                    .where(and_(tuple_(order_teams.c.team_id, orders.c.code).in_(named), orders.c.state == "open"))
+                    .where(and_(pairs_among(conn, (order_teams.c.team_id, orders.c.code), named), orders.c.state == "open"))
                     .order_by(orders.c.created_at.desc(), orders.c.id.desc())):
                 self._named[(r.team_id, r.code)].append(r)
         self._newest: dict[int, list] = {}      # team -> its newest open orders (answers with no code)
@@ -280,7 +281,7 @@ class Lookups:
     def mark_raw(self, raw_id, state: str, note: str) -> None:
         if raw_id is not None:
             self._raw[raw_id] = state
-            self._raw_marks.append({"rid": raw_id, "st": state, "nt": note})
+            self._raw_marks.append({"id": raw_id, "state": state, "note": note})
 
     def audit(self, row: dict) -> None:
         self._audits.append(row)
@@ -334,13 +335,9 @@ class Lookups:
         if self._cancels:
             ostore.cancel_stages_many(conn, self._cancels)
         self._state_saves, self._cancels = {}, []
-        if self._feedback:
-            conn.execute(insert(feedback), self._feedback)
-        if self._raw_marks:
-            conn.execute(update(inbound_raw).where(inbound_raw.c.id == bindparam("rid"))
-                         .values(state=bindparam("st"), note=bindparam("nt")), self._raw_marks)
-        if self._audits:
-            conn.execute(insert(audit_log), self._audits)
+        bulk_insert(conn, feedback, self._feedback)
+        bulk_update(conn, inbound_raw, ("id",), self._raw_marks)
+        bulk_insert(conn, audit_log, self._audits)
         if self._events:
             record_events(conn, self._events)
         self._raw_marks, self._audits, self._feedback, self._events = [], [], [], []
@@ -374,7 +371,7 @@ class Lookups:
         q = (select(order_teams, orders.c.code, orders.c.rule, orders.c.state.label("order_state"),
                     orders.c.created_at.label("order_created_at"), orders.c.incident_ref)
              .join(orders, orders.c.id == order_teams.c.order_id)
-             .where(order_teams.c.id.in_(ids)).order_by(order_teams.c.id))
+             .where(among(self.conn, order_teams.c.id, ids)).order_by(order_teams.c.id))
         if self.conn.dialect.name == "postgresql":
             q = q.with_for_update(of=order_teams)
         for row in self.conn.execute(q):
@@ -390,7 +387,7 @@ class Lookups:
             ids = sorted(self._states)
             self._alerted = {i: [] for i in ids}
             for ot, stage in self.conn.execute(select(escalation_steps.c.order_team_id, escalation_steps.c.stage).where(
-                    escalation_steps.c.order_team_id.in_(ids), escalation_steps.c.action == "supervisor",
+                    among(self.conn, escalation_steps.c.order_team_id, ids), escalation_steps.c.action == "supervisor",
                     escalation_steps.c.state.in_(("firing", "fired")))):
                 self._alerted[ot].append(stage)
         if order_team_id not in self._alerted:

@@ -5,7 +5,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import and_, exists, func, insert, or_, select, update
 
 from gateway.cluster.claims import Claimer, skip_locked
 from gateway.escalation.config import EscalationConfig
@@ -19,6 +19,7 @@ from gateway.mode import drill_text
 from gateway.orders.messages import order_sms, roster_check_sms
 from gateway.orders.order import CreatedOrder, OrderRequest
 from gateway.orders.times import utc
+from gateway.storage.bulk import among, bulk_update
 from gateway.storage.schema import (audit_log, deliveries, escalation_steps, members, order_teams, orders,
                                      sms_messages, teams)
 
@@ -257,7 +258,7 @@ def load_team_states(conn, order_team_ids) -> dict[int, ts.TeamOrderState]:
     if not ids:
         return {}
     q = (select(order_teams, orders.c.rule).join(orders, orders.c.id == order_teams.c.order_id)
-         .where(order_teams.c.id.in_(ids)).order_by(order_teams.c.id))
+         .where(among(conn, order_teams.c.id, ids)).order_by(order_teams.c.id))
     if conn.dialect.name == "postgresql":
         q = q.with_for_update(of=order_teams)
     return {r.id: team_state_from_row(r, r.rule) for r in conn.execute(q)}
@@ -285,20 +286,17 @@ def save_team_changes_many(conn, changes: dict[int, dict]) -> None:
     groups: dict[tuple, list[dict]] = {}
     for ot, cols in changes.items():
         if cols:
-            groups.setdefault(tuple(sorted(cols)), []).append({**cols, "b_ot": ot})
+            groups.setdefault(tuple(sorted(cols)), []).append({"id": ot, **cols})
     for _cols, rows in groups.items():
-        conn.execute(update(order_teams).where(order_teams.c.id == bindparam("b_ot")), rows)
+        bulk_update(conn, order_teams, ("id",), rows)
 
 
 def cancel_stages_many(conn, cancels: list[dict]) -> None:
     """[{ot, stage, why, now}]: the pending steps of those stages cancelled, in list order (the
     first reason given stays), one executemany for all."""
-    if cancels:
-        conn.execute(update(escalation_steps)
-                     .where(escalation_steps.c.order_team_id == bindparam("b_ot"),
-                            escalation_steps.c.state == "pending", escalation_steps.c.stage == bindparam("b_stage"))
-                     .values(state="cancelled", fired_at=bindparam("b_now"), reason=bindparam("b_why")),
-                     [{"b_ot": c["ot"], "b_stage": c["stage"], "b_now": c["now"], "b_why": c["why"]} for c in cancels])
+    bulk_update(conn, escalation_steps, ("order_team_id", "stage"),
+                [{"order_team_id": c["ot"], "stage": c["stage"], "state": "cancelled", "fired_at": c["now"],
+                  "reason": c["why"]} for c in cancels], where={"state": "pending"}, keep="first")
 
 
 def cancel_satisfied_steps_tx(conn, order_team_id: int, state: ts.TeamOrderState, why: str,
@@ -318,7 +316,7 @@ def next_due_many_tx(conn, order_team_ids) -> dict[int, datetime | None]:
     out: dict[int, datetime | None] = dict.fromkeys(ids)
     if ids:
         for ot, due in conn.execute(select(escalation_steps.c.order_team_id, func.min(escalation_steps.c.due_at))
-                                    .where(escalation_steps.c.order_team_id.in_(ids),
+                                    .where(among(conn, escalation_steps.c.order_team_id, ids),
                                            escalation_steps.c.state == "pending")
                                     .group_by(escalation_steps.c.order_team_id)):
             out[ot] = utc(due)
