@@ -123,10 +123,10 @@ class AmiParser:
         tail = buf[end + 4:]
         if len(tail) > self.max_message:
             self._buf = b""
-            self._parse_region(buf[:end], out)
+            self._parse_region(buf, end, out)
             return self._overflow(tail, out)
         self._buf = tail
-        self._parse_region(buf[:end], out)
+        self._parse_region(buf, end, out)
         return out
 
     def _overflow(self, buf: bytes, out: list) -> list:
@@ -136,12 +136,14 @@ class AmiParser:
         self._discarding = True
         return out
 
-    def _parse_region(self, region: bytes, out: list) -> None:
-        text = region.decode("utf-8", "replace")
+    def _parse_region(self, buf: bytes, end: int, out: list) -> None:
+        # buf[:end]: complete messages.  Decoded through a memoryview: no copy of the bytes.
+        text = str(memoryview(buf)[:end], "utf-8", "replace")
         max_line = self.max_line
         accept = self.accept
         new = _new
-        n = 0
+        append = out.append
+        before = len(out)
         for block in text.split("\r\n\r\n"):
             # Fast path: a block that starts with its kind, has no over-long line and has a
             # ": " on every line (checked by counting; the odd value holding a ": " that hides
@@ -172,14 +174,13 @@ class AmiParser:
                     m._pairs = m._first = m.garbage = None
                     m.kind = kind
                     m.name = block[i:j] if j >= 0 else block[i:]
-                    out.append(m)
-                    n += 1
+                    append(m)
                     continue
             if len(block) > self.max_message:
                 self._garbage("message over %d bytes" % self.max_message, block)
                 continue
-            n += self._parse_slow(block, out)
-        self.messages += n
+            self._parse_slow(block, out)
+        self.messages += len(out) - before
 
     def _parse_slow(self, block: str, out: list) -> int:
         pairs = []

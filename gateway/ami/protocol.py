@@ -29,6 +29,7 @@ from gateway import metrics
 from gateway.ami.actionid import default_generator
 from gateway.ami.message import BANNER, EVENT, RESPONSE, AmiMessage, encode_action
 from gateway.ami.parser import AmiParser
+from gateway.logs import debug_enabled
 
 log = Logger()
 
@@ -187,7 +188,8 @@ class AmiClientProtocol(Protocol):
         else:
             p = next((q for q in self.pending.values() if q.response is None), None)
         if p is None:
-            log.debug("{name}: a response nobody waits for: {msg!r}", name=self.name, msg=msg)
+            if debug_enabled():
+                log.debug("{name}: a response nobody waits for: {msg!r}", name=self.name, msg=msg)
             return
         if p.response is not None:
             log.warn("{name}: second response to {action} ({aid}) ignored: {msg!r}",
