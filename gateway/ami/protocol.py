@@ -149,26 +149,28 @@ class AmiClientProtocol(Protocol):
             return
         pending = self.pending
         on_event = self.on_event
-        n_events = 0
+        n_events = len(msgs)            # less what turns out not to be a streamed event
         for msg in msgs:
-            kind = msg.kind
-            if kind == EVENT:
+            if msg.kind == EVENT:
                 if pending:
                     aid = msg.get("ActionID")
                     p = pending.get(aid) if aid is not None else None
                     if p is not None and p.listing:
+                        n_events -= 1
                         self._list_item(p, msg)
                         continue
-                n_events += 1
                 try:
                     on_event(msg)
                 except Exception:
                     log.failure("{name}: event handler failed on {event}", name=self.name,
                                 event=msg.name)
-            elif kind == RESPONSE:
-                self._response(msg)
-            elif kind == BANNER:
-                self._banner(msg)
+            else:
+                n_events -= 1
+                kind = msg.kind
+                if kind == RESPONSE:
+                    self._response(msg)
+                elif kind == BANNER:
+                    self._banner(msg)
         if n_events:
             self.events_received += n_events
             metrics.AMI_EVENTS.inc(n_events)
