@@ -14,6 +14,15 @@ from twisted.logger import ILogObserver
 
 LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn, "error": LogLevel.error}
 
+# Whether debug events are shown (set by start_logging).  twisted.logger builds and dispatches an
+# event even when the level filter then drops it (about 5 us), so a path that may run per
+# message asks debug_enabled() before a log.debug.
+_debug = False
+
+
+def debug_enabled() -> bool:
+    return _debug
+
 
 _SKIP = {"message", "format", "time", "system", "isError", "why", "failure"}
 
@@ -64,7 +73,10 @@ def make_observer(fmt: str, level: str, out: IO[str] | None = None):
 
 
 def start_logging(fmt: str = "text", level: str = "info", out: IO[str] | None = None) -> None:
+    global _debug
+    _debug = level == "debug"
     globalLogBeginner.beginLoggingTo([make_observer(fmt, level, out)], redirectStandardIO=False)
 
 
-__all__ = ["make_observer", "start_logging", "json_lines_observer", "text_observer", "format_time"]
+__all__ = ["make_observer", "start_logging", "json_lines_observer", "text_observer", "format_time",
+           "debug_enabled"]

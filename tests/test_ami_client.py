@@ -206,3 +206,40 @@ def test_action_with_a_line_break_is_refused_before_sending():
     p, t, _ = make()
     r = result_of(p.send_action("Originate", {"CallerID": "evil\r\nAction: Command"}))
     assert r[0].check(ValueError) and t.value() == b""
+
+
+def test_a_response_nobody_waits_for_is_dropped_and_logged_only_at_debug(monkeypatch):
+    from twisted.logger import globalLogPublisher
+
+    import gateway.logs
+    seen = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        events = []
+        p, t, _ = make(events)
+        stray = b"Response: Success\r\nActionID: nobody-1\r\nMessage: Pong\r\n\r\n"
+        monkeypatch.setattr(gateway.logs, "_debug", False)
+        p.dataReceived(stray + b"Event: FullyBooted\r\nStatus: Fully Booted\r\n\r\n")
+        monkeypatch.setattr(gateway.logs, "_debug", True)
+        p.dataReceived(stray.replace(b"nobody-1", b"nobody-2"))
+    finally:
+        globalLogPublisher.removeObserver(seen)
+    # The stream goes on past the stray response either way; the debug line is there only
+    # when debug logging is on.
+    assert [e.name for e in events] == ["FullyBooted"] and p.events_received == 1
+    stray_lines = [e for e in seen if "nobody waits" in (e.get("log_format") or "")]
+    assert [e["msg"]["ActionID"] for e in stray_lines] == ["nobody-2"]
+
+
+def test_start_logging_sets_whether_debug_lines_are_built(monkeypatch):
+    import io
+
+    import gateway.logs
+    began = []
+    monkeypatch.setattr(gateway.logs.globalLogBeginner, "beginLoggingTo",
+                        lambda observers, **kw: began.append(observers))
+    monkeypatch.setattr(gateway.logs, "_debug", False)
+    gateway.logs.start_logging("text", "debug", io.StringIO())
+    assert gateway.logs.debug_enabled() and len(began) == 1
+    gateway.logs.start_logging("json", "info", io.StringIO())
+    assert not gateway.logs.debug_enabled()

@@ -208,3 +208,33 @@ def test_headers_read_on_demand_match_the_full_parse():
             assert lazy == full
             assert list(m) == [tuple(line.split(": ", 1)) for line in
                                m.to_bytes().decode().split("\r\n")[:-2]]
+
+
+def first_values(block: bytes) -> dict:
+    """The first value of every key, read plainly from a message's bytes."""
+    out = {}
+    for line in block.decode("utf-8").split("\r\n"):
+        k, v = line.split(": ", 1)
+        out.setdefault(k, v)
+    return out
+
+
+def test_the_full_read_holds_the_first_value_of_every_line():
+    for name in TRANSCRIPTS:
+        data = b"".join(server_chunks(name))
+        banner, _, rest = data.partition(b"\r\n")
+        blocks = rest.split(b"\r\n\r\n")
+        assert blocks[-1] == b""
+        msgs = list(iter_messages(data))[1:]
+        assert len(msgs) == len(blocks) - 1
+        for m, block in zip(msgs, blocks):
+            assert m.first == first_values(block), (name, block)
+            assert m["Event" if m.kind == "event" else "Response"] == m.name
+    # The head line's key is the message's kind, and a repeated head keeps its first value.
+    (a,) = AmiParser(expect_banner=False).feed(
+        b"Action: Originate\r\nVariable: A=1\r\nAction: Other\r\nVariable: B=2\r\n\r\n")
+    (e,) = AmiParser(expect_banner=False, accept=("event",)).feed(
+        b"Event: Newexten\r\nAppData: Set(x=1: y)\r\nEvent: Again\r\n\r\n")
+    assert a.first == {"Action": "Originate", "Variable": "A=1"} and a.name == "Originate"
+    assert e.first == {"Event": "Newexten", "AppData": "Set(x=1: y)"} and e.name == "Newexten"
+    assert a.getall("Action") == ["Originate", "Other"] and e.getall("Event") == ["Newexten", "Again"]

@@ -29,6 +29,7 @@ from gateway import metrics
 from gateway.ami.actionid import default_generator
 from gateway.ami.message import BANNER, EVENT, RESPONSE, AmiMessage, encode_action
 from gateway.ami.parser import AmiParser
+from gateway.logs import debug_enabled
 
 log = Logger()
 
@@ -148,26 +149,28 @@ class AmiClientProtocol(Protocol):
             return
         pending = self.pending
         on_event = self.on_event
-        n_events = 0
+        n_events = len(msgs)            # less what turns out not to be a streamed event
         for msg in msgs:
-            kind = msg.kind
-            if kind == EVENT:
+            if msg.kind == EVENT:
                 if pending:
                     aid = msg.get("ActionID")
                     p = pending.get(aid) if aid is not None else None
                     if p is not None and p.listing:
+                        n_events -= 1
                         self._list_item(p, msg)
                         continue
-                n_events += 1
                 try:
                     on_event(msg)
                 except Exception:
                     log.failure("{name}: event handler failed on {event}", name=self.name,
                                 event=msg.name)
-            elif kind == RESPONSE:
-                self._response(msg)
-            elif kind == BANNER:
-                self._banner(msg)
+            else:
+                n_events -= 1
+                kind = msg.kind
+                if kind == RESPONSE:
+                    self._response(msg)
+                elif kind == BANNER:
+                    self._banner(msg)
         if n_events:
             self.events_received += n_events
             metrics.AMI_EVENTS.inc(n_events)
@@ -187,7 +190,8 @@ class AmiClientProtocol(Protocol):
         else:
             p = next((q for q in self.pending.values() if q.response is None), None)
         if p is None:
-            log.debug("{name}: a response nobody waits for: {msg!r}", name=self.name, msg=msg)
+            if debug_enabled():
+                log.debug("{name}: a response nobody waits for: {msg!r}", name=self.name, msg=msg)
             return
         if p.response is not None:
             log.warn("{name}: second response to {action} ({aid}) ignored: {msg!r}",
