@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from gateway import metrics
 from gateway.directory.phones import sender_e164
 from gateway.interfaces import InboundSms
+from gateway.logs import debug_enabled
 from sms import pdu as pdumod
 
 log = Logger()
@@ -156,9 +157,9 @@ class InboundProcessor:
         self.delivered.append(sms)
         if self.sink is None:
             return
-        # debug: the feedback engine's own line names the reply and its raw row (one info line a reply)
-        log.debug("{modem}: SMS from {sender} (raw {rid}) to the feedback engine", modem=sms.modem,
-                  sender=sms.sender, rid=sms.raw_id)
+        if debug_enabled():     # the feedback engine's own line names the reply and its raw row
+            log.debug("{modem}: SMS from {sender} (raw {rid}) to the feedback engine", modem=sms.modem,
+                      sender=sms.sender, rid=sms.raw_id)
         try:
             d = defer.maybeDeferred(self.sink.sms_received, sms)
         except Exception:  # noqa: BLE001
