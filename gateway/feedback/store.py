@@ -135,7 +135,7 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig, look: "Lookups | No
     # Written with the batch's others (Lookups.write); the next due time is read once the
     # batch is written (record_batch_tx), for every team it touched.
     look.save_state(row.id, old, state, a.at)
-    look.cancel_satisfied(row.id, state, f"team answered {status} ({a.channel} {a.phone})", a.at)
+    look.cancel_satisfied(row.id, state, f"team answered {status} ({a.channel} {a.phone})", a.at, before=old)
     next_due = None
     if major and status == ARRIVED and old.arrived_at is None and state.finished_at is None:
         # On scene: the first situation report is owed a period from now.
@@ -299,9 +299,13 @@ class Lookups:
             self._state_saves.setdefault(order_team_id, {}).update(changes)
         self.saved(order_team_id, new)
 
-    def cancel_satisfied(self, order_team_id: int, state, why: str, now: datetime) -> None:
-        """As ostore.cancel_satisfied_steps_tx (without the next due time), written by write()."""
-        for stage in sorted(ts.satisfied_stages(state)):
+    def cancel_satisfied(self, order_team_id: int, state, why: str, now: datetime, before=None) -> None:
+        """As ostore.cancel_satisfied_steps_tx (without the next due time), written by write().
+        `before`: the state this answer found; the stages it had satisfied already were stopped
+        by the answer that satisfied them (and a step of a satisfied stage is cancelled, never
+        fired, when it is claimed: gateway/escalation/store.py), so only the new ones are looked up."""
+        done = ts.satisfied_stages(state) - (ts.satisfied_stages(before) if before is not None else set())
+        for stage in sorted(done):
             self._cancels.append({"ot": order_team_id, "stage": stage, "why": why, "now": now})
 
     def form(self, order_team_id: int) -> dict:
