@@ -32,6 +32,7 @@ The gateway's log goes to a file in the temporary directory, as in service (one 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import random
 import subprocess
 import sys
@@ -78,14 +79,17 @@ def rss_mb(field="VmRSS"):
 
 # --- the child: fill the database ---------------------------------------------------------------
 
+HISTORY_SMS = 45_000
+
+
 def populate(url, n_orders, n_teams, seed, spread):
     from sqlalchemy import insert
 
     from gateway.escalation.config import EscalationConfig
     from gateway.escalation.deadlines import plan_steps
     from gateway.storage import Database
-    from gateway.storage.schema import (deliveries, duty_roster, escalation_steps, member_phones, members,
-                                        order_teams, orders, teams)
+    from gateway.storage.schema import (deliveries, duty_roster, escalation_steps, inbound_raw, member_phones,
+                                        members, order_teams, orders, teams)
 
     db = Database(None, url)
     rng = random.Random(seed)
@@ -135,8 +139,22 @@ def populate(url, n_orders, n_teams, seed, spread):
         conn.execute(insert(deliveries), d_rows)
     for k0 in range(0, n_orders, 100):
         db.run_sync(orders_tx, k0, min(n_orders, k0 + 100))
-    db.run_sync(advance_sequences, (orders, order_teams))
-    analyze(db)
+
+    # A month of SMS already received and judged (about 1,500 a day: a center's inbound log is
+    # never empty), so that looking up a raw row or a duplicate goes by its index as in service.
+    def history_tx(conn, k0, k1):
+        rows = []
+        for k in range(k0, k1):
+            raw = f"history {k}".encode()
+            rows.append(dict(id=k + 1, channel="sms", source="/dev/ttyUSB0", sender="+8613800000000", raw=raw,
+                             raw_sha256=hashlib.sha256(raw).hexdigest(), text=f"history {k}",
+                             received_at=BASE - timedelta(days=30) + timedelta(seconds=k * 57), state="parsed"))
+        conn.execute(insert(inbound_raw), rows)
+    for k0 in range(0, HISTORY_SMS, 5000):
+        db.run_sync(history_tx, k0, min(HISTORY_SMS, k0 + 5000))
+    db.run_sync(advance_sequences, (orders, order_teams, inbound_raw))
+    analyze(db, (teams, members, member_phones, duty_roster, orders, order_teams, deliveries, escalation_steps,
+                 inbound_raw))
     db.engine.dispose()
     print(f"populated {n_orders} orders x {n_teams} teams in {time.perf_counter() - t0:.1f} s", flush=True)
     return codes
