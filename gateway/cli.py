@@ -118,8 +118,8 @@ def cmd_run(args) -> int:
     stop_on_failure(root, reactor, report)
     # Start-up objects live as long as the process: keep them out of the collector's full
     # passes, which otherwise stall the reactor (seen in the FastAGI and escalation benches).
-    import gc
-    gc.freeze()
+    from gateway.heap import settle_after_start
+    settle_after_start()
     reactor.addSystemEventTrigger("before", "shutdown", root.stopService)
     # reactor.run installs SIGINT/SIGTERM handlers that stop the reactor, which stops the
     # services (flushing what they accepted) before the database pool drains.
