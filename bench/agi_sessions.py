@@ -6,12 +6,13 @@
 The server runs in this process, wired as the gateway wires it (gateway/wiring.py): the product's
 FastAgiFactory with its four flows, the peer gate, the one-time call-token gate
 (``CallTokenGate``: each token's first use committed to call_tokens_used), the ``OrderBook``,
-the real ``KeypadJournal`` (the keypress committed raw before it is judged), the real
-``FeedbackEngine`` (judged and recorded in one transaction) and the real SMS outbox
-(``SmsBank`` on ``SqlStore``: the confirmation SMS committed before the caller hears
-"recorded").  Behind them: PostgreSQL, a fresh schema migrated to head and filled by a child
-process with a roster (40 teams, a commander and a deputy each) and 500 open orders sent to every
-team (20,000 order teams, their deliveries and escalation steps); --sqlite for a SQLite file.
+the real ``KeypadJournal`` and ``FeedbackEngine`` (the keypress committed raw, judged and recorded,
+and the confirmation SMS staged in the real SMS outbox, ``SmsBank`` on ``SqlStore``, all in one
+transaction, committed before the caller hears "recorded"; the engine writes the journal's row
+first, and commits it alone first if that transaction fails).  Behind them: PostgreSQL, a fresh
+schema migrated to head and filled by a child process with a roster (40 teams, a commander and a
+deputy each) and 500 open orders sent to every team (20,000 order teams, their deliveries and
+escalation steps); --sqlite for a SQLite file.
 Every call is a different (order, team) pair with its own delivery and a valid token, minted as
 ``OrderCaller._variables()`` mints it (``CallTokens.variables``).
 
@@ -295,6 +296,9 @@ async def server_async(reactor, args, url, tmp):
     listening = reactor.listenTCP(0, factory, interface="127.0.0.1", backlog=2048)
     floor = reactor.listenTCP(0, baseline_factory(), interface="127.0.0.1", backlog=2048)
     n = args.sessions
+    # Started: the collector set as the gateway's entry point sets it (gateway/cli.py).
+    from gateway.heap import settle_after_start
+    settle_after_start()
     child = _Child()
     try:
         reactor.spawnProcess(child.protocol, sys.executable, [

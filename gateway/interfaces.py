@@ -26,8 +26,10 @@ class InboundSms:
 
 @dataclass(frozen=True)
 class KeypadAnswer:
-    """A keypress that matters (an answer to an order), committed raw before it is passed on."""
-    raw_id: int
+    """A keypress that matters (an answer to an order), committed raw before it is passed on, or
+    (raw_id None) handed to FeedbackEngine.keypad_answer_journalled, which commits it raw in the
+    transaction that judges it."""
+    raw_id: int | None
     caller: str              # E.164 of the phone on the call
     digit: str               # "1", "2", "3", "4", ... as pressed
     call_id: str             # Asterisk Uniqueid / our ChannelId

@@ -54,6 +54,13 @@ class KeypadJournal:
         entry.received_at = entry.received_at or utc(self.reactor)
         return self._group.run(_insert_no_answer, entry)
 
+    def unit(self, entry: KeypadEntry) -> tuple:
+        """What record(entry) runs, as a unit of work (fn, args) for a transaction of another
+        owner on the same database (gateway.storage.group.run_units): its result is the
+        inbound_raw id, committed with that transaction."""
+        entry.received_at = entry.received_at or utc(self.reactor)
+        return _insert_raw, (entry,)
+
 
 def _raw_row(e: KeypadEntry) -> dict:
     meta = {"script": e.script, "order_code": e.order_code, **e.meta}

@@ -7,6 +7,8 @@ the reason (inbound_raw.state refused/garbage), audited, and the engine carries 
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -19,6 +21,7 @@ from gateway.interfaces import (FeedbackOutcome, IInboundSmsSink, IKeypadSink, I
 
 from gateway.orders.grammar import DIGIT_STATUS, SITUATION, Refusal, Reply, parse_reply
 from gateway.orders.times import utc
+from gateway.storage.group import run_units
 from gateway.storage.retry import run_until_committed
 from gateway.storage.pool import DatabaseDeadline
 
@@ -42,7 +45,7 @@ class FeedbackEngine:
         commits (gateway/storage/retry.py), so a reply during an outage is judged when it ends."""
         self.db, self.outbox, self.escalation, self.cfg = db, outbox, escalation, cfg
         self.clock, self.write_alarm_s = clock, write_alarm_s
-        self._queue: list[tuple[store.Answer, defer.Deferred]] = []
+        self._queue: list[tuple[store.Answer, defer.Deferred, tuple | None]] = []
         self._busy = False
         self.is_drill = lambda order_id: False      # DrillOrders.is_drill: drills counted apart
 
@@ -53,11 +56,37 @@ class FeedbackEngine:
 
     # --- IKeypadSink -------------------------------------------------------------------------
     def keypad_answer(self, answer: KeypadAnswer):
+        return self._handle(self._keypad(answer))
+
+    def keypad_answer_journalled(self, answer: KeypadAnswer, journal, entry):
+        """keypad_answer for a keypress not journalled yet (answer.raw_id None): its raw row
+        (`journal.unit(entry)`) is written in the transaction that judges it, so that one commit,
+        not two in turn, holds the keypress, its verdict and the reply SMS before the caller is
+        told.  If that transaction fails, the raw row is committed alone first, then the answer
+        judged by itself, as keypad_answer would.  A journal on another database (or without
+        units) is written first, then the answer judged.
+        Returns (journalled, judged): Deferred[raw id] after the COMMIT holding the raw row, and
+        Deferred[FeedbackOutcome]; when the raw row could not be written, both fail with that."""
+        unit = getattr(journal, "unit", None)
+        journalled = defer.Deferred()
+        if unit is not None and getattr(journal, "db", None) is self.db:
+            return journalled, self._handle(self._keypad(answer), (unit(entry), journalled))
+
+        def raw_committed(raw_id):
+            journalled.callback(raw_id)
+            return self.keypad_answer(replace(answer, raw_id=raw_id))
+
+        def raw_failed(f):
+            journalled.errback(f)
+            return f
+        return journalled, journal.record(entry).addCallbacks(raw_committed, raw_failed)
+
+    def _keypad(self, answer: KeypadAnswer) -> store.Answer:
         status = DIGIT_STATUS.get(answer.digit)
         parsed = Reply(status, answer.order_code) if status else Refusal("unrecognised")
-        return self._handle(store.Answer("keypad", answer.caller, parsed, utc(answer.received_at), answer.raw_id,
-                                         f"keypad {answer.digit} call {answer.call_id}"
-                                         + (f" identified by {answer.identified_by}" if answer.identified_by else "")))
+        return store.Answer("keypad", answer.caller, parsed, utc(answer.received_at), answer.raw_id,
+                            f"keypad {answer.digit} call {answer.call_id}"
+                            + (f" identified by {answer.identified_by}" if answer.identified_by else ""))
 
     # --- ISituationSink ----------------------------------------------------------------------
     def situation_recorded(self, r: SpokenReport):
@@ -69,9 +98,10 @@ class FeedbackEngine:
         return self.db.run(store.open_codes_for_phone_tx, caller)
 
     # --- the one path for both channels --------------------------------------------------------
-    def _record(self, a: store.Answer):
+    def _record(self, a: store.Answer, raw=None):
+        """raw: (the journal's unit of work for a.raw_id, Deferred for that id), or None."""
         d = defer.Deferred()
-        self._queue.append((a, d))
+        self._queue.append((a, d, raw))
         if not self._busy:
             self._next_batch()
         return d
@@ -82,30 +112,56 @@ class FeedbackEngine:
             return
         self._busy = True
         batch, self._queue = self._queue[:self.MAX_BATCH], self._queue[self.MAX_BATCH:]
+        journalled = any(raw is not None for _a, _d, raw in batch)
 
-        def recorded(verdicts):
-            for (_, d), v in zip(batch, verdicts):
+        def recorded(result):
+            raw_ids, verdicts = result if journalled else ((None,) * len(batch), result)
+            for (_, d, raw), raw_id, v in zip(batch, raw_ids, verdicts):
+                if raw is not None:
+                    raw[1].callback(raw_id)
                 d.callback(v)
 
         def failed(f):
             if f.check(DatabaseDeadline):
-                # The database did not answer in time and rolled back: the answers (their raw rows
-                # are committed) are recorded when it answers again, first in line.
+                # The database did not answer in time and rolled back: the answers are recorded
+                # when it answers again, first in line (raw rows not committed yet with them).
                 log.warn("feedback: {n} answer(s) not recorded ({e}); trying again in {s} s", n=len(batch),
                          e=f.getErrorMessage(), s=self.RETRY_S)
                 self._queue[:0] = batch
                 self.db.reactor.callLater(self.RETRY_S, self._next_batch)
                 return _RETRYING
-            # The whole batch rolled back: each answer alone, so one cannot sink the others.
+            # The whole batch rolled back: each answer alone, so one cannot sink the others; a
+            # keypress not journalled yet is committed raw first, then judged.
             log.warn("feedback batch of {n} failed ({e}); recording one by one", n=len(batch), e=f.getErrorMessage())
-            for a, d in batch:
-                self._run(store.record_one_tx, a, self.cfg, self._stage, self._stage_many).chainDeferred(d)
-        self._run(store.record_batch_tx, [a for a, _ in batch], self.cfg, self._stage, self._stage_many).addCallbacks(
-            recorded, failed).addBoth(lambda r: None if r is _RETRYING else self._next_batch())
+            for a, d, raw in batch:
+                if raw is None:
+                    self._run(store.record_one_tx, a, self.cfg, self._stage, self._stage_many).chainDeferred(d)
+                else:
+                    self._journal_then_record(a, d, *raw)
+        if journalled:
+            work = self._run(_journal_and_record_tx, [(a, raw and raw[0]) for a, _d, raw in batch], self.cfg,
+                             self._stage, self._stage_many)
+        else:
+            work = self._run(store.record_batch_tx, [a for a, _d, _raw in batch], self.cfg, self._stage,
+                             self._stage_many)
+        work.addCallbacks(recorded, failed).addBoth(lambda r: None if r is _RETRYING else self._next_batch())
+
+    def _journal_then_record(self, a: store.Answer, d: defer.Deferred, unit, journalled: defer.Deferred):
+        fn, args = unit
+
+        def raw_committed(raw_id):
+            journalled.callback(raw_id)
+            self._run(store.record_one_tx, replace(a, raw_id=raw_id), self.cfg, self._stage,
+                      self._stage_many).chainDeferred(d)
+
+        def raw_failed(f):
+            journalled.errback(f)
+            d.errback(f)
+        self._run(fn, *args).addCallbacks(raw_committed, raw_failed)
 
     @defer.inlineCallbacks
-    def _handle(self, a: store.Answer):
-        v: store.Verdict = yield self._record(a)
+    def _handle(self, a: store.Answer, raw=None):
+        v: store.Verdict = yield self._record(a, raw)
         if v.outcome == store.DUPLICATE:
             log.info("feedback from {phone}: {reason}; ignored", phone=a.phone, reason=v.reason)
             return FeedbackOutcome(False, "", status=None)
@@ -147,3 +203,12 @@ class FeedbackEngine:
         the feedback (Verdict.staged); the outbox sends them now (or after a restart)."""
         if v.staged:
             self.outbox.adopt(v.staged)
+
+
+def _journal_and_record_tx(conn, batch, cfg, stage_sms=None, stage_many=None):
+    """record_batch_tx for a batch [(answer, journal unit or None)]: the raw rows of the answers
+    not journalled yet are written first (run_units: one insert for all), their ids given to
+    their answers, then the batch judged, all in this one transaction.  Returns (raw ids, verdicts)."""
+    ids = iter(run_units(conn, [unit for _a, unit in batch if unit is not None]))
+    answers = [a if unit is None else replace(a, raw_id=next(ids)) for a, unit in batch]
+    return [a.raw_id for a in answers], store.record_batch_tx(conn, answers, cfg, stage_sms, stage_many)

@@ -47,12 +47,14 @@ class GroupCommit:
                      e=f.getErrorMessage())
             for fn, args, d in batch:
                 self.db.run(fn, *args).chainDeferred(d)
-        self.db.run(_all, [(fn, args) for fn, args, _d in batch]).addCallbacks(done, failed).addBoth(self._next)
+        self.db.run(run_units, [(fn, args) for fn, args, _d in batch]).addCallbacks(done, failed).addBoth(self._next)
 
 
-def _all(conn, units):
-    """Each unit in order; a run of units whose function has a `many(conn, [args])` (the same
-    work for several at once, in few statements) goes to it together."""
+def run_units(conn, units):
+    """Each unit (fn, args) in order; a run of units whose function has a `many(conn, [args])`
+    (the same work for several at once, in few statements) goes to it together.  Also for a
+    transaction of another owner that writes such units first (the feedback engine writes the
+    keypad journal's raw rows in the transaction that judges them)."""
     out, i = [], 0
     while i < len(units):
         fn, args = units[i]

@@ -13,6 +13,7 @@ line, then answers each command we send with one reply.  Rules kept here:
 """
 from __future__ import annotations
 
+import re
 from collections import deque
 from typing import Callable
 
@@ -27,6 +28,8 @@ from ivr.agi.reply import AgiReply, parse_reply_line
 from ivr.agi.request import AgiRequest, parse_request
 
 log = Logger()
+
+_LINE_BREAK = re.compile("[\r\n\0]")
 
 MAX_ENV_LINES = 200       # Asterisk sends ~22; more is not Asterisk
 MAX_GARBAGE = 100         # lines of garbage before we give up on the peer
@@ -222,7 +225,7 @@ class AgiServerProtocol(LineReceiver):
             return fail(AgiConnectionLost(f"session closed; not sending {command!r}"))
         if self._pending is not None:
             return fail(AgiError(f"command {command!r} sent while {self._pending_cmd!r} in flight"))
-        if any(c in command for c in "\r\n\0"):
+        if _LINE_BREAK.search(command):
             return fail(ValueError("line break in an AGI command"))
         self._pending = d = Deferred()
         self._pending_cmd = command

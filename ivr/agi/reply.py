@@ -17,6 +17,8 @@ from dataclasses import dataclass
 # result= may be empty (GET DATA timeout); (data) may hold spaces; endpos= may follow either.
 _RESULT = re.compile(r"^result=(?P<result>\S*)(?:\s+\((?P<data>.*?)\))?(?:\s+endpos=(?P<endpos>-?\d+))?\s*$")
 _CODE = re.compile(r"^(?P<code>\d{3})(?P<sep>[ -])(?P<rest>.*)$|^(?P<bare>\d{3})$")
+# Nearly every line is a plain 200 reply: matched at once, as _CODE then _RESULT would take it.
+_OK = re.compile(r"^200 " + _RESULT.pattern[1:])
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,12 @@ class ReplyLine:
 
 def parse_reply_line(line: str, *, in_usage: bool = False) -> ReplyLine:
     """Classify one line (without its line ending).  Never raises: garbage is a kind."""
+    if not in_usage and "\n" not in line:
+        ok = _OK.match(line)
+        if ok is not None:
+            endpos = ok.group("endpos")
+            return ReplyLine("reply", code=200, text=line[4:], reply=AgiReply(
+                200, ok.group("result"), ok.group("data"), int(endpos) if endpos is not None else None, line))
     if line == "HANGUP":
         return ReplyLine("hangup", text=line)
     m = _CODE.match(line)

@@ -14,8 +14,10 @@ play no file the gateway names (Asterisk skips missing digit files), so their -1
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from gateway import metrics
@@ -28,11 +30,15 @@ log = Logger()
 DTMF = set("0123456789*#ABCD")
 
 
+_LINE_BREAK = re.compile("[\r\n\0]")
+_NEEDS_QUOTES = re.compile(r'[\s"\\]')     # (one pass of a compiled pattern: this runs for every command)
+
+
 def quote(arg: str) -> str:
     """Quote an argument the way Asterisk's AGI argument parser reads it back."""
-    if any(c in arg for c in "\r\n\0"):
+    if _LINE_BREAK.search(arg):
         raise ValueError("line break in an AGI argument")
-    if arg and not any(c.isspace() or c in '"\\' for c in arg):
+    if arg and not _NEEDS_QUOTES.search(arg):
         return arg
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -105,8 +111,9 @@ class AgiSession:
         self.protocol.close()
 
     # --- commands ----------------------------------------------------------------------------------
-    async def command(self, line: str, timeout: float | None = None) -> AgiReply:
-        return await self.protocol.send_command(line, timeout)
+    def command(self, line: str, timeout: float | None = None) -> Deferred:
+        """Deferred[AgiReply], to await (not a coroutine: one frame less on every command)."""
+        return self.protocol.send_command(line, timeout)
 
     async def answer(self) -> None:
         r = await self.command("ANSWER")

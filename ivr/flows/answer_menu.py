@@ -10,7 +10,7 @@ A menu Asterisk cannot play (its file missing) is still a menu: the key is read 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Awaitable, Callable
 
 from twisted.logger import Logger
@@ -111,14 +111,29 @@ async def ask(session: AgiSession, prompt: str, timeout_ms: int, max_digits: int
 
 
 async def _answer(session, call: AnswerCall, digit: str, *, sink, journal, reactor, speech) -> str:
-    # Durable before acknowledged: committed here, before anything is said to the caller.
-    raw_id = await journal.record(_entry(session, call, digit, "new", None))
-    call.keyed = True
-    answer = KeypadAnswer(raw_id=raw_id, caller=call.caller or "", digit=digit, call_id=session.call_id,
+    # Durable before acknowledged: the keypress and what the engine made of it are committed
+    # before anything is said to the caller.
+    entry = _entry(session, call, digit, "new", None)
+    answer = KeypadAnswer(raw_id=None, caller=call.caller or "", digit=digit, call_id=session.call_id,
                           received_at=utc(reactor), order_code=call.order_code,
                           identified_by=call.identified_by)
+    together = getattr(sink, "keypad_answer_journalled", None)
+    if together is not None:
+        # One commit for the raw keypress and its verdict (the engine writes the journal's row).
+        journalled, judged = together(answer, journal, entry)
+        try:
+            raw_id = await journalled
+        except BaseException:
+            judged.addErrback(lambda _f: None)      # the same failure, raised here
+            raise
+    else:
+        raw_id = await journal.record(entry)
+        judged = None
+    call.keyed = True
     try:
-        outcome: FeedbackOutcome = await sink.keypad_answer(answer)
+        if judged is None:
+            judged = sink.keypad_answer(replace(answer, raw_id=raw_id))
+        outcome: FeedbackOutcome = await judged
     except Exception:  # noqa: BLE001 - the engine failing must not go unheard by the caller
         log.failure("keypad answer {digit} for order {code} (call {call_id}, raw {raw_id}) not taken "
                     "by the feedback engine", digit=digit, code=call.order_code, call_id=session.call_id,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 
 from ivr.agi.errors import AgiConnectionLost, AgiDeadChannel, ChannelHungUp
@@ -52,6 +52,9 @@ class OrderCallFlow:
             return "error"
         phone = await session.get_variable("YIHU_PHONE")
         delivery = await session.get_variable("YIHU_DELIVERY")
+        # The order is read (read-only) while the token's first use commits, not after it: the
+        # caller waits for one database round, not two.  A refused call never hears it.
+        reading = ensureDeferred(self._brief(code))
         if self.tokens is not None and not await self._admitted(session, code, phone, delivery):
             await session.stream_file(sound("not_recorded"))
             await session.hangup()
@@ -59,7 +62,7 @@ class OrderCallFlow:
         call = AnswerCall(script=self.script, caller=phone or None, order_code=code,
                           delivery_id=int(delivery) if delivery and delivery.isdigit() else None,
                           identified_by="order_call_token" if self.tokens is not None else "")
-        brief = await self._brief(code)
+        brief = await reading
         call.offer_assembled = bool(brief and brief.leaving_city)
         call.offer_situation = bool(brief and brief.major)
         spoken = await self._speech(brief.text) if brief else None
