@@ -164,3 +164,23 @@ def test_updated_text_reads_back_exactly_whatever_it_holds(migrated_url):
     ids = run(migrated_url, write)
     got = run(migrated_url, lambda c: {r.id: (r.reason, r.fired_at) for r in c.execute(select(escalation_steps))})
     assert [got[i] for i in ids] == [(r, T0 + timedelta(seconds=n)) for n, r in enumerate(awkward)] + [(None, None)]
+
+
+def test_a_sparse_update_sets_each_row_s_own_columns_and_leaves_the_rest(migrated_url):
+    from gateway.storage.bulk import bulk_update_sparse
+    ots = order_team_ids(migrated_url, 3)
+    t1 = T0 + timedelta(minutes=3)
+
+    def write(conn):
+        conn.execute(order_teams.update().where(order_teams.c.id == ots[2]).values(received_at=T0, answered_by=None))
+        bulk_update_sparse(conn, order_teams, "id", {
+            ots[0]: {"state": "received", "received_at": t1},
+            ots[1]: {"state": "arrived", "arrived_at": t1, "state_at": t1},
+            ots[2]: {"received_at": None},                 # set to NULL on purpose: not "left alone"
+        })
+    run(migrated_url, write)
+    got = run(migrated_url, lambda c: {r.id: (r.state, r.state_at, r.received_at, r.arrived_at)
+                                       for r in c.execute(select(order_teams))})
+    assert got[ots[0]] == ("received", T0, t1, None)
+    assert got[ots[1]] == ("arrived", t1, None, t1)
+    assert got[ots[2]] == ("sent", T0, None, None)

@@ -161,7 +161,8 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig, look: "Lookups | No
     event = {"order_code": row.code, "order_id": order_id, "incident_ref": incident,
              "team": team_code, "team_name": team_name, "status": status, "state": out.state.state,
              "channel": a.channel, "member": member.name, "role": member.role, "phone": a.phone,
-             "report": report, "at": a.at.isoformat(), "after_escalation": bool(alerted)}
+             "report": report, "at": a.at.isoformat(), "after_escalation": bool(alerted),
+             "drill": bool(row.order_drill)}       # read with the row: the event log need not look it up
     look.add_event("order.feedback", event, a.at)
     return Verdict(RECORDED,
                    messages.confirmation_sms(row.code, status, hhmm, ask),
@@ -373,7 +374,8 @@ class Lookups:
 
     def _lock(self, ids: list[int]) -> None:
         q = (select(order_teams, orders.c.code, orders.c.rule, orders.c.state.label("order_state"),
-                    orders.c.created_at.label("order_created_at"), orders.c.incident_ref)
+                    orders.c.created_at.label("order_created_at"), orders.c.incident_ref,
+                    orders.c.drill.label("order_drill"))
              .join(orders, orders.c.id == order_teams.c.order_id)
              .where(among(self.conn, order_teams.c.id, ids)).order_by(order_teams.c.id))
         if self.conn.dialect.name == "postgresql":

@@ -19,7 +19,7 @@ from gateway.mode import drill_text
 from gateway.orders.messages import order_sms, roster_check_sms
 from gateway.orders.order import CreatedOrder, OrderRequest
 from gateway.orders.times import utc
-from gateway.storage.bulk import among, bulk_update
+from gateway.storage.bulk import among, bulk_update, bulk_update_sparse
 from gateway.storage.schema import (audit_log, deliveries, escalation_steps, members, order_teams, orders,
                                      sms_messages, teams)
 
@@ -281,14 +281,9 @@ def save_team_state(conn, order_team_id: int, old: ts.TeamOrderState, new: ts.Te
 
 
 def save_team_changes_many(conn, changes: dict[int, dict]) -> None:
-    """{order_team_id: {column: value}} written with one executemany per set of columns (a batch
-    of answers: one round of statements, not one each)."""
-    groups: dict[tuple, list[dict]] = {}
-    for ot, cols in changes.items():
-        if cols:
-            groups.setdefault(tuple(sorted(cols)), []).append({"id": ot, **cols})
-    for _cols, rows in groups.items():
-        bulk_update(conn, order_teams, ("id",), rows)
+    """{order_team_id: {column: value}}: a batch of answers' team states in one statement
+    (gateway/storage/bulk.py), not one each."""
+    bulk_update_sparse(conn, order_teams, "id", changes)
 
 
 def cancel_stages_many(conn, cancels: list[dict]) -> None:

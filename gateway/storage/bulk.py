@@ -162,3 +162,36 @@ def bulk_update(conn, table, keys: tuple[str, ...], rows: list[dict], where: dic
                                *[table.c[c] == v for c, v in (where or {}).items()])
     stmt = stmt.values({n: bindparam(f"v_{n}") for n in sets})
     conn.execute(stmt, [{**{f"k_{k}": r[k] for k in keys}, **{f"v_{n}": r[n] for n in sets}} for r in rows])
+
+
+def bulk_update_sparse(conn, table, key: str, changes: dict) -> None:
+    """{key value: {column: value}}: each row's own columns set, the others left as they are.  One
+    UPDATE on PostgreSQL (a column a row does not change keeps its value: CASE on a flag array);
+    elsewhere one executemany per set of columns."""
+    changes = {k: cols for k, cols in changes.items() if cols}
+    if not changes:
+        return
+    if not _pg(conn):
+        groups: dict[tuple, list[dict]] = {}
+        for k, cols in changes.items():
+            groups.setdefault(tuple(sorted(cols)), []).append({key: k, **cols})
+        for rows in groups.values():
+            bulk_update(conn, table, (key,), rows)
+        return
+    names = sorted({c for cols in changes.values() for c in cols})
+    keys = list(changes)
+    procs = _processors(conn, table, names)
+    dialect = conn.dialect
+    params = {"k": _array_literal(keys)}
+    source = [f"CAST(:k AS {table.c[key].type.compile(dialect=dialect)}[])"]
+    alias = [f'"{key}"']
+    sets = []
+    for i, (n, p) in enumerate(zip(names, procs)):
+        values = [changes[k].get(n) for k in keys]
+        params[f"a{i}"] = _array_literal([p(v) if p is not None and v is not None else v for v in values])
+        params[f"f{i}"] = _array_literal([n in changes[k] for k in keys])
+        source += [f"CAST(:a{i} AS {table.c[n].type.compile(dialect=dialect)}[])", f"CAST(:f{i} AS BOOLEAN[])"]
+        alias += [f'"{n}"', f'"{n}__set"']
+        sets.append(f'"{n}" = CASE WHEN v."{n}__set" THEN v."{n}" ELSE "{table.name}"."{n}" END')
+    conn.execute(text(f'UPDATE "{table.name}" SET ' + ", ".join(sets) + f" FROM unnest({', '.join(source)}) AS "
+                      f"v({', '.join(alias)}) WHERE \"{table.name}\".\"{key}\" = v.\"{key}\""), params)
