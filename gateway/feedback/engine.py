@@ -209,6 +209,8 @@ def _journal_and_record_tx(conn, batch, cfg, stage_sms=None, stage_many=None):
     """record_batch_tx for a batch [(answer, journal unit or None)]: the raw rows of the answers
     not journalled yet are written first (run_units: one insert for all), their ids given to
     their answers, then the batch judged, all in this one transaction.  Returns (raw ids, verdicts)."""
-    ids = iter(run_units(conn, [unit for _a, unit in batch if unit is not None]))
+    written = run_units(conn, [unit for _a, unit in batch if unit is not None])
+    ids = iter(written)
     answers = [a if unit is None else replace(a, raw_id=next(ids)) for a, unit in batch]
-    return [a.raw_id for a in answers], store.record_batch_tx(conn, answers, cfg, stage_sms, stage_many)
+    return [a.raw_id for a in answers], store.record_batch_tx(conn, answers, cfg, stage_sms, stage_many,
+                                                              fresh_raw=frozenset(written))

@@ -173,14 +173,15 @@ def record_answer_tx(conn, a: Answer, cfg: EscalationConfig, look: "Lookups | No
 
 
 def record_batch_tx(conn, answers: list[Answer], cfg: EscalationConfig, stage_sms=None,
-                    stage_many=None) -> list[Verdict]:
+                    stage_many=None, fresh_raw=frozenset()) -> list[Verdict]:
     """Several answers, one transaction (group commit), in arrival order; what they need to read is
     read once for the whole batch (Lookups), not once per answer, and what they write is written
     a statement per kind for the whole batch.  stage_sms: the outbox's stage_tx; each answer's
     reply (confirmation, help, the supervisor's notice) is written in the same transaction as the
     feedback (transactional outbox), on `Verdict.staged`; stage_many (the outbox's stage_many_tx)
-    writes them all at once."""
-    look = Lookups(conn, answers)
+    writes them all at once.  fresh_raw: raw ids written in this same transaction (keypresses
+    journalled with their judgement): new, not looked up."""
+    look = Lookups(conn, answers, fresh_raw)
     verdicts = [record_answer_tx(conn, a, cfg, look) for a in answers]
     look.write()        # the appended rows and events, before the replies are staged (as one by one)
     # The next step due of every team the batch answered for, as committed (an earlier answer of
@@ -229,7 +230,7 @@ class Lookups:
     is kept in step by `mark_raw`/`saved`.  The team rows are locked on PostgreSQL in id order,
     like the escalation engine's claims (ostore.load_team_states), so the two never deadlock."""
 
-    def __init__(self, conn, answers: list[Answer]):
+    def __init__(self, conn, answers: list[Answer], fresh_raw=frozenset()):
         self.conn = conn
         self._raw_marks: list[dict] = []
         self._audits: list[dict] = []
@@ -239,9 +240,10 @@ class Lookups:
         self._cancels: list[dict] = []
         self._forms: dict[int, dict] = {}           # order team -> its feedback form, as written so far
         self._form_writes: dict[int, tuple[dict, bool]] = {}    # order team -> (columns, a new row?)
-        raw_ids = sorted({a.raw_id for a in answers if a.raw_id is not None})
+        raw_ids = sorted({a.raw_id for a in answers if a.raw_id is not None} - set(fresh_raw))
         self._raw = dict(conn.execute(select(inbound_raw.c.id, inbound_raw.c.state)
                                       .where(among(conn, inbound_raw.c.id, raw_ids))).all()) if raw_ids else {}
+        self._raw.update(dict.fromkeys(fresh_raw, "new"))
         phones = sorted({a.phone for a in answers})
         self._members: dict[str, dq.Member] = {}
         for r in conn.execute(

@@ -226,6 +226,9 @@ class Database:
                 woken = conn.info[WAKE_KEY] = set()
                 try:
                     result = fn(conn, *args, **kwargs)
+                    if woken:
+                        from gateway.cluster.wakeups import notify_all
+                        notify_all(conn, woken)      # the other nodes, at this COMMIT
                 finally:
                     eventlog.end_recording(conn)
                     conn.info.pop(WAKE_KEY, None)
