@@ -13,6 +13,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from twisted.logger import Logger
 
+from gateway.storage.bulk import among
 from gateway.storage.group import GroupCommit
 from gateway.storage.schema import call_tokens_used
 from ivr.tokens import CallTokens, token_digest
@@ -80,7 +81,7 @@ def _use_tokens(conn, units) -> list[bool]:
     twice in the batch is fresh only the first time."""
     rows = [r for (r,) in units]
     used = set(conn.execute(select(call_tokens_used.c.token_sha256).where(
-        call_tokens_used.c.token_sha256.in_(sorted({r["token_sha256"] for r in rows})))).scalars())
+        among(conn, call_tokens_used.c.token_sha256, sorted({r["token_sha256"] for r in rows})))).scalars())
     fresh = []
     for r in rows:
         fresh.append(r["token_sha256"] not in used)

@@ -184,3 +184,18 @@ def test_a_sparse_update_sets_each_row_s_own_columns_and_leaves_the_rest(migrate
     assert got[ots[0]] == ("received", T0, t1, None)
     assert got[ots[1]] == ("arrived", t1, None, t1)
     assert got[ots[2]] == ("sent", T0, None, None)
+
+
+def test_a_refused_batch_fails_as_sqlalchemy_reports_it(migrated_url):
+    """Callers tell a duplicate from an outage by SQLAlchemy's exception classes (and a deadline
+    by `.orig`): a batch write reports a constraint like any statement, and nothing of it stays."""
+    import pytest
+    from sqlalchemy.exc import IntegrityError
+
+    def write(conn):
+        bulk_insert(conn, sms_segments, [dict(message_id=10**9, seq=1, pdu="00", tpdu_length=1, state="queued",
+                                              updated_at=T0)])            # no such message
+    with pytest.raises(IntegrityError) as e:
+        run(migrated_url, write)
+    assert e.value.orig is not None
+    assert run(migrated_url, lambda c: c.execute(select(sms_segments)).all()) == []

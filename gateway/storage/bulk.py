@@ -17,6 +17,7 @@ from datetime import date, datetime
 
 from sqlalchemy import any_, bindparam, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import DBAPIError
 
 
 def _pg(conn) -> bool:
@@ -98,14 +99,21 @@ def bulk_insert(conn, table, rows: list[dict]) -> None:
     fill = list(defaults.values())
     plain = not any(procs)
     columns = ", ".join(f'"{n}"' for n in names)
-    with conn.connection.driver_connection.cursor() as cur:
-        with cur.copy(f'COPY "{table.name}" ({columns}) FROM STDIN') as copy:
-            write = copy.write_row
-            for r in rows:
-                values = [r[n] for n in names[:len(names) - len(fill)]] + fill
-                if not plain:
-                    values = [p(v) if p is not None and v is not None else v for p, v in zip(procs, values)]
-                write(values)
+    statement = f'COPY "{table.name}" ({columns}) FROM STDIN'
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    try:
+        with conn.connection.driver_connection.cursor() as cur:
+            with cur.copy(statement) as copy:
+                write = copy.write_row
+                for r in rows:
+                    values = [r[n] for n in names[:len(names) - len(fill)]] + fill
+                    if not plain:
+                        values = [p(v) if p is not None and v is not None else v for p, v in zip(procs, values)]
+                    write(values)
+    except dbapi_error as e:
+        # As SQLAlchemy raises it for a statement it ran (IntegrityError, OperationalError, ...):
+        # the callers' retries, deadlines and duplicate checks look for those, with `.orig`.
+        raise DBAPIError.instance(statement, None, e, dbapi_error, dialect=conn.dialect) from e
 
 
 def insert_returning_ids(conn, table, rows: list[dict]) -> list[int]:
