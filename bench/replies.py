@@ -1,6 +1,6 @@
 """Commanders' SMS replies judged end to end, on PostgreSQL (the production database).
 
-    .venv/bin/python -m bench.replies [--orders 200] [--rate 1000] [--seconds 15] [--slow-rate 100]
+    .venv/bin/python -m bench.replies [--orders 200] [--rate 1250] [--seconds 15] [--slow-rate 100]
                                       [--url postgresql+psycopg://...] [--sqlite]
 
 What one reply costs in production, from the modem's PDU to the confirmation SMS queued:
@@ -20,7 +20,14 @@ Two phases in one run, on a fresh schema migrated to head and filled by a child 
 2. throughput: --rate replies per second offered for --seconds (``CODE 1``/``2``/``3``, ``到达``,
    from random commanders and deputies of random open orders' teams); judged per second
    sustained = replies judged / time from the first offer to the last answer (a backlog not
-   judged within --drain seconds is left out of the count, so lowers the figure).
+   judged within --drain seconds is left out of the count, so lowers the figure).  Offered at
+   1,250/s by default, above the 1,000/s target: offered at the target itself the figure could
+   not reach it whatever the gateway's capacity (the last reply's own latency is in the time),
+   so it measured the offer, not the capacity.
+
+The database is one in service: the filled tables analyzed (the planner's statistics, as
+autovacuum keeps them) and a month of inbound SMS already judged (45,000 rows), so that a raw-row
+or duplicate look-up goes by its index; a freshly created empty table would be scanned whole.
 
 Left out: the modem's serial line and AT commands (bench.sms_fanout measures the bank's modem
 side), sending the confirmation over the air, the escalation's order calls (a stub stages none;
@@ -178,7 +185,8 @@ async def measure(reactor, url, args):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--orders", type=int, default=200)
-    ap.add_argument("--rate", type=float, default=1000)
+    ap.add_argument("--rate", type=float, default=1250, help="replies offered per second (above the target: "
+                    "the figure is the gateway's capacity, not the offer)")
     ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--slow-rate", type=float, default=100)
     ap.add_argument("--drain", type=float, default=60)
