@@ -5,6 +5,7 @@ alone first, then judged by itself; if even the raw row cannot be written, neith
 import pytest
 import pytest_twisted
 from sqlalchemy import func, select
+from twisted.logger import globalLogPublisher
 
 from gateway.feedback import store
 from gateway.interfaces import KeypadAnswer
@@ -60,6 +61,8 @@ async def test_the_keypress_its_answer_and_the_confirmation_commit_together(data
     try:
         order = await rig.send(teams_=("PUB-01",))
         txs = Transactions(database)
+        logged = []
+        globalLogPublisher.addObserver(logged.append)
         try:
             journalled, judged = keyed(rig, KeypadJournal(rig.clock, database), order.code)
             raw_id = await journalled
@@ -68,6 +71,9 @@ async def test_the_keypress_its_answer_and_the_confirmation_commit_together(data
             at_judged = txs.count
         finally:
             txs.close()
+            globalLogPublisher.removeObserver(logged.append)
+        # the engine's line names the keypress's raw row, written in that same transaction
+        assert [e.get("raw") for e in logged if e.get("log_format", "").startswith("feedback order")] == [raw_id]
         assert (at_journalled, at_judged) == (1, 1)         # one transaction held all three
         assert outcome.accepted and outcome.status == "received"
         [row] = await database.run(keypad_rows_tx)

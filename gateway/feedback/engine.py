@@ -170,7 +170,7 @@ class FeedbackEngine:
                                              drill=str(self.is_drill(v.order_id)).lower()).inc()
             log.info("feedback order {code} team {team} from {phone}: {status} ({channel}, raw {raw})",
                      code=v.order_code, team=v.team_code, phone=a.phone, status=v.status, channel=a.channel,
-                     raw=a.raw_id)
+                     raw=v.raw_id)
             if self.escalation is not None:
                 self.escalation.schedule(v.order_team_id, v.next_due)
         elif v.outcome == store.NOTE:

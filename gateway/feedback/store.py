@@ -61,6 +61,7 @@ class Verdict:
     event: dict = field(default_factory=dict)
     hhmm: str = ""                          # local time of the answer, as confirmed
     staged: list = field(default_factory=list)   # reply SMS committed with the feedback (outbox records)
+    raw_id: int | None = None               # the answer's raw row (for the log; a keypress's is written with it)
 
 
 def _audit_row(a: Answer, action, subject, detail) -> dict:
@@ -183,6 +184,8 @@ def record_batch_tx(conn, answers: list[Answer], cfg: EscalationConfig, stage_sm
     journalled with their judgement): new, not looked up."""
     look = Lookups(conn, answers, fresh_raw)
     verdicts = [record_answer_tx(conn, a, cfg, look) for a in answers]
+    for a, v in zip(answers, verdicts):
+        v.raw_id = a.raw_id
     look.write()        # the appended rows and events, before the replies are staged (as one by one)
     # The next step due of every team the batch answered for, as committed (an earlier answer of
     # the batch for the same team gets the same, final, time: the engine keeps one per team).
