@@ -72,6 +72,11 @@ def _processors(conn, table, names):
     return [table.c[n].type._cached_bind_processor(dialect) for n in names]
 
 
+def _bound(proc, values) -> list:
+    """A column's values as SQLAlchemy would bind them (its type's processor; NULL stays NULL)."""
+    return values if proc is None else [None if v is None else proc(v) for v in values]
+
+
 def _scalar_defaults(table, given) -> dict | None:
     """The Python-side scalar defaults SQLAlchemy would fill in for columns the rows leave out;
     None if one is a callable or SQL expression (then the caller takes the generic path)."""
@@ -94,6 +99,7 @@ def bulk_insert(conn, table, rows: list[dict]) -> None:
     if defaults is None:
         conn.execute(insert(table), rows)
         return
+    given = names[:]
     names += list(defaults)
     procs = _processors(conn, table, names)
     fill = list(defaults.values())
@@ -106,7 +112,7 @@ def bulk_insert(conn, table, rows: list[dict]) -> None:
             with cur.copy(statement) as copy:
                 write = copy.write_row
                 for r in rows:
-                    values = [r[n] for n in names[:len(names) - len(fill)]] + fill
+                    values = [r[n] for n in given] + fill
                     if not plain:
                         values = [p(v) if p is not None and v is not None else v for p, v in zip(procs, values)]
                     write(values)
@@ -152,8 +158,7 @@ def bulk_update(conn, table, keys: tuple[str, ...], rows: list[dict], where: dic
     sets = [n for n in names if n not in keys]
     if _pg(conn):
         procs = _processors(conn, table, names)
-        arrays = [_array_literal([p(r[n]) if p is not None and r[n] is not None else r[n] for r in rows])
-                  for n, p in zip(names, procs)]
+        arrays = [_array_literal(_bound(p, [r[n] for r in rows])) for n, p in zip(names, procs)]
         dialect = conn.dialect
         casts = [table.c[n].type.compile(dialect=dialect) for n in names]
         params = {f"a{i}": a for i, a in enumerate(arrays)}
@@ -195,8 +200,7 @@ def bulk_update_sparse(conn, table, key: str, changes: dict) -> None:
     alias = [f'"{key}"']
     sets = []
     for i, (n, p) in enumerate(zip(names, procs)):
-        values = [changes[k].get(n) for k in keys]
-        params[f"a{i}"] = _array_literal([p(v) if p is not None and v is not None else v for v in values])
+        params[f"a{i}"] = _array_literal(_bound(p, [changes[k].get(n) for k in keys]))
         params[f"f{i}"] = _array_literal([n in changes[k] for k in keys])
         source += [f"CAST(:a{i} AS {table.c[n].type.compile(dialect=dialect)}[])", f"CAST(:f{i} AS BOOLEAN[])"]
         alias += [f'"{n}"', f'"{n}__set"']

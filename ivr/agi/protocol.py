@@ -29,7 +29,7 @@ from ivr.agi.request import AgiRequest, parse_request
 
 log = Logger()
 
-_LINE_BREAK = re.compile("[\r\n\0]")
+LINE_BREAK = re.compile("[\r\n\0]")     # what may not be inside a command (it would end it early)
 
 MAX_ENV_LINES = 200       # Asterisk sends ~22; more is not Asterisk
 MAX_GARBAGE = 100         # lines of garbage before we give up on the peer
@@ -225,7 +225,7 @@ class AgiServerProtocol(LineReceiver):
             return fail(AgiConnectionLost(f"session closed; not sending {command!r}"))
         if self._pending is not None:
             return fail(AgiError(f"command {command!r} sent while {self._pending_cmd!r} in flight"))
-        if _LINE_BREAK.search(command):
+        if LINE_BREAK.search(command):
             return fail(ValueError("line break in an AGI command"))
         self._pending = d = Deferred()
         self._pending_cmd = command

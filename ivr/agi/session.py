@@ -22,6 +22,7 @@ from twisted.logger import Logger
 
 from gateway import metrics
 from ivr.agi.errors import AgiCommandFailed, AgiDeadChannel, ChannelHungUp
+from ivr.agi.protocol import LINE_BREAK
 from ivr.agi.reply import AgiReply
 from ivr.agi.request import AgiRequest
 
@@ -30,13 +31,12 @@ log = Logger()
 DTMF = set("0123456789*#ABCD")
 
 
-_LINE_BREAK = re.compile("[\r\n\0]")
 _NEEDS_QUOTES = re.compile(r'[\s"\\]')     # (one pass of a compiled pattern: this runs for every command)
 
 
 def quote(arg: str) -> str:
     """Quote an argument the way Asterisk's AGI argument parser reads it back."""
-    if _LINE_BREAK.search(arg):
+    if LINE_BREAK.search(arg):
         raise ValueError("line break in an AGI argument")
     if arg and not _NEEDS_QUOTES.search(arg):
         return arg
