@@ -245,9 +245,17 @@ def build_gateway(config: Config, reactor) -> Gateway:
 
 def stop_on_failure(gateway: Gateway, reactor, report) -> None:
     """Fail fast: when a part cannot start, `report(line)` and stop the reactor (the caller exits
-    with status 2).  A gateway half up (no API, no escalation) must not pass for a working one."""
+    with status 2).  A gateway half up (no API, no escalation) must not pass for a working one.
+    Once the gateway is told to stop (SIGTERM while a part is still starting: the AMI link's
+    resync cut off), a part's start ending early is the stop, not a part that cannot start."""
+    stopping: list[bool] = []
+    reactor.addSystemEventTrigger("before", "shutdown", stopping.append, True)   # before the parts stop
+
     def failed(f):
         line = str(f.value) if isinstance(f.value, PartFailed) else _reason(f)
+        if stopping:
+            log.info("stopped while starting: {line}", line=line)
+            return None
         log.critical("cannot start: {line}; stopping", line=line)
         report(line)
         reactor.callWhenRunning(reactor.stop)

@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 
 from gateway.cluster.claims import Claimer, skip_locked
 from gateway.storage import schema as t
-from gateway.storage.bulk import among, insert_returning_ids
+from gateway.storage.bulk import among, bulk_insert, draw_ids, insert_returning_ids, together
 from gateway.storage.pool import DatabaseDeadline
 from sms import encoding, policy
 
@@ -108,15 +108,24 @@ def add_messages_tx(conn, items: list[dict], *, ref_bits: int = 8, status_report
         from gateway.cluster.wakeups import notify_tx
         notify_tx(conn, "sms")
         m, s = t.sms_messages, t.sms_segments
-        mids = insert_returning_ids(conn, m, [
-            dict(phone=items[i]["phone"], text=items[i]["text"], purpose=items[i]["purpose"],
-                 order_id=items[i].get("order_id"), delivery_id=items[i].get("delivery_id"), state="queued",
-                 created_at=items[i]["now"], updated_at=items[i]["now"], encoding=enc, concat_ref=None, parts=1)
-            for i, enc, _p in single])
-        sids = insert_returning_ids(conn, s, [
-            dict(message_id=mid, seq=p.seq, pdu=p.pdu_hex, tpdu_length=p.tpdu_length, state="queued", attempts=0,
-                 outcome_unknown=0, updated_at=items[i]["now"])
-            for mid, (i, _enc, p) in zip(mids, single)])
+        messages = [dict(phone=items[i]["phone"], text=items[i]["text"], purpose=items[i]["purpose"],
+                         order_id=items[i].get("order_id"), delivery_id=items[i].get("delivery_id"), state="queued",
+                         created_at=items[i]["now"], updated_at=items[i]["now"], encoding=enc, concat_ref=None,
+                         parts=1) for i, enc, _p in single]
+
+        def segments(mids):
+            return [dict(message_id=mid, seq=p.seq, pdu=p.pdu_hex, tpdu_length=p.tpdu_length, state="queued",
+                         attempts=0, outcome_unknown=0, updated_at=items[i]["now"])
+                    for mid, (i, _enc, p) in zip(mids, single)]
+        if conn.dialect.name == "postgresql":
+            # Both tables' ids in one round trip; the rows then go together (bulk.together).
+            mids, sids = draw_ids(conn, [(m, len(single)), (s, len(single))])
+            with together(conn):
+                bulk_insert(conn, m, [{**r, "id": i} for r, i in zip(messages, mids)])
+                bulk_insert(conn, s, [{**r, "id": i} for r, i in zip(segments(mids), sids)])
+        else:
+            mids = insert_returning_ids(conn, m, messages)
+            sids = insert_returning_ids(conn, s, segments(mids))
         for mid, sid, (i, _enc, p) in zip(mids, sids, single):
             it = items[i]
             out[i] = dict(id=mid, phone=it["phone"], purpose=it["purpose"], state="queued", modem=None, parts=1,

@@ -63,6 +63,19 @@ def migrated_url(db_url):
 
 
 @pytest.fixture
+def pg_migrated_url(request):
+    """PostgreSQL only (a test about its sequences, locks or pipelines): a fresh schema at the
+    head migration.  Fails, never skips, without PostgreSQL."""
+    from gateway.storage.migrate import upgrade
+    if POSTGRES_OFF:
+        pytest.fail(f"{request.node.name} is about PostgreSQL: it needs PostgreSQL")
+    url, drop = _postgres_schema_url()
+    request.addfinalizer(drop)
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
 def database(migrated_url):
     """A started gateway Database on the real reactor (pytest-twisted), stopped afterwards."""
     from twisted.internet import reactor

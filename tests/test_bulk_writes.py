@@ -1,15 +1,19 @@
 """The batch writers (gateway/storage/bulk.py) leave exactly the rows an INSERT/UPDATE per row would:
 on PostgreSQL they go by COPY and UPDATE .. FROM unnest(..), so every awkward value a reply can
 carry (tabs, newlines, backslashes, NUL in raw bytes, Chinese JSON, NULLs, aware datetimes) and the
-columns' own defaults are checked here, read back with plain SELECTs, on both backends."""
+columns' own defaults are checked here, read back with plain SELECTs, on both backends; and again
+held by `together` (sent as one pipeline, INSERT .. SELECT FROM unnest(..) standing for COPY)."""
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 
 from gateway.storage import Database
-from gateway.storage.bulk import bulk_insert, bulk_update, insert_returning_ids
+from gateway.storage.bulk import bulk_insert, bulk_update, draw_ids, insert_returning_ids, together
 from gateway.storage.schema import (audit_log, escalation_steps, inbound_raw, order_teams, orders, sms_messages,
                                     sms_segments)
 from tests._orders_rig import seed_directory_tx
@@ -18,15 +22,24 @@ T0 = datetime(2026, 7, 1, 8, 30, 15, 123000, tzinfo=timezone.utc)
 AWKWARD = ["到达现场\t0427", "line one\nline two\r\n", "back\\slash \\N and \\x41", "", "quote ' \" 【】"]
 
 
-def run(url, fn):
+def run(url, fn, held=False):
+    """fn(conn) in one transaction; held: its bulk writes inside bulk.together."""
     db = Database(None, url)
+
+    def unit(conn):
+        with together(conn) if held else contextlib.nullcontext():
+            return fn(conn)
     try:
-        return db.run_sync(fn)
+        return db.run_sync(unit)
     finally:
         db.engine.dispose()
 
 
-def test_inserted_rows_read_back_exactly_with_their_ids_in_order(migrated_url):
+HELD = pytest.mark.parametrize("held", [False, True], ids=["one-by-one", "held"])
+
+
+@HELD
+def test_inserted_rows_read_back_exactly_with_their_ids_in_order(migrated_url, held):
     raws = [bytes([0, 10, 13, 92, 9, 255, 0x22]) + s.encode() for s in AWKWARD]
 
     def write(conn):
@@ -39,7 +52,7 @@ def test_inserted_rows_read_back_exactly_with_their_ids_in_order(migrated_url):
                                            detail={"status": "arrived", "report": s, "none": None})
                                       for i, s in enumerate(AWKWARD)])
         return ids
-    ids = run(migrated_url, write)
+    ids = run(migrated_url, write, held)
     assert len(ids) == len(AWKWARD) == len(set(ids))
 
     def read(conn):
@@ -57,14 +70,15 @@ def test_inserted_rows_read_back_exactly_with_their_ids_in_order(migrated_url):
     assert all(a.at == T0 for a in audits)
 
 
-def test_columns_left_out_take_their_defaults(migrated_url):
+@HELD
+def test_columns_left_out_take_their_defaults(migrated_url, held):
     def write(conn):
         (mid,) = insert_returning_ids(conn, sms_messages, [dict(phone="+8613800000001", text="收到", purpose="confirmation",
                                                                 state="queued", created_at=T0, updated_at=T0)])
         insert_returning_ids(conn, sms_segments, [dict(message_id=mid, seq=1, pdu="0011", tpdu_length=2, state="queued",
                                                        updated_at=T0)])      # attempts, outcome_unknown left out
         return mid
-    mid = run(migrated_url, write)
+    mid = run(migrated_url, write, held)
     seg = run(migrated_url, lambda c: c.execute(select(sms_segments).where(sms_segments.c.message_id == mid)).one())
     assert (seg.attempts, seg.outcome_unknown, seg.modem, seg.mr) == (0, 0, None, None)
 
@@ -93,7 +107,8 @@ def _steps(conn, ot_ids):
     return rows
 
 
-def test_updates_match_keys_and_constants_and_one_row_per_key_wins_alike_on_both_backends(migrated_url):
+@HELD
+def test_updates_match_keys_and_constants_and_one_row_per_key_wins_alike_on_both_backends(migrated_url, held):
     ots = order_team_ids(migrated_url, 2)
 
     def write(conn):
@@ -111,7 +126,7 @@ def test_updates_match_keys_and_constants_and_one_row_per_key_wins_alike_on_both
             dict(order_team_id=ots[1], stage="arrival", step=1, due_at=T0, reason="moved"),
             dict(order_team_id=ots[1], stage="arrival", step=1, due_at=T0 + timedelta(hours=1), reason=None),
         ])                                                                    # keep="last"
-    run(migrated_url, write)
+    run(migrated_url, write, held)
     got = run(migrated_url, lambda c: {(r.order_team_id, r.stage, r.step): (r.state, r.fired_at, r.reason)
                                        for r in c.execute(select(escalation_steps))})
     first = ("cancelled", T0, "first\tword")
@@ -199,3 +214,56 @@ def test_a_refused_batch_fails_as_sqlalchemy_reports_it(migrated_url):
         run(migrated_url, write)
     assert e.value.orig is not None
     assert run(migrated_url, lambda c: c.execute(select(sms_segments)).all()) == []
+
+
+def _status(conn) -> str:
+    return conn.connection.driver_connection.info.transaction_status.name
+
+
+def test_held_writes_wait_for_a_read_or_the_end_and_the_read_sees_them(migrated_url):
+    """PostgreSQL: nothing reaches the server while writes are held (the transaction has not even
+    begun there); a read sends them first and sees them; the block's end sends the rest."""
+    def unit(conn):
+        pg = conn.dialect.name == "postgresql"
+        seen = []
+        with together(conn):
+            bulk_insert(conn, audit_log, [dict(at=T0, actor="sms:+861", action="a", subject="one", detail={"n": 1})])
+            seen.append(_status(conn) if pg else None)
+            n = conn.execute(select(audit_log.c.subject)).scalars().all()     # the read sends them first
+            seen.append(_status(conn) if pg else None)
+            bulk_insert(conn, audit_log, [dict(at=T0, actor="sms:+862", action="a", subject="two", detail={"n": 2})])
+        return pg, seen, n
+    pg, seen, first_read = run(migrated_url, unit)
+    assert first_read == ["one"]
+    if pg:
+        assert seen == ["IDLE", "INTRANS"]
+    got = run(migrated_url, lambda c: c.execute(select(audit_log.c.subject, audit_log.c.detail)
+                                                .order_by(audit_log.c.id)).all())
+    assert [tuple(r) for r in got] == [("one", {"n": 1}), ("two", {"n": 2})]
+
+
+def test_a_held_write_that_fails_raises_as_sqlalchemy_does_and_nothing_is_kept(migrated_url):
+    def unit(conn):
+        (i,) = insert_returning_ids(conn, audit_log, [dict(at=T0, actor="x", action="a", subject="first")])
+        with together(conn):
+            bulk_insert(conn, audit_log, [dict(at=T0, actor="y", action="a", subject="kept?")])
+            bulk_insert(conn, audit_log, [dict(id=i, at=T0, actor="z", action="a", subject="same id")])
+    with pytest.raises(IntegrityError):
+        run(migrated_url, unit)
+    assert run(migrated_url, lambda c: c.execute(select(audit_log)).all()) == []
+
+
+def test_ids_drawn_for_several_tables_at_once_are_theirs(pg_migrated_url):
+    """PostgreSQL (SQLite takes ids from INSERT .. RETURNING): each table's own sequence."""
+    migrated_url = pg_migrated_url
+
+    def unit(conn):
+        mids, sids = draw_ids(conn, [(sms_messages, 3), (sms_segments, 2)])
+        (later,) = insert_returning_ids(conn, sms_messages, [dict(phone="+8613800000001", text="收到",
+                                                                  purpose="confirmation", state="queued",
+                                                                  created_at=T0, updated_at=T0)])
+        last_seg = conn.execute(text("SELECT last_value FROM sms_segments_id_seq")).scalar()
+        return mids, sids, later, last_seg
+    mids, sids, later, last_seg = run(migrated_url, unit)
+    assert len(mids) == len(set(mids)) == 3 and mids == sorted(mids) and later > max(mids)
+    assert len(sids) == 2 and sids == sorted(sids) and last_seg == max(sids)

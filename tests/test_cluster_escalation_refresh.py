@@ -35,16 +35,10 @@ def step_ids(conn, ots):
 
 
 @pytest.fixture
-def pg_database(request):
-    from tests.conftest import POSTGRES_OFF, _postgres_schema_url
-    if POSTGRES_OFF:
-        pytest.fail("this test is about PostgreSQL's sequences: it needs PostgreSQL")
-    url, drop = _postgres_schema_url()
-    request.addfinalizer(drop)
-    from gateway.storage.migrate import upgrade
-    upgrade(url)
+def pg_database(pg_migrated_url):
+    """This test is about PostgreSQL's sequences."""
     from twisted.internet import reactor
-    db = Database(reactor, url)
+    db = Database(reactor, pg_migrated_url)
     db.start()
     yield db
     db.stop()

@@ -55,16 +55,9 @@ def test_taken_renewed_refused_then_taken_over_once_expired(database):
 
 
 @pytest.mark.parametrize("expired", [False, True], ids=["new-lease", "expired-lease"])
-def test_two_nodes_racing_on_postgresql_one_wins(expired, request):
+def test_two_nodes_racing_on_postgresql_one_wins(expired, request, pg_migrated_url):
     """Both nodes try in the same instant (a barrier inside their transactions): exactly one holds."""
-    from tests.conftest import POSTGRES_OFF, _postgres_schema_url
-    if POSTGRES_OFF:
-        pytest.fail("PostgreSQL is required for this test")
-    url, drop = _postgres_schema_url()
-    request.addfinalizer(drop)
-    from gateway.storage.migrate import upgrade
-    upgrade(url)
-    engine = make_engine(url)
+    engine = make_engine(pg_migrated_url)
     request.addfinalizer(engine.dispose)
     if expired:
         with engine.begin() as conn:

@@ -208,3 +208,38 @@ def test_a_webhook_that_fails_is_down(running, migrated_url):
 def deferLater(seconds):
     from twisted.internet.task import deferLater as later
     return later(reactor, seconds, lambda: None)
+
+
+class _Starting:
+    """A gateway whose parts have not all started yet."""
+
+    def __init__(self):
+        self.started = defer.Deferred()
+
+
+def _shutdown_begins(memory_reactor):
+    """What a reactor does on SIGTERM: its 'before shutdown' triggers, in the order they came."""
+    for fn, args, kw in memory_reactor.triggers.get("before", {}).get("shutdown", []):
+        fn(*args, **kw)
+
+
+def test_a_part_that_fails_to_start_stops_the_gateway_with_one_line():
+    from twisted.internet.testing import MemoryReactor
+    from gateway.service import stop_on_failure
+    mem, lines, gateway = MemoryReactor(), [], _Starting()
+    stop_on_failure(gateway, mem, lines.append)
+    gateway.started.errback(PartFailed("lease ami-events:pbx", "AMI connection lost before the reply"))
+    assert lines == ["lease ami-events:pbx: AMI connection lost before the reply"]
+
+
+def test_a_stop_while_a_part_is_still_starting_is_a_stop_not_a_part_that_cannot_start():
+    """SIGTERM just after the AMI login, while the hotline tracker's resync waits for its answer:
+    the stop cuts the resync short, and the gateway ends as stopped (status 0), not as unable to
+    start (status 2, which systemd and the operator read as a fault)."""
+    from twisted.internet.testing import MemoryReactor
+    from gateway.service import stop_on_failure
+    mem, lines, gateway = MemoryReactor(), [], _Starting()
+    stop_on_failure(gateway, mem, lines.append)
+    _shutdown_begins(mem)
+    gateway.started.errback(PartFailed("lease ami-events:pbx", "AMI connection lost before the reply"))
+    assert lines == []

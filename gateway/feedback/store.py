@@ -6,7 +6,7 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, insert, select
+from sqlalchemy import and_, func, insert, select
 
 from gateway.escalation.config import EscalationConfig
 from gateway.escalation.deadlines import local_hhmm
@@ -14,7 +14,7 @@ from gateway.escalation.store import plan_next_situation_tx
 from gateway.eventlog import record_events
 from gateway.feedback import form as ff
 from gateway.feedback import form_store
-from gateway.storage.bulk import among, bulk_insert, bulk_update, pairs_among
+from gateway.storage.bulk import among, bulk_insert, bulk_update, pairs_among, together
 from gateway.leaders import store as leaders_store
 from gateway.orders import directory_queries as dq
 from gateway.orders import messages
@@ -181,7 +181,14 @@ def record_batch_tx(conn, answers: list[Answer], cfg: EscalationConfig, stage_sm
     reply (confirmation, help, the supervisor's notice) is written in the same transaction as the
     feedback (transactional outbox), on `Verdict.staged`; stage_many (the outbox's stage_many_tx)
     writes them all at once.  fresh_raw: raw ids written in this same transaction (keypresses
-    journalled with their judgement): new, not looked up."""
+    journalled with their judgement): new, not looked up.
+    The writes go to PostgreSQL together, a round trip for those in a row (bulk.together): the
+    caller of a keypad answer waits for this transaction before hearing "recorded"."""
+    with together(conn):
+        return _record_batch(conn, answers, cfg, stage_sms, stage_many, fresh_raw)
+
+
+def _record_batch(conn, answers, cfg, stage_sms, stage_many, fresh_raw) -> list[Verdict]:
     look = Lookups(conn, answers, fresh_raw)
     verdicts = [record_answer_tx(conn, a, cfg, look) for a in answers]
     for a, v in zip(answers, verdicts):
@@ -278,7 +285,7 @@ class Lookups:
                 if rows and (a.parsed.code is not None or len(rows) == 1):
                     self._to_lock.add(rows[0].id)
         self._states: dict[int, tuple] = {}
-        self._alerted: dict[int, list[str]] | None = None
+        self._alerted: dict[int, list[str]] = {}     # order team -> stages alerted (read by _lock)
 
     def raw_state(self, raw_id: int):
         return self._raw.get(raw_id)
@@ -378,29 +385,32 @@ class Lookups:
         return self._states[order_team_id]
 
     def _lock(self, ids: list[int]) -> None:
+        """Lock and read these order teams, with the stages the duty supervisor was alerted about
+        for each (read with the rows: no round trip of its own)."""
+        es = escalation_steps
+        pg = self.conn.dialect.name == "postgresql"
+        alerted = (select(func.array_agg(es.c.stage) if pg else func.group_concat(es.c.stage, ","))
+                   .where(es.c.order_team_id == order_teams.c.id, es.c.action == "supervisor",
+                          es.c.state.in_(("firing", "fired")))
+                   .scalar_subquery().label("alerted_stages"))
         q = (select(order_teams, orders.c.code, orders.c.rule, orders.c.state.label("order_state"),
                     orders.c.created_at.label("order_created_at"), orders.c.incident_ref,
-                    orders.c.drill.label("order_drill"))
+                    orders.c.drill.label("order_drill"), alerted)
              .join(orders, orders.c.id == order_teams.c.order_id)
              .where(among(self.conn, order_teams.c.id, ids)).order_by(order_teams.c.id))
-        if self.conn.dialect.name == "postgresql":
+        if pg:
             q = q.with_for_update(of=order_teams)
         for row in self.conn.execute(q):
             self._states[row.id] = (row, ostore.team_state_from_row(row, row.rule))
+            stages = row.alerted_stages or []
+            self._alerted[row.id] = stages.split(",") if isinstance(stages, str) else list(stages)
 
     def saved(self, order_team_id: int, state) -> None:
         row, _old = self._states[order_team_id]
         self._states[order_team_id] = (row, state)
 
     def alerted_stages(self, order_team_id: int) -> list[str]:
-        """Stages the duty supervisor was alerted about, of every team row this batch locked."""
-        if self._alerted is None:
-            ids = sorted(self._states)
-            self._alerted = {i: [] for i in ids}
-            for ot, stage in self.conn.execute(select(escalation_steps.c.order_team_id, escalation_steps.c.stage).where(
-                    among(self.conn, escalation_steps.c.order_team_id, ids), escalation_steps.c.action == "supervisor",
-                    escalation_steps.c.state.in_(("firing", "fired")))):
-                self._alerted[ot].append(stage)
+        """Stages the duty supervisor was alerted about (read when the team's row was locked)."""
         if order_team_id not in self._alerted:
             self._alerted[order_team_id] = list(self.conn.execute(select(escalation_steps.c.stage).where(
                 escalation_steps.c.order_team_id == order_team_id, escalation_steps.c.action == "supervisor",

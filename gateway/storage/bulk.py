@@ -10,14 +10,34 @@ On PostgreSQL the rows of a batch go as one COPY (inserts) or one UPDATE .. FROM
 about 18 us of CPU a row on the gateway's side against about 4 for a COPY row; a burst of
 replies writes ten rows a reply.  Values go through each column's own bind processing (UTC
 datetimes, JSON), as SQLAlchemy's INSERT would.  Elsewhere (SQLite, whose executemany is a C loop
-in-process) the plain executemany."""
+in-process) the plain executemany.
+
+Inside `together(conn)` (PostgreSQL), these writes are not sent one by one: they are held and
+sent at the end of the block in one pipeline (psycopg's pipeline mode), one round trip for all
+of them, an INSERT .. SELECT FROM unnest(..) standing for each COPY (COPY cannot be pipelined).
+Any other statement run meanwhile on the connection sends the held writes first (an engine
+event), so a read inside the block still sees every write made before it.  A batch of keypad
+answers writes about ten statements, each a round trip of its own, and its caller waits for all
+of them before hearing "recorded".  A held write's error (a constraint) is raised where the writes
+are sent, as SQLAlchemy raises it, and the transaction rolls back as before."""
 from __future__ import annotations
 
+import json
+from contextlib import contextmanager
 from datetime import date, datetime
 
-from sqlalchemy import any_, bindparam, func, insert, select, text, tuple_, update
+from sqlalchemy import any_, bindparam, event, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
+
+try:
+    from psycopg.types.json import Json, Jsonb
+    _JSON_WRAPPERS: tuple = (Json, Jsonb)
+except ImportError:         # no PostgreSQL driver: SQLite only
+    _JSON_WRAPPERS = ()
+
+HELD = "yihu.bulk.held"     # conn.info: writes held by together() for one round trip: [(sql, params)]
 
 
 def _pg(conn) -> bool:
@@ -54,6 +74,9 @@ def _element(v) -> str:
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, (datetime, date)):
         return '"' + v.isoformat() + '"'
+    if isinstance(v, _JSON_WRAPPERS):
+        # SQLAlchemy's JSON binding on psycopg: the text psycopg would send for it.
+        return _element((v.dumps or json.dumps)(v.obj))
     raise TypeError(type(v).__name__)
 
 
@@ -90,6 +113,69 @@ def _scalar_defaults(table, given) -> dict | None:
     return out
 
 
+@contextmanager
+def together(conn):
+    """The bulk writes inside go to PostgreSQL together, at the end (see the module's docstring);
+    elsewhere, and inside another such block, nothing changes."""
+    if not _pg(conn) or HELD in conn.info:
+        yield
+        return
+    conn.info[HELD] = []
+    try:
+        yield
+        send_held(conn)
+    finally:
+        conn.info.pop(HELD, None)
+
+
+def send_held(conn) -> None:
+    """The writes held so far, in one pipeline: one round trip.  (SQLAlchemy's conn, or its
+    DBAPI connection's record info, as the engine event below has it.)"""
+    held = conn.info.get(HELD)
+    if not held:
+        return
+    conn.info[HELD] = []
+    driver = conn.connection.driver_connection
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    statement = None
+    try:
+        with driver.pipeline(), driver.cursor() as cur:
+            for statement, params in held:
+                cur.execute(statement, params)
+    except dbapi_error as e:
+        # The pipeline names no statement: the first held one that failed is not known here.
+        raise DBAPIError.instance(f"{len(held)} held write(s), the last: {statement}", None, e, dbapi_error,
+                                  dialect=conn.dialect) from e
+
+
+@event.listens_for(Engine, "before_cursor_execute")
+def _send_held_first(conn, _cursor, _statement, _params, _context, _many):
+    # Any statement run while writes are held sees them: they go first.
+    if conn.info.get(HELD):
+        send_held(conn)
+
+
+def _write(conn, statement: str, params: dict) -> None:
+    """One write statement (psycopg's %(name)s parameters): held inside together(), else run."""
+    held = conn.info.get(HELD)
+    if held is not None:
+        held.append((statement, params))
+    else:
+        conn.exec_driver_sql(statement, params)
+
+
+_CASTS: dict = {}
+
+
+def _cast(conn, table, name: str) -> str:
+    """A column's array type as a cast names it (BIGINT[]); compiled once per column."""
+    key = (table.c[name], conn.dialect.name)
+    cast = _CASTS.get(key)
+    if cast is None:
+        cast = _CASTS[key] = f"{key[0].type.compile(dialect=conn.dialect)}[]"
+    return cast
+
+
 def bulk_insert(conn, table, rows: list[dict]) -> None:
     """INSERT `rows` (dicts with the same keys) into `table` in one round: a COPY on PostgreSQL."""
     if not rows:
@@ -103,8 +189,16 @@ def bulk_insert(conn, table, rows: list[dict]) -> None:
     names += list(defaults)
     procs = _processors(conn, table, names)
     fill = list(defaults.values())
-    plain = not any(procs)
     columns = ", ".join(f'"{n}"' for n in names)
+    if HELD in conn.info:
+        # Held: COPY cannot go in a pipeline; the same rows as arrays, bound as COPY binds them.
+        k = len(rows)
+        params = {f"a{i}": _array_literal(_bound(p, [r[n] for r in rows] if i < len(given) else [fill[i - len(given)]] * k))
+                  for i, (n, p) in enumerate(zip(names, procs))}
+        source = ", ".join(f"%(a{i})s::{_cast(conn, table, n)}" for i, n in enumerate(names))
+        _write(conn, f'INSERT INTO "{table.name}" ({columns}) SELECT * FROM unnest({source})', params)
+        return
+    plain = not any(procs)
     statement = f'COPY "{table.name}" ({columns}) FROM STDIN'
     dbapi_error = conn.dialect.loaded_dbapi.Error
     try:
@@ -130,11 +224,19 @@ def insert_returning_ids(conn, table, rows: list[dict]) -> list[int]:
     if not rows:
         return []
     if _pg(conn):
-        ids = conn.execute(text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
-                           {"t": table.name, "n": len(rows)}).scalars().all()
+        ids = draw_ids(conn, [(table, len(rows))])[0]
         bulk_insert(conn, table, [{**r, "id": i} for r, i in zip(rows, ids)])
-        return list(ids)
+        return ids
     return list(conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars())
+
+
+def draw_ids(conn, wanted: list[tuple]) -> list[list[int]]:
+    """PostgreSQL: [(table, n)] -> n new ids from each table's sequence, in one round trip (rows
+    of several tables that refer to one another, written with their ids)."""
+    columns = ", ".join(f"ARRAY(SELECT nextval(pg_get_serial_sequence(:t{i}, 'id')) FROM generate_series(1, :n{i}))"
+                        for i in range(len(wanted)))
+    params = {k: v for i, (table, n) in enumerate(wanted) for k, v in ((f"t{i}", table.name), (f"n{i}", n))}
+    return [list(ids) for ids in conn.execute(text(f"SELECT {columns}"), params).one()]
 
 
 def bulk_update(conn, table, keys: tuple[str, ...], rows: list[dict], where: dict | None = None, *,
@@ -158,18 +260,16 @@ def bulk_update(conn, table, keys: tuple[str, ...], rows: list[dict], where: dic
     sets = [n for n in names if n not in keys]
     if _pg(conn):
         procs = _processors(conn, table, names)
-        arrays = [_array_literal(_bound(p, [r[n] for r in rows])) for n, p in zip(names, procs)]
-        dialect = conn.dialect
-        casts = [table.c[n].type.compile(dialect=dialect) for n in names]
-        params = {f"a{i}": a for i, a in enumerate(arrays)}
-        source = ", ".join(f"CAST(:a{i} AS {cast}[])" for i, cast in enumerate(casts))
+        params = {f"a{i}": _array_literal(_bound(p, [r[n] for r in rows])) for i, (n, p) in enumerate(zip(names, procs))}
+        source = ", ".join(f"%(a{i})s::{_cast(conn, table, n)}" for i, n in enumerate(names))
         alias = ", ".join(f'"{n}"' for n in names)
         cond = [f'"{table.name}"."{k}" = v."{k}"' for k in keys]
         for i, (col, value) in enumerate((where or {}).items()):
-            cond.append(f'"{table.name}"."{col}" = :w{i}')
-            params[f"w{i}"] = value
-        conn.execute(text(f'UPDATE "{table.name}" SET ' + ", ".join(f'"{n}" = v."{n}"' for n in sets)
-                          + f" FROM unnest({source}) AS v({alias}) WHERE " + " AND ".join(cond)), params)
+            proc = table.c[col].type._cached_bind_processor(conn.dialect)
+            cond.append(f'"{table.name}"."{col}" = %(w{i})s')
+            params[f"w{i}"] = value if proc is None or value is None else proc(value)
+        _write(conn, f'UPDATE "{table.name}" SET ' + ", ".join(f'"{n}" = v."{n}"' for n in sets)
+               + f" FROM unnest({source}) AS v({alias}) WHERE " + " AND ".join(cond), params)
         return
     stmt = update(table).where(*[table.c[k] == bindparam(f"k_{k}") for k in keys],
                                *[table.c[c] == v for c, v in (where or {}).items()])
@@ -194,16 +294,15 @@ def bulk_update_sparse(conn, table, key: str, changes: dict) -> None:
     names = sorted({c for cols in changes.values() for c in cols})
     keys = list(changes)
     procs = _processors(conn, table, names)
-    dialect = conn.dialect
     params = {"k": _array_literal(keys)}
-    source = [f"CAST(:k AS {table.c[key].type.compile(dialect=dialect)}[])"]
+    source = [f"%(k)s::{_cast(conn, table, key)}"]
     alias = [f'"{key}"']
     sets = []
     for i, (n, p) in enumerate(zip(names, procs)):
         params[f"a{i}"] = _array_literal(_bound(p, [changes[k].get(n) for k in keys]))
         params[f"f{i}"] = _array_literal([n in changes[k] for k in keys])
-        source += [f"CAST(:a{i} AS {table.c[n].type.compile(dialect=dialect)}[])", f"CAST(:f{i} AS BOOLEAN[])"]
+        source += [f"%(a{i})s::{_cast(conn, table, n)}", f"%(f{i})s::BOOLEAN[]"]
         alias += [f'"{n}"', f'"{n}__set"']
         sets.append(f'"{n}" = CASE WHEN v."{n}__set" THEN v."{n}" ELSE "{table.name}"."{n}" END')
-    conn.execute(text(f'UPDATE "{table.name}" SET ' + ", ".join(sets) + f" FROM unnest({', '.join(source)}) AS "
-                      f"v({', '.join(alias)}) WHERE \"{table.name}\".\"{key}\" = v.\"{key}\""), params)
+    _write(conn, f'UPDATE "{table.name}" SET ' + ", ".join(sets) + f" FROM unnest({', '.join(source)}) AS "
+           f"v({', '.join(alias)}) WHERE \"{table.name}\".\"{key}\" = v.\"{key}\"", params)
