@@ -242,12 +242,15 @@ def test_held_writes_wait_for_a_read_or_the_end_and_the_read_sees_them(migrated_
     assert [tuple(r) for r in got] == [("one", {"n": 1}), ("two", {"n": 2})]
 
 
-def test_a_held_write_that_fails_raises_as_sqlalchemy_does_and_nothing_is_kept(migrated_url):
+@pytest.mark.parametrize("sent_by", ["the block's end", "a read"])
+def test_a_held_write_that_fails_raises_as_sqlalchemy_does_and_nothing_is_kept(migrated_url, sent_by):
     def unit(conn):
         (i,) = insert_returning_ids(conn, audit_log, [dict(at=T0, actor="x", action="a", subject="first")])
         with together(conn):
             bulk_insert(conn, audit_log, [dict(at=T0, actor="y", action="a", subject="kept?")])
             bulk_insert(conn, audit_log, [dict(id=i, at=T0, actor="z", action="a", subject="same id")])
+            if sent_by == "a read":
+                conn.execute(select(audit_log.c.id)).all()
     with pytest.raises(IntegrityError):
         run(migrated_url, unit)
     assert run(migrated_url, lambda c: c.execute(select(audit_log)).all()) == []
