@@ -232,6 +232,10 @@ def _replies(a: Answer, v: Verdict) -> list[dict]:
     return out
 
 
+# A ladder step that alerted the duty supervisor (or is doing so): an answer after it tells them.
+_SUPERVISOR_ALERTED = (escalation_steps.c.action == "supervisor", escalation_steps.c.state.in_(("firing", "fired")))
+
+
 class Lookups:
     """What a batch of answers reads, in a few queries instead of several per answer, and the rows
     it only appends (feedback, audit, events, raw states), written together by `write()` before
@@ -390,8 +394,7 @@ class Lookups:
         es = escalation_steps
         pg = self.conn.dialect.name == "postgresql"
         alerted = (select(func.array_agg(es.c.stage) if pg else func.group_concat(es.c.stage, ","))
-                   .where(es.c.order_team_id == order_teams.c.id, es.c.action == "supervisor",
-                          es.c.state.in_(("firing", "fired")))
+                   .where(es.c.order_team_id == order_teams.c.id, *_SUPERVISOR_ALERTED)
                    .scalar_subquery().label("alerted_stages"))
         q = (select(order_teams, orders.c.code, orders.c.rule, orders.c.state.label("order_state"),
                     orders.c.created_at.label("order_created_at"), orders.c.incident_ref,
@@ -413,8 +416,7 @@ class Lookups:
         """Stages the duty supervisor was alerted about (read when the team's row was locked)."""
         if order_team_id not in self._alerted:
             self._alerted[order_team_id] = list(self.conn.execute(select(escalation_steps.c.stage).where(
-                escalation_steps.c.order_team_id == order_team_id, escalation_steps.c.action == "supervisor",
-                escalation_steps.c.state.in_(("firing", "fired")))).scalars())
+                escalation_steps.c.order_team_id == order_team_id, *_SUPERVISOR_ALERTED)).scalars())
         return self._alerted[order_team_id]
 
 
