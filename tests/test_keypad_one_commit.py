@@ -2,6 +2,8 @@
 keypress, the answer recorded and the confirmation SMS staged (FeedbackEngine.keypad_answer_journalled).
 Durable before acknowledged still holds: if that transaction fails, the keypress is committed raw
 alone first, then judged by itself; if even the raw row cannot be written, neither is told done."""
+from contextlib import asynccontextmanager
+
 import pytest
 import pytest_twisted
 from sqlalchemy import func, select
@@ -39,6 +41,24 @@ def keyed(rig, journal, code, digits="1"):
     return rig.feedback.keypad_answer_journalled(answer, journal, entry)
 
 
+@asynccontextmanager
+async def order_to_one_team(database):
+    """A rig with one team on the roster and an order sent to it: (rig, the order's code)."""
+    await database.run(seed_directory_tx, 1)
+    rig = Rig(database, T0)
+    try:
+        order = await rig.send(teams_=("PUB-01",))
+        yield rig, order.code
+    finally:
+        rig.stop()
+
+
+async def assert_received_and_confirmed(database, rig):
+    """The team's state is "received" and its commander got one confirmation SMS."""
+    assert await database.run(team_state_tx) == "received"
+    assert len(rig.outbox.to(phone(1, "commander"), "confirmation")) == 1
+
+
 class Transactions:
     """Counts the units of work the database runs (one transaction each)."""
 
@@ -56,15 +76,12 @@ class Transactions:
 
 @pytest_twisted.ensureDeferred
 async def test_the_keypress_its_answer_and_the_confirmation_commit_together(database):
-    await database.run(seed_directory_tx, 1)
-    rig = Rig(database, T0)
-    try:
-        order = await rig.send(teams_=("PUB-01",))
+    async with order_to_one_team(database) as (rig, code):
         txs = Transactions(database)
         logged = []
         globalLogPublisher.addObserver(logged.append)
         try:
-            journalled, judged = keyed(rig, KeypadJournal(rig.clock, database), order.code)
+            journalled, judged = keyed(rig, KeypadJournal(rig.clock, database), code)
             raw_id = await journalled
             at_journalled = txs.count
             outcome = await judged
@@ -78,16 +95,11 @@ async def test_the_keypress_its_answer_and_the_confirmation_commit_together(data
         assert outcome.accepted and outcome.status == "received"
         [row] = await database.run(keypad_rows_tx)
         assert (row["id"], row["text"], row["sender"], row["state"]) == (raw_id, "1", phone(1, "commander"), "parsed")
-        assert await database.run(team_state_tx) == "received"
-        assert len(rig.outbox.to(phone(1, "commander"), "confirmation")) == 1
-    finally:
-        rig.stop()
+        await assert_received_and_confirmed(database, rig)
 
 
 @pytest_twisted.ensureDeferred
 async def test_a_failed_judgement_leaves_the_keypress_committed_raw_then_judged_alone(database, monkeypatch):
-    await database.run(seed_directory_tx, 1)
-    rig = Rig(database, T0)
     real = store.record_batch_tx
     calls = []
 
@@ -96,29 +108,22 @@ async def test_a_failed_judgement_leaves_the_keypress_committed_raw_then_judged_
         if len(calls) == 1:
             raise RuntimeError("judging failed")      # rolls back the raw row written with it
         return real(conn, *args, **kwargs)
-    try:
-        order = await rig.send(teams_=("PUB-01",))
+    async with order_to_one_team(database) as (rig, code):
         monkeypatch.setattr(store, "record_batch_tx", fails_once)
-        journalled, judged = keyed(rig, KeypadJournal(rig.clock, database), order.code)
+        journalled, judged = keyed(rig, KeypadJournal(rig.clock, database), code)
         raw_id = await journalled
         [row] = await database.run(keypad_rows_tx)          # committed raw, once
         assert row["id"] == raw_id
         outcome = await judged
         assert outcome.accepted and len(calls) == 2
         assert [r["state"] for r in await database.run(keypad_rows_tx)] == ["parsed"]
-        assert await database.run(team_state_tx) == "received"
-        assert len(rig.outbox.to(phone(1, "commander"), "confirmation")) == 1
-    finally:
-        rig.stop()
+        await assert_received_and_confirmed(database, rig)
 
 
 @pytest_twisted.ensureDeferred
 async def test_a_keypress_that_cannot_be_written_is_neither_journalled_nor_judged(database):
-    await database.run(seed_directory_tx, 1)
-    rig = Rig(database, T0)
-    try:
-        order = await rig.send(teams_=("PUB-01",))
-        journalled, judged = keyed(rig, KeypadJournal(rig.clock, database), order.code, digits=None)
+    async with order_to_one_team(database) as (rig, code):
+        journalled, judged = keyed(rig, KeypadJournal(rig.clock, database), code, digits=None)
         with pytest.raises(AttributeError):
             await journalled
         with pytest.raises(AttributeError):
@@ -126,5 +131,3 @@ async def test_a_keypress_that_cannot_be_written_is_neither_journalled_nor_judge
         assert await database.run(keypad_rows_tx) == []
         assert await database.run(feedback_count_tx) == 0
         assert rig.outbox.to(phone(1, "commander"), "confirmation") == []
-    finally:
-        rig.stop()
