@@ -36,12 +36,13 @@ from functools import cached_property
 from sqlalchemy import delete, func, insert, select, text
 
 from gateway.mode import mark_drill
-from gateway.storage.bulk import among, bulk_insert
+from gateway.storage.bulk import among, bulk_insert, insert_numbered
 from gateway.storage.schema import event_log, orders
 
 UTC = timezone.utc
 LOCK_CLASS = 0x59494855 & 0x7FFFFFFF        # "YIHU": the advisory lock of event-id takers
 _LOCK_OBJ = "('event_log'::regclass::oid::bigint % 2147483647)::int"   # one per schema's log
+_LOCKED = f"(SELECT pg_advisory_xact_lock_shared({LOCK_CLASS}, {_LOCK_OBJ})::text) IS NOT NULL"
 PENDING_KEY = "yihu.events"          # conn.info: events recorded in the open transaction
 DRILL_KEY = "yihu.drill"             # conn.info: the Database runs a drill (gateway.mode): every event says so
 
@@ -90,9 +91,11 @@ def record_event(conn, kind: str, payload: dict, at: datetime | None = None) -> 
     return record_events(conn, [(kind, payload)], at)[0]
 
 
-def record_events(conn, events: list[tuple], at: datetime | None = None) -> list[int]:
+def record_events(conn, events: list[tuple], at: datetime | None = None, *, ids_unread: bool = False) -> list[int]:
     """Append events in the caller's transaction: (kind, payload) at `at`, or (kind, payload,
-    its own at) for a batch of things that happened at different times."""
+    its own at) for a batch of things that happened at different times.  ids_unread: the caller
+    does not read the ids (none returned), so on PostgreSQL inside bulk.together the events go
+    with the held writes, their ids drawn as they go in: no round trip of their own."""
     if not events:
         return []
     at = at or datetime.now(UTC)
@@ -100,17 +103,23 @@ def record_events(conn, events: list[tuple], at: datetime | None = None) -> list
     drill_orders = frozenset() if drill_mode else _drill_orders(conn, events)
     rows = [build_event(e[0], e[1], e[2] if len(e) > 2 else at, drill_mode=drill_mode, drill_orders=drill_orders)
             for e in events]
+    pending = conn.info.get(PENDING_KEY)       # set by Database for its units of work
+    if ids_unread and conn.dialect.name == "postgresql":
+        def numbered(ids):
+            if pending is not None:
+                pending.extend(Event(id_, r["kind"], _iso(r["at"]), r["payload"]) for id_, r in zip(ids, rows))
+        # The lock before the ids, as below (the condition is an InitPlan, run once before the rows).
+        insert_numbered(conn, event_log, rows, "event_log_id_seq", numbered, only_if=_LOCKED)
+        return []
     if conn.dialect.name == "postgresql":
         # The lock first (an InitPlan, run once before the rows): see the module's docstring.
-        ids = conn.execute(text("SELECT nextval('event_log_id_seq') FROM generate_series(1, :n) "
-                                f"WHERE (SELECT pg_advisory_xact_lock_shared({LOCK_CLASS}, {_LOCK_OBJ})::text) "
-                                "IS NOT NULL"), {"n": len(rows)}).scalars().all()
+        ids = conn.execute(text(f"SELECT nextval('event_log_id_seq') FROM generate_series(1, :n) WHERE {_LOCKED}"),
+                           {"n": len(rows)}).scalars().all()
         for row, id_ in zip(rows, ids):
             row["id"] = id_
         bulk_insert(conn, event_log, rows)
     else:
         ids = [conn.execute(insert(event_log).values(**row)).inserted_primary_key[0] for row in rows]
-    pending = conn.info.get(PENDING_KEY)       # set by Database for its units of work
     if pending is not None:
         pending.extend(Event(id_, r["kind"], _iso(r["at"]), r["payload"]) for id_, r in zip(ids, rows))
     return ids

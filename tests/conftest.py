@@ -75,14 +75,27 @@ def pg_migrated_url(request):
     return url
 
 
-@pytest.fixture
-def database(migrated_url):
-    """A started gateway Database on the real reactor (pytest-twisted), stopped afterwards."""
+def _started_database(url):
     from twisted.internet import reactor
 
     from gateway.storage import Database
-    db = Database(reactor, migrated_url)
+    db = Database(reactor, url)
     db.start()
+    return db
+
+
+@pytest.fixture
+def database(migrated_url):
+    """A started gateway Database on the real reactor (pytest-twisted), stopped afterwards."""
+    db = _started_database(migrated_url)
+    yield db
+    db.stop()
+
+
+@pytest.fixture
+def pg_database(pg_migrated_url):
+    """PostgreSQL only: a started gateway Database on a fresh schema at head (pytest-twisted)."""
+    db = _started_database(pg_migrated_url)
     yield db
     db.stop()
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 from datetime import datetime, timezone
 
-import pytest
 import pytest_twisted
 from sqlalchemy import select
 from twisted.internet import task
@@ -15,7 +14,6 @@ from gateway.escalation.config import EscalationConfig
 from gateway.escalation.engine import EscalationEngine
 from gateway.orders.order import OrderRequest, Target
 from gateway.orders.store import create_order_tx
-from gateway.storage import Database
 from gateway.storage.schema import escalation_steps, order_teams
 from tests._orders_rig import seed_directory_tx
 
@@ -32,16 +30,6 @@ def order_team_ids(conn, order_id):
 
 def step_ids(conn, ots):
     return set(conn.execute(select(escalation_steps.c.id).where(escalation_steps.c.order_team_id.in_(ots))).scalars())
-
-
-@pytest.fixture
-def pg_database(pg_migrated_url):
-    """This test is about PostgreSQL's sequences."""
-    from twisted.internet import reactor
-    db = Database(reactor, pg_migrated_url)
-    db.start()
-    yield db
-    db.stop()
 
 
 @pytest_twisted.inlineCallbacks

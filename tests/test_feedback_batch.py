@@ -1,5 +1,5 @@
 """A group-commit batch reads what it needs once, and its later answers see what earlier ones wrote."""
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 import pytest_twisted
 from sqlalchemy import select
@@ -7,7 +7,7 @@ from sqlalchemy import select
 from gateway.escalation.config import EscalationConfig
 from gateway.feedback import store
 from gateway.orders.grammar import parse_reply
-from gateway.storage.schema import inbound_raw, order_teams, teams
+from gateway.storage.schema import escalation_steps, inbound_raw, order_teams, teams
 from tests._orders_rig import Rig, local, phone, raw_tx, seed_directory_tx
 
 T0 = local(2026, 3, 2, 10, 0)
@@ -24,6 +24,16 @@ def states_by_team_tx(conn):
 
 def raw_states_tx(conn):
     return dict(conn.execute(select(inbound_raw.c.id, inbound_raw.c.state)).all())
+
+
+def earliest_pending_tx(conn):
+    """order team -> its earliest pending escalation step (read here, not by the code under test)."""
+    out = {}
+    for ot, due in conn.execute(select(escalation_steps.c.order_team_id, escalation_steps.c.due_at)
+                                .where(escalation_steps.c.state == "pending")):
+        due = due if due.tzinfo else due.replace(tzinfo=timezone.utc)
+        out[ot] = min(out.get(ot, due), due)
+    return out
 
 
 def answer(who, text, minutes, raw_id):
@@ -51,6 +61,10 @@ def test_answers_in_one_batch_build_on_each_other(database):
         verdicts = yield database.run(store.record_batch_tx, batch, EscalationConfig())
         assert [v.outcome for v in verdicts] == ["recorded", "recorded", "duplicate", "refused", "refused"]
         assert [v.status for v in verdicts[:2]] == ["received", "arrived"]
+        # Each answer carries its team's next step due, as committed (the escalation timer's).
+        due = yield database.run(earliest_pending_tx)
+        assert verdicts[0].next_due is not None
+        assert [v.next_due for v in verdicts[:2]] == [due[verdicts[0].order_team_id]] * 2
         assert (yield database.run(states_by_team_tx)) == {"PUB-01": "arrived", "PUB-02": "sent"}
         raw = yield database.run(raw_states_tx)
         assert [raw[r] for r in (r1, r2, r3, r4)] == ["parsed", "parsed", "refused", "refused"]

@@ -17,7 +17,6 @@ import threading
 from collections import defaultdict
 from typing import Callable
 
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from twisted.application import service
 from twisted.logger import Logger
@@ -36,8 +35,8 @@ def notify_tx(conn, kind: str) -> None:
     """Inside the transaction that committed work of `kind`: wake the nodes once it commits.
     Once per kind and transaction (a fan-out staging 80 messages sends one notification).  In a
     unit of work of this process's Database the kinds are gathered and notified in one statement
-    at the end of the work (notify_all), one round trip less per kind: PostgreSQL delivers a
-    NOTIFY at COMMIT, wherever in the transaction it was sent."""
+    sent with the COMMIT, in its round trip (notify_statement, bulk.commit_with): PostgreSQL
+    delivers a NOTIFY at COMMIT, wherever in the transaction it was sent."""
     woken = conn.info.get(WAKE_KEY)          # set for a unit of work of this process's Database
     if woken is not None:                    # notified by the Database before the COMMIT; here after it
         woken.add(kind)
@@ -45,12 +44,17 @@ def notify_tx(conn, kind: str) -> None:
     notify_all(conn, {kind})
 
 
+def notify_statement(kinds) -> tuple[str, dict]:
+    """pg_notify for each kind, in one statement (the driver's own: psycopg's parameters)."""
+    kinds = sorted(kinds)
+    return ("SELECT " + ", ".join(f"pg_notify(%(channel)s, %(k{i})s)" for i in range(len(kinds))),
+            {"channel": CHANNEL, **{f"k{i}": k for i, k in enumerate(kinds)}})
+
+
 def notify_all(conn, kinds) -> None:
-    """pg_notify for each kind, in one statement (nothing on SQLite: one node, woken in-process)."""
+    """pg_notify for each kind (nothing on SQLite: one node, woken in-process)."""
     if kinds and conn.dialect.name == "postgresql":
-        kinds = sorted(kinds)
-        conn.execute(text("SELECT " + ", ".join(f"pg_notify(:channel, :k{i})" for i in range(len(kinds)))),
-                     {"channel": CHANNEL, **{f"k{i}": k for i, k in enumerate(kinds)}})
+        conn.exec_driver_sql(*notify_statement(kinds))
 
 
 class Wakeups:

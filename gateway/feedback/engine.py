@@ -260,8 +260,8 @@ def _journal_and_record_tx(conn, batch, cfg, stage_sms=None, stage_many=None):
     """record_batch_tx for a batch [(answer, journal unit or None)]: the raw rows of the answers
     not journalled yet are written first (run_units: one insert for all), their ids given to
     their answers, then the batch judged, all in this one transaction (the raw rows sent with the
-    batch's first read: bulk.together).  Returns (raw ids, verdicts)."""
-    with together(conn):
+    batch's first read, its last writes with the COMMIT: bulk.together).  Returns (raw ids, verdicts)."""
+    with together(conn, until_commit=True):
         written = run_units(conn, [unit for _a, unit in batch if unit is not None])
         ids = iter(written)
         answers = [a if unit is None else replace(a, raw_id=next(ids)) for a, unit in batch]

@@ -182,9 +182,10 @@ def record_batch_tx(conn, answers: list[Answer], cfg: EscalationConfig, stage_sm
     feedback (transactional outbox), on `Verdict.staged`; stage_many (the outbox's stage_many_tx)
     writes them all at once.  fresh_raw: raw ids written in this same transaction (keypresses
     journalled with their judgement): new, not looked up.
-    The writes go to PostgreSQL together, a round trip for those in a row (bulk.together): the
-    caller of a keypad answer waits for this transaction before hearing "recorded"."""
-    with together(conn):
+    The writes go to PostgreSQL together, a round trip for those in a row, the last ones with the
+    COMMIT (bulk.together): the caller of a keypad answer waits for this transaction before
+    hearing "recorded".  (The feedback engine's unit of work: nothing of the caller's follows it.)"""
+    with together(conn, until_commit=True):
         return _record_batch(conn, answers, cfg, stage_sms, stage_many, fresh_raw)
 
 
@@ -196,12 +197,15 @@ def _record_batch(conn, answers, cfg, stage_sms, stage_many, fresh_raw) -> list[
     look.write()        # the appended rows and events, before the replies are staged (as one by one)
     # The next step due of every team the batch answered for, as committed (an earlier answer of
     # the batch for the same team gets the same, final, time: the engine keeps one per team).
+    # (Read with the held writes: the times are acted on only once committed.)
     touched = {v.order_team_id for v in verdicts if v.outcome == RECORDED and v.order_team_id is not None}
-    if touched:
-        due = ostore.next_due_many_tx(conn, sorted(touched))
+
+    def due_times(due):
         for v in verdicts:
             if v.outcome == RECORDED and v.order_team_id is not None:
                 v.next_due = due[v.order_team_id]
+    if touched:
+        ostore.next_due_many_later(conn, sorted(touched), due_times)
     if stage_many is not None:
         wanted = [(v, _replies(a, v)) for a, v in zip(answers, verdicts)]
         records = iter(stage_many(conn, [it for _v, items in wanted for it in items]))
@@ -360,7 +364,7 @@ class Lookups:
         bulk_update(conn, inbound_raw, ("id",), self._raw_marks)
         bulk_insert(conn, audit_log, self._audits)
         if self._events:
-            record_events(conn, self._events)
+            record_events(conn, self._events, ids_unread=True)
         self._raw_marks, self._audits, self._feedback, self._events = [], [], [], []
 
     def member(self, phone: str):

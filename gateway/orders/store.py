@@ -19,7 +19,7 @@ from gateway.mode import drill_text
 from gateway.orders.messages import order_sms, roster_check_sms
 from gateway.orders.order import CreatedOrder, OrderRequest
 from gateway.orders.times import utc
-from gateway.storage.bulk import among, bulk_update, bulk_update_sparse
+from gateway.storage.bulk import among, bulk_update, bulk_update_sparse, holding, read_held
 from gateway.storage.schema import (audit_log, deliveries, escalation_steps, members, order_teams, orders,
                                      sms_messages, teams)
 
@@ -316,6 +316,23 @@ def next_due_many_tx(conn, order_team_ids) -> dict[int, datetime | None]:
                                     .group_by(escalation_steps.c.order_team_id)):
             out[ot] = utc(due)
     return out
+
+
+def next_due_many_later(conn, order_team_ids, then) -> None:
+    """next_due_many_tx for a caller that acts on the times only once committed: then(times).
+    With writes held (bulk.together), the read goes with them, no round trip of its own."""
+    ids = list(order_team_ids)
+    if not ids or not holding(conn):
+        then(next_due_many_tx(conn, ids))
+        return
+
+    def found(rows):
+        out: dict[int, datetime | None] = dict.fromkeys(ids)
+        for ot, due in rows:
+            out[ot] = utc(due)
+        then(out)
+    read_held(conn, escalation_steps, "SELECT order_team_id, min(due_at) FROM escalation_steps WHERE {among} "
+              "AND state = 'pending' GROUP BY order_team_id", ("order_team_id", ids), found)
 
 
 def next_due_tx(conn, order_team_id: int) -> datetime | None:

@@ -15,11 +15,14 @@ in-process) the plain executemany.
 Inside `together(conn)` (PostgreSQL), these writes are not sent one by one: they are held and
 sent at the end of the block in one pipeline (psycopg's pipeline mode), one round trip for all
 of them, an INSERT .. SELECT FROM unnest(..) standing for each COPY (COPY cannot be pipelined).
-Any other statement run meanwhile on the connection sends the held writes first (an engine
-event), so a read inside the block still sees every write made before it.  A batch of keypad
-answers writes about ten statements, each a round trip of its own, and its caller waits for all
-of them before hearing "recorded".  A held write's error (a constraint) is raised where the writes
-are sent, as SQLAlchemy raises it, and the transaction rolls back as before."""
+Any other statement run meanwhile on the connection goes in the same pipeline, after the held
+writes (an engine event), so a read inside the block sees every write made before it and costs
+no round trip more.  With `until_commit`, in a unit of work of the gateway's Database, what is
+still held at the end of the block goes with the COMMIT (`commit_with`), in its round trip.  A
+batch of keypad answers writes about ten statements, each a round trip of its own, and its
+caller waits for all of them before hearing "recorded".  A held write's error (a constraint) is
+raised where the writes are sent, as SQLAlchemy raises it, and the transaction rolls back as
+before."""
 from __future__ import annotations
 
 import json
@@ -38,6 +41,7 @@ except ImportError:         # no PostgreSQL driver: SQLite only
     _JSON_WRAPPERS = ()
 
 HELD = "yihu.bulk.held"     # conn.info: writes held by together() for one round trip: [(sql, params)]
+AT_COMMIT = "yihu.bulk.at_commit"   # conn.info: the unit of work commits through commit_with()
 
 
 def _pg(conn) -> bool:
@@ -114,18 +118,51 @@ def _scalar_defaults(table, given) -> dict | None:
 
 
 @contextmanager
-def together(conn):
+def together(conn, *, until_commit: bool = False):
     """The bulk writes inside go to PostgreSQL together, at the end (see the module's docstring);
-    elsewhere, and inside another such block, nothing changes."""
+    elsewhere, and inside another such block, nothing changes.  until_commit: for a block that
+    ends its unit of work, when the Database commits it (AT_COMMIT): the writes still held go
+    with the COMMIT, not in a round trip of their own."""
     if not _pg(conn) or HELD in conn.info:
         yield
         return
     conn.info[HELD] = []
+    kept = False
     try:
         yield
-        send_held(conn)
+        kept = until_commit and conn.info.get(AT_COMMIT, False)
+        if not kept:
+            send_held(conn)
     finally:
-        conn.info.pop(HELD, None)
+        if not kept:
+            conn.info.pop(HELD, None)
+
+
+def _driver_error(conn, e, held, statement):
+    # The pipeline names no statement: the first held one that failed is not known here.
+    return DBAPIError.instance(f"{len(held)} held write(s), the last: {statement}", None, e,
+                               conn.dialect.loaded_dbapi.Error, dialect=conn.dialect)
+
+
+def _queue(driver, held) -> list:
+    """Send the held statements into the open pipeline; [(cursor, then)] for those whose rows
+    someone waits for (each on a cursor of its own: a cursor keeps one statement's rows)."""
+    waiting = []
+    with driver.cursor() as cur:
+        for statement, params, then in held:
+            if then is None:
+                cur.execute(statement, params)
+            else:
+                own = driver.cursor()
+                own.execute(statement, params)
+                waiting.append((own, then))
+    return waiting
+
+
+def _deliver(waiting) -> None:
+    for cur, then in waiting:
+        with cur:
+            then(cur.fetchall())
 
 
 def send_held(conn) -> None:
@@ -136,32 +173,83 @@ def send_held(conn) -> None:
         return
     conn.info[HELD] = []
     driver = conn.connection.driver_connection
-    dbapi_error = conn.dialect.loaded_dbapi.Error
-    statement = None
     try:
-        with driver.pipeline(), driver.cursor() as cur:
-            for statement, params in held:
-                cur.execute(statement, params)
-    except dbapi_error as e:
-        # The pipeline names no statement: the first held one that failed is not known here.
-        raise DBAPIError.instance(f"{len(held)} held write(s), the last: {statement}", None, e, dbapi_error,
-                                  dialect=conn.dialect) from e
+        with driver.pipeline():
+            waiting = _queue(driver, held)
+    except conn.dialect.loaded_dbapi.Error as e:
+        raise _driver_error(conn, e, held, held[-1][0]) from e
+    _deliver(waiting)
+
+
+def commit_with(conn, tail: list[tuple[str, dict]] = ()) -> None:
+    """End the unit of work: the writes still held, then `tail` (psycopg statements whose results
+    nobody reads, such as NOTIFY), then the COMMIT, in one pipeline: one round trip.  SQLAlchemy's
+    own commit then finds the transaction ended and sends nothing.  Nothing to send: nothing done
+    (SQLAlchemy commits as usual).  On SQLite nothing is ever held: nothing done."""
+    statements = (conn.info.pop(HELD, None) or []) + [(sql, params, None) for sql, params in tail]
+    if not statements or not _pg(conn):
+        return
+    driver = conn.connection.driver_connection
+    try:
+        with driver.pipeline():
+            waiting = _queue(driver, statements)
+            driver.commit()
+    except conn.dialect.loaded_dbapi.Error as e:
+        raise _driver_error(conn, e, statements, "COMMIT") from e
+    _deliver(waiting)
 
 
 @event.listens_for(Engine, "before_cursor_execute")
-def _send_held_first(conn, _cursor, _statement, _params, _context, _many):
-    # Any statement run while writes are held sees them: they go first.
-    if conn.info.get(HELD):
+def _send_held_first(conn, _cursor, _statement, _params, _context, executemany):
+    # An executemany run while writes are held sees them: they go first.  (A single statement
+    # takes them along in its own round trip: _send_held_with.)
+    if executemany and conn.info.get(HELD):
         send_held(conn)
 
 
-def _write(conn, statement: str, params: dict) -> None:
-    """One write statement (psycopg's %(name)s parameters): held inside together(), else run."""
+def _pipelined(cursor, context, send) -> bool:
+    conn = context.root_connection
+    try:
+        held = conn.info.get(HELD)
+    except NotImplementedError:     # the dialect's first look at a new engine: no pooled connection
+        return False
+    if not held:
+        return False        # SQLAlchemy executes as usual
+    conn.info[HELD] = []
+    driver = conn.connection.driver_connection
+    # Errors are the driver's, raised through SQLAlchemy as for any statement it runs (its class,
+    # a lost connection invalidated); a held write that failed aborts the statement after it.
+    with driver.pipeline():
+        waiting = _queue(driver, held)
+        send()
+    _deliver(waiting)
+    return True
+
+
+@event.listens_for(Engine, "do_execute")
+def _send_held_with(cursor, statement, parameters, context):
+    # A statement run while writes are held goes after them in their pipeline: one round trip.
+    return _pipelined(cursor, context, lambda: cursor.execute(statement, parameters))
+
+
+@event.listens_for(Engine, "do_execute_no_params")
+def _send_held_with_no_params(cursor, statement, context):
+    return _pipelined(cursor, context, lambda: cursor.execute(statement))
+
+
+def _write(conn, statement: str, params: dict, then=None) -> None:
+    """One statement (psycopg's %(name)s parameters): held inside together(), else run now.
+    then: given its rows (a list of tuples) once it has run; for a held one, when the held
+    statements are sent (by the next read, the block's end or the COMMIT), so only for rows
+    nobody needs before then (the ids of events told after the COMMIT, a time acted on once
+    committed)."""
     held = conn.info.get(HELD)
     if held is not None:
-        held.append((statement, params))
+        held.append((statement, params, then))
     else:
-        conn.exec_driver_sql(statement, params)
+        result = conn.exec_driver_sql(statement, params)
+        if then is not None:
+            then([tuple(r) for r in result])
 
 
 _CASTS: dict = {}
@@ -185,19 +273,15 @@ def bulk_insert(conn, table, rows: list[dict]) -> None:
     if defaults is None:
         conn.execute(insert(table), rows)
         return
+    if HELD in conn.info:
+        # Held: COPY cannot go in a pipeline; the same rows as arrays, bound as COPY binds them.
+        _write(conn, *_insert_unnest(conn, table, rows, defaults))
+        return
     given = names[:]
     names += list(defaults)
     procs = _processors(conn, table, names)
     fill = list(defaults.values())
     columns = ", ".join(f'"{n}"' for n in names)
-    if HELD in conn.info:
-        # Held: COPY cannot go in a pipeline; the same rows as arrays, bound as COPY binds them.
-        k = len(rows)
-        params = {f"a{i}": _array_literal(_bound(p, [r[n] for r in rows] if i < len(given) else [fill[i - len(given)]] * k))
-                  for i, (n, p) in enumerate(zip(names, procs))}
-        source = ", ".join(f"%(a{i})s::{_cast(conn, table, n)}" for i, n in enumerate(names))
-        _write(conn, f'INSERT INTO "{table.name}" ({columns}) SELECT * FROM unnest({source})', params)
-        return
     plain = not any(procs)
     statement = f'COPY "{table.name}" ({columns}) FROM STDIN'
     dbapi_error = conn.dialect.loaded_dbapi.Error
@@ -214,6 +298,54 @@ def bulk_insert(conn, table, rows: list[dict]) -> None:
         # As SQLAlchemy raises it for a statement it ran (IntegrityError, OperationalError, ...):
         # the callers' retries, deadlines and duplicate checks look for those, with `.orig`.
         raise DBAPIError.instance(statement, None, e, dbapi_error, dialect=conn.dialect) from e
+
+
+def _insert_unnest(conn, table, rows: list[dict], defaults: dict, numbered: str | None = None,
+                   only_if: str | None = None) -> tuple[str, dict]:
+    """INSERT .. SELECT FROM unnest(arrays): the rows (and the scalar defaults they leave out), each
+    column's values bound as SQLAlchemy binds them.  numbered: ids drawn from this sequence as the
+    rows go in, in their order (returned); only_if: a condition the insert waits on (run once,
+    before the rows)."""
+    names = list(rows[0]) + list(defaults)
+    k = len(rows)
+    values = [[r[n] for r in rows] for n in rows[0]] + [[v] * k for v in defaults.values()]
+    params = {f"a{i}": _array_literal(_bound(p, vs))
+              for i, (p, vs) in enumerate(zip(_processors(conn, table, names), values))}
+    source = ", ".join(f"%(a{i})s::{_cast(conn, table, n)}" for i, n in enumerate(names))
+    into = ", ".join(f'"{n}"' for n in ((["id"] if numbered else []) + names))
+    select_ = (f"nextval('{numbered}'), v.*" if numbered else "*") + f" FROM unnest({source}) AS v"
+    where = " WHERE " + only_if.replace("%", "%%") if only_if else ""     # (psycopg's placeholders)
+    returning = " RETURNING id" if numbered else ""
+    return f'INSERT INTO "{table.name}" ({into}) SELECT {select_}{where}{returning}', params
+
+
+def holding(conn) -> bool:
+    """Are writes held on this connection (inside together(), on PostgreSQL)?"""
+    return HELD in conn.info
+
+
+def read_held(conn, table, statement: str, among: tuple[str, list], then) -> None:
+    """Inside together() on PostgreSQL (holding): a read whose rows nobody needs before the held
+    writes are sent goes with them, no round trip of its own; then(rows, as tuples) once sent.
+    statement: SQL on `table` with `{among}` where `among[0] IN among[1]` goes (an array)."""
+    column, values = among
+    _write(conn, statement.format(among=f'"{column}" = ANY(%(among)s::{_cast(conn, table, column)})'),
+           {"among": _array_literal(list(values))}, then)
+
+
+def insert_numbered(conn, table, rows: list[dict], sequence: str, then, *, only_if: str | None = None) -> None:
+    """PostgreSQL: INSERT `rows`, their ids drawn from `sequence` as they go in; then(ids), in
+    the rows' order, once they have (held inside together(): when the held writes are sent, so
+    the ids are for what follows the COMMIT).  only_if: as _insert_unnest."""
+    if not rows:
+        then([])
+        return
+    defaults = _scalar_defaults(table, list(rows[0]) + ["id"])
+    if defaults is None:
+        raise TypeError(f"{table.name}: a column default that is not a constant")
+    # One statement draws its ids in the order it inserts the rows: ascending is the rows' order.
+    _write(conn, *_insert_unnest(conn, table, rows, defaults, sequence, only_if),
+           then=lambda got: then(sorted(r[0] for r in got)))
 
 
 def insert_returning_ids(conn, table, rows: list[dict]) -> list[int]:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import TimeoutError as SaTimeoutError
 from twisted.internet.defer import Deferred
@@ -32,9 +32,17 @@ from twisted.python.threadpool import ThreadPool
 
 from gateway import metrics
 from gateway import eventlog  # (module: eventlog imports the schema, which imports this package)
+from gateway.storage import bulk
 
 T = TypeVar("T")
 log = Logger()
+
+try:
+    from psycopg import Error as _DriverError
+    from psycopg.pq import ExecStatus, TransactionStatus
+    _IDLE, _PING_OK = TransactionStatus.IDLE, (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK)
+except ImportError:         # no PostgreSQL driver: SQLite only
+    _DriverError, _IDLE, _PING_OK = OSError, None, ()
 
 DEFAULT_STATEMENT_TIMEOUT_S = 30.0
 DEFAULT_POOL_TIMEOUT_S = 30.0
@@ -84,8 +92,35 @@ def make_engine(url: str, *, statement_timeout_s: float = DEFAULT_STATEMENT_TIME
                 deadline[0] = time.monotonic() + statement_timeout_s
         return engine
     # connect_timeout joins what the URL's query already says (options=..., in tests)
-    engine = create_engine(u, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_timeout=pool_timeout_s,
+    engine = create_engine(u, pool_size=5, max_overflow=5, pool_timeout=pool_timeout_s,
                            connect_args={"connect_timeout": max(1, math.ceil(pool_timeout_s))})
+
+    @event.listens_for(engine, "checkout")
+    def _begin_is_the_ping(dbapi_conn, _record, _proxy):
+        # The pre-ping (a connection the server or the network dropped is replaced, and every
+        # pooled one older than it, as pool_pre_ping does) is the transaction's own BEGIN, which
+        # the driver would send before the first statement anyway: one round trip, not two.
+        pgconn = dbapi_conn.pgconn
+        if pgconn.transaction_status != _IDLE:
+            return          # a transaction already open (autocommit off, a statement run): alive
+        command = b"SELECT 1" if dbapi_conn.autocommit else b"BEGIN"
+        try:
+            result = pgconn.exec_(command)      # libpq's PQexec: releases the GIL while it waits
+        except _DriverError as e:
+            raise exc.InvalidatePoolError(f"database connection lost ({e})") from e
+        if result.status not in _PING_OK:
+            raise exc.InvalidatePoolError(f"database connection lost ({command.decode()}: "
+                                          f"{result.get_error_message()!r})")
+
+    @event.listens_for(engine, "set_connection_execution_options")
+    def _isolation_outside_the_ping(conn, opts):
+        # A connection given another isolation level (AUTOCOMMIT for ANALYZE, VACUUM) before its
+        # first statement: the driver changes it only outside a transaction, so the checkout's
+        # BEGIN is rolled back first (nothing was done in it).
+        if "isolation_level" in opts and not conn.in_transaction():
+            driver = conn.connection.driver_connection
+            if driver.pgconn.transaction_status != _IDLE:
+                driver.rollback()
 
     @event.listens_for(engine, "connect")
     def _session_timeouts(dbapi_conn, _record):
@@ -224,14 +259,20 @@ class Database:
             with self.engine.begin() as conn:
                 recorded = eventlog.begin_recording(conn, drill=self.drill)
                 woken = conn.info[WAKE_KEY] = set()
+                pg = conn.dialect.name == "postgresql"
+                conn.info[bulk.AT_COMMIT] = pg
                 try:
                     result = fn(conn, *args, **kwargs)
-                    if woken:
-                        from gateway.cluster.wakeups import notify_all
-                        notify_all(conn, woken)      # the other nodes, at this COMMIT
+                    if pg:
+                        # The writes still held, the other nodes' wake-ups and the COMMIT: one
+                        # round trip (NOTIFY is delivered at COMMIT wherever it is sent).
+                        from gateway.cluster.wakeups import notify_statement
+                        bulk.commit_with(conn, [notify_statement(woken)] if woken else [])
                 finally:
                     eventlog.end_recording(conn)
                     conn.info.pop(WAKE_KEY, None)
+                    conn.info.pop(bulk.AT_COMMIT, None)
+                    conn.info.pop(bulk.HELD, None)
             return result, recorded, woken   # committed: now the listeners may be told
         except Exception as e:
             metrics.DB_ERRORS.inc()
