@@ -275,7 +275,17 @@ class Lookups:
         named = sorted({(m.team_id, a.parsed.code) for a in answers if isinstance(a.parsed, Reply)
                         and a.parsed.code is not None and (m := self._members.get(a.phone)) is not None})
         self._named: dict[tuple[int, str], list] = {k: [] for k in named}
-        if named:
+        self._states: dict[int, tuple] = {}
+        self._alerted: dict[int, list[str]] = {}     # order team -> stages alerted (read by _lock)
+        replies = [a for a in answers if isinstance(a.parsed, Reply) and a.phone in self._members]
+        if named and all(a.parsed.code is not None for a in replies):
+            # Every reply names its order (a keypress always does): the named rows are the rows
+            # the batch changes, locked and read as they are found, in id order (one statement).
+            found = self._lock_where(and_(pairs_among(conn, (order_teams.c.team_id, orders.c.code), named),
+                                          orders.c.state == "open"))
+            for r in sorted(found, key=lambda r: (r.order_created_at, r.order_id), reverse=True):
+                self._named[(r.team_id, r.code)].append(r)
+        elif named:
             for r in conn.execute(
                     select(order_teams.c.team_id, order_teams.c.id, order_teams.c.order_id, orders.c.code, orders.c.rule,
                            orders.c.major)
@@ -284,16 +294,13 @@ class Lookups:
                     .order_by(orders.c.created_at.desc(), orders.c.id.desc())):
                 self._named[(r.team_id, r.code)].append(r)
         self._newest: dict[int, list] = {}      # team -> its newest open orders (answers with no code)
-        # The rows the batch will change: each answer's order (or its team's only open order).
+        # The rows the batch will change: each answer's order (or its team's only open order),
+        # locked together at the first that needs it unless locked already.
         self._to_lock: set[int] = set()
-        for a in answers:
-            m = self._members.get(a.phone)
-            if m is not None and isinstance(a.parsed, Reply):
-                rows = self.open_rows(m.team_id, a.parsed.code)
-                if rows and (a.parsed.code is not None or len(rows) == 1):
-                    self._to_lock.add(rows[0].id)
-        self._states: dict[int, tuple] = {}
-        self._alerted: dict[int, list[str]] = {}     # order team -> stages alerted (read by _lock)
+        for a in replies:
+            rows = self.open_rows(self._members[a.phone].team_id, a.parsed.code)
+            if rows and (a.parsed.code is not None or len(rows) == 1) and rows[0].id not in self._states:
+                self._to_lock.add(rows[0].id)
 
     def raw_state(self, raw_id: int):
         return self._raw.get(raw_id)
@@ -393,24 +400,30 @@ class Lookups:
         return self._states[order_team_id]
 
     def _lock(self, ids: list[int]) -> None:
-        """Lock and read these order teams, with the stages the duty supervisor was alerted about
-        for each (read with the rows: no round trip of its own)."""
+        self._lock_where(among(self.conn, order_teams.c.id, ids))
+
+    def _lock_where(self, where) -> list:
+        """Lock and read the order teams `where` says (in id order, as the escalation engine's
+        claims lock them), with the stages the duty supervisor was alerted about for each (read
+        with the rows: no round trip of its own).  The rows, as read."""
         es = escalation_steps
         pg = self.conn.dialect.name == "postgresql"
         alerted = (select(func.array_agg(es.c.stage) if pg else func.group_concat(es.c.stage, ","))
                    .where(es.c.order_team_id == order_teams.c.id, *_SUPERVISOR_ALERTED)
                    .scalar_subquery().label("alerted_stages"))
-        q = (select(order_teams, orders.c.code, orders.c.rule, orders.c.state.label("order_state"),
+        q = (select(order_teams, orders.c.code, orders.c.rule, orders.c.major, orders.c.state.label("order_state"),
                     orders.c.created_at.label("order_created_at"), orders.c.incident_ref,
                     orders.c.drill.label("order_drill"), alerted)
              .join(orders, orders.c.id == order_teams.c.order_id)
-             .where(among(self.conn, order_teams.c.id, ids)).order_by(order_teams.c.id))
+             .where(where).order_by(order_teams.c.id))
         if pg:
             q = q.with_for_update(of=order_teams)
-        for row in self.conn.execute(q):
+        rows = self.conn.execute(q).all()
+        for row in rows:
             self._states[row.id] = (row, ostore.team_state_from_row(row, row.rule))
             stages = row.alerted_stages or []
             self._alerted[row.id] = stages.split(",") if isinstance(stages, str) else list(stages)
+        return rows
 
     def saved(self, order_team_id: int, state) -> None:
         row, _old = self._states[order_team_id]
