@@ -381,9 +381,12 @@ def main(argv=None):
         print(f"database: {label}, {args.threads} thread(s); load average {load_average()}", flush=True)
         subprocess.run([sys.executable, "-m", "bench.escalation_timers", "--populate", url, "--orders", "500",
                         "--teams", "40", "--seed", str(args.seed), "--spread", "600"], check=True, timeout=600)
-        from twisted.logger import globalLogBeginner, textFileLogObserver
-        with open(f"{tmp}/gateway.log", "w") as logf:      # as in service: the log to a file
-            globalLogBeginner.beginLoggingTo([textFileLogObserver(logf)], redirectStandardIO=False)
+        from twisted.logger import globalLogBeginner
+
+        from gateway.logs import make_observer
+        with open(f"{tmp}/gateway.log", "w") as logf:      # as in service: the log to a file,
+            # through the gateway's observer at its default level (info), as `yihu run` logs
+            globalLogBeginner.beginLoggingTo([make_observer("text", "info", logf)], redirectStandardIO=False)
             return run_reactor(lambda reactor: server_async(reactor, args, url, tmp))
 
 
