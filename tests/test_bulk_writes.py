@@ -8,17 +8,16 @@ from __future__ import annotations
 import contextlib
 from datetime import datetime, timedelta, timezone
 
-import psycopg
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from gateway.cluster.wakeups import psycopg_conninfo
 from gateway.storage import Database
 from gateway.storage.bulk import bulk_insert, bulk_update, draw_ids, insert_returning_ids, together
 from gateway.storage.schema import (audit_log, escalation_steps, inbound_raw, order_teams, orders, sms_messages,
                                     sms_segments)
 from tests._orders_rig import seed_directory_tx
+from tests._pg import written_on_server
 
 T0 = datetime(2026, 7, 1, 8, 30, 15, 123000, tzinfo=timezone.utc)
 AWKWARD = ["到达现场\t0427", "line one\nline two\r\n", "back\\slash \\N and \\x41", "", "quote ' \" 【】"]
@@ -218,15 +217,6 @@ def test_a_refused_batch_fails_as_sqlalchemy_reports_it(migrated_url):
     assert run(migrated_url, lambda c: c.execute(select(sms_segments)).all()) == []
 
 
-def _written(conn, url) -> bool:
-    """Has this connection's transaction written anything on the server?  Asked from another
-    session: PostgreSQL gives a transaction its id at its first write (pg_stat_activity)."""
-    pid = conn.connection.driver_connection.info.backend_pid
-    with psycopg.connect(psycopg_conninfo(url), autocommit=True) as other:
-        return other.execute("SELECT backend_xid IS NOT NULL FROM pg_stat_activity WHERE pid = %s",
-                             (pid,)).fetchone()[0]
-
-
 def test_held_writes_wait_for_a_read_or_the_end_and_the_read_sees_them(migrated_url):
     """PostgreSQL: nothing is written on the server while writes are held; a read takes them
     along first and sees them; the block's end sends the rest."""
@@ -235,9 +225,9 @@ def test_held_writes_wait_for_a_read_or_the_end_and_the_read_sees_them(migrated_
         seen = []
         with together(conn):
             bulk_insert(conn, audit_log, [dict(at=T0, actor="sms:+861", action="a", subject="one", detail={"n": 1})])
-            seen.append(_written(conn, migrated_url) if pg else None)
+            seen.append(written_on_server(conn, migrated_url) if pg else None)
             n = conn.execute(select(audit_log.c.subject)).scalars().all()     # the read sends them first
-            seen.append(_written(conn, migrated_url) if pg else None)
+            seen.append(written_on_server(conn, migrated_url) if pg else None)
             bulk_insert(conn, audit_log, [dict(at=T0, actor="sms:+862", action="a", subject="two", detail={"n": 2})])
         return pg, seen, n
     pg, seen, first_read = run(migrated_url, unit)

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import psycopg
 import pytest
 import pytest_twisted
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from gateway.cluster.wakeups import CHANNEL, notify_tx, psycopg_conninfo
+from gateway.cluster.wakeups import CHANNEL, notify_tx
 from gateway.eventlog import record_events
 from gateway.storage import Database
 from gateway.storage.bulk import bulk_insert, insert_returning_ids, together
 from gateway.storage.schema import audit_log, event_log
+from tests._pg import other_session, written_on_server
 
 T0 = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)
 
@@ -27,16 +27,12 @@ def _pid_tx(conn):
     return conn.connection.driver_connection.info.backend_pid
 
 
-def _other(url):
-    return psycopg.connect(psycopg_conninfo(url), autocommit=True)
-
-
 @pytest_twisted.inlineCallbacks
 def test_work_after_the_server_dropped_its_connection_runs_on_a_new_one(pg_database, pg_migrated_url):
     """The checkout's BEGIN finds the pooled connection dead: it is replaced, and the unit of work
     runs once, on the new one (as pool_pre_ping did, one round trip fewer)."""
     first = yield pg_database.run(_pid_tx)
-    with _other(pg_migrated_url) as other:
+    with other_session(pg_migrated_url) as other:
         assert other.execute("SELECT pg_terminate_backend(%s)", (first,)).fetchone()[0]
 
     def write_tx(conn):
@@ -62,25 +58,16 @@ def test_maintenance_outside_a_transaction_still_runs(pg_migrated_url):
         db.engine.dispose()
 
 
-def _written(conn, url) -> bool:
-    """Has this connection's transaction written anything on the server?  (A transaction gets
-    its id at its first write: pg_stat_activity, from another session.)"""
-    pid = conn.connection.driver_connection.info.backend_pid
-    with _other(url) as other:
-        return other.execute("SELECT backend_xid IS NOT NULL FROM pg_stat_activity WHERE pid = %s",
-                             (pid,)).fetchone()[0]
-
-
 @pytest_twisted.inlineCallbacks
 def test_writes_held_to_the_commit_are_committed_and_the_other_nodes_woken(pg_database, pg_migrated_url):
-    with _other(pg_migrated_url) as listener:
+    with other_session(pg_migrated_url) as listener:
         listener.execute(f"LISTEN {CHANNEL}")
 
         def unit(conn):
             with together(conn, until_commit=True):
                 bulk_insert(conn, audit_log, [dict(at=T0, actor="test", action="held", subject="one")])
                 notify_tx(conn, "reply")
-            return _written(conn, pg_migrated_url)      # the block is over: still nothing sent
+            return written_on_server(conn, pg_migrated_url)      # the block is over: still nothing sent
         written_before_commit = yield pg_database.run(unit)
         assert written_before_commit is False
         rows = yield pg_database.run(lambda conn: conn.execute(select(audit_log.c.subject)).scalars().all())
