@@ -40,7 +40,7 @@ try:
 except ImportError:         # no PostgreSQL driver: SQLite only
     _JSON_WRAPPERS = ()
 
-HELD = "yihu.bulk.held"     # conn.info: writes held by together() for one round trip: [(sql, params)]
+HELD = "yihu.bulk.held"     # conn.info: statements held by together(): [(sql, params, then or None)]
 AT_COMMIT = "yihu.bulk.at_commit"   # conn.info: the unit of work commits through commit_with()
 
 
@@ -159,7 +159,13 @@ def _queue(driver, held) -> list:
     return waiting
 
 
-def _deliver(waiting) -> None:
+def _send(driver, held, last=None) -> None:
+    """The held statements, then `last()` if given (a statement, the COMMIT), in one pipeline:
+    one round trip; then each held statement's rows to whoever waits for them."""
+    with driver.pipeline():
+        waiting = _queue(driver, held)
+        if last is not None:
+            last()
     for cur, then in waiting:
         with cur:
             then(cur.fetchall())
@@ -172,13 +178,10 @@ def send_held(conn) -> None:
     if not held:
         return
     conn.info[HELD] = []
-    driver = conn.connection.driver_connection
     try:
-        with driver.pipeline():
-            waiting = _queue(driver, held)
+        _send(conn.connection.driver_connection, held)
     except conn.dialect.loaded_dbapi.Error as e:
         raise _driver_error(conn, e, held, held[-1][0]) from e
-    _deliver(waiting)
 
 
 def commit_with(conn, tail: list[tuple[str, dict]] = ()) -> None:
@@ -191,12 +194,9 @@ def commit_with(conn, tail: list[tuple[str, dict]] = ()) -> None:
         return
     driver = conn.connection.driver_connection
     try:
-        with driver.pipeline():
-            waiting = _queue(driver, statements)
-            driver.commit()
+        _send(driver, statements, driver.commit)
     except conn.dialect.loaded_dbapi.Error as e:
         raise _driver_error(conn, e, statements, "COMMIT") from e
-    _deliver(waiting)
 
 
 @event.listens_for(Engine, "before_cursor_execute")
@@ -216,13 +216,9 @@ def _pipelined(cursor, context, send) -> bool:
     if not held:
         return False        # SQLAlchemy executes as usual
     conn.info[HELD] = []
-    driver = conn.connection.driver_connection
     # Errors are the driver's, raised through SQLAlchemy as for any statement it runs (its class,
     # a lost connection invalidated); a held write that failed aborts the statement after it.
-    with driver.pipeline():
-        waiting = _queue(driver, held)
-        send()
-    _deliver(waiting)
+    _send(conn.connection.driver_connection, held, send)
     return True
 
 

@@ -266,8 +266,11 @@ class Database:
                     if pg:
                         # The writes still held, the other nodes' wake-ups and the COMMIT: one
                         # round trip (NOTIFY is delivered at COMMIT wherever it is sent).
-                        from gateway.cluster.wakeups import notify_statement
-                        bulk.commit_with(conn, [notify_statement(woken)] if woken else [])
+                        tail = []
+                        if woken:
+                            from gateway.cluster.wakeups import notify_statement
+                            tail.append(notify_statement(woken))
+                        bulk.commit_with(conn, tail)
                 finally:
                     eventlog.end_recording(conn)
                     conn.info.pop(WAKE_KEY, None)
