@@ -8,7 +8,7 @@ from sqlalchemy import select
 from twisted.internet.defer import Deferred
 
 from gateway.mode import drill_text
-from gateway.storage.bulk import among
+from gateway.storage.bulk import among_named, built_once
 from gateway.storage.schema import member_phones, orders
 
 
@@ -86,12 +86,16 @@ def _brief(conn, code: str):
 def _briefs(conn, codes: list[str]) -> dict[str, OrderBrief]:
     """_brief for several codes in one query: {code: brief} of those with an open order."""
     out: dict[str, OrderBrief] = {}
-    for row in conn.execute(select(orders.c.code, orders.c.text, orders.c.rule, orders.c.major, orders.c.drill)
-                            .where(among(conn, orders.c.code, codes), orders.c.state == "open")
-                            .order_by(orders.c.created_at.desc(), orders.c.id.desc())):
+    for row in conn.execute(built_once(conn, _open_by_codes), {"codes": codes}):
         if row.code not in out:         # the newest open order with the code
             out[row.code] = OrderBrief(row.code, drill_text(row.text, row.drill), row.rule, bool(row.major))
     return out
+
+
+def _open_by_codes(conn):
+    return (select(orders.c.code, orders.c.text, orders.c.rule, orders.c.major, orders.c.drill)
+            .where(among_named(conn, orders.c.code, "codes"), orders.c.state == "open")
+            .order_by(orders.c.created_at.desc(), orders.c.id.desc()))
 
 
 def _known_phone(conn, e164: str) -> bool:

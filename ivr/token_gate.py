@@ -13,7 +13,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from twisted.logger import Logger
 
-from gateway.storage.bulk import among
+from gateway.storage.bulk import among_named, built_once
 from gateway.storage.group import GroupCommit
 from gateway.storage.schema import call_tokens_used
 from ivr.tokens import CallTokens, token_digest
@@ -80,8 +80,8 @@ def _use_tokens(conn, units) -> list[bool]:
     """_use_token for a group commit's batch [(row,)]: one look-up and one insert for all; a token
     twice in the batch is fresh only the first time."""
     rows = [r for (r,) in units]
-    used = set(conn.execute(select(call_tokens_used.c.token_sha256).where(
-        among(conn, call_tokens_used.c.token_sha256, sorted({r["token_sha256"] for r in rows})))).scalars())
+    used = set(conn.execute(built_once(conn, _used_among),
+                            {"tokens": sorted({r["token_sha256"] for r in rows})}).scalars())
     fresh = []
     for r in rows:
         fresh.append(r["token_sha256"] not in used)
@@ -93,6 +93,10 @@ def _use_tokens(conn, units) -> list[bool]:
 
 
 _use_token.many = _use_tokens
+
+
+def _used_among(conn):
+    return select(call_tokens_used.c.token_sha256).where(among_named(conn, call_tokens_used.c.token_sha256, "tokens"))
 
 
 def _utc(seconds: float) -> datetime:

@@ -165,6 +165,43 @@ def test_among_finds_the_same_rows_as_a_list_would_for_every_batch_size(migrated
     assert named == listed == [ots[0]]
 
 
+def _ids_among(conn):
+    from gateway.storage.bulk import among_named
+    return select(order_teams.c.id).where(among_named(conn, order_teams.c.id, "ids")).order_by(order_teams.c.id)
+
+
+def _ids_of_pairs(conn):
+    from gateway.storage.bulk import pairs_among_named
+    return select(order_teams.c.id).join(orders).where(
+        pairs_among_named(conn, (order_teams.c.team_id, orders.c.code), "named")).order_by(order_teams.c.id)
+
+
+def test_a_statement_built_once_finds_each_run_s_own_rows(migrated_url):
+    """among_named / pairs_among_named in a statement built once: each run's values are its own
+    (a statement reused with the values of the run before would answer for the wrong teams)."""
+    from sqlalchemy import tuple_
+    from gateway.storage.bulk import built_once, pairs_params
+    ots = order_team_ids(migrated_url, 3)
+
+    def read(conn):
+        statement = built_once(conn, _ids_among)
+        out = [conn.execute(statement, {"ids": ids}).scalars().all()
+               for ids in ([], [ots[1]], ots, ots + [10**9], [ots[2]])]
+        rows = conn.execute(select(order_teams.c.team_id, orders.c.code).join(orders)
+                            .order_by(order_teams.c.id)).all()
+        named = []
+        for pairs in ([(rows[0].team_id, "0427"), (10**9, "0427")], [(rows[2].team_id, rows[2].code)], []):
+            got = conn.execute(built_once(conn, _ids_of_pairs), pairs_params(conn, "named", 2, pairs)).scalars().all()
+            listed = conn.execute(select(order_teams.c.id).join(orders).where(
+                tuple_(order_teams.c.team_id, orders.c.code).in_(pairs)).order_by(order_teams.c.id)).scalars().all()
+            named.append((got, listed))
+        return out, named, built_once(conn, _ids_among) is statement
+    out, named, same = run(migrated_url, read)
+    assert out == [[], [ots[1]], sorted(ots), sorted(ots), [ots[2]]]
+    assert all(got == listed for got, listed in named) and [len(g) for g, _ in named] == [1, 1, 0]
+    assert same        # built once, run five times
+
+
 def test_updated_text_reads_back_exactly_whatever_it_holds(migrated_url):
     awkward = AWKWARD + ["NULL", "{a,b}", 'say "到达"', "", "a\\", "x,y", " padded "]
     ots = order_team_ids(migrated_url, 1)

@@ -14,7 +14,8 @@ from gateway.escalation.store import plan_next_situation_tx
 from gateway.eventlog import record_events
 from gateway.feedback import form as ff
 from gateway.feedback import form_store
-from gateway.storage.bulk import among, bulk_insert, bulk_update, pairs_among, together
+from gateway.storage.bulk import (among_named, built_once, bulk_insert, bulk_update, pairs_among,
+                                  pairs_among_named, pairs_params, together)
 from gateway.leaders import store as leaders_store
 from gateway.orders import directory_queries as dq
 from gateway.orders import messages
@@ -240,6 +241,45 @@ def _replies(a: Answer, v: Verdict) -> list[dict]:
 _SUPERVISOR_ALERTED = (escalation_steps.c.action == "supervisor", escalation_steps.c.state.in_(("firing", "fired")))
 
 
+# The batch's reads, built once per dialect (bulk.built_once): their values are parameters.
+def _raw_states(conn):
+    return select(inbound_raw.c.id, inbound_raw.c.state).where(among_named(conn, inbound_raw.c.id, "ids"))
+
+
+def _members_by_phone(conn):
+    return (select(members.c.id, members.c.team_id, members.c.name, members.c.role, member_phones.c.e164,
+                   teams.c.code, teams.c.name)
+            .join(member_phones, member_phones.c.member_id == members.c.id)
+            .join(teams, teams.c.id == members.c.team_id)
+            .where(among_named(conn, member_phones.c.e164, "phones"), members.c.active.is_(True),
+                   teams.c.active.is_(True)))
+
+
+def _lock_named_open(conn):
+    return _locking(conn, and_(pairs_among_named(conn, (order_teams.c.team_id, orders.c.code), "named"),
+                               orders.c.state == "open"))
+
+
+def _lock_by_ids(conn):
+    return _locking(conn, among_named(conn, order_teams.c.id, "ids"))
+
+
+def _locking(conn, where):
+    """The order teams `where` says, locked on PostgreSQL, with their orders' columns and the
+    stages the duty supervisor was alerted about."""
+    es = escalation_steps
+    pg = conn.dialect.name == "postgresql"
+    alerted = (select(func.array_agg(es.c.stage) if pg else func.group_concat(es.c.stage, ","))
+               .where(es.c.order_team_id == order_teams.c.id, *_SUPERVISOR_ALERTED)
+               .scalar_subquery().label("alerted_stages"))
+    q = (select(order_teams, orders.c.code, orders.c.rule, orders.c.major, orders.c.state.label("order_state"),
+                orders.c.created_at.label("order_created_at"), orders.c.incident_ref,
+                orders.c.drill.label("order_drill"), alerted)
+         .join(orders, orders.c.id == order_teams.c.order_id)
+         .where(where).order_by(order_teams.c.id))
+    return q.with_for_update(of=order_teams) if pg else q
+
+
 class Lookups:
     """What a batch of answers reads, in a few queries instead of several per answer, and the rows
     it only appends (feedback, audit, events, raw states), written together by `write()` before
@@ -259,17 +299,12 @@ class Lookups:
         self._forms: dict[int, dict] = {}           # order team -> its feedback form, as written so far
         self._form_writes: dict[int, tuple[dict, bool]] = {}    # order team -> (columns, a new row?)
         raw_ids = sorted({a.raw_id for a in answers if a.raw_id is not None} - set(fresh_raw))
-        self._raw = dict(conn.execute(select(inbound_raw.c.id, inbound_raw.c.state)
-                                      .where(among(conn, inbound_raw.c.id, raw_ids))).all()) if raw_ids else {}
+        self._raw = dict(conn.execute(built_once(conn, _raw_states), {"ids": raw_ids}).all()) \
+            if raw_ids else {}
         self._raw.update(dict.fromkeys(fresh_raw, "new"))
         phones = sorted({a.phone for a in answers})
         self._members: dict[str, dq.Member] = {}
-        for r in conn.execute(
-                select(members.c.id, members.c.team_id, members.c.name, members.c.role, member_phones.c.e164,
-                       teams.c.code, teams.c.name)
-                .join(member_phones, member_phones.c.member_id == members.c.id)
-                .join(teams, teams.c.id == members.c.team_id)
-                .where(among(conn, member_phones.c.e164, phones), members.c.active.is_(True), teams.c.active.is_(True))):
+        for r in conn.execute(built_once(conn, _members_by_phone), {"phones": phones}):
             self._members.setdefault(r[4], dq.Member(*r))      # as dq.member_by_phone: the first found
         # The named orders of the teams that answered (a team may have hundreds open: only these).
         named = sorted({(m.team_id, a.parsed.code) for a in answers if isinstance(a.parsed, Reply)
@@ -281,8 +316,7 @@ class Lookups:
         if named and all(a.parsed.code is not None for a in replies):
             # Every reply names its order (a keypress always does): the named rows are the rows
             # the batch changes, locked and read as they are found, in id order (one statement).
-            found = self._lock_where(and_(pairs_among(conn, (order_teams.c.team_id, orders.c.code), named),
-                                          orders.c.state == "open"))
+            found = self._lock_where(_lock_named_open, pairs_params(conn, "named", 2, named))
             for r in sorted(found, key=lambda r: (r.order_created_at, r.order_id), reverse=True):
                 self._named[(r.team_id, r.code)].append(r)
         elif named:
@@ -400,25 +434,13 @@ class Lookups:
         return self._states[order_team_id]
 
     def _lock(self, ids: list[int]) -> None:
-        self._lock_where(among(self.conn, order_teams.c.id, ids))
+        self._lock_where(_lock_by_ids, {"ids": ids})
 
-    def _lock_where(self, where) -> list:
-        """Lock and read the order teams `where` says (in id order, as the escalation engine's
-        claims lock them), with the stages the duty supervisor was alerted about for each (read
-        with the rows: no round trip of its own).  The rows, as read."""
-        es = escalation_steps
-        pg = self.conn.dialect.name == "postgresql"
-        alerted = (select(func.array_agg(es.c.stage) if pg else func.group_concat(es.c.stage, ","))
-                   .where(es.c.order_team_id == order_teams.c.id, *_SUPERVISOR_ALERTED)
-                   .scalar_subquery().label("alerted_stages"))
-        q = (select(order_teams, orders.c.code, orders.c.rule, orders.c.major, orders.c.state.label("order_state"),
-                    orders.c.created_at.label("order_created_at"), orders.c.incident_ref,
-                    orders.c.drill.label("order_drill"), alerted)
-             .join(orders, orders.c.id == order_teams.c.order_id)
-             .where(where).order_by(order_teams.c.id))
-        if pg:
-            q = q.with_for_update(of=order_teams)
-        rows = self.conn.execute(q).all()
+    def _lock_where(self, build, params: dict) -> list:
+        """Lock and read the order teams the statement `build` makes says, given `params` (in id
+        order, as the escalation engine's claims lock them), with the stages the duty supervisor
+        was alerted about for each (read with the rows: no round trip of its own).  The rows."""
+        rows = self.conn.execute(built_once(self.conn, build), params).all()
         for row in rows:
             self._states[row.id] = (row, ostore.team_state_from_row(row, row.rule))
             stages = row.alerted_stages or []

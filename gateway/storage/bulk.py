@@ -29,7 +29,7 @@ import json
 from contextlib import contextmanager
 from datetime import date, datetime
 
-from sqlalchemy import any_, bindparam, event, func, insert, select, text, tuple_, update
+from sqlalchemy import any_, bindparam, event, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
@@ -65,6 +65,47 @@ def pairs_among(conn, columns: tuple, pairs):
             *[f"v{i}" for i in range(len(columns))]).render_derived()
         return tuple_(*columns).in_(select(*listed.c))
     return tuple_(*columns).in_(pairs)
+
+
+_BUILT: dict = {}
+
+
+def built_once(conn, build):
+    """The statement `build(conn)` makes, built once per dialect and run again with its values as
+    parameters (`among_named`, `pairs_among_named`).  Built per batch, a statement is built,
+    keyed and matched to SQLAlchemy's compiled cache every time: a keypress batch's two reads
+    took 2 ms more of the gateway's CPU so (bench.agi_sessions' data)."""
+    key = (build, conn.dialect.name)
+    statement = _BUILT.get(key)
+    if statement is None:
+        statement = _BUILT[key] = build(conn)
+    return statement
+
+
+def among_named(conn, column, name: str):
+    """`among` with its values given at execution as parameter `name` (a list), for a statement
+    `built_once`."""
+    if _pg(conn):
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def pairs_among_named(conn, columns: tuple, name: str):
+    """`pairs_among` with its pairs given at execution by `pairs_params(conn, name, pairs)`."""
+    if _pg(conn):
+        listed = func.unnest(*[bindparam(f"{name}_{i}", type_=ARRAY(c.type))
+                               for i, c in enumerate(columns)]).table_valued(
+            *[f"v{i}" for i in range(len(columns))]).render_derived()
+        return tuple_(*columns).in_(select(*listed.c))
+    return tuple_(*columns).in_(bindparam(name, expanding=True))
+
+
+def pairs_params(conn, name: str, width: int, pairs) -> dict:
+    """The parameters of a `pairs_among_named(conn, columns, name)` (`width` columns): these pairs."""
+    pairs = list(pairs)
+    if _pg(conn):
+        return {f"{name}_{i}": [p[i] for p in pairs] for i in range(width)}
+    return {name: pairs}
 
 
 def _element(v) -> str:
@@ -361,10 +402,27 @@ def insert_returning_ids(conn, table, rows: list[dict]) -> list[int]:
 def draw_ids(conn, wanted: list[tuple]) -> list[list[int]]:
     """PostgreSQL: [(table, n)] -> n new ids from each table's sequence, in one round trip (rows
     of several tables that refer to one another, written with their ids)."""
-    columns = ", ".join(f"ARRAY(SELECT nextval(pg_get_serial_sequence(:t{i}, 'id')) FROM generate_series(1, :n{i}))"
-                        for i in range(len(wanted)))
+    columns = ", ".join(f"ARRAY(SELECT nextval(pg_get_serial_sequence(%(t{i})s, 'id')) FROM generate_series(1, "
+                        f"%(n{i})s))" for i in range(len(wanted)))
     params = {k: v for i, (table, n) in enumerate(wanted) for k, v in ((f"t{i}", table.name), (f"n{i}", n))}
-    return [list(ids) for ids in conn.execute(text(f"SELECT {columns}"), params).one()]
+    return [list(ids) for ids in _read_now(conn, f"SELECT {columns}", params)[0]]
+
+
+def _read_now(conn, statement: str, params: dict) -> list[tuple]:
+    """A read (psycopg's %(name)s parameters) whose rows are needed now: the held writes go
+    along, in its round trip.  The driver's own statement: no SQLAlchemy text to build, execute
+    and wrap (draw_ids runs twice in a keypress batch)."""
+    if conn.info.get(HELD):
+        rows: list[tuple] = []
+        _write(conn, statement, params, rows.extend)
+        send_held(conn)
+        return rows
+    try:        # nothing held: no pipeline (one costs two polls more than a plain statement)
+        with conn.connection.driver_connection.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall()
+    except conn.dialect.loaded_dbapi.Error as e:
+        raise DBAPIError.instance(statement, params, e, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect) from e
 
 
 def bulk_update(conn, table, keys: tuple[str, ...], rows: list[dict], where: dict | None = None, *,

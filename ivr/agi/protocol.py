@@ -43,14 +43,15 @@ class AgiServerProtocol(LineReceiver):
     def __init__(self, reactor, on_request: Callable[["AgiServerProtocol", AgiRequest], None], *,
                  env_timeout: float = 5.0, command_timeout: float = 10.0,
                  observer: Callable[[str, float], None] | None = None,
-                 service_observer: Callable[[float], None] | None = None):
+                 service_observer: Callable[[float, str], None] | None = None):
         self.reactor = reactor
         self.on_request = on_request
         self.env_timeout = env_timeout
         self.command_timeout = command_timeout
         self.observer = observer            # (verb, seconds) per completed command, for the bench
-        self.service_observer = service_observer   # seconds from a reply to our next command
-        self._settled_at: float | None = None
+        self.service_observer = service_observer   # (seconds from a reply to our next command, the
+        self._settled_at: float | None = None       # command replied to), for the bench
+        self._settled_cmd = ""
         self.env: dict[str, str] = {}
         self.request: AgiRequest | None = None
         self.state = "env"                  # env -> running -> closed
@@ -209,7 +210,7 @@ class AgiServerProtocol(LineReceiver):
         if self.observer is not None:
             self.observer(self._pending_cmd.split(" ", 1)[0], self.reactor.seconds() - self._pending_t0)
         if self.service_observer is not None:
-            self._settled_at = self.reactor.seconds()
+            self._settled_at, self._settled_cmd = self.reactor.seconds(), self._pending_cmd
         if error is not None:
             d.errback(error)
         else:
@@ -231,7 +232,7 @@ class AgiServerProtocol(LineReceiver):
         self._pending_cmd = command
         self._pending_t0 = self.reactor.seconds()
         if self._settled_at is not None:
-            self.service_observer(self._pending_t0 - self._settled_at)
+            self.service_observer(self._pending_t0 - self._settled_at, self._settled_cmd)
             self._settled_at = None
         limit = self.command_timeout if timeout is None else timeout
         self._pending_timer = self.reactor.callLater(limit, self._command_expired, command, limit)

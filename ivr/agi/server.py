@@ -35,7 +35,7 @@ class FastAgiFactory(Factory):
     def __init__(self, reactor, flows: Mapping[str, Callable], *, env_timeout: float = 5.0,
                  command_timeout: float = 10.0, media_timeout: float = 120.0,
                  observer: Callable[[str, float], None] | None = None,
-                 service_observer: Callable[[float], None] | None = None, peers=None):
+                 service_observer: Callable[[float, str], None] | None = None, peers=None):
         self.reactor = reactor
         self.peers = peers                          # PeerGate: who may connect (None: anyone)
         self.flows = dict(flows)
@@ -43,7 +43,8 @@ class FastAgiFactory(Factory):
         self.command_timeout = command_timeout
         self.media_timeout = media_timeout
         self.observer = observer                    # (verb, round-trip seconds) per command
-        self.service_observer = service_observer    # the gateway's own time from reply to next command
+        self.service_observer = service_observer    # (the gateway's own time from a reply to its next
+                                                    # command, the command replied to)
         self.active: set[AgiServerProtocol] = set()
 
     def buildProtocol(self, addr):
