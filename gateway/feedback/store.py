@@ -437,8 +437,8 @@ class Lookups:
         self._lock_where(_lock_by_ids, {"ids": ids})
 
     def _lock_where(self, build, params: dict) -> list:
-        """Lock and read the order teams the statement `build` makes says, given `params` (in id
-        order, as the escalation engine's claims lock them), with the stages the duty supervisor
+        """Lock and read the order teams that the statement `build(conn)` selects with `params` (in
+        id order, as the escalation engine's claims lock them), with the stages the duty supervisor
         was alerted about for each (read with the rows: no round trip of its own).  The rows."""
         rows = self.conn.execute(built_once(self.conn, build), params).all()
         for row in rows:
