@@ -60,11 +60,15 @@ def pairs_among(conn, columns: tuple, pairs):
     """`(a, b) IN pairs` for a WHERE clause: on PostgreSQL two array parameters unnested together."""
     pairs = list(pairs)
     if _pg(conn):
-        listed = func.unnest(*[bindparam(None, [p[i] for p in pairs], type_=ARRAY(c.type))
-                               for i, c in enumerate(columns)]).table_valued(
-            *[f"v{i}" for i in range(len(columns))]).render_derived()
-        return tuple_(*columns).in_(select(*listed.c))
+        return _in_unnested(columns, [bindparam(None, [p[i] for p in pairs], type_=ARRAY(c.type))
+                                      for i, c in enumerate(columns)])
     return tuple_(*columns).in_(pairs)
+
+
+def _in_unnested(columns: tuple, arrays: list):
+    """PostgreSQL: `(columns) IN` the rows of the array parameters unnested together."""
+    listed = func.unnest(*arrays).table_valued(*[f"v{i}" for i in range(len(columns))]).render_derived()
+    return tuple_(*columns).in_(select(*listed.c))
 
 
 _BUILT: dict = {}
@@ -95,10 +99,7 @@ def pairs_among_named(conn, columns: tuple, name: str):
     """`pairs_among` with its pairs given at execution by `pairs_params(conn, name, len(columns),
     pairs)`, for a statement `built_once`."""
     if _pg(conn):
-        listed = func.unnest(*[bindparam(f"{name}_{i}", type_=ARRAY(c.type))
-                               for i, c in enumerate(columns)]).table_valued(
-            *[f"v{i}" for i in range(len(columns))]).render_derived()
-        return tuple_(*columns).in_(select(*listed.c))
+        return _in_unnested(columns, [bindparam(f"{name}_{i}", type_=ARRAY(c.type)) for i, c in enumerate(columns)])
     return tuple_(*columns).in_(bindparam(name, expanding=True))
 
 
