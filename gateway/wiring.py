@@ -320,8 +320,11 @@ def build_service(config: Config, reactor) -> Gateway:
             recordings.mkdir(parents=True, exist_ok=True)
         from ivr.member_pins import MemberPins
         from ivr.peers import PeerGate
-        from ivr.token_gate import CallTokenGate
+        from ivr.token_gate import CallTokenGate, UsedTokenSweep
         token_gate = CallTokenGate(reactor, db, call_tokens, refusals)
+        token_sweep = UsedTokenSweep(reactor, db)
+        LeasedPart(reactor, db, gw.node, "call-token-retention", token_sweep.start, token_sweep.stop,
+                   what="the sweep of expired call tokens").setServiceParent(gw)
         factory = make_fastagi_factory(reactor, sink=feedback, journal=KeypadJournal(reactor, db),
                                        orders=OrderBook(db), speech=speech,
                                        settings=MenuSettings(timeout_ms=ivr_cfg.menu_timeout_ms,

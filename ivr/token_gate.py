@@ -4,13 +4,19 @@ Signature and expiry are checked in memory (ivr/tokens.py); "first time" is a ro
 `call_tokens_used`, committed before the order is read, so a replay is refused after a restart
 too (two sessions racing with one token: the unique index lets one through).  Every refusal is
 logged naming the call, counted and audited (ivr/refusals.py); nothing is recorded for the team.
+
+A used token's row matters only while the token could still verify: past its expiry the signature
+check refuses it ("expired") before the row is looked at.  `UsedTokenSweep` deletes the rows a
+week past expiry (kept that long for whoever looks into a call), so the table stays the size of
+a week of calls.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
+from twisted.internet import task
 from twisted.logger import Logger
 
 from gateway.storage.bulk import among_named, built_once
@@ -101,3 +107,40 @@ def _used_among(conn):
 
 def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+class UsedTokenSweep:
+    """Deletes used call tokens `keep` past their expiry, every `interval_s` on the injected clock
+    (run on one node at a time: the gateway holds it by a lease)."""
+
+    def __init__(self, clock, db, keep: timedelta = timedelta(days=7), interval_s: float = 86400.0):
+        self.clock, self.db, self.keep, self.interval_s = clock, db, keep, interval_s
+        self._loop = task.LoopingCall(self.sweep)
+        self._loop.clock = clock
+
+    def start(self):
+        self._loop.start(self.interval_s, now=True)
+
+    def stop(self):
+        if self._loop.running:
+            self._loop.stop()
+
+    def sweep(self):
+        before = _utc(self.clock.seconds()) - self.keep
+
+        def swept(n):
+            if n:
+                log.info("call tokens: {n} used token(s) expired before {before} deleted", n=n,
+                         before=before.isoformat(timespec="seconds"))
+            return n
+
+        def failed(f):
+            # The rows wait for the next sweep; nothing depends on them being gone.
+            log.error("call tokens: sweep of expired used tokens failed ({err}); next sweep tries again",
+                      err=f.getErrorMessage())
+        return self.db.run(prune_used_tokens_tx, before).addCallbacks(swept, failed)
+
+
+def prune_used_tokens_tx(conn, before: datetime) -> int:
+    """Delete the used tokens that expired before `before`; returns how many."""
+    return conn.execute(delete(call_tokens_used).where(call_tokens_used.c.expires_at < before)).rowcount

@@ -14,12 +14,13 @@ from tests.test_fail_fast import _busy_port
 
 
 @pytest_twisted.inlineCallbacks
-def test_health_and_metrics_of_a_node(migrated_url):
+def test_health_and_metrics_of_a_node(migrated_url, tmp_path):
     sock, port = _busy_port()
     sock.close()                  # an Asterisk that does not answer: the AMI events lease is taken all the same
-    cfg = load_config(None, {"gateway": {"database_url": migrated_url, "node_name": "yihu-east"},
+    cfg = load_config(None, {"gateway": {"database_url": migrated_url, "node_name": "yihu-east",
+                                         "data_dir": str(tmp_path)},
                              "http": {"port": 0}, "ami": {"enabled": True, "port": port},
-                             "ivr": {"enabled": False}})
+                             "ivr": {"enabled": True, "port": 0}})
     gw = build_service(cfg, reactor)
     gw.startService()
     try:
@@ -31,7 +32,7 @@ def test_health_and_metrics_of_a_node(migrated_url):
         checks = body["checks"]
         assert checks["node"]["ok"] and "yihu-east" in checks["node"]["detail"]
         assert "yihu-east alive" in checks["nodes"]["detail"]
-        for lease in ("escalation-auditor", "event-retention", f"ami-events:127.0.0.1:{port}"):
+        for lease in ("escalation-auditor", "event-retention", "call-token-retention", f"ami-events:127.0.0.1:{port}"):
             assert checks[f"lease {lease}"]["ok"], lease
             assert "held by this node (yihu-east" in checks[f"lease {lease}"]["detail"], checks[f"lease {lease}"]
         if not migrated_url.startswith("sqlite"):

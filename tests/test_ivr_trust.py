@@ -462,3 +462,75 @@ async def test_refusals_still_summing_are_written_at_shutdown(database):
     rows = await database.run(audits)
     assert [(r["actor"], r["detail"]["count"]) for r in rows] == [("peer:192.0.2.9", 1), ("peer:192.0.2.9", 2)]
     assert clock.getDelayedCalls() == []            # the window's timer went with it
+
+
+# --- used tokens: swept a week past their expiry --------------------------------------------------
+
+class _Refusals:
+    def __init__(self):
+        self.reasons = []
+
+    def refused(self, reason, actor, subject, detail):
+        self.reasons.append(reason)
+        return succeed(None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_used_tokens_are_swept_a_week_past_expiry_and_a_replay_is_refused_before_and_after(database):
+    from ivr.token_gate import UsedTokenSweep
+    day = 86400.0
+    clock = Clock()
+    clock.advance(1_800_000_000)
+    t0 = clock.seconds()
+    tokens, refusals = CallTokens(KEY), _Refusals()
+    gate = CallTokenGate(clock, database, tokens, refusals)
+
+    async def use(delivery):
+        token = tokens.variables(delivery, COMMANDER, clock.seconds(), 30)["YIHU_TOKEN"]
+        assert await gate.admit(call_id=f"call-{delivery}", order_code="0427", token=token,
+                                delivery=delivery, phone=COMMANDER)
+        return token
+
+    async def replay(token, delivery):
+        assert not await gate.admit(call_id=f"again-{delivery}", order_code="0427", token=token,
+                                    delivery=delivery, phone=COMMANDER)
+        return refusals.reasons[-1]
+
+    async def kept():
+        rows = await database.run(lambda c: c.execute(select(call_tokens_used.c.delivery_id)).scalars().all())
+        return sorted(rows)
+
+    first = await use("11")                  # expires 150 s after t0
+    clock.advance(2 * day)
+    await use("12")                          # expires 2 days + 150 s after t0
+    clock.advance(6 * day)
+    latest = await use("13")
+    assert await kept() == [11, 12, 13]
+
+    class Watched(UsedTokenSweep):
+        runs = []
+
+        def sweep(self):
+            return super().sweep().addCallback(lambda n: self.runs.append((clock.seconds() - t0, n)) or n)
+
+    async def swept(count):
+        deadline = reactor.seconds() + 10
+        while len(Watched.runs) < count:
+            assert reactor.seconds() < deadline, f"sweep {count} never ended: {Watched.runs}"
+            await deferLater(reactor, 0.02, lambda: None)
+        return Watched.runs[count - 1]
+
+    sweep = Watched(clock, database)
+    sweep.start()                            # at once, at t0 + 8 days: what expired before t0 + 1 day goes
+    assert await swept(1) == (8 * day, 1)
+    assert await kept() == [12, 13]
+    # The row of a token still valid stays: its replay is refused as used; the swept one as expired.
+    assert await replay(latest, "13") == "call_token_used"
+    assert await replay(first, "11") == "call_token_expired"
+    clock.advance(day)                       # daily: 12 expired 6 days 23 h ago, kept
+    assert await swept(2) == (9 * day, 0)
+    assert await kept() == [12, 13]
+    clock.advance(day)                       # 12 expired more than a week ago
+    assert await swept(3) == (10 * day, 1)
+    assert await kept() == [13]
+    sweep.stop()
