@@ -182,10 +182,16 @@ def together(conn, *, until_commit: bool = False):
             conn.info.pop(HELD, None)
 
 
+def _as_sqlalchemy(conn, e, statement: str, params=None) -> DBAPIError:
+    """A driver error raised on the driver's connection, as SQLAlchemy raises it for a statement
+    it ran (IntegrityError, OperationalError, ...): the callers' retries, deadlines and duplicate
+    checks look for those, with `.orig`."""
+    return DBAPIError.instance(statement, params, e, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect)
+
+
 def _driver_error(conn, e, held, statement):
     # The pipeline names no statement: the first held one that failed is not known here.
-    return DBAPIError.instance(f"{len(held)} held write(s), the last: {statement}", None, e,
-                               conn.dialect.loaded_dbapi.Error, dialect=conn.dialect)
+    return _as_sqlalchemy(conn, e, f"{len(held)} held write(s), the last: {statement}")
 
 
 def _queue(driver, held) -> list:
@@ -324,7 +330,6 @@ def bulk_insert(conn, table, rows: list[dict]) -> None:
     columns = ", ".join(f'"{n}"' for n in names)
     plain = not any(procs)
     statement = f'COPY "{table.name}" ({columns}) FROM STDIN'
-    dbapi_error = conn.dialect.loaded_dbapi.Error
     try:
         with conn.connection.driver_connection.cursor() as cur:
             with cur.copy(statement) as copy:
@@ -334,10 +339,8 @@ def bulk_insert(conn, table, rows: list[dict]) -> None:
                     if not plain:
                         values = [p(v) if p is not None and v is not None else v for p, v in zip(procs, values)]
                     write(values)
-    except dbapi_error as e:
-        # As SQLAlchemy raises it for a statement it ran (IntegrityError, OperationalError, ...):
-        # the callers' retries, deadlines and duplicate checks look for those, with `.orig`.
-        raise DBAPIError.instance(statement, None, e, dbapi_error, dialect=conn.dialect) from e
+    except conn.dialect.loaded_dbapi.Error as e:
+        raise _as_sqlalchemy(conn, e, statement) from e
 
 
 def _insert_unnest(conn, table, rows: list[dict], defaults: dict, numbered: str | None = None,
@@ -427,7 +430,7 @@ def _read_now(conn, statement: str, params: dict) -> list[tuple]:
             cur.execute(statement, params)
             return cur.fetchall()
     except conn.dialect.loaded_dbapi.Error as e:
-        raise DBAPIError.instance(statement, params, e, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect) from e
+        raise _as_sqlalchemy(conn, e, statement, params) from e
 
 
 def bulk_update(conn, table, keys: tuple[str, ...], rows: list[dict], where: dict | None = None, *,
