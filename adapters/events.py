@@ -232,10 +232,12 @@ class EventsService(Part, service.Service):
     def startService(self):
         super().startService()
         d = self.tail.start()
+        # Each only if the service was not stopped while the tail started (a gateway that could
+        # not start stops at once): a loop started after the stop would run on, on a closed pool.
         if self.sweep is not None:
-            d.addCallback(lambda _: self.sweep.start())
+            d.addCallback(lambda _: self.sweep.start() if self.running else None)
         if self.webhooks is not None:
-            d.addCallback(lambda _: self.webhooks.start())
+            d.addCallback(lambda _: self.webhooks.start() if self.running else None)
         self._track_start(d)
 
     def stopService(self):

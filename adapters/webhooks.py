@@ -340,12 +340,19 @@ class Webhooks:
         self.post = post or agent_post(clock)
         self.deliveries: dict[int, SubscriberDelivery] = {}
         self._synced = False
+        self._stopped = False
         self._refresh = task.LoopingCall(self.refresh)
         self._refresh.clock = clock
 
     @inlineCallbacks
     def start(self):
+        self._stopped = False
         yield self.refresh()
+        if self._stopped:
+            # Stopped while the first refresh was in the database (a gateway that could not
+            # start stops at once): what that refresh set going is stopped too, and no loop runs.
+            yield self._stop_deliveries()
+            return
         self._refresh.start(self.cfg.refresh_s, now=False)
 
     @inlineCallbacks
@@ -403,6 +410,10 @@ class Webhooks:
         return [d.health() for d in self.deliveries.values()]
 
     def stop(self):
+        self._stopped = True
         if self._refresh.running:
             self._refresh.stop()
+        return self._stop_deliveries()
+
+    def _stop_deliveries(self):
         return defer.DeferredList([d.stop() for d in self.deliveries.values()])

@@ -1,0 +1,88 @@
+"""A gateway that cannot start stops at once, often while its event parts are still starting:
+nothing they were about to set going may run on after the stop (on a closed database pool, for
+the life of the process)."""
+from __future__ import annotations
+
+from twisted.internet import defer
+from twisted.internet.task import Clock
+
+from adapters.events import EventsService
+from adapters.webhooks import Webhooks, WebhookSection
+
+
+class HeldDatabase:
+    """Every unit of work waits until the test answers it, and is counted."""
+
+    def __init__(self):
+        self.calls = []
+
+    def run(self, fn, *args):
+        d = defer.Deferred()
+        self.calls.append((fn.__name__, d))
+        return d
+
+
+def test_webhooks_stopped_during_their_first_refresh_never_refresh_again():
+    clock, db = Clock(), HeldDatabase()
+    hooks = Webhooks(clock, db, tail=None, cfg=WebhookSection(refresh_s=5.0), post=lambda *a, **kw: None)
+    started = hooks.start()
+    assert [name for name, _ in db.calls] == ["sync_config_tx"]
+    stopped = hooks.stop()                      # the gateway stops while that read is in the database
+    db.calls[0][1].callback((0, 0))
+    db.calls[1][1].callback([])                 # the subscribers: none
+    assert started.called and stopped.called
+    clock.advance(60.0)                         # twelve refresh periods
+    assert [name for name, _ in db.calls] == ["sync_config_tx", "load_tx"]
+
+
+def test_webhooks_not_stopped_go_on_refreshing():
+    clock, db = Clock(), HeldDatabase()
+    hooks = Webhooks(clock, db, tail=None, cfg=WebhookSection(refresh_s=5.0), post=lambda *a, **kw: None)
+    hooks.start()
+    db.calls[0][1].callback((0, 0))
+    db.calls[1][1].callback([])
+    clock.advance(5.0)
+    assert [name for name, _ in db.calls] == ["sync_config_tx", "load_tx", "load_tx"]
+    hooks.stop()
+
+
+class Tail:
+    def __init__(self):
+        self.started = defer.Deferred()
+        self.stopped = False
+
+    def start(self):
+        return self.started
+
+    def stop(self):
+        self.stopped = True
+
+
+class Recorder:
+    def __init__(self):
+        self.starts = self.stops = 0
+
+    def start(self):
+        self.starts += 1
+
+    def stop(self):
+        self.stops += 1
+
+
+def test_a_service_stopped_before_its_tail_started_starts_neither_sweep_nor_webhooks():
+    tail, sweep, hooks = Tail(), Recorder(), Recorder()
+    events = EventsService(tail, sweep, hooks)
+    events.startService()
+    events.stopService()
+    tail.started.callback(None)                 # the tail's start ends after the stop
+    assert (sweep.starts, hooks.starts) == (0, 0) and tail.stopped
+
+
+def test_a_service_running_when_its_tail_started_starts_sweep_and_webhooks():
+    tail, sweep, hooks = Tail(), Recorder(), Recorder()
+    events = EventsService(tail, sweep, hooks)
+    events.startService()
+    tail.started.callback(None)
+    assert (sweep.starts, hooks.starts) == (1, 1) and events.state == "up"
+    events.stopService()
+    assert (sweep.stops, hooks.stops) == (1, 1)
