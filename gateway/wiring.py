@@ -239,8 +239,8 @@ def build_service(config: Config, reactor) -> Gateway:
     # Wake-ups (gateway/cluster/wakeups.py): work committed here or on another node wakes the part
     # that acts on it at once; each part's own polling remains the fallback.
     wake = gw.wakeups
-    wake.on("order", lambda: fanout.send() if fanout._loop is not None else None)
-    refresh = lambda: escalation.refresh() if escalation._loops else None      # noqa: E731 - once started
+    wake.on("order", lambda: fanout.send() if fanout.running else None)
+    refresh = lambda: escalation.refresh() if escalation.running else None      # noqa: E731 - once started
     wake.on("order", refresh)
     wake.on("step", refresh)
     wake.on("call", caller.place_due)
@@ -250,9 +250,9 @@ def build_service(config: Config, reactor) -> Gateway:
     # node_timeout_s of its last heartbeat plus the time to send it.
     gw.node.peer_timeout_observers += [
         bank.poke,
-        lambda: fanout._sweep() if fanout._loop is not None else None,
-        lambda: escalation.take_over() if escalation._loops else None,
-        lambda: caller._guard(caller.reconcile(dead_only=True)) if caller._loops else None,
+        lambda: fanout.sweep() if fanout.running else None,
+        lambda: escalation.take_over() if escalation.running else None,
+        lambda: caller.take_over() if caller.running else None,
     ]
     # How old the oldest work due and not done is, database-wide (every node says the same)
     from gateway.cluster.outbox import OutboxAges

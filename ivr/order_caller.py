@@ -107,7 +107,7 @@ class OrderCaller:
                  (lambda: self._guard(self.reconcile()), self.RECONCILE_SECONDS, False)]
         if self.takeover_seconds:
             # only dead nodes' attempts: this node's own are never in doubt while it places them
-            loops.append((lambda: self._guard(self.reconcile(dead_only=True)), self.takeover_seconds, False))
+            loops.append((self.take_over, self.takeover_seconds, False))
         for fn, every, now in loops:
             loop = task.LoopingCall(fn)
             loop.clock = self.reactor
@@ -119,6 +119,15 @@ class OrderCaller:
             if loop.running:
                 loop.stop()
         self._loops = []
+
+    @property
+    def running(self) -> bool:
+        """Started and not stopped: wake-ups and takeovers act only then."""
+        return bool(self._loops)
+
+    def take_over(self):
+        """Reconcile the attempts dead nodes left placing or ringing."""
+        return self._guard(self.reconcile(dead_only=True))
 
     def _link_up(self) -> bool:
         return getattr(self.originator, "connected", True)

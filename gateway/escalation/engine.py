@@ -40,6 +40,7 @@ class EscalationEngine:
         self._unseen: dict[int, float] = {}       # step ids below the watermark not committed yet -> first missed
         self._refreshing: defer.Deferred | None = None
         self._loops: list[task.LoopingCall] = []
+        self._stopped = False
         self._inflight: set[defer.Deferred] = set()
         self._due_keys: dict[int, None] = {}      # woken, not yet claimed (an ordered set)
         self._claiming = False
@@ -53,7 +54,10 @@ class EscalationEngine:
     # --- lifecycle ---------------------------------------------------------------------------
     @defer.inlineCallbacks
     def start(self):
+        self._stopped = False
         pending, self._watermark = yield self.db.run(store.load_pending_tx, now(self.clock), self.claimer)
+        if self._stopped:        # stopped while loading (a gateway that could not start): no timers, no loops
+            return
         # The first refresh looks back over the last ids: a step with a lower id whose transaction
         # was still open at this start (another node, the CLI) is found there, not by the auditor.
         self._watermark = max(0, self._watermark - self.START_LOOKBACK)
@@ -80,7 +84,13 @@ class EscalationEngine:
             self._audit_loop.stop()
         self._audit_loop = None
 
+    @property
+    def running(self) -> bool:
+        """Started and not stopped: wake-ups and takeovers act only then."""
+        return bool(self._loops)
+
     def stop(self):
+        self._stopped = True
         for loop in self._loops:
             if loop.running:
                 loop.stop()

@@ -29,11 +29,20 @@ class FanOut:
         self.claimer = claimer          # this node: the deliveries it hands on are written as its own
         self._lock = defer.DeferredLock()      # one claim at a time: no delivery handed twice
         self._loop: task.LoopingCall | None = None
+        self._stopped = False
+
+    @property
+    def running(self) -> bool:
+        """Started and not stopped: wake-ups and takeovers act only then."""
+        return self._loop is not None and self._loop.running
 
     @defer.inlineCallbacks
     def start(self):
+        self._stopped = False
         yield self._requeue(dead_only=False)
-        self._loop = task.LoopingCall(self._sweep)
+        if self._stopped:        # stopped while requeueing (a gateway that could not start): no loop
+            return
+        self._loop = task.LoopingCall(self.sweep)
         self._loop.clock = self.clock
         self._loop.start(self.cfg.refresh_seconds, now=True)
 
@@ -46,7 +55,7 @@ class FanOut:
             log.warn("fan-out: {n} deliveries left being handed ({taken} by dead nodes); handing them again",
                      n=n, taken=taken)
 
-    def _sweep(self):
+    def sweep(self):
         """One sweep; a failure is logged and the next sweep tries again (a sweep that died
         would leave orders committed from the CLI unsent)."""
         d = defer.maybeDeferred(self.send)
@@ -54,6 +63,7 @@ class FanOut:
         return d
 
     def stop(self):
+        self._stopped = True
         if self._loop and self._loop.running:
             self._loop.stop()
 

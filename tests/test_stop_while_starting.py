@@ -1,13 +1,17 @@
-"""A gateway that cannot start stops at once, often while its event parts are still starting:
-nothing they were about to set going may run on after the stop (on a closed database pool, for
-the life of the process)."""
+"""A gateway that cannot start stops at once, often while other parts are still starting (reading
+the database before their loops begin): nothing they were about to set going may run on after
+the stop (on a closed database pool, for the life of the process)."""
 from __future__ import annotations
+
+from datetime import datetime, timezone
 
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from adapters.events import EventsService
 from adapters.webhooks import Webhooks, WebhookSection
+from gateway.escalation.engine import EscalationEngine
+from gateway.orders.fanout import FanOut
 
 
 class HeldDatabase:
@@ -86,3 +90,45 @@ def test_a_service_running_when_its_tail_started_starts_sweep_and_webhooks():
     assert (sweep.starts, hooks.starts) == (1, 1) and events.state == "up"
     events.stopService()
     assert (sweep.stops, hooks.stops) == (1, 1)
+
+
+def test_a_fan_out_stopped_while_it_requeues_never_sweeps():
+    clock, db = Clock(), HeldDatabase()
+    fanout = FanOut(db, clock, outbox=None, caller=None)
+    started = fanout.start()
+    fanout.stop()
+    db.calls[0][1].callback((0, 0))            # nothing left being handed
+    assert started.called and not fanout.running
+    clock.advance(600.0)
+    assert [name for name, _ in db.calls] == ["requeue_handing_tx"]
+
+
+def test_a_fan_out_not_stopped_sweeps_and_stops():
+    clock, db = Clock(), HeldDatabase()
+    fanout = FanOut(db, clock, outbox=None, caller=None)
+    fanout.start()
+    db.calls[0][1].callback((0, 0))
+    assert fanout.running and len(db.calls) > 1        # its first sweep went at once
+    fanout.stop()
+    assert not fanout.running
+
+
+def test_an_escalation_engine_stopped_while_it_loads_sets_no_timer_and_no_loop():
+    clock, db = Clock(), HeldDatabase()
+    engine = EscalationEngine(db, clock, outbox=None, caller=None)
+    started = engine.start()
+    engine.stop()
+    db.calls[0][1].callback(([(7, datetime.fromtimestamp(30.0, timezone.utc))], 0))   # a team timer due at 30 s
+    assert started.called and not engine.running and len(engine.timers) == 0
+    clock.advance(600.0)
+    assert [name for name, _ in db.calls] == ["load_pending_tx"]
+
+
+def test_an_escalation_engine_not_stopped_loads_its_timers_and_loops():
+    clock, db = Clock(), HeldDatabase()
+    engine = EscalationEngine(db, clock, outbox=None, caller=None)
+    engine.start()
+    db.calls[0][1].callback(([(7, datetime.fromtimestamp(30.0, timezone.utc))], 0))
+    assert engine.running and len(engine.timers) == 1
+    engine.stop()
+    assert not engine.running
