@@ -117,6 +117,7 @@ class SmsBank:
         self._settle_timers: dict[int, object] = {}      # segment id → timer
         self._workers: set[defer.Deferred] = set()        # one per modem sending a message
         self.started = False
+        self._stopped = False           # stop() called: a start still reading the database opens nothing
         self.stats = {"sent": 0, "unknown": 0, "unknown_resent": 0, "retried": 0, "failed": 0,
                       "settled_late": 0, "settled_report": 0}
 
@@ -125,9 +126,13 @@ class SmsBank:
     def start(self):
         """Resume this node's own open messages from the database (a restart), then open the
         modems; messages of other nodes are left alone (a dead node's are taken over by claims)."""
+        self._stopped = False
         rows = yield self.store.load_open(self.node)
         yield self._take_in(rows, "gateway restarted during submission")
         yield self.inbound.start()
+        if self._stopped:
+            # Stopped while it read (a gateway that could not start): no modem opened, no loop.
+            return
         self.started = True
         for slot in self.slots.values():
             slot.driver.start()
@@ -237,6 +242,7 @@ class SmsBank:
         """Take no new work; wait (at most sms.drain_seconds) for the segments in flight to be
         answered by their modems and for every write to commit; then close the modems."""
         self.started = False
+        self._stopped = True
         busy = [d for d in self._workers if not d.called]
         if busy:
             log.info("SMS bank stopping: waiting up to {t:.0f} s for {n} modem(s) to answer the segment in hand",
@@ -263,6 +269,7 @@ class SmsBank:
     def abandon(self):
         """Stop at once, waiting for nothing (what a crash does; tests of restarts)."""
         self.started = False
+        self._stopped = True
         self._close()
 
     def _close(self):

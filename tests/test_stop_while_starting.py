@@ -132,3 +132,54 @@ def test_an_escalation_engine_not_stopped_loads_its_timers_and_loops():
     assert engine.running and len(engine.timers) == 1
     engine.stop()
     assert not engine.running
+
+
+def test_an_sms_bank_stopped_while_it_reads_its_open_messages_opens_no_modem():
+    from sms.emulator.harness import in_process
+    from sms.store import MemoryStore
+
+    class SlowStore(MemoryStore):
+        def __init__(self):
+            super().__init__()
+            self.loading = defer.Deferred()
+
+        def load_open(self, node=None):
+            return self.loading.addCallback(lambda _: [])
+
+    clock, store = Clock(), SlowStore()
+    rig = in_process(clock, 2, store)
+    opened = []
+    for name, slot in rig.bank.slots.items():
+        slot.driver.start = lambda name=name: opened.append(name)
+    started = rig.bank.start()
+    rig.bank.abandon()                         # what a gateway that could not start does with it
+    store.loading.callback(None)
+    clock.advance(600.0)
+    assert started.called and opened == [] and not rig.bank.started
+    rig.emulator.stop()
+
+
+def test_an_sms_bank_not_stopped_opens_its_modems():
+    from sms.emulator.harness import in_process
+    from sms.store import MemoryStore
+    clock = Clock()
+    rig = in_process(clock, 2, MemoryStore())
+    opened = []
+    for name, slot in rig.bank.slots.items():
+        slot.driver.start = lambda name=name: opened.append(name)
+    rig.bank.start()
+    assert sorted(opened) == sorted(rig.bank.slots) and rig.bank.started
+    rig.bank.abandon()
+    rig.emulator.stop()
+
+
+def test_an_order_domain_stopped_while_its_engine_loads_never_starts_the_fan_out():
+    from gateway.orders.domain import OrderDomain
+    clock, db = Clock(), HeldDatabase()
+    domain = OrderDomain(clock, db, outbox=None, caller=None)
+    started = domain.start()
+    domain.stop()
+    db.calls[0][1].callback(([], 0))
+    clock.advance(600.0)
+    assert started.called and not domain.fanout.running
+    assert [name for name, _ in db.calls] == ["load_pending_tx"]

@@ -28,9 +28,12 @@ class OrderDomain:
 
     @defer.inlineCallbacks
     def start(self):
+        self._stopped = False
         yield self.escalation.start()
-        yield self.fanout.start()
+        if not self._stopped:             # not after a stop that came while the engine loaded
+            yield self.fanout.start()
 
     def stop(self):
+        self._stopped = True
         self.fanout.stop()
         self.escalation.stop()
