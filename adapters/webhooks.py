@@ -416,4 +416,4 @@ class Webhooks:
         return self._stop_deliveries()
 
     def _stop_deliveries(self):
-        return defer.DeferredList([d.stop() for d in self.deliveries.values()])
+        return defer.DeferredList([d.stop() for d in self.deliveries.values() if not d.stopped])

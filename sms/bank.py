@@ -128,10 +128,13 @@ class SmsBank:
         modems; messages of other nodes are left alone (a dead node's are taken over by claims)."""
         self._stopped = False
         rows = yield self.store.load_open(self.node)
+        if self._stopped:
+            # Stopped while it read (a gateway that could not start): nothing taken in, no modem
+            # opened, no loop; the rows are taken in by the next start.
+            return
         yield self._take_in(rows, "gateway restarted during submission")
         yield self.inbound.start()
         if self._stopped:
-            # Stopped while it read (a gateway that could not start): no modem opened, no loop.
             return
         self.started = True
         for slot in self.slots.values():
